@@ -1,0 +1,298 @@
+"""Attach GSR penalties to named layers of any ``nn.Module`` through forward hooks.
+
+    reg = GraphRegularizer(model, {"decoder.0": graphs.grid(8, 8)}, weight=1e-3)
+    loss = task_loss + reg.penalty()      # weighted penalties of the last forward
+    loss.backward(); optimizer.step(); reg.step()
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import graphs
+from .graphs import Graph
+from .penalty import GraphPenalty
+
+NODE_MODES = ("auto", "last", "channels", "flatten")
+
+
+@dataclass(frozen=True)
+class WeightSchedule:
+    """Penalty weight over optimiser steps: 0 during warm-up, then a staircase decay.
+
+    ``weight(step) = base * rate ** ((step - warmup_steps) // every)`` after warm-up (the
+    paper's schedule is rate 0.99 every 100 steps); ``every=0`` keeps the weight constant.
+    """
+
+    base: float
+    warmup_steps: int = 0
+    rate: float = 1.0
+    every: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.base) and self.base >= 0):
+            raise ValueError(f"weight must be finite and >= 0, got {self.base}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not (0 < self.rate <= 1) or self.every < 0:
+            raise ValueError(
+                f"decay must be (rate in (0, 1], every >= 0), got ({self.rate}, {self.every})"
+            )
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return 0.0
+        if self.every == 0:
+            return self.base
+        return self.base * self.rate ** ((step - self.warmup_steps) // self.every)
+
+
+class _HookedLayer:
+    """One regularised layer: its module, penalty, node layout, schedule and last values."""
+
+    def __init__(self, name, module, penalty, nodes, schedule) -> None:
+        self.name = name
+        self.module = module
+        self.penalty = penalty
+        self.nodes = nodes
+        self.schedule = schedule
+        self.value: torch.Tensor | None = None
+        self.activations: torch.Tensor | None = None
+        self.handle = None
+
+
+class GraphRegularizer:
+    """GSR on named layers of ``model``.
+
+    Args:
+        model: any ``nn.Module``.
+        layers: ``{dotted module name: target}``; a target is a :class:`Graph`, a spec
+            string for :func:`graphs.parse` ("grid:8x8") or a ready :class:`GraphPenalty`.
+        weight: lambda, one float or ``{name: float}`` covering every layer.
+        laplacian, normalize: used to build the penalty of Graph / spec targets.
+        nodes: how a layer's output maps to graph nodes, one value or ``{name: value}``:
+            "last" (output (..., n): leading dimensions are samples, e.g. Linear (B, n) or
+            sequences (B, T, n)), "channels" (output (B, C, ...): graph on the C channels,
+            batch and positions are samples), "flatten" (graph on everything after the
+            batch dimension), "auto" ("last" for 2-D and 3-D outputs; for conv maps
+            "channels" or "flatten", whichever matches the graph size).
+        warmup_steps: steps with weight 0 before the penalty starts.
+        decay: ``(rate, every)`` staircase decay of the weight after warm-up, or None.
+
+    Penalties are collected only while the hooked module is in training mode, and only
+    for layers whose current weight is non-zero. Each forward of ``model`` starts a fresh
+    collection; every call of a hooked layer after it adds its penalty (a layer applied
+    twice is penalised twice).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Mapping[str, Graph | str | GraphPenalty],
+        weight: float | Mapping[str, float] = 1e-3,
+        *,
+        laplacian: str = "combinatorial",
+        normalize: bool | str = False,
+        nodes: str | Mapping[str, str] = "auto",
+        warmup_steps: int = 0,
+        decay: tuple[float, int] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(layers, Mapping) or not layers:
+            raise ValueError("layers must be a non-empty mapping {layer name: graph}")
+        self.model = model
+        self._step = 0
+        rate, every = decay if decay is not None else (1.0, 0)
+        modules = dict(model.named_modules())
+        self._layers: dict[str, _HookedLayer] = {}
+        for name, target in layers.items():
+            module = _find_module(modules, name)
+            penalty = _as_penalty(name, target, laplacian, normalize)
+            mode = _per_layer(nodes, name, "nodes")
+            if mode not in NODE_MODES:
+                raise ValueError(f"layer {name!r}: nodes must be one of {NODE_MODES}, got {mode!r}")
+            _check_width(name, module, penalty.n_nodes, mode)
+            schedule = WeightSchedule(float(_per_layer(weight, name, "weight")),
+                                      warmup_steps, rate, every)
+            self._layers[name] = _HookedLayer(name, module, penalty, mode, schedule)
+        for layer in self._layers.values():
+            layer.handle = layer.module.register_forward_hook(self._hook_for(layer))
+        self._root_handle = model.register_forward_pre_hook(self._clear)
+
+    # -- hooks -------------------------------------------------------------------------
+    def _clear(self, module, inputs) -> None:
+        for layer in self._layers.values():
+            layer.value = layer.activations = None
+
+    def _hook_for(self, layer: _HookedLayer):
+        def hook(module, inputs, output):
+            if not module.training or layer.schedule(self._step) == 0.0:
+                return
+            z = layer_activations(output, layer.nodes, layer.penalty.n_nodes, layer.name)
+            value = layer.penalty.energies(z, name=f"layer {layer.name!r}").mean()
+            # a layer applied several times in one forward (weight sharing) is penalised each time
+            layer.value = value if layer.value is None else layer.value + value
+            layer.activations = z.detach()
+
+        return hook
+
+    # -- public API ----------------------------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        return list(self._layers)
+
+    @property
+    def step_count(self) -> int:
+        return self._step
+
+    def penalties(self) -> dict[str, GraphPenalty]:
+        """``{layer name: GraphPenalty}``."""
+        return {name: layer.penalty for name, layer in self._layers.items()}
+
+    def weight(self, name: str) -> float:
+        """The current weight (lambda) of layer ``name``."""
+        return self._layers[name].schedule(self._step)
+
+    def penalty(self) -> torch.Tensor:
+        """Sum over layers of weight x penalty from the last training forward (0-d tensor)."""
+        total = None
+        for name, layer in self._layers.items():
+            if layer.value is not None:
+                term = self.weight(name) * layer.value
+                total = term if total is None else total + term
+        if total is None:
+            return torch.zeros((), device=_model_device(self.model))
+        return total
+
+    def step(self) -> None:
+        """Advance the schedules by one optimiser step."""
+        self._step += 1
+
+    def logs(self) -> dict[str, torch.Tensor | float]:
+        """Per layer: ``gsr/NAME`` (penalty), ``gsr/NAME/act_rms`` (root mean square
+        activation: the plain penalty can be lowered by shrinking activations, so watch
+        both) and ``gsr/NAME/weight``. Values are detached tensors: no host syncs."""
+        out: dict[str, torch.Tensor | float] = {}
+        for name, layer in self._layers.items():
+            out[f"gsr/{name}/weight"] = self.weight(name)
+            if layer.value is not None:
+                out[f"gsr/{name}"] = layer.value.detach()
+                out[f"gsr/{name}/act_rms"] = layer.activations.float().pow(2).mean().sqrt()
+        return out
+
+    def state_dict(self) -> dict:
+        return {"step": self._step}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        step = state.get("step")
+        if not isinstance(step, int) or step < 0:
+            raise ValueError(f"state_dict 'step' must be a non-negative int, got {step!r}")
+        self._step = step
+
+    def remove(self) -> None:
+        """Detach every hook; the regularizer collects nothing afterwards."""
+        for layer in self._layers.values():
+            if layer.handle is not None:
+                layer.handle.remove()
+                layer.handle = None
+            layer.value = layer.activations = None
+        self._root_handle.remove()
+
+    def __enter__(self) -> GraphRegularizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{n!r}: {layer.penalty.graph.name} (w={layer.schedule.base:g})"
+            for n, layer in self._layers.items()
+        )
+        return f"GraphRegularizer({{{inner}}}, step={self._step})"
+
+
+def layer_activations(output, nodes: str, n_nodes: int, layer: str) -> torch.Tensor:
+    """Reshape a layer output to (samples, n_nodes) according to the node mode."""
+    if isinstance(output, (tuple, list)) and output:
+        output = output[0]
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"layer {layer!r}: output is {type(output).__name__}, not a tensor")
+    if output.ndim < 2:
+        raise ValueError(f"layer {layer!r}: output of shape {tuple(output.shape)} has no batch")
+    sizes = {
+        "last": output.shape[-1],
+        "channels": output.shape[1],
+        "flatten": math.prod(output.shape[1:]),
+    }
+    if nodes == "auto":
+        if output.ndim <= 3:
+            nodes = "last"
+        else:
+            nodes = "channels" if sizes["channels"] == n_nodes else "flatten"
+    if sizes[nodes] != n_nodes:
+        options = ", ".join(f"{k}: {v}" for k, v in sizes.items())
+        raise ValueError(
+            f"layer {layer!r}: output {tuple(output.shape)} has {sizes[nodes]} nodes with "
+            f"nodes={nodes!r} but the graph has {n_nodes} (node counts per mode: {options})"
+        )
+    if nodes == "last":
+        return output.reshape(-1, n_nodes)
+    if nodes == "channels":
+        return output.movedim(1, -1).reshape(-1, n_nodes)
+    return output.reshape(output.shape[0], n_nodes)
+
+
+def _find_module(modules: dict[str, nn.Module], name: str) -> nn.Module:
+    if name in modules:
+        return modules[name]
+    close = difflib.get_close_matches(name, [m for m in modules if m], n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(f"model has no layer named {name!r}{hint}")
+
+
+def _as_penalty(name, target, laplacian, normalize) -> GraphPenalty:
+    if isinstance(target, GraphPenalty):
+        return target
+    if isinstance(target, str):
+        target = graphs.parse(target)
+    if isinstance(target, Graph):
+        return GraphPenalty(target, laplacian=laplacian, normalize=normalize)
+    raise TypeError(
+        f"layer {name!r}: target must be a Graph, a graph spec string or a GraphPenalty, "
+        f"got {type(target).__name__}"
+    )
+
+
+def _per_layer(value, name: str, what: str):
+    if isinstance(value, Mapping):
+        if name not in value:
+            raise ValueError(f"{what} has no entry for layer {name!r}")
+        return value[name]
+    return value
+
+
+def _check_width(name: str, module: nn.Module, n_nodes: int, nodes: str) -> None:
+    """Fail at construction when the width is knowable from the module type."""
+    width = None
+    if isinstance(module, nn.Linear) and nodes in ("auto", "last"):
+        width, what = module.out_features, "out_features"
+    elif isinstance(module, nn.modules.conv._ConvNd) and nodes == "channels":
+        width, what = module.out_channels, "out_channels"
+    if width is not None and width != n_nodes:
+        raise ValueError(
+            f"layer {name!r} has {what}={width} but its graph has {n_nodes} nodes"
+        )
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")

@@ -1,0 +1,157 @@
+"""GraphPenalty against an independent dense computation, gradients, and its errors."""
+
+import numpy as np
+import pytest
+import scipy.sparse.csgraph as csgraph
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsreg import graphs
+from gsreg.penalty import GraphPenalty
+
+
+def random_graph(rng: np.random.Generator, n: int, density: float = 0.4) -> graphs.Graph:
+    upper = np.triu(rng.random((n, n)) < density, 1)
+    i, j = np.nonzero(upper)
+    return graphs.from_edges(n, np.stack([i, j], 1), rng.uniform(0.1, 5.0, len(i)))
+
+
+def dense_laplacian(g: graphs.Graph, kind: str) -> np.ndarray:
+    A = g.adjacency().toarray()
+    if kind == "random_walk":
+        d = A.sum(1)
+        inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
+        return np.diag((d > 0).astype(float)) - inv[:, None] * A
+    return csgraph.laplacian(A, normed=kind == "normalized")
+
+
+@pytest.mark.parametrize("kind", ["combinatorial", "normalized", "random_walk"])
+@pytest.mark.parametrize("seed", range(4))
+def test_penalty_matches_dense_quadratic_form(kind, seed):
+    rng = np.random.default_rng(seed)
+    g = random_graph(rng, int(rng.integers(2, 40)))
+    z = rng.normal(size=(7, g.n_nodes))
+    L = dense_laplacian(g, kind)
+    expected = np.einsum("bi,ij,bj->b", z, L, z)
+    zt = torch.tensor(z)
+    got = GraphPenalty(g, laplacian=kind, reduction="none")(zt).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    mean = GraphPenalty(g, laplacian=kind)(zt).item()
+    total = GraphPenalty(g, laplacian=kind, reduction="sum")(zt).item()
+    assert mean == pytest.approx(expected.mean(), rel=1e-10, abs=1e-10)
+    assert total == pytest.approx(expected.sum(), rel=1e-10, abs=1e-10)
+
+
+def test_penalty_equals_edge_sum_of_squared_differences():
+    g = graphs.grid(3, 5)
+    z = torch.randn(4, 15, dtype=torch.float64)
+    i, j = torch.as_tensor(g.edges.copy()).unbind(1)
+    by_edge = ((z[:, i] - z[:, j]) ** 2).sum(1).mean()
+    assert GraphPenalty(g)(z).item() == pytest.approx(by_edge.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["combinatorial", "normalized", "random_walk"])
+@pytest.mark.parametrize("normalize", [False, "rayleigh", "centered"])
+def test_gradcheck(kind, normalize):
+    g = random_graph(np.random.default_rng(3), 12, 0.3)
+    z = torch.randn(5, 12, dtype=torch.float64, requires_grad=True)
+    pen = GraphPenalty(g, laplacian=kind, normalize=normalize, reduction="none")
+    assert torch.autograd.gradcheck(pen, (z,))
+
+
+def test_rayleigh_forms_against_numpy():
+    g = graphs.grid(4, 4)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(6, 16)) + 3.0
+    L = dense_laplacian(g, "combinatorial")
+    num = np.einsum("bi,ij,bj->b", z, L, z)
+    ray = GraphPenalty(g, normalize=True, reduction="none", eps=0)(torch.tensor(z)).numpy()
+    np.testing.assert_allclose(ray, num / (z * z).sum(1))
+    centred = z - z.mean(1, keepdims=True)
+    cen = GraphPenalty(g, normalize="centered", reduction="none", eps=0)(torch.tensor(z))
+    np.testing.assert_allclose(cen.numpy(), num / (centred * centred).sum(1))
+
+
+def test_rayleigh_has_constant_offset_hole_centered_does_not():
+    g = graphs.grid(4, 4)
+    z = torch.randn(3, 16, dtype=torch.float64)
+    ray = GraphPenalty(g, normalize="rayleigh")
+    cen = GraphPenalty(g, normalize="centered")
+    assert ray(z + 100.0) < 0.01 * ray(z)
+    assert cen(z + 100.0).item() == pytest.approx(cen(z).item(), rel=1e-9)
+
+
+def test_scale_behaviour():
+    g = graphs.ring(10)
+    z = torch.randn(8, 10, dtype=torch.float64)
+    assert GraphPenalty(g)(3 * z).item() == pytest.approx(9 * GraphPenalty(g)(z).item())
+    ray = GraphPenalty(g, normalize=True, eps=0)
+    assert ray(3 * z).item() == pytest.approx(ray(z).item())
+
+
+def test_leading_dimensions_are_samples():
+    g = graphs.path(6)
+    z = torch.randn(2, 3, 6, dtype=torch.float64)
+    pen = GraphPenalty(g, reduction="none")
+    assert pen(z).shape == (2, 3)
+    np.testing.assert_allclose(pen(z).reshape(-1), pen(z.reshape(6, 6)))
+
+
+def test_follows_dtype_and_half_precision_is_computed_in_float32():
+    g = graphs.grid(3, 3)
+    z = torch.randn(4, 9)
+    assert GraphPenalty(g)(z).dtype == torch.float32
+    assert GraphPenalty(g)(z.double()).dtype == torch.float64
+    half = GraphPenalty(g)(z.bfloat16())
+    assert half.dtype == torch.float32
+    assert half.item() == pytest.approx(GraphPenalty(g)(z.bfloat16().float()).item())
+
+
+def test_width_mismatch_names_both_sizes():
+    pen = GraphPenalty(graphs.grid(8, 8))
+    with pytest.raises(ValueError, match=r"\(B, 64\).*grid:8x8.*\(5, 50\)"):
+        pen(torch.randn(5, 50))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_activations_raise(bad):
+    z = torch.randn(4, 9)
+    z[2, 3] = bad
+    with pytest.raises(ValueError, match="NaN|Inf"):
+        GraphPenalty(graphs.grid(3, 3))(z)
+
+
+def test_bad_arguments():
+    g = graphs.grid(2, 2)
+    with pytest.raises(ValueError, match="laplacian"):
+        GraphPenalty(g, laplacian="signless")
+    with pytest.raises(ValueError, match="reduction"):
+        GraphPenalty(g, reduction="max")
+    with pytest.raises(ValueError, match="normalize"):
+        GraphPenalty(g, normalize="yes")
+    with pytest.raises(TypeError, match="Graph"):
+        GraphPenalty(np.eye(3))
+    with pytest.raises(TypeError, match="floating"):
+        GraphPenalty(g)(torch.ones(2, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="empty"):
+        GraphPenalty(g)(torch.ones(0, 4))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 25),
+    density=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(["combinatorial", "normalized", "random_walk"]),
+)
+def test_penalty_is_non_negative_and_zero_on_the_null_space(n, density, seed, kind):
+    rng = np.random.default_rng(seed)
+    g = random_graph(rng, n, density)
+    z = torch.tensor(rng.normal(size=(5, n)))
+    assert (GraphPenalty(g, laplacian=kind, reduction="none")(z) >= -1e-9).all()
+    # the null space: constant per component (combinatorial), D^1/2 1 (normalized)
+    const = torch.ones(1, n, dtype=torch.float64)
+    if kind == "normalized":
+        const = torch.tensor(np.sqrt(g.degrees()))[None]
+    assert GraphPenalty(g, laplacian=kind)(const).item() == pytest.approx(0.0, abs=1e-9)
