@@ -62,7 +62,7 @@ def test_conv_channels_and_flatten_modes():
     x = torch.randn(3, 1, 5, 5)
     out = model(x)
     ring = graphs.ring(4)
-    reg = GraphRegularizer(model, {"conv": ring}, weight=1.0, nodes="channels")
+    reg = GraphRegularizer(model, {"act": ring}, weight=1.0, nodes="channels")
     model(x)
     per_position = out.permute(0, 2, 3, 1).reshape(-1, 4)
     assert reg.penalty().item() == pytest.approx(GraphPenalty(ring)(per_position).item(), 1e-6)

@@ -40,7 +40,7 @@ class _QuadraticForm(torch.autograd.Function):
 def symmetric_operator(
     graph: Graph, kind: str, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
-    """The (n, n) CSR matrix S with ``z^T S z = z^T L z`` (S = L, or (L + L^T)/2 for random walk)."""
+    """The (n, n) CSR matrix S with ``z^T S z = z^T L z``: S = L, or (L + L^T)/2 (random walk)."""
     diag, coef = graph.laplacian_terms(kind)
     n = graph.n_nodes
     i, j = graph.edges[:, 0], graph.edges[:, 1]

@@ -85,7 +85,8 @@ class GraphRegularizer:
         warmup_steps: steps with weight 0 before the penalty starts.
         decay: ``(rate, every)`` staircase decay of the weight after warm-up, or None.
 
-    Penalties are collected only while the hooked module is in training mode, and only
+    Penalties are collected only while the hooked module is in training mode with
+    autograd enabled, and only
     for layers whose current weight is non-zero. Each forward of ``model`` starts a fresh
     collection; every call of a hooked layer after it adds its penalty (a layer applied
     twice is penalised twice).
@@ -133,7 +134,8 @@ class GraphRegularizer:
 
     def _hook_for(self, layer: _HookedLayer):
         def hook(module, inputs, output):
-            if not module.training or layer.schedule(self._step) == 0.0:
+            collecting = module.training and torch.is_grad_enabled()
+            if not collecting or layer.schedule(self._step) == 0.0:
                 return
             z = layer_activations(output, layer.nodes, layer.penalty.n_nodes, layer.name)
             value = layer.penalty.energies(z, name=f"layer {layer.name!r}").mean()

@@ -1,0 +1,667 @@
+"""Graphs on neurons: the immutable :class:`Graph` value type, constructors and Laplacians.
+
+Nodes are numbered ``0..n-1``; lattice constructors use row-major order, so neuron ``k``
+of an ``h x w`` layout sits at row ``k // w``, column ``k % w``. Every constructed graph is
+named by its spec, so ``parse(g.name) == g``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import connected_components
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+LAPLACIAN_KINDS = ("combinatorial", "normalized", "random_walk")
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """A weighted undirected graph on ``n_nodes`` neurons.
+
+    Attributes:
+        n_nodes: number of nodes n.
+        edges: (E, 2) int64, each undirected edge once with ``i < j``, sorted, unique.
+        weights: (E,) float64, positive and finite.
+        coords: (n, 2) float64 positions for plotting (x = column, y = -row for lattices);
+            ``None`` gives :func:`circle_layout`.
+        name: human-readable name, e.g. ``"grid:8x8"``.
+        shape: ``(h, w)`` when node ``k`` sits at ``(k // w, k % w)`` of an image-like
+            layout, else ``None``.
+
+    The arrays are read-only. Two graphs are equal when they have the same nodes, edges and
+    weights; ``coords``, ``name`` and ``shape`` are presentation and do not take part.
+    """
+
+    n_nodes: int
+    edges: np.ndarray
+    weights: np.ndarray
+    coords: np.ndarray | None = None
+    name: str = "graph"
+    shape: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        edges, weights = _validate_edges(self.n_nodes, self.edges, self.weights)
+        coords = circle_layout(self.n_nodes) if self.coords is None else self.coords
+        coords = _validate_coords(self.n_nodes, coords)
+        if not isinstance(self.name, str):
+            raise ValueError(f"name must be a string, got {self.name!r}")
+        for arr in (edges, weights, coords):
+            arr.setflags(write=False)
+        object.__setattr__(self, "n_nodes", int(self.n_nodes))
+        object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "coords", coords)
+        object.__setattr__(self, "shape", _validate_shape(self.n_nodes, self.shape))
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.edges.shape[0])
+
+    def degrees(self) -> np.ndarray:
+        """(n,) float64 weighted degrees."""
+        deg = np.zeros(self.n_nodes)
+        np.add.at(deg, self.edges[:, 0], self.weights)
+        np.add.at(deg, self.edges[:, 1], self.weights)
+        return deg
+
+    def adjacency(self) -> sp.csr_matrix:
+        """Symmetric (n, n) scipy CSR weight matrix W."""
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        rows = np.concatenate([i, j])
+        cols = np.concatenate([j, i])
+        vals = np.concatenate([self.weights, self.weights])
+        return sp.csr_matrix((vals, (rows, cols)), shape=(self.n_nodes, self.n_nodes))
+
+    def laplacian_terms(self, kind: str = "combinatorial") -> tuple[np.ndarray, np.ndarray]:
+        """Diagonal and per-edge coefficients of the symmetric quadratic form of a Laplacian.
+
+        Returns ``(diag (n,), coef (E,))`` such that
+        ``z^T L z = sum_i diag_i z_i^2 - 2 sum_e coef_e z_{i_e} z_{j_e}``.
+        For ``random_walk`` (not symmetric) this is the form of ``(L + L^T) / 2``, which has
+        the same quadratic form. Isolated nodes get a zero diagonal in every kind.
+        """
+        kind = _check_kind(kind)
+        deg = self.degrees()
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        if kind == "combinatorial":
+            return deg, self.weights.copy()
+        diag = (deg > 0).astype(np.float64)
+        safe = _safe_degrees(deg)
+        if kind == "normalized":
+            return diag, self.weights / np.sqrt(safe[i] * safe[j])
+        return diag, 0.5 * self.weights * (1.0 / safe[i] + 1.0 / safe[j])
+
+    def laplacian(
+        self,
+        kind: str = "combinatorial",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """The (n, n) Laplacian as a coalesced torch sparse COO tensor.
+
+        ``combinatorial``: D - W. ``normalized``: I - D^-1/2 W D^-1/2.
+        ``random_walk``: I - D^-1 W (not symmetric). Isolated nodes have zero rows.
+        """
+        diag, coef = self.laplacian_terms(kind)
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        if kind == "random_walk":
+            safe = _safe_degrees(self.degrees())
+            w_ij, w_ji = self.weights / safe[i], self.weights / safe[j]
+        else:
+            w_ij = w_ji = coef
+        nodes = np.arange(self.n_nodes)
+        rows = np.concatenate([nodes, i, j])
+        cols = np.concatenate([nodes, j, i])
+        vals = np.concatenate([diag, -w_ij, -w_ji])
+        lap = torch.sparse_coo_tensor(
+            torch.as_tensor(np.stack([rows, cols]), dtype=torch.int64),
+            torch.as_tensor(vals, dtype=dtype),
+            (self.n_nodes, self.n_nodes),
+            check_invariants=False,
+        )
+        return lap.coalesce().to(device)
+
+    def components(self) -> tuple[int, np.ndarray]:
+        """``(n_components, labels (n,) int64)`` of the connected components."""
+        count, labels = connected_components(self.adjacency(), directed=False)
+        return int(count), labels.astype(np.int64)
+
+    def to_networkx(self) -> nx.Graph:
+        """A ``networkx.Graph`` on nodes ``0..n-1`` with edge ``weight``, node ``pos`` and
+        graph attributes ``name`` and ``shape``."""
+        import networkx as nx
+
+        graph = nx.Graph(name=self.name, shape=self.shape)
+        graph.add_nodes_from((k, {"pos": tuple(xy)}) for k, xy in enumerate(self.coords.tolist()))
+        i, j = self.edges.T.tolist()
+        graph.add_weighted_edges_from(zip(i, j, self.weights.tolist(), strict=True))
+        return graph
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (plain ints, floats and lists); :meth:`from_dict` inverts it."""
+        return {
+            "name": self.name,
+            "n_nodes": self.n_nodes,
+            "shape": None if self.shape is None else list(self.shape),
+            "edges": self.edges.tolist(),
+            "weights": self.weights.tolist(),
+            "coords": self.coords.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Graph:
+        """The graph saved by :meth:`to_dict`, validated like any other graph.
+
+        ``n_nodes``, ``edges`` and ``weights`` are required; ``coords`` (default: circle),
+        ``name`` and ``shape`` are optional; other keys are an error.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"graph data must be a mapping, got {type(data).__name__}")
+        missing = [key for key in ("n_nodes", "edges", "weights") if key not in data]
+        if missing:
+            raise ValueError(f"graph data lacks key(s) {missing}")
+        unknown = sorted(set(data) - {"n_nodes", "edges", "weights", "coords", "name", "shape"})
+        if unknown:
+            raise ValueError(f"graph data has unknown key(s) {unknown}")
+        return cls(
+            data["n_nodes"],
+            data["edges"],
+            data["weights"],
+            data.get("coords"),
+            name=data.get("name", "graph"),
+            shape=data.get("shape"),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return (
+            self.n_nodes == other.n_nodes
+            and np.array_equal(self.edges, other.edges)
+            and np.array_equal(self.weights, other.weights)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, n_nodes={self.n_nodes}, n_edges={self.n_edges})"
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in LAPLACIAN_KINDS:
+        raise ValueError(f"unknown Laplacian kind {kind!r}; expected one of {LAPLACIAN_KINDS}")
+    return kind
+
+
+def _safe_degrees(deg: np.ndarray) -> np.ndarray:
+    """Degrees with isolated nodes set to 1, so that they can divide."""
+    return np.where(deg > 0, deg, 1.0)
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def _validate_edges(n_nodes, edges, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Check and canonicalise an edge list: i < j, sorted, unique, positive finite weights."""
+    if not _is_positive_int(n_nodes):
+        raise ValueError(f"a graph needs at least one node, got n_nodes={n_nodes!r}")
+    edges = np.asarray(edges)
+    if edges.size == 0:
+        edges = edges.reshape(0, 2)
+    if edges.ndim != 2 or edges.shape[1] != 2:
+        raise ValueError(f"edges must have shape (E, 2), got {edges.shape}")
+    if edges.size and not np.issubdtype(edges.dtype, np.integer):
+        if not np.all(np.isfinite(edges)) or not np.all(edges == np.round(edges)):
+            raise ValueError("edges must hold integer node indices")
+    edges = edges.astype(np.int64)
+    weights = np.ones(len(edges)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if weights.shape != (len(edges),):
+        raise ValueError(f"weights must have shape ({len(edges)},), got {weights.shape}")
+    bad = np.flatnonzero((edges < 0).any(1) | (edges >= n_nodes).any(1))
+    if bad.size:
+        raise ValueError(
+            f"edge {bad[0]} = {tuple(edges[bad[0]].tolist())} is out of range for {n_nodes} nodes"
+        )
+    loops = np.flatnonzero(edges[:, 0] == edges[:, 1])
+    if loops.size:
+        raise ValueError(f"edge {loops[0]} is a self-loop on node {edges[loops[0], 0]}")
+    bad = np.flatnonzero(~np.isfinite(weights))
+    if bad.size:
+        raise ValueError(
+            f"weight of edge {bad[0]} {tuple(edges[bad[0]].tolist())} is {weights[bad[0]]}; "
+            "weights must be finite"
+        )
+    bad = np.flatnonzero(weights <= 0)
+    if bad.size:
+        raise ValueError(
+            f"weight of edge {bad[0]} {tuple(edges[bad[0]].tolist())} is {weights[bad[0]]}; "
+            "weights must be positive (drop zero-weight edges)"
+        )
+    edges = np.sort(edges, axis=1)
+    order = np.lexsort((edges[:, 1], edges[:, 0]))
+    edges, weights = edges[order], weights[order]
+    dup = np.flatnonzero((np.diff(edges, axis=0) == 0).all(1))
+    if dup.size:
+        raise ValueError(f"edge {tuple(edges[dup[0]].tolist())} appears more than once")
+    return np.ascontiguousarray(edges), np.ascontiguousarray(weights)
+
+
+def _validate_coords(n_nodes: int, coords) -> np.ndarray:
+    """A private (n, 2) float64 copy of finite coords."""
+    coords = np.array(coords, dtype=np.float64)
+    if coords.shape != (n_nodes, 2):
+        raise ValueError(f"coords must have shape ({n_nodes}, 2), got {coords.shape}")
+    bad = np.flatnonzero(~np.isfinite(coords).all(1))
+    if bad.size:
+        raise ValueError(f"coords of node {bad[0]} are {tuple(coords[bad[0]].tolist())}")
+    return coords
+
+
+def _validate_shape(n_nodes: int, shape) -> tuple[int, int] | None:
+    if shape is None:
+        return None
+    if len(shape) != 2 or not all(_is_positive_int(s) for s in shape):
+        raise ValueError(f"shape must be None or two positive integers (h, w), got {shape!r}")
+    h, w = int(shape[0]), int(shape[1])
+    if h * w != n_nodes:
+        raise ValueError(f"shape {(h, w)} does not hold {n_nodes} nodes")
+    return h, w
+
+
+def _check_dims(name: str, minimum: int = 1, **dims: int) -> None:
+    for key, value in dims.items():
+        if not _is_positive_int(value) or value < minimum:
+            raise ValueError(f"{name}: {key} must be an integer >= {minimum}, got {value!r}")
+
+
+# ---------------------------------------------------------------------------- layouts
+
+
+def circle_layout(n: int) -> np.ndarray:
+    """(n, 2) positions evenly spaced clockwise on the unit circle, node 0 at the top."""
+    angle = np.pi / 2 - 2 * np.pi * np.arange(n) / max(n, 1)
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+
+def lattice_coords(h: int, w: int) -> np.ndarray:
+    """(h*w, 2) row-major lattice positions: x = column, y = -row (row 0 on top)."""
+    rows, cols = np.divmod(np.arange(h * w), w)
+    return np.stack([cols, -rows], axis=1).astype(np.float64)
+
+
+def _tree_coords(n: int) -> np.ndarray:
+    """(n, 2) layered layout of a heap-ordered complete binary tree: y = -depth, leaves at
+    x = 0, 1, 2, ... and each parent centred over its children."""
+    k = np.arange(n)
+    depth = np.floor(np.log2(k + 1)).astype(np.int64)
+    levels = int(depth[-1]) + 1
+    slot = k - (2**depth - 1)
+    x = (slot + 0.5) * 2.0 ** (levels - 1 - depth) - 0.5
+    return np.stack([x, -depth], axis=1).astype(np.float64)
+
+
+def _wishbone_coords(w: int) -> np.ndarray:
+    """(2w, 2) Y-shaped layout: the rows run side by side along the stem, then spread."""
+    k = np.arange(w)
+    spread = 0.5 + 0.5 * np.maximum(0, k - w // 2 + 1)
+    return np.concatenate([np.stack([k, spread], 1), np.stack([k, -spread], 1)]).astype(float)
+
+
+def _place(parts: list[np.ndarray], vertical: bool) -> np.ndarray:
+    """Concatenate coordinate blocks, each stacked under (``vertical``) or to the right of
+    the previous one with a gap of 1; blocks are aligned on their left or top edge."""
+    placed, cursor = [], 0.0
+    for xy in parts:
+        if vertical:
+            shift = np.array([-xy[:, 0].min(), cursor - xy[:, 1].max()])
+        else:
+            shift = np.array([cursor - xy[:, 0].min(), -xy[:, 1].max()])
+        xy = xy + shift
+        placed.append(xy)
+        cursor = xy[:, 1].min() - 1.0 if vertical else xy[:, 0].max() + 1.0
+    return np.concatenate(placed)
+
+
+# ---------------------------------------------------------------------------- edge patterns
+
+
+def _path_edges(idx: np.ndarray) -> np.ndarray:
+    """(E, 2) edges between neighbours along the last axis of an index array."""
+    return np.stack([idx[..., :-1].ravel(), idx[..., 1:].ravel()], axis=1)
+
+
+def _cycle_edges(idx: np.ndarray) -> np.ndarray:
+    """(E, 2) edges of cycles along the last axis; a 'cycle' of 1 or 2 nodes is a path
+    (no self-loop, no repeated edge)."""
+    if idx.shape[-1] < 3:
+        return _path_edges(idx)
+    return np.stack([idx.ravel(), np.roll(idx, -1, axis=-1).ravel()], axis=1)
+
+
+# ---------------------------------------------------------------------------- constructors
+
+
+def from_edges(
+    n_nodes: int,
+    edges,
+    weights=None,
+    *,
+    coords=None,
+    name: str = "graph",
+    shape: tuple[int, int] | None = None,
+) -> Graph:
+    """A graph from an (E, 2) edge list (any order of the two ends) and optional (E,)
+    weights (default 1); coords default to :func:`circle_layout`."""
+    return Graph(n_nodes, edges, weights, coords, name=name, shape=shape)
+
+
+def grid(h: int, w: int) -> Graph:
+    """The h x w 4-neighbour lattice, row-major: h(w-1) + w(h-1) edges."""
+    _check_dims("grid", h=h, w=w)
+    idx = np.arange(h * w).reshape(h, w)
+    edges = np.concatenate([_path_edges(idx), _path_edges(idx.T)])
+    return from_edges(h * w, edges, coords=lattice_coords(h, w), name=f"grid:{h}x{w}", shape=(h, w))
+
+
+def torus(h: int, w: int) -> Graph:
+    """The h x w periodic lattice (rows and columns are cycles), row-major.
+
+    2hw edges for h, w >= 3. Along a side of length 2 the wrap edge would repeat the lattice
+    edge and along a side of length 1 it would be a self-loop: both are left out, so
+    ``torus(2, w)`` is ``grid(2, w)`` plus the row wraps.
+    """
+    _check_dims("torus", h=h, w=w)
+    idx = np.arange(h * w).reshape(h, w)
+    edges = np.concatenate([_cycle_edges(idx), _cycle_edges(idx.T)])
+    return from_edges(
+        h * w, edges, coords=lattice_coords(h, w), name=f"torus:{h}x{w}", shape=(h, w)
+    )
+
+
+def path(n: int) -> Graph:
+    """Nodes 0 - 1 - ... - (n-1): n-1 edges, shape (1, n)."""
+    _check_dims("path", n=n)
+    return from_edges(
+        n, _path_edges(np.arange(n)), coords=lattice_coords(1, n), name=f"path:{n}", shape=(1, n)
+    )
+
+
+def ring(n: int) -> Graph:
+    """The cycle 0 - 1 - ... - (n-1) - 0 (n >= 3): n edges, shape (1, n), drawn as a circle."""
+    _check_dims("ring", 3, n=n)
+    return from_edges(
+        n, _cycle_edges(np.arange(n)), coords=circle_layout(n), name=f"ring:{n}", shape=(1, n)
+    )
+
+
+def lines(h: int, w: int) -> Graph:
+    """h disjoint paths of w nodes, one per row (row-major, shape (h, w)): h(w-1) edges."""
+    _check_dims("lines", h=h, w=w)
+    idx = np.arange(h * w).reshape(h, w)
+    return from_edges(
+        h * w, _path_edges(idx), coords=lattice_coords(h, w), name=f"lines:{h}x{w}", shape=(h, w)
+    )
+
+
+def rings(h: int, w: int) -> Graph:
+    """h disjoint cycles of w >= 3 nodes, one per row (row-major, shape (h, w)): hw edges.
+
+    Drawn as unit circles side by side, left to right."""
+    _check_dims("rings", h=h)
+    _check_dims("rings", 3, w=w)
+    idx = np.arange(h * w).reshape(h, w)
+    coords = np.concatenate([circle_layout(w) + [2.5 * r, 0.0] for r in range(h)])
+    return from_edges(h * w, _cycle_edges(idx), coords=coords, name=f"rings:{h}x{w}", shape=(h, w))
+
+
+def star(n: int) -> Graph:
+    """Hub node 0 linked to leaves 1..n-1: n-1 edges; hub at the centre of a circle."""
+    _check_dims("star", n=n)
+    leaves = np.arange(1, n)
+    edges = np.stack([np.zeros_like(leaves), leaves], axis=1)
+    coords = np.concatenate([np.zeros((1, 2)), circle_layout(n - 1)])
+    return from_edges(n, edges, coords=coords, name=f"star:{n}")
+
+
+def tree(n: int) -> Graph:
+    """The balanced binary tree on n = 2^k - 1 nodes in heap order (children of i are
+    2i+1 and 2i+2): n-1 edges, drawn in layers with the root on top."""
+    _check_dims("tree", n=n)
+    if (n + 1) & n:
+        raise ValueError(f"tree: n must be 2^k - 1 (1, 3, 7, 15, 31, ...), got {n}")
+    child = np.arange(1, n)
+    edges = np.stack([(child - 1) // 2, child], axis=1)
+    return from_edges(n, edges, coords=_tree_coords(n), name=f"tree:{n}")
+
+
+def wishbone(w: int) -> Graph:
+    """Two paths of w >= 2 nodes (rows 0 and 1, shape (2, w)) joined by rungs k -- w+k for
+    k < w // 2: a shared stem, then two free branches. 2(w-1) + w//2 edges."""
+    _check_dims("wishbone", 2, w=w)
+    idx = np.arange(2 * w).reshape(2, w)
+    stem = np.arange(w // 2)
+    edges = np.concatenate([_path_edges(idx), np.stack([stem, stem + w], axis=1)])
+    return from_edges(2 * w, edges, coords=_wishbone_coords(w), name=f"wishbone:{w}", shape=(2, w))
+
+
+def capsules(c: int, d: int) -> Graph:
+    """c capsules of d neurons; neuron k of capsule a is node a*d + k (shape (c, d)).
+
+    For every feature index k the c neurons k form a clique (weight 1), so all capsules are
+    pulled to order their features the same way, with no order among capsules. There are
+    no edges inside a capsule: d c(c-1)/2 edges, d components (for c >= 2).
+    """
+    _check_dims("capsules", c=c, d=d)
+    a, b = np.triu_indices(c, 1)
+    k = np.arange(d)
+    edges = np.stack([(a[:, None] * d + k).ravel(), (b[:, None] * d + k).ravel()], axis=1)
+    return from_edges(
+        c * d, edges, coords=lattice_coords(c, d), name=f"capsules:{c}x{d}", shape=(c, d)
+    )
+
+
+def disjoint(*graphs: Graph) -> Graph:
+    """The block-diagonal union: nodes of ``graphs[0]`` first, then ``graphs[1]``, ...
+
+    When every part has a shape with the same width w, the union has shape (sum h, w) and the
+    parts are drawn top to bottom; otherwise shape is None and they are drawn left to right.
+    The name joins the parts' names with ``" + "`` (a spec :func:`parse` reads back).
+    """
+    if not graphs:
+        raise ValueError("disjoint needs at least one graph")
+    for k, g in enumerate(graphs):
+        if not isinstance(g, Graph):
+            raise TypeError(f"disjoint: argument {k} is a {type(g).__name__}, not a Graph")
+    offsets = np.cumsum([0] + [g.n_nodes for g in graphs])
+    widths = {g.shape[1] if g.shape else None for g in graphs}
+    stacked = len(widths) == 1 and None not in widths
+    shape = (sum(g.shape[0] for g in graphs), widths.pop()) if stacked else None
+    return from_edges(
+        int(offsets[-1]),
+        np.concatenate([g.edges + off for g, off in zip(graphs, offsets[:-1], strict=True)]),
+        np.concatenate([g.weights for g in graphs]),
+        coords=_place([g.coords for g in graphs], vertical=stacked),
+        name=" + ".join(g.name for g in graphs),
+        shape=shape,
+    )
+
+
+def from_adjacency(
+    adjacency,
+    *,
+    coords=None,
+    name: str = "graph",
+    shape: tuple[int, int] | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+) -> Graph:
+    """A graph from an (n, n) weight matrix: numpy / torch (dense or sparse) or scipy sparse.
+
+    The matrix must be square, finite, non-negative, with a zero diagonal and symmetric up
+    to ``|A_ij - A_ji| <= atol + rtol * max(|A_ij|, |A_ji|)``. Edge weights are the
+    symmetric part (A_ij + A_ji) / 2; zero entries are no edge.
+    """
+    a = _to_csr(adjacency)
+    if a.shape[0] != a.shape[1]:
+        raise ValueError(f"adjacency must be square, got shape {a.shape}")
+    if a.shape[0] == 0:
+        raise ValueError("adjacency is 0 x 0: a graph needs at least one node")
+    rows, cols, vals = _entries(a)
+    for bad, what in (
+        (~np.isfinite(vals), "not finite"),
+        (vals < 0, "negative; weights must be >= 0"),
+        (rows == cols, "a self-loop; the diagonal must be zero"),
+    ):
+        if bad.any():
+            k = np.flatnonzero(bad)[0]
+            raise ValueError(f"adjacency[{rows[k]}, {cols[k]}] = {vals[k]} is {what}")
+    _check_symmetric(a, rtol, atol)
+    upper = sp.triu((a + a.T) / 2, k=1).tocoo()
+    return from_edges(
+        a.shape[0],
+        np.stack([upper.row, upper.col], axis=1),
+        upper.data,
+        coords=coords,
+        name=name,
+        shape=shape,
+    )
+
+
+def _to_csr(adjacency) -> sp.csr_array:
+    """A canonical float64 CSR copy of a dense or sparse matrix (explicit zeros dropped)."""
+    if isinstance(adjacency, torch.Tensor):
+        if adjacency.layout != torch.strided:
+            adjacency = adjacency.to_dense()
+        adjacency = adjacency.detach().cpu().numpy()
+    if not sp.issparse(adjacency):
+        adjacency = np.asarray(adjacency)
+        if adjacency.ndim != 2:
+            raise ValueError(f"adjacency must be a 2-d matrix, got shape {adjacency.shape}")
+        if not (np.issubdtype(adjacency.dtype, np.number) or adjacency.dtype == bool):
+            raise ValueError(f"adjacency must be numeric, got dtype {adjacency.dtype}")
+    a = sp.csr_array(adjacency, dtype=np.float64)
+    a.sum_duplicates()
+    a.eliminate_zeros()
+    return a
+
+
+def _entries(a: sp.csr_array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row-major (rows, cols, values) of the stored entries of a canonical CSR matrix."""
+    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+    return rows, a.indices, a.data
+
+
+def _check_symmetric(a: sp.csr_array, rtol: float, atol: float) -> None:
+    diff = sp.csr_array(a - a.T)
+    diff.eliminate_zeros()
+    if diff.nnz == 0:
+        return
+    diff.sort_indices()
+    rows, cols, _ = _entries(diff)
+    a_ij, a_ji = a[rows, cols], a[cols, rows]
+    bad = np.abs(a_ij - a_ji) > atol + rtol * np.maximum(np.abs(a_ij), np.abs(a_ji))
+    if bad.any():
+        k = np.flatnonzero(bad)[0]
+        i, j = rows[k], cols[k]
+        raise ValueError(
+            f"adjacency is not symmetric: adjacency[{i}, {j}] = {a_ij[k]} but "
+            f"adjacency[{j}, {i}] = {a_ji[k]}"
+        )
+
+
+def from_networkx(graph: nx.Graph, *, weight: str = "weight") -> Graph:
+    """A graph from an undirected ``networkx.Graph``.
+
+    Nodes are numbered in sorted order when their labels sort, else in insertion order.
+    Edge weights come from the ``weight`` attribute (default 1). Node ``pos`` attributes
+    (when every node has one), and graph attributes ``name`` and ``shape``, are kept.
+    """
+    if graph.is_directed() or graph.is_multigraph():
+        raise ValueError(
+            f"from_networkx needs an undirected simple graph, got {type(graph).__name__}"
+        )
+    nodes = list(graph.nodes)
+    try:
+        nodes = sorted(nodes)
+    except TypeError:
+        pass
+    index = {node: k for k, node in enumerate(nodes)}
+    edges, weights = [], []
+    for u, v, w in graph.edges(data=weight, default=1.0):
+        if u == v:
+            raise ValueError(f"node {u!r} has a self-loop")
+        w = float(w)
+        if not (np.isfinite(w) and w > 0):
+            raise ValueError(f"edge ({u!r}, {v!r}) has {weight}={w}; weights must be > 0")
+        edges.append((index[u], index[v]))
+        weights.append(w)
+    positions = [graph.nodes[node].get("pos") for node in nodes]
+    return from_edges(
+        len(nodes),
+        np.array(edges, dtype=np.int64).reshape(-1, 2),
+        np.array(weights, dtype=np.float64),
+        coords=None if any(p is None for p in positions) else positions,
+        name=str(graph.graph.get("name") or "graph"),
+        shape=graph.graph.get("shape"),
+    )
+
+
+# ---------------------------------------------------------------------------- specs
+
+_CONSTRUCTORS: dict[str, tuple[Callable[..., Graph], int]] = {
+    "grid": (grid, 2),
+    "torus": (torus, 2),
+    "lines": (lines, 2),
+    "rings": (rings, 2),
+    "capsules": (capsules, 2),
+    "path": (path, 1),
+    "ring": (ring, 1),
+    "star": (star, 1),
+    "tree": (tree, 1),
+    "wishbone": (wishbone, 1),
+}
+SPEC_FORMS = (
+    "grid:HxW, torus:HxW, lines:HxW, rings:HxW, capsules:CxD, path:N, ring:N, star:N, "
+    "tree:N, wishbone:W; join parts with '+' for a disjoint union (path:2 + path:2)"
+)
+_SPEC = re.compile(r"([a-z_]+):(\d+)(?:x(\d+))?")
+
+
+def parse(spec: str) -> Graph:
+    """The graph of a spec such as ``"grid:8x8"``, ``"ring:10"`` or ``"path:2 + path:2"``.
+
+    Kinds are case-insensitive and whitespace is ignored; ``parse(g.name) == g`` for every
+    constructed graph. Valid forms: see :data:`SPEC_FORMS`.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"a graph spec must be a string, got {type(spec).__name__}")
+    parts = [_parse_one(part, spec) for part in spec.split("+")]
+    return parts[0] if len(parts) == 1 else disjoint(*parts)
+
+
+def _parse_one(part: str, spec: str) -> Graph:
+    match = _SPEC.fullmatch(re.sub(r"\s+", "", part).lower())
+    if match is None:
+        raise ValueError(f"malformed graph spec {spec!r}; valid forms: {SPEC_FORMS}")
+    kind, *sizes = match.groups()
+    if kind not in _CONSTRUCTORS:
+        raise ValueError(f"unknown graph kind {kind!r} in {spec!r}; valid forms: {SPEC_FORMS}")
+    constructor, arity = _CONSTRUCTORS[kind]
+    sizes = [int(s) for s in sizes if s is not None]
+    if len(sizes) != arity:
+        form = f"{kind}:HxW" if arity == 2 else f"{kind}:N"
+        raise ValueError(f"{kind} takes {form}, got {spec!r}; valid forms: {SPEC_FORMS}")
+    return constructor(*sizes)

@@ -1,0 +1,324 @@
+"""A lean in-memory training loop for reconstruction and classification.
+
+The whole data set is moved to the device once; each epoch draws a permutation from a
+seeded ``torch.Generator`` and slices batches by index. Losses and regularizer logs are
+accumulated as device tensors and read back once per epoch (no per-step host syncs).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+TASKS = ("reconstruction", "classification")
+ArrayLike = np.ndarray | torch.Tensor
+
+
+class Regularizer(Protocol):
+    """What `fit` needs from a regularizer (e.g. ``gsreg.GraphRegularizer``)."""
+
+    def penalty(self) -> torch.Tensor | float: ...
+
+    def step(self) -> None: ...
+
+    def logs(self) -> dict[str, torch.Tensor | float]: ...
+
+
+@dataclass
+class History:
+    """Per-epoch records of a `fit` run.
+
+    Each entry of ``epochs`` has ``epoch`` (1-based), ``train_loss`` (task loss + penalty),
+    ``task_loss``, ``penalty``, ``seconds``, ``val_*`` metrics when validation data were
+    given, and the epoch means of the regularizer's logs under their own names.
+    ``History(**h.to_dict())`` round-trips.
+    """
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        """Values of ``key`` over epochs (``None`` where an epoch lacks it)."""
+        if not any(key in e for e in self.epochs):
+            raise KeyError(f"no epoch records {key!r}")
+        return [e.get(key) for e in self.epochs]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    @property
+    def last(self) -> dict[str, Any]:
+        """The record of the last epoch (empty before training)."""
+        return self.epochs[-1] if self.epochs else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able copy: ``{"epochs": [...]}``."""
+        return {"epochs": [dict(e) for e in self.epochs]}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; other names are checked for availability."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(dev)!r} requested but CUDA is not available")
+    return dev
+
+
+def fit(
+    model: nn.Module,
+    X: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    task: str = "reconstruction",
+    regularizer: Regularizer | None = None,
+    epochs: int = 10,
+    batch_size: int = 500,
+    lr: float = 1e-3,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    X_val: ArrayLike | None = None,
+    y_val: ArrayLike | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> History:
+    """Train ``model`` with Adam on X (N, d) or (N, C, H, W) and return its `History`.
+
+    ``task="reconstruction"``: MSE between ``model(x)`` and ``x`` (y is ignored);
+    ``"classification"``: cross-entropy between logits (B, K) and labels y (N,).
+    With a ``regularizer``, the loss is ``task_loss + regularizer.penalty()`` and
+    ``regularizer.step()`` runs after every optimizer step. ``seed`` fixes batch order and
+    the global torch RNG (dropout, noise); the model's initial weights are the caller's.
+    The model is moved to ``device`` and left in the train/eval mode it had.
+    Raises RuntimeError at the end of an epoch whose loss was not finite.
+    """
+    _check_task(task)
+    _check_positive_int("epochs", epochs)
+    _check_positive_int("batch_size", batch_size)
+    dev = resolve_device(device)
+    X_t, y_t = _as_tensors(X, y, task, dev, "X", "y")
+    if X_val is not None:
+        X_val, y_val = _as_tensors(X_val, y_val, task, dev, "X_val", "y_val")
+    model.to(dev)
+    was_training = model.training
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps, weight_decay=weight_decay)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    history = History()
+    bar = tqdm(range(1, epochs + 1), desc=desc or "fit", disable=not progress, unit="epoch")
+    try:
+        for epoch in bar:
+            start = time.perf_counter()
+            model.train()
+            trace = _train_epoch(model, X_t, y_t, task, regularizer, optimizer, batch_size, gen)
+            record = {"epoch": epoch, **_finish_epoch(trace, epoch)}
+            if X_val is not None:
+                metrics = evaluate(model, X_val, y_val, task=task, batch_size=batch_size)
+                record.update({f"val_{k}": v for k, v in metrics.items()})
+            record["seconds"] = time.perf_counter() - start
+            history.epochs.append(record)
+            bar.set_postfix(_postfix(record), refresh=False)
+    finally:
+        bar.close()
+        model.train(was_training)
+    return history
+
+
+@dataclass
+class _EpochTrace:
+    """Detached per-step losses (S,), batch sizes and summed regularizer logs of one epoch."""
+
+    task: torch.Tensor
+    penalty: torch.Tensor
+    batch_sizes: list[int]
+    log_sums: dict[str, torch.Tensor]
+    log_counts: dict[str, int]
+
+
+def _train_epoch(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor | None,
+    task: str,
+    regularizer: Regularizer | None,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    gen: torch.Generator,
+) -> _EpochTrace:
+    """One pass over X in random batches; nothing is read back to the host."""
+    perm = torch.randperm(len(X), generator=gen).to(X.device)
+    task_losses, penalties, batch_sizes = [], [], []
+    log_sums: dict[str, torch.Tensor] = {}
+    log_counts: dict[str, int] = {}
+    for begin in range(0, len(X), batch_size):
+        idx = perm[begin : begin + batch_size]
+        xb = X[idx]
+        task_loss = _task_loss(model(xb), xb if task == "reconstruction" else y[idx], task)
+        loss = task_loss
+        if regularizer is not None:
+            penalty = regularizer.penalty()
+            loss = task_loss + penalty
+            penalties.append(_detach(penalty, X.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        task_losses.append(task_loss.detach())
+        batch_sizes.append(len(idx))
+        if regularizer is not None:
+            regularizer.step()
+            for name, value in regularizer.logs().items():
+                value = _detach(value, X.device)
+                log_sums[name] = log_sums[name] + value if name in log_sums else value
+                log_counts[name] = log_counts.get(name, 0) + 1
+    task_t = torch.stack(task_losses)
+    return _EpochTrace(
+        task=task_t,
+        penalty=torch.stack(penalties) if penalties else torch.zeros_like(task_t),
+        batch_sizes=batch_sizes,
+        log_sums=log_sums,
+        log_counts=log_counts,
+    )
+
+
+def _finish_epoch(trace: _EpochTrace, epoch: int) -> dict[str, float]:
+    """Reads the epoch's tensors back in one go and checks the loss was finite."""
+    per_step = torch.stack([trace.task, trace.penalty]).double().cpu()
+    names = list(trace.log_sums)
+    logs = torch.stack([trace.log_sums[k] for k in names]).double().cpu().tolist() if names else []
+    total = per_step.sum(0)
+    bad = (~torch.isfinite(total)).nonzero()
+    if len(bad):
+        step = int(bad[0])
+        raise RuntimeError(
+            f"non-finite loss in epoch {epoch} at step {step + 1} of {len(total)}"
+            f" (task loss {per_step[0, step].item()}, penalty {per_step[1, step].item()})"
+        )
+    w = torch.tensor(trace.batch_sizes, dtype=torch.float64)
+    task_loss, penalty = ((per_step * w).sum(1) / w.sum()).tolist()
+    record = {"train_loss": task_loss + penalty, "task_loss": task_loss, "penalty": penalty}
+    for name, value in zip(names, logs, strict=True):
+        record[name] = value / trace.log_counts[name]
+    return record
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    X: ArrayLike,
+    y: ArrayLike | None = None,
+    *,
+    task: str = "reconstruction",
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """Metrics of ``model`` on X (N, ...) in eval mode, batch by batch.
+
+    Reconstruction: ``{"mse"}`` (mean over all elements). Classification:
+    ``{"accuracy", "loss"}`` (mean cross-entropy). ``device=None`` uses the model's device.
+    The model's train/eval mode is restored afterwards.
+    """
+    _check_task(task)
+    _check_positive_int("batch_size", batch_size)
+    dev = _model_device(model) if device is None else resolve_device(device)
+    X_t, y_t = _as_tensors(X, y, task, dev, "X", "y")
+    model.to(dev)
+    was_training = model.training
+    model.eval()
+    try:
+        total = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        for begin in range(0, len(X_t), batch_size):
+            xb = X_t[begin : begin + batch_size]
+            out = model(xb)
+            if task == "reconstruction":
+                _check_same_shape(out, xb)
+                total += F.mse_loss(out, xb, reduction="sum").double()
+            else:
+                yb = y_t[begin : begin + batch_size]
+                total += F.cross_entropy(out, yb, reduction="sum").double()
+                correct += (out.argmax(1) == yb).sum()
+    finally:
+        model.train(was_training)
+    if task == "reconstruction":
+        return {"mse": total.item() / X_t.numel()}
+    return {"accuracy": correct.item() / len(X_t), "loss": total.item() / len(X_t)}
+
+
+def _task_loss(out: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
+    if task == "reconstruction":
+        _check_same_shape(out, target)
+        return F.mse_loss(out, target)
+    return F.cross_entropy(out, target)
+
+
+def _check_same_shape(out: torch.Tensor, x: torch.Tensor) -> None:
+    if out.shape != x.shape:
+        raise ValueError(
+            f"reconstruction must have the input's shape {tuple(x.shape)}, got {tuple(out.shape)}"
+        )
+
+
+def _as_tensors(
+    X: ArrayLike, y: ArrayLike | None, task: str, device: torch.device, x_name: str, y_name: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validated float32 X (N, ...) and, for classification, int64 y (N,) on ``device``."""
+    X_t = torch.as_tensor(X, dtype=torch.float32, device=device)
+    if X_t.ndim not in (2, 4):
+        raise ValueError(f"{x_name} must be 2-D (N, d) or 4-D (N, C, H, W), got {X_t.ndim}-D")
+    if len(X_t) == 0:
+        raise ValueError(f"{x_name} must contain at least one sample, got shape {tuple(X_t.shape)}")
+    if not torch.isfinite(X_t).all():
+        raise ValueError(f"{x_name} contains NaN or Inf values")
+    if task == "reconstruction":
+        return X_t, None
+    if y is None:
+        raise ValueError(f"task 'classification' needs labels {y_name}, got None")
+    y_t = torch.as_tensor(y, device=device)
+    if y_t.is_floating_point() or y_t.is_complex() or y_t.dtype == torch.bool:
+        raise ValueError(f"{y_name} must hold integer class labels, got dtype {y_t.dtype}")
+    y_t = y_t.long()
+    if y_t.shape != (len(X_t),):
+        raise ValueError(
+            f"{y_name} must have shape ({len(X_t)},) to match {x_name}, got {tuple(y_t.shape)}"
+        )
+    if y_t.min() < 0:
+        raise ValueError(f"{y_name} must be non-negative class indices, got min {int(y_t.min())}")
+    return X_t, y_t
+
+
+def _detach(value: torch.Tensor | float, device: torch.device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device)
+    return torch.tensor(float(value), device=device)
+
+
+def _postfix(record: dict[str, Any]) -> dict[str, str]:
+    keys = ["train_loss"] + [k for k in record if k.startswith("val_")]
+    return {k: f"{record[k]:.4g}" for k in keys}
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+__all__ = ["History", "Regularizer", "evaluate", "fit", "resolve_device"]
