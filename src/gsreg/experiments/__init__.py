@@ -1,0 +1,1 @@
+"""Experiments of the paper, one module each: config -> run -> result folder."""

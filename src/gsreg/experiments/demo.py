@@ -1,0 +1,206 @@
+"""The demo: the paper's MNIST autoencoder with and without GSR on an 8x8 grid layer.
+
+Trains ``DenseAutoencoder(784, hidden=(50, 50), latent, decoder_hidden=(64, 50))`` three
+times on the same data and seed: without GSR, with the paper's plain penalty
+``lambda * mean_b z_b^T L z_b`` and with its mean-centred Rayleigh form, both on the 64
+post-activation units of the first decoder layer laid out as an 8x8 grid. It reports the
+cost to the main task (test MSE) beside the structure gained (Moran's I of class maps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import analysis, datasets, graphs, plotting
+from ..models import DenseAutoencoder
+from ..regularizer import GraphRegularizer
+from ..report import RunFolder, Section
+from ..training import evaluate, fit
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything that defines a demo run; written to ``config.json``."""
+
+    graph: str = "grid:8x8"
+    layer: str = "decoder.0"
+    weight: float = 1e-2
+    centered_weight: float = 1e-2
+    latent: int = 16
+    epochs: int = 40
+    batch_size: int = 500
+    lr: float = 1e-3
+    n_train: int | None = None
+    n_test: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides) -> DemoConfig:
+        """A seconds-long run on a small MNIST subset (for tests and a first look)."""
+        return cls(**{"epochs": 3, "n_train": 3000, "n_test": 1000, **overrides})
+
+
+@dataclass(frozen=True)
+class _Variant:
+    key: str
+    label: str
+    weight: float
+    normalize: bool | str
+
+
+def _variants(config: DemoConfig) -> list[_Variant]:
+    return [
+        _Variant("none", "no GSR", 0.0, False),
+        _Variant("gsr", f"GSR λ={config.weight:g}", config.weight, False),
+        _Variant(
+            "gsr_centered",
+            f"GSR centred λ={config.centered_weight:g}",
+            config.centered_weight,
+            "centered",
+        ),
+    ]
+
+
+def run(config: DemoConfig, out: str, device: str = "auto", progress: bool = True) -> dict:
+    """Train, analyse and write ``out/`` (report.html, metrics.json, config.json, figures/).
+
+    Returns the metrics written to ``metrics.json``.
+    """
+    folder = RunFolder(out)
+    graph = graphs.parse(config.graph)
+    data = datasets.mnist(scale="unit")
+    if config.n_train is not None or config.n_test is not None:
+        data = data.subset(config.n_train, config.n_test, seed=config.seed)
+    results, histories = {}, {}
+    for variant in _variants(config):
+        result, history = _train_variant(variant, config, graph, data, device, progress)
+        results[variant.key] = result
+        histories[variant.label] = history.epochs
+    metrics = _metrics(config, results)
+    folder.write_json("config.json", dataclasses.asdict(config))
+    folder.write_metrics(metrics)
+    figures = _figures(folder, config, graph, data, results, histories)
+    folder.write_report("gsreg demo: MNIST autoencoder with an 8x8 GSR layer",
+                        _sections(config, metrics, figures))
+    return metrics
+
+
+def _train_variant(variant, config, graph, data, device, progress):
+    torch.manual_seed(config.seed)
+    model = DenseAutoencoder(
+        data.n_features, hidden=(50, 50), latent=config.latent,
+        decoder_hidden=(graph.n_nodes, 50),
+    )
+    reg = None
+    if variant.weight > 0:
+        reg = GraphRegularizer(
+            model, {config.layer: graph}, weight=variant.weight, normalize=variant.normalize
+        )
+    start = time.perf_counter()
+    history = fit(
+        model, data.X_train, regularizer=reg, epochs=config.epochs,
+        batch_size=config.batch_size, lr=config.lr, device=device, seed=config.seed,
+        progress=progress, desc=variant.label,
+    )
+    seconds = time.perf_counter() - start
+    if reg is not None:
+        reg.remove()
+    Z = analysis.activations(model, data.X_test, config.layer)
+    scores = analysis.localization(Z, data.y_test, graph)
+    test_mse = evaluate(model, data.X_test, task="reconstruction")["mse"]
+    maps = analysis.class_maps(Z, data.y_test)
+    result = {
+        "label": variant.label,
+        "weight": variant.weight,
+        "normalize": variant.normalize,
+        "test_mse": test_mse,
+        "train_seconds": seconds,
+        **scores,
+        "_maps": maps,
+        "_deviation_maps": maps - analysis.global_mean(Z),
+    }
+    return result, history
+
+
+def _metrics(config: DemoConfig, results: dict) -> dict:
+    base = results["none"]["test_mse"]
+    models = {
+        key: {k: v for k, v in r.items() if not k.startswith("_")} | {
+            "mse_ratio": r["test_mse"] / base
+        }
+        for key, r in results.items()
+    }
+    return {
+        "data": {"name": "mnist", "n_train": config.n_train, "n_test": config.n_test},
+        "graph": config.graph,
+        "layer": config.layer,
+        "models": models,
+        "test_mse_no_gsr": base,
+        "test_mse_gsr": models["gsr"]["test_mse"],
+        "mse_ratio_gsr": models["gsr"]["mse_ratio"],
+        "morans_i_no_gsr": models["none"]["morans_i"],
+        "morans_i_gsr": models["gsr"]["morans_i"],
+    }
+
+
+def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
+    names = list(data.classes)
+    raw = {r["label"]: r["_maps"] for r in results.values()}
+    dev = {r["label"]: r["_deviation_maps"] for r in results.values()}
+    seg = {r["label"]: analysis.segmentation(r["_maps"]) for r in results.values()}
+    return {
+        "raw": folder.save_figure(plotting.plot_class_map_comparison(
+            raw, graph, names, title="Class-average activations of the 8x8 layer"), "class_maps"),
+        "deviation": folder.save_figure(plotting.plot_class_map_comparison(
+            dev, graph, names, symmetric=True,
+            title="Class averages minus the global mean"), "class_maps_minus_mean"),
+        "segmentation": folder.save_figure(
+            plotting.plot_segmentation(seg, graph, names), "segmentation"),
+        "history": folder.save_figure(
+            plotting.plot_history(histories, keys=("task_loss",)), "training"),
+    }
+
+
+def _sections(config: DemoConfig, metrics: dict, figures: dict[str, str]) -> list[Section]:
+    models = metrics["models"]
+    rows = [
+        {
+            "model": m["label"],
+            "test MSE": f"{m['test_mse']:.5f}",
+            "MSE vs no GSR": f"{m['mse_ratio']:.3f}x",
+            "Moran's I (class − mean)": f"{m['morans_i']:.3f}",
+            "Moran's I (raw class maps)": f"{m['morans_i_raw']:.3f}",
+            "normalised Dirichlet energy": f"{m['dirichlet_energy']:.3f}",
+            "mean ||z||": f"{m['activation_norm']:.3f}",
+            "train s": f"{m['train_seconds']:.1f}",
+        }
+        for m in models.values()
+    ]
+    gsr, none = models["gsr"], models["none"]
+    summary = (
+        f"The same autoencoder was trained {len(models)} times on MNIST "
+        f"({config.epochs} epochs, seed {config.seed}); GSR acts on the {config.graph} layer "
+        f"'{config.layer}'. With GSR (λ={config.weight:g}) the test MSE is "
+        f"{gsr['mse_ratio']:.3f}x that without, while Moran's I of the class maps rises from "
+        f"{none['morans_i']:.3f} to {gsr['morans_i']:.3f} (about {-1 / 63:.3f} means no "
+        "spatial structure, 1 perfectly smooth).\n\n"
+        "The plain penalty can also be lowered by shrinking activations: compare mean ||z||. "
+        "The centred Rayleigh form is scale-free and cannot be lowered that way."
+    )
+    return [
+        Section("Summary", text=summary, table=rows),
+        Section("Class maps", text="Each panel is the average activation of the 64 grid "
+                "neurons over the test images of one digit; each row is one model.",
+                figures=[figures["raw"]]),
+        Section("Class maps minus the global mean",
+                text="What sets each digit apart: red above, blue below the average map.",
+                figures=[figures["deviation"]]),
+        Section("Class segmentation", text="Per neuron, the digit whose L1-normalised "
+                "average map claims it most.", figures=[figures["segmentation"]]),
+        Section("Training", figures=[figures["history"]]),
+    ]

@@ -1,0 +1,78 @@
+"""The demo run and the command line, end to end on a small MNIST subset."""
+
+import json
+
+import pytest
+
+from gsreg import cli
+from gsreg.experiments import demo
+
+FIGURES = ("class_maps", "class_maps_minus_mean", "segmentation", "training")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "demo"
+    code = cli.main(["demo", "--quick", "--quiet", "--out", str(out)])
+    return code, out
+
+
+def test_quick_demo_writes_every_promised_file(quick_run):
+    code, out = quick_run
+    assert code == 0
+    for name in ("report.html", "metrics.json", "config.json"):
+        assert (out / name).stat().st_size > 0
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_quick_demo_metrics_and_report_content(quick_run):
+    _, out = quick_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"none", "gsr", "gsr_centered"}
+    for key in ("test_mse_no_gsr", "test_mse_gsr", "mse_ratio_gsr", "morans_i_no_gsr",
+                "morans_i_gsr"):
+        assert isinstance(metrics[key], float)
+    for model in metrics["models"].values():
+        assert 0 < model["test_mse"] < 0.2
+        assert -1 <= model["morans_i"] <= 1
+        assert model["activation_norm"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert demo.DemoConfig(**config) == demo.DemoConfig.quick()
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert "Moran" in html and f"{metrics['test_mse_gsr']:.5f}" in html
+
+
+def test_demo_prints_where_the_report_is(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert cli.main(["demo", "--quick", "--quiet", "--epochs", "1", "--out", str(out)]) == 0
+    assert str(out / "report.html") in capsys.readouterr().out
+
+
+def test_demo_refuses_an_out_path_that_is_a_file(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    assert cli.main(["demo", "--quick", "--quiet", "--out", str(target)]) == 2
+    assert "error" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+
+
+def test_graph_command(tmp_path, capsys):
+    png = tmp_path / "g.png"
+    assert cli.main(["graph", "torus:4x8", "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "32 nodes, 64 edges, 1 component(s)" in text
+    assert png.stat().st_size > 1000
+
+
+def test_graph_command_unknown_spec(capsys):
+    assert cli.main(["graph", "hexagon:3"]) == 2
+    assert "valid forms" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_with_usage():
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--epochs", "0"])
+    assert exc.value.code == 2
+    assert cli.main([]) == 2
