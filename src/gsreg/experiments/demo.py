@@ -13,7 +13,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .. import analysis, datasets, graphs, plotting
