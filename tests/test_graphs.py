@@ -597,3 +597,12 @@ def test_type_errors() -> None:
         graphs.disjoint(graphs.path(2), "path:2")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be a string"):
         graphs.parse(8)  # type: ignore[arg-type]
+
+
+def test_components_by_size_numbers_the_largest_first():
+    g = graphs.disjoint(graphs.path(2), graphs.path(4), graphs.path(2), graphs.path(1))
+    count, labels = g.components(by_size=True)
+    assert count == 4
+    # sizes 2, 4, 2, 1 -> the 4-path is 0, the first 2-path 1, the second 2, the singleton 3
+    np.testing.assert_array_equal(labels, [1, 1, 0, 0, 0, 0, 2, 2, 3])
+    np.testing.assert_array_equal(graphs.rank_by_size(np.array([5, 5, 9])), [0, 0, 1])

@@ -14,17 +14,23 @@ from contextlib import contextmanager
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.linalg import eigh
 from torch import nn
 
-from gsreg.graphs import LAPLACIAN_KINDS, Graph
+from .graphs import LAPLACIAN_KINDS, Graph, rank_by_size
 
 __all__ = [
     "activations",
     "class_deviation_maps",
     "class_maps",
+    "cluster_scores",
     "dirichlet_energy",
     "global_mean",
+    "indicate_clusters",
     "localization",
+    "module_activity",
+    "module_class_table",
+    "modules",
     "morans_i",
     "segmentation",
 ]
@@ -345,4 +351,193 @@ def _check_samples(Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
         raise ValueError(f"labels must have shape ({len(Z)},), got {labels.shape}")
     if len(Z) == 0:
         raise ValueError("Z holds no samples")
+    return Z, labels
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def modules(graph: Graph, n_modules: int | None = None, seed: int = 0) -> np.ndarray:
+    """(n,) int64 neuron-module labels of ``graph``, numbered by size (largest is 0).
+
+    Modules are the connected components; an isolated node is a module of its own. Labels
+    are ordered by module size, largest first, ties by the smallest node index.
+
+    ``n_modules`` asks for a number of modules:
+
+    - fewer components than asked: components are split by spectral clustering. Each
+      component keeps its zero eigenvalue of the normalised Laplacian; the
+      ``n_modules - n_components`` smallest of all remaining eigenvalues (the weakest
+      cuts) decide how many parts each component gets, and a component with ``k > 1``
+      parts is cut by k-means (``random_state=seed``) on its first ``k`` eigenvectors
+      with rows scaled to unit length. Modules therefore never span two components.
+      k-means can, rarely, return fewer distinct parts than asked.
+    - more components than asked: the components are returned unchanged with a warning
+      (nodes are never put together without an edge between them); labels
+      ``>= n_modules`` are then the smallest components, often isolated nodes.
+    """
+    count, labels = graph.components()
+    if n_modules is None:
+        return rank_by_size(labels)
+    if not isinstance(n_modules, (int, np.integer)) or isinstance(n_modules, bool):
+        raise ValueError(f"n_modules must be an integer or None, got {n_modules!r}")
+    if not 1 <= n_modules <= graph.n_nodes:
+        raise ValueError(f"n_modules must lie in [1, {graph.n_nodes}], got {n_modules}")
+    if count > n_modules:
+        warnings.warn(
+            f"the graph has {count} connected components, more than n_modules={n_modules}; "
+            "returning the components",
+            stacklevel=2,
+        )
+    elif count < n_modules:
+        labels = _split_components(graph, labels, count, n_modules, seed)
+    return rank_by_size(labels)
+
+
+def _split_components(
+    graph: Graph, components: np.ndarray, count: int, n_modules: int, seed: int
+) -> np.ndarray:
+    """Labels that cut ``count`` components into ``n_modules`` parts (spectral clustering)."""
+    lap = _laplacian_matrix(graph, "normalized")
+    extra = n_modules - count
+    members = [np.flatnonzero(components == c) for c in range(count)]
+    spectra = []
+    for idx in members:
+        size = min(len(idx), extra + 1)
+        spectra.append(eigh(lap[idx][:, idx].toarray(), subset_by_index=[0, size - 1]))
+    # each component keeps its first (zero) eigenvalue; the smallest of the rest pick the cuts
+    values = np.concatenate([vals[1:] for vals, _ in spectra])
+    owner = np.concatenate([np.full(len(vals) - 1, c) for c, (vals, _) in enumerate(spectra)])
+    parts = 1 + np.bincount(owner[np.argsort(values, kind="stable")[:extra]], minlength=count)
+    labels = np.empty(graph.n_nodes, dtype=np.int64)
+    offset = 0
+    for idx, (_, vectors), k in zip(members, spectra, parts, strict=True):
+        labels[idx] = offset + _spectral_kmeans(vectors[:, :k], seed)
+        offset += k
+    return labels
+
+
+def _spectral_kmeans(vectors: np.ndarray, seed: int) -> np.ndarray:
+    """k-means labels of the rows of (m, k) eigenvectors scaled to unit length."""
+    k = vectors.shape[1]
+    if k == 1:
+        return np.zeros(len(vectors), dtype=np.int64)
+    from sklearn.cluster import KMeans
+
+    rows = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(rows).astype(np.int64)
+
+
+def module_activity(activations: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N, M) mean activation of each module's neurons per sample.
+
+    ``activations`` is (N, n), ``labels`` (n,) the module of each neuron; columns follow
+    the sorted distinct labels (``0..M-1`` for labels from :func:`modules`).
+    """
+    Z, labels = _check_modules(activations, labels)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    member = np.zeros((labels.size, ids.size))
+    member[np.arange(labels.size), inverse] = 1.0
+    return Z @ member / member.sum(axis=0)
+
+
+def indicate_clusters(
+    activations: np.ndarray,
+    labels: np.ndarray,
+    baseline: np.ndarray | None = None,
+    scale: bool = True,
+) -> np.ndarray:
+    """(N,) int64 cluster indication: per sample, the module it drives most.
+
+    Module activities ``a`` (N, M) (:func:`module_activity`) are compared with each
+    module's own baseline, so a module that is busy for every sample does not claim
+    them all: ``score = (a - baseline) / spread``, and each sample goes to the module of
+    the highest score (lowest on ties). The result holds module labels (values of
+    ``labels``).
+
+    Args:
+        activations: (N, n) activations.
+        labels: (n,) module of each neuron.
+        baseline: (M,) reference activity per module (columns as in
+            :func:`module_activity`); default: each module's median over the N samples.
+        scale: divide by each module's standard deviation over the samples, so modules
+            of different activation scales compete on equal terms. A module that never
+            varies carries no signal and is never chosen; if no module varies a
+            ``ValueError`` asks for ``scale=False``.
+    """
+    activity = module_activity(activations, labels)
+    ids = np.unique(labels)
+    if baseline is None:
+        baseline = np.median(activity, axis=0)
+    baseline = np.asarray(baseline, dtype=np.float64)
+    if baseline.shape != (ids.size,):
+        raise ValueError(
+            f"baseline must have shape ({ids.size},), one value per module, got {baseline.shape}"
+        )
+    score = activity - baseline
+    if scale:
+        spread = activity.std(axis=0)
+        varies = spread > 0
+        if not varies.any():
+            raise ValueError("no module varies across the samples; use scale=False")
+        score = np.where(varies, score / np.where(varies, spread, 1.0), -np.inf)
+    return ids[score.argmax(axis=1)].astype(np.int64)
+
+
+def module_class_table(
+    activations: np.ndarray, module_labels: np.ndarray, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean module activity per class.
+
+    Args:
+        activations: (N, n) activations.
+        module_labels: (n,) module of each neuron.
+        classes: (N,) class of each sample.
+
+    Returns:
+        ``(table (M, C), module_ids (M,), class_ids (C,))``: ``table[m, c]`` is the mean
+        over the samples of class ``class_ids[c]`` of the mean activation of the neurons
+        of module ``module_ids[m]``; both id arrays are sorted.
+    """
+    activity = module_activity(activations, module_labels)
+    maps, class_ids = class_maps(activity, classes, return_classes=True)
+    return maps.T, np.unique(module_labels), class_ids
+
+
+def cluster_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Agreement of a predicted clustering (N,) with true clusters (N,).
+
+    Returns ``ari`` (adjusted Rand index, 1 for a perfect match, about 0 by chance),
+    ``nmi`` (normalised mutual information, arithmetic mean, in [0, 1]) and ``purity``
+    (the fraction of samples whose true cluster is the most common one of their
+    predicted cluster; 1 also when every sample is its own cluster).
+    """
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.ndim != 1 or pred.shape != truth.shape or pred.size == 0:
+        raise ValueError(
+            f"pred and truth must be non-empty (N,) arrays, got {pred.shape} and {truth.shape}"
+        )
+    _, pred_codes = np.unique(pred, return_inverse=True)
+    _, truth_codes = np.unique(truth, return_inverse=True)
+    counts = np.zeros((pred_codes.max() + 1, truth_codes.max() + 1), dtype=np.int64)
+    np.add.at(counts, (pred_codes, truth_codes), 1)
+    return {
+        "ari": float(adjusted_rand_score(truth, pred)),
+        "nmi": float(normalized_mutual_info_score(truth, pred)),
+        "purity": float(counts.max(axis=1).sum() / pred.size),
+    }
+
+
+def _check_modules(activations: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    Z = np.asarray(activations, dtype=np.float64)
+    labels = np.asarray(labels)
+    if Z.ndim != 2 or len(Z) == 0:
+        raise ValueError(f"activations must have shape (N, n) with N >= 1, got {Z.shape}")
+    if labels.shape != (Z.shape[1],):
+        raise ValueError(
+            f"labels must give the module of each of the {Z.shape[1]} neurons, "
+            f"got shape {labels.shape}"
+        )
     return Z, labels

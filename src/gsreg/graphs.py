@@ -130,10 +130,15 @@ class Graph:
         )
         return lap.coalesce().to(device)
 
-    def components(self) -> tuple[int, np.ndarray]:
-        """``(n_components, labels (n,) int64)`` of the connected components."""
+    def components(self, by_size: bool = False) -> tuple[int, np.ndarray]:
+        """``(n_components, labels (n,) int64)`` of the connected components.
+
+        With ``by_size`` the labels are numbered by component size, largest first (ties:
+        the component holding the smaller node index first), as neuron modules are.
+        """
         count, labels = connected_components(self.adjacency(), directed=False)
-        return int(count), labels.astype(np.int64)
+        labels = labels.astype(np.int64)
+        return int(count), rank_by_size(labels) if by_size else labels
 
     def to_networkx(self) -> nx.Graph:
         """A ``networkx.Graph`` on nodes ``0..n-1`` with edge ``weight``, node ``pos`` and
@@ -197,6 +202,18 @@ class Graph:
 
 
 # ---------------------------------------------------------------------------- validation
+
+
+def rank_by_size(labels: np.ndarray) -> np.ndarray:
+    """(n,) int64 relabelling of group labels 0.. by group size, largest first; ties go to
+    the group holding the smaller index."""
+    _, first, inverse, counts = np.unique(
+        labels, return_index=True, return_inverse=True, return_counts=True
+    )
+    order = np.lexsort((first, -counts))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.reshape(-1)].astype(np.int64)
 
 
 def _check_kind(kind: str) -> str:

@@ -19,13 +19,17 @@ from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from gsreg.graphs import Graph
+from .analysis import modules as graph_modules
+from .graphs import Graph
 
 __all__ = [
     "plot_class_map_comparison",
     "plot_graph",
+    "plot_graph_snapshots",
     "plot_history",
     "plot_maps",
+    "plot_module_class_heatmap",
+    "plot_modules",
     "plot_segmentation",
 ]
 
@@ -310,3 +314,211 @@ def _series(records: Sequence[Mapping], key: str) -> tuple[str, list[float], lis
             xs.append(float(record[xkey]) if xkey else float(i + 1))
             ys.append(float(record[key]))
     return xkey or "record", xs, ys
+
+
+# --------------------------------------------------------------------------- modules
+
+Layout = str | np.ndarray
+_MAX_LEGEND = 12  # modules listed in a legend; more are only coloured
+
+
+def plot_modules(
+    graph: Graph,
+    labels: np.ndarray | None = None,
+    ax: Axes | None = None,
+    layout: Layout = "modules",
+) -> Figure:
+    """The graph with nodes coloured by module, labels (n,) (default: its components).
+
+    ``layout`` places the nodes: ``"modules"`` (each module drawn apart as a networkx
+    spring layout, seed 0, of its own edges; modules packed in rows, in label order),
+    ``"coords"`` (``graph.coords``) or an (n, 2) array. Edges between modules are drawn
+    too. Modules are listed in a legend when there are at most 12.
+    """
+    labels = graph_modules(graph) if labels is None else labels
+    ids, codes = _module_codes(labels, graph.n_nodes)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4.5), layout="constrained")
+    cmap = _categorical_cmap(len(ids))
+    _draw_modules(ax, graph, _layout(graph, layout, codes), codes, cmap)
+    ax.set_title(f"{graph.name}: {_plural(len(ids), 'module')}", fontsize=10)
+    _module_legend(ax, ids, cmap)
+    return ax.figure
+
+
+def plot_graph_snapshots(
+    history: Sequence[tuple[int, Graph] | Graph],
+    labels: np.ndarray | None = None,
+    max_snapshots: int = 6,
+    layout: Layout = "modules",
+    axes: Sequence[Axes] | None = None,
+) -> Figure:
+    """Snapshots of a learned graph over training, on one layout and one colouring.
+
+    Args:
+        history: ``(step, graph)`` pairs in training order (a bare graph is titled by its
+            position); all graphs have the same nodes.
+        labels: (n,) module of each node, used for every snapshot; default: the modules
+            (components) of the last graph, so one sees them form.
+        max_snapshots: at most this many snapshots are drawn, evenly spaced over the
+            history and always including the first and the last.
+        layout: node positions shared by all panels: ``"modules"`` (as in
+            :func:`plot_modules`, from the last graph and ``labels``), ``"coords"`` (the
+            last graph's coords) or an (n, 2) array.
+        axes: one axes per drawn snapshot; a new one-row figure when omitted.
+    """
+    snapshots = _snapshots(history, max_snapshots)
+    final = snapshots[-1][1]
+    labels = graph_modules(final) if labels is None else labels
+    ids, codes = _module_codes(labels, final.n_nodes)
+    xy = _layout(final, layout, codes)
+    cmap = _categorical_cmap(len(ids))
+    axes = _axes_row(axes, len(snapshots), figsize=(2.6 * len(snapshots) + 1.2, 2.9))
+    for ax, (title, graph) in zip(axes, snapshots, strict=True):
+        _draw_modules(ax, graph, xy, codes, cmap)
+        ax.set_title(f"{title}\n{_describe_graph(graph)}", fontsize=9)
+    _module_legend(axes[-1], ids, cmap)
+    return axes[0].figure
+
+
+def plot_module_class_heatmap(
+    table: np.ndarray,
+    module_ids: Sequence[object],
+    class_names: Sequence[str],
+    ax: Axes | None = None,
+    fmt: str = ".2f",
+    cmap: str | Colormap = "viridis",
+) -> Figure:
+    """Heatmap of mean module activity per class (rows: modules, columns: classes).
+
+    ``table`` (M, C) and ``module_ids`` (M,) as returned by
+    :func:`gsreg.analysis.module_class_table`, ``class_names`` (C,) the names of its
+    ``class_ids``. Each cell is annotated with its value (format ``fmt``) in black or
+    white, whichever reads better on its colour.
+    """
+    table = np.asarray(table, dtype=np.float64)
+    if table.ndim != 2 or table.shape != (len(module_ids), len(class_names)):
+        raise ValueError(
+            f"table must have shape ({len(module_ids)}, {len(class_names)}) "
+            f"(modules, classes), got {table.shape}"
+        )
+    if ax is None:
+        m, c = table.shape
+        _, ax = plt.subplots(figsize=(2.4 + 0.8 * c, 1.4 + 0.45 * m), layout="constrained")
+    image = ax.imshow(table, cmap=cmap, norm=_shared_norm(table, False), aspect="auto")
+    _annotate(ax, image, table, fmt)
+    ax.set_xticks(range(table.shape[1]), [str(c) for c in class_names], rotation=45, ha="right")
+    ax.set_yticks(range(table.shape[0]), [f"module {m}" for m in module_ids])
+    ax.set_xlabel("class")
+    ax.figure.colorbar(image, ax=ax, shrink=0.85, label="mean activity")
+    return ax.figure
+
+
+def _describe_graph(graph: Graph) -> str:
+    return f"{_plural(graph.n_edges, 'edge')}, {_plural(graph.components()[0], 'component')}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _annotate(ax: Axes, image: ScalarMappable, table: np.ndarray, fmt: str) -> None:
+    rgba = image.to_rgba(table)
+    luminance = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
+    for (row, col), value in np.ndenumerate(table):
+        color = "black" if luminance[row, col] > 0.5 else "white"
+        ax.text(col, row, format(value, fmt), ha="center", va="center", color=color, fontsize=8)
+
+
+def _snapshots(
+    history: Sequence[tuple[int, Graph] | Graph], max_snapshots: int
+) -> list[tuple[str, Graph]]:
+    """Up to ``max_snapshots`` evenly spaced ``(title, graph)`` pairs, first and last kept."""
+    if not isinstance(max_snapshots, int) or max_snapshots < 1:
+        raise ValueError(f"max_snapshots must be a positive integer, got {max_snapshots!r}")
+    if len(history) == 0:
+        raise ValueError("history is empty")
+    entries = [_snapshot_entry(k, entry) for k, entry in enumerate(history)]
+    sizes = {graph.n_nodes for _, graph in entries}
+    if len(sizes) != 1:
+        raise ValueError(f"all graphs in history must have the same nodes, got sizes {sizes}")
+    count = min(max_snapshots, len(entries))
+    picks = np.unique(np.round(np.linspace(0, len(entries) - 1, count)).astype(int))
+    return [entries[k] for k in picks]
+
+
+def _snapshot_entry(k: int, entry: tuple[int, Graph] | Graph) -> tuple[str, Graph]:
+    """``(title, graph)`` of history entry ``k``: ``(step, graph)`` or a bare graph."""
+    if isinstance(entry, Graph):
+        return f"graph {k}", entry
+    if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], Graph):
+        return f"step {entry[0]}", entry[1]
+    raise TypeError(f"history[{k}] must be a (step, Graph) pair or a Graph, got {entry!r}")
+
+
+def _module_codes(labels: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted module ids and (n,) codes 0..M-1 of node labels (n,)."""
+    labels = np.asarray(labels)
+    if labels.shape != (n_nodes,):
+        raise ValueError(f"labels must have shape ({n_nodes},), got {labels.shape}")
+    return np.unique(labels, return_inverse=True)
+
+
+def _layout(graph: Graph, layout: Layout, codes: np.ndarray) -> np.ndarray:
+    """(n, 2) node positions: ``"modules"``, ``"coords"`` or an explicit array."""
+    if isinstance(layout, str):
+        if layout == "coords":
+            return graph.coords
+        if layout == "modules":
+            return _module_layout(graph, codes)
+        raise ValueError(f"layout must be 'modules', 'coords' or an (n, 2) array, got {layout!r}")
+    xy = np.asarray(layout, dtype=np.float64)
+    if xy.shape != (graph.n_nodes, 2):
+        raise ValueError(f"layout must have shape ({graph.n_nodes}, 2), got {xy.shape}")
+    return xy
+
+
+def _module_layout(graph: Graph, codes: np.ndarray) -> np.ndarray:
+    """Each module (codes (n,) 0..M-1) as a spring layout (seed 0) of its own edges in a
+    disc of radius sqrt(size), the discs packed in rows in code order."""
+    import networkx as nx
+
+    whole = graph.to_networkx()
+    sizes = np.bincount(codes)
+    radii = np.sqrt(sizes)
+    gap = max(1.0, 0.5 * radii.max())
+    width = 1.2 * np.sqrt(np.sum((2 * radii + gap) ** 2))  # rows of a roughly square block
+    xy = np.zeros((graph.n_nodes, 2))
+    x = y = row_height = 0.0
+    for code, r in enumerate(radii):
+        if x > 0 and x + 2 * r > width:
+            x, y, row_height = 0.0, y - row_height - gap, 0.0
+        nodes = np.flatnonzero(codes == code)
+        pos = nx.spring_layout(whole.subgraph(nodes.tolist()), weight="weight", seed=0, scale=r)
+        xy[nodes] = [pos[k] for k in nodes.tolist()] + np.array([x + r, y - r])
+        x, row_height = x + 2 * r + gap, max(row_height, 2 * r)
+    return xy
+
+
+def _draw_modules(
+    ax: Axes, graph: Graph, xy: np.ndarray, codes: np.ndarray, cmap: Colormap
+) -> None:
+    """Edges (opacity by weight) and nodes at ``xy`` coloured by module code."""
+    if graph.n_edges:
+        colors = np.tile([0.45, 0.45, 0.45, 0.0], (graph.n_edges, 1))
+        colors[:, 3] = 0.15 + 0.6 * graph.weights / graph.weights.max()
+        ax.add_collection(LineCollection(xy[graph.edges], colors=colors, linewidths=0.7, zorder=1))
+    size = _node_size(graph.n_nodes)
+    ax.scatter(*xy.T, c=cmap(codes), s=size, edgecolors="white", linewidths=0.4, zorder=2)
+    ax.set_aspect("equal")
+    ax.autoscale_view()
+    _bare(ax, frame=False)
+
+
+def _module_legend(ax: Axes, ids: np.ndarray, cmap: Colormap) -> None:
+    if len(ids) > _MAX_LEGEND:
+        return
+    handles = [Patch(color=cmap(i), label=f"module {m}") for i, m in enumerate(ids)]
+    ax.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=8
+    )

@@ -3,6 +3,10 @@
     reg = GraphRegularizer(model, {"decoder.0": graphs.grid(8, 8)}, weight=1e-3)
     loss = task_loss + reg.penalty()      # weighted penalties of the last forward
     loss.backward(); optimizer.step(); reg.step()
+
+A layer's target is a fixed graph or a :class:`CoactivationGraph`, learned from the layer's
+own activations: the hook feeds it every training forward and ``reg.step()`` drives its
+update schedule.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from torch import nn
 
 from . import graphs
+from .coactivation import CoactivationGraph
 from .graphs import Graph
 from .penalty import GraphPenalty
 
@@ -54,17 +59,36 @@ class WeightSchedule:
 
 
 class _HookedLayer:
-    """One regularised layer: its module, penalty, node layout, schedule and last values."""
+    """One regularised layer: its module, target (a fixed penalty or a learned graph), node
+    layout, schedule and last values."""
 
-    def __init__(self, name, module, penalty, nodes, schedule) -> None:
+    def __init__(self, name, module, target, nodes, schedule) -> None:
         self.name = name
         self.module = module
-        self.penalty = penalty
+        self.target: GraphPenalty | CoactivationGraph = target
         self.nodes = nodes
         self.schedule = schedule
         self.value: torch.Tensor | None = None
         self.activations: torch.Tensor | None = None
         self.handle = None
+
+    @property
+    def learned(self) -> CoactivationGraph | None:
+        return self.target if isinstance(self.target, CoactivationGraph) else None
+
+    @property
+    def n_nodes(self) -> int | None:
+        """The layer width (None for a learned graph before its first activations)."""
+        return self.target.n_nodes
+
+    def current_penalty(self) -> GraphPenalty | None:
+        """The fixed penalty, or the learned graph's (None before its first update)."""
+        return self.target if self.learned is None else self.learned.current_penalty()
+
+    def describe(self) -> str:
+        if self.learned is None:
+            return self.target.graph.name
+        return f"learned:{self.learned.kernel}"
 
 
 class GraphRegularizer:
@@ -73,15 +97,18 @@ class GraphRegularizer:
     Args:
         model: any ``nn.Module``.
         layers: ``{dotted module name: target}``; a target is a :class:`Graph`, a spec
-            string for :func:`graphs.parse` ("grid:8x8") or a ready :class:`GraphPenalty`.
+            string for :func:`graphs.parse` ("grid:8x8"), a ready :class:`GraphPenalty` or a
+            :class:`CoactivationGraph` (a graph learned from the layer, one layer each).
         weight: lambda, one float or ``{name: float}`` covering every layer.
-        laplacian, normalize: used to build the penalty of Graph / spec targets.
+        laplacian, normalize: used to build the penalty of Graph / spec targets (a
+            CoactivationGraph carries its own).
         nodes: how a layer's output maps to graph nodes, one value or ``{name: value}``:
             "last" (output (..., n): leading dimensions are samples, e.g. Linear (B, n) or
             sequences (B, T, n)), "channels" (output (B, C, ...): graph on the C channels,
             batch and positions are samples), "flatten" (graph on everything after the
             batch dimension), "auto" ("last" for 2-D and 3-D outputs; for conv maps
-            "channels" or "flatten", whichever matches the graph size).
+            "channels" or "flatten", whichever matches the graph size; a learned graph of
+            unknown width on a conv map needs "channels" or "flatten").
         warmup_steps: steps with weight 0 before the penalty starts.
         decay: ``(rate, every)`` staircase decay of the weight after warm-up, or None.
 
@@ -89,13 +116,14 @@ class GraphRegularizer:
     autograd enabled, and only
     for layers whose current weight is non-zero. Each forward of ``model`` starts a fresh
     collection; every call of a hooked layer after it adds its penalty (a layer applied
-    twice is penalised twice).
+    twice is penalised twice). A learned graph observes every such call's activations,
+    whatever the weight, and its penalty starts with its first graph.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        layers: Mapping[str, Graph | str | GraphPenalty],
+        layers: Mapping[str, Graph | str | GraphPenalty | CoactivationGraph],
         weight: float | Mapping[str, float] = 1e-3,
         *,
         laplacian: str = "combinatorial",
@@ -115,14 +143,17 @@ class GraphRegularizer:
         self._layers: dict[str, _HookedLayer] = {}
         for name, target in layers.items():
             module = _find_module(modules, name)
-            penalty = _as_penalty(name, target, laplacian, normalize)
+            target = _as_target(name, target, laplacian, normalize)
+            shared = any(target is other.target for other in self._layers.values())
+            if shared and isinstance(target, CoactivationGraph):
+                raise ValueError(f"layer {name!r}: its CoactivationGraph already serves a layer")
             mode = _per_layer(nodes, name, "nodes")
             if mode not in NODE_MODES:
                 raise ValueError(f"layer {name!r}: nodes must be one of {NODE_MODES}, got {mode!r}")
-            _check_width(name, module, penalty.n_nodes, mode)
+            _check_width(name, module, target.n_nodes, mode)
             schedule = WeightSchedule(float(_per_layer(weight, name, "weight")),
                                       warmup_steps, rate, every)
-            self._layers[name] = _HookedLayer(name, module, penalty, mode, schedule)
+            self._layers[name] = _HookedLayer(name, module, target, mode, schedule)
         for layer in self._layers.values():
             layer.handle = layer.module.register_forward_hook(self._hook_for(layer))
         self._root_handle = model.register_forward_pre_hook(self._clear)
@@ -134,11 +165,15 @@ class GraphRegularizer:
 
     def _hook_for(self, layer: _HookedLayer):
         def hook(module, inputs, output):
-            collecting = module.training and torch.is_grad_enabled()
-            if not collecting or layer.schedule(self._step) == 0.0:
+            if not (module.training and torch.is_grad_enabled()):
                 return
-            z = layer_activations(output, layer.nodes, layer.penalty.n_nodes, layer.name)
-            value = layer.penalty.energies(z, name=f"layer {layer.name!r}").mean()
+            z = layer_activations(output, layer.nodes, layer.n_nodes, layer.name)
+            if layer.learned is not None:
+                layer.learned.observe(z)
+            penalty = layer.current_penalty()
+            if penalty is None or layer.schedule(self._step) == 0.0:
+                return
+            value = penalty.energies(z, name=f"layer {layer.name!r}").mean()
             # a layer applied several times in one forward (weight sharing) is penalised each time
             layer.value = value if layer.value is None else layer.value + value
             layer.activations = z.detach()
@@ -155,8 +190,15 @@ class GraphRegularizer:
         return self._step
 
     def penalties(self) -> dict[str, GraphPenalty]:
-        """``{layer name: GraphPenalty}``."""
-        return {name: layer.penalty for name, layer in self._layers.items()}
+        """``{layer name: GraphPenalty}`` of the layers that have one (a learned graph
+        only after its first update)."""
+        current = {name: layer.current_penalty() for name, layer in self._layers.items()}
+        return {name: penalty for name, penalty in current.items() if penalty is not None}
+
+    def learned_graphs(self) -> dict[str, CoactivationGraph]:
+        """``{layer name: CoactivationGraph}`` of the layers with a learned graph."""
+        layers = self._layers.items()
+        return {name: layer.learned for name, layer in layers if layer.learned is not None}
 
     def weight(self, name: str) -> float:
         """The current weight (lambda) of layer ``name``."""
@@ -174,28 +216,49 @@ class GraphRegularizer:
         return total
 
     def step(self) -> None:
-        """Advance the schedules by one optimiser step."""
+        """Advance the schedules by one optimiser step; learned graphs update when due."""
         self._step += 1
+        for learned in self.learned_graphs().values():
+            learned.step(self._step)
 
     def logs(self) -> dict[str, torch.Tensor | float]:
         """Per layer: ``gsr/NAME`` (penalty), ``gsr/NAME/act_rms`` (root mean square
         activation: the plain penalty can be lowered by shrinking activations, so watch
-        both) and ``gsr/NAME/weight``. Values are detached tensors: no host syncs."""
+        both), ``gsr/NAME/weight`` and, for learned graphs, ``gsr/NAME/components``
+        (connected components of the current graph, 0 before the first). Values are
+        detached tensors or Python numbers: no host syncs."""
         out: dict[str, torch.Tensor | float] = {}
         for name, layer in self._layers.items():
             out[f"gsr/{name}/weight"] = self.weight(name)
+            if layer.learned is not None:
+                out[f"gsr/{name}/components"] = layer.learned.n_components
             if layer.value is not None:
                 out[f"gsr/{name}"] = layer.value.detach()
                 out[f"gsr/{name}/act_rms"] = layer.activations.float().pow(2).mean().sqrt()
         return out
 
     def state_dict(self) -> dict:
-        return {"step": self._step}
+        """``{"step": int}``, plus ``"learned": {name: CoactivationGraph.state_dict()}``
+        when some layer learns its graph."""
+        state: dict = {"step": self._step}
+        learned = self.learned_graphs()
+        if learned:
+            state["learned"] = {name: lg.state_dict() for name, lg in learned.items()}
+        return state
 
     def load_state_dict(self, state: Mapping) -> None:
         step = state.get("step")
         if not isinstance(step, int) or step < 0:
             raise ValueError(f"state_dict 'step' must be a non-negative int, got {step!r}")
+        learned = self.learned_graphs()
+        saved = state.get("learned", {})
+        if set(saved) != set(learned):
+            raise ValueError(
+                f"state_dict has learned graphs for {sorted(saved)}, "
+                f"the regularizer learns {sorted(learned)}"
+            )
+        for name, lg_state in saved.items():
+            learned[name].load_state_dict(lg_state)
         self._step = step
 
     def remove(self) -> None:
@@ -215,14 +278,15 @@ class GraphRegularizer:
 
     def __repr__(self) -> str:
         inner = ", ".join(
-            f"{n!r}: {layer.penalty.graph.name} (w={layer.schedule.base:g})"
+            f"{n!r}: {layer.describe()} (w={layer.schedule.base:g})"
             for n, layer in self._layers.items()
         )
         return f"GraphRegularizer({{{inner}}}, step={self._step})"
 
 
-def layer_activations(output, nodes: str, n_nodes: int, layer: str) -> torch.Tensor:
-    """Reshape a layer output to (samples, n_nodes) according to the node mode."""
+def layer_activations(output, nodes: str, n_nodes: int | None, layer: str) -> torch.Tensor:
+    """Reshape a layer output to (samples, n_nodes) according to the node mode; with
+    ``n_nodes=None`` (a learned graph not yet sized) the mode decides the width."""
     if isinstance(output, (tuple, list)) and output:
         output = output[0]
     if not isinstance(output, torch.Tensor):
@@ -237,8 +301,14 @@ def layer_activations(output, nodes: str, n_nodes: int, layer: str) -> torch.Ten
     if nodes == "auto":
         if output.ndim <= 3:
             nodes = "last"
+        elif n_nodes is None:
+            raise ValueError(
+                f"layer {layer!r}: output {tuple(output.shape)} of unknown width; a learned "
+                "graph on it needs nodes='channels' or 'flatten' (or n_nodes)"
+            )
         else:
             nodes = "channels" if sizes["channels"] == n_nodes else "flatten"
+    n_nodes = sizes[nodes] if n_nodes is None else n_nodes
     if sizes[nodes] != n_nodes:
         options = ", ".join(f"{k}: {v}" for k, v in sizes.items())
         raise ValueError(
@@ -260,16 +330,16 @@ def _find_module(modules: dict[str, nn.Module], name: str) -> nn.Module:
     raise ValueError(f"model has no layer named {name!r}{hint}")
 
 
-def _as_penalty(name, target, laplacian, normalize) -> GraphPenalty:
-    if isinstance(target, GraphPenalty):
+def _as_target(name, target, laplacian, normalize) -> GraphPenalty | CoactivationGraph:
+    if isinstance(target, (GraphPenalty, CoactivationGraph)):
         return target
     if isinstance(target, str):
         target = graphs.parse(target)
     if isinstance(target, Graph):
         return GraphPenalty(target, laplacian=laplacian, normalize=normalize)
     raise TypeError(
-        f"layer {name!r}: target must be a Graph, a graph spec string or a GraphPenalty, "
-        f"got {type(target).__name__}"
+        f"layer {name!r}: target must be a Graph, a graph spec string, a GraphPenalty or a "
+        f"CoactivationGraph, got {type(target).__name__}"
     )
 
 
@@ -281,8 +351,10 @@ def _per_layer(value, name: str, what: str):
     return value
 
 
-def _check_width(name: str, module: nn.Module, n_nodes: int, nodes: str) -> None:
+def _check_width(name: str, module: nn.Module, n_nodes: int | None, nodes: str) -> None:
     """Fail at construction when the width is knowable from the module type."""
+    if n_nodes is None:
+        return
     width = None
     if isinstance(module, nn.Linear) and nodes in ("auto", "last"):
         width, what = module.out_features, "out_features"

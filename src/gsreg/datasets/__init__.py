@@ -3,5 +3,15 @@
 from .base import Dataset
 from .digits import digits
 from .mnist import mnist
+from .synthetic import binary_modules, binary_patterns, coarse_labels, hierarchical, modules
 
-__all__ = ["Dataset", "digits", "mnist"]
+__all__ = [
+    "Dataset",
+    "binary_modules",
+    "binary_patterns",
+    "coarse_labels",
+    "digits",
+    "hierarchical",
+    "mnist",
+    "modules",
+]

@@ -1,0 +1,445 @@
+"""CoactivationGraph: kernels against references, buffer, schedule, policies, persistence,
+and the learned graph inside GraphRegularizer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.neighbors import kneighbors_graph
+from torch import nn
+
+from gsreg import CoactivationGraph, GraphPenalty, GraphRegularizer, coactivation, graphs
+
+
+def random_activations(samples: int, n: int, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).normal(size=(samples, n))).float()
+
+
+def dense(graph) -> np.ndarray:
+    return graph.adjacency().toarray()
+
+
+def zscore(features: np.ndarray) -> np.ndarray:
+    return (features - features.mean(1, keepdims=True)) / features.std(1, keepdims=True)
+
+
+def squared_distances(features: np.ndarray) -> np.ndarray:
+    return ((features[:, None, :] - features[None, :, :]) ** 2).sum(-1)
+
+
+def knn_mask(d2: np.ndarray, k: int) -> np.ndarray:
+    """(n, n) bool: j among the k nearest of i, self excluded."""
+    d2 = d2 + np.diag(np.full(len(d2), np.inf))
+    mask = np.zeros(d2.shape, dtype=bool)
+    np.put_along_axis(mask, np.argsort(d2, axis=1, kind="stable")[:, :k], True, axis=1)
+    return mask
+
+
+# ---------------------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize("features", ["raw", "standardized"])
+def test_knn_equals_scikit_learn_symmetrised(features):
+    acts = random_activations(40, 30, seed=1) * torch.linspace(0.5, 3, 30) + 2.0
+    feats = acts.double().numpy().T
+    if features == "standardized":
+        feats = zscore(feats)
+    a = kneighbors_graph(feats, 4, mode="connectivity", include_self=False).toarray()
+    graph = CoactivationGraph("knn", k=4, features=features, buffer_size=40).build(acts)
+    np.testing.assert_array_equal(dense(graph), (a + a.T) / 2)
+
+
+def test_gaussian_weights_match_numpy():
+    acts = random_activations(12, 25, seed=2)
+    feats = acts.double().numpy().T
+    bandwidth, threshold = 4.0, 0.1
+    expected = np.exp(-squared_distances(feats) / bandwidth**2)
+    np.fill_diagonal(expected, 0)
+    assert np.abs(expected - threshold).min() > 1e-4  # no pair sits on the threshold
+    expected[expected < threshold] = 0
+    lg = CoactivationGraph("gaussian", bandwidth=bandwidth, threshold=threshold, buffer_size=12)
+    got = dense(lg.build(acts))
+    np.testing.assert_array_equal(got > 0, expected > 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert 0 < (got > 0).sum() < got.size - len(got)
+
+
+def test_adaptive_weights_match_numpy():
+    acts = random_activations(20, 25, seed=3)
+    feats = acts.double().numpy().T
+    d2 = squared_distances(feats)
+    k = 4
+    sigma = np.sqrt(np.sort(d2 + np.diag(np.full(25, np.inf)), axis=1)[:, k - 1])
+    mask = knn_mask(d2, k)
+    expected = np.where(mask | mask.T, np.exp(-d2 / np.outer(sigma, sigma)), 0.0)
+    got = dense(CoactivationGraph("adaptive", k=k, buffer_size=20).build(acts))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-12)
+
+
+def test_correlation_weights_match_numpy():
+    acts = random_activations(30, 20, seed=4)
+    corr = np.corrcoef(acts.double().numpy().T)
+    k = 3
+    mask = knn_mask(1 - corr, k)
+    one_sided = np.where(mask, np.clip(corr, 0, None), 0.0)
+    expected = (one_sided + one_sided.T) / 2
+    got = dense(CoactivationGraph("correlation", k=k, buffer_size=30).build(acts))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kernel", coactivation.KERNELS)
+def test_chunked_distances_give_the_same_graph(kernel, monkeypatch):
+    acts = random_activations(16, 30, seed=5)
+    lg = CoactivationGraph(kernel, k=4, bandwidth=5.0, buffer_size=16)
+    whole = lg.build(acts)
+    monkeypatch.setattr(coactivation, "_CHUNK_ELEMENTS", 70)  # 2 rows, 4 pairs per chunk
+    chunked = lg.build(acts)
+    np.testing.assert_array_equal(chunked.edges, whole.edges)
+    np.testing.assert_allclose(chunked.weights, whole.weights, rtol=1e-5)
+
+
+def test_ties_go_to_the_lower_index():
+    acts = torch.ones(5, 6)  # all neurons identical: every distance is 0
+    graph = CoactivationGraph("knn", k=2, buffer_size=5).build(acts)
+    out = np.zeros((6, 6))
+    for i in range(6):
+        out[i, [j for j in range(6) if j != i][:2]] = 1
+    np.testing.assert_array_equal(dense(graph), (out + out.T) / 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kernel=st.sampled_from(coactivation.KERNELS),
+    features=st.sampled_from(coactivation.FEATURES),
+    acts=st.integers(4, 12).flatmap(
+        lambda n: arrays(
+            np.float32,
+            st.tuples(st.integers(4, 16), st.just(n)),
+            elements=st.floats(-5, 5, width=32) | st.sampled_from([0.0, 1.0]),
+        )
+    ),
+)
+def test_every_kernel_gives_a_symmetric_nonnegative_loopless_graph(kernel, features, acts):
+    k = 3
+    lg = CoactivationGraph(kernel, k=k, features=features, bandwidth=3.0, buffer_size=16)
+    graph = lg.build(torch.from_numpy(acts))
+    w = dense(graph)
+    np.testing.assert_array_equal(w, w.T)
+    assert (w >= 0).all() and (np.diag(w) == 0).all()
+    assert graph == lg.build(torch.from_numpy(acts.copy()))
+    if kernel == "knn":
+        assert ((w > 0).sum(1) >= k).all()
+        assert set(np.unique(w)) <= {0.0, 0.5, 1.0}
+
+
+# ---------------------------------------------------------------------------- buffer
+
+
+def test_buffer_keeps_the_newest_rows_in_order():
+    lg = CoactivationGraph(k=2, buffer_size=8)
+    rows = torch.arange(60, dtype=torch.float32).reshape(20, 3)
+    lg.observe(rows[:3])
+    assert lg.n_samples == 3 and torch.equal(lg.samples(), rows[:3])
+    for begin, end in [(3, 8), (8, 13), (13, 14)]:
+        lg.observe(rows[begin:end])
+    assert lg.n_samples == 8 and torch.equal(lg.samples(), rows[6:14])
+    lg.observe(rows[:0])
+    assert torch.equal(lg.samples(), rows[6:14])
+    lg.observe(rows[5:20])  # larger than the buffer: its last rows
+    assert torch.equal(lg.samples(), rows[12:20])
+    assert lg.buffer.shape == (8, 3) and lg.buffer.dtype == torch.float32
+
+
+def test_buffer_and_history_stay_bounded_over_a_long_run():
+    lg = CoactivationGraph(k=2, update_every=25, buffer_size=16, history_size=5)
+    gen = torch.Generator().manual_seed(0)
+    lg.observe(torch.randn(4, 8, generator=gen))
+    storage = lg.buffer.untyped_storage()
+    pointer, nbytes = storage.data_ptr(), storage.nbytes()
+    for step in range(1, 10_001):
+        lg.observe(torch.randn(4, 8, generator=gen, dtype=torch.float64))
+        lg.step(step)
+    assert lg.n_updates == 400
+    assert len(lg.history) == 5 and [s for s, _ in lg.history] == list(range(9900, 10001, 25))
+    assert lg.buffer.untyped_storage().data_ptr() == pointer
+    assert lg.buffer.untyped_storage().nbytes() == nbytes == 16 * 8 * 4
+
+
+# ---------------------------------------------------------------------------- schedule
+
+
+def test_schedule_warmup_period_and_max_updates():
+    lg = CoactivationGraph(k=2, warmup_steps=4, update_every=3, max_updates=3, buffer_size=8)
+    lg.observe(random_activations(8, 6))
+    updated = [step for step in range(1, 20) if lg.step(step)]
+    assert updated == [4, 7, 10]
+    assert [s for s, _ in lg.history] == updated and lg.n_updates == 3
+    assert lg.graph.name == "learned:knn@10"
+
+
+def test_no_graph_before_warmup_or_with_too_few_samples():
+    lg = CoactivationGraph(k=3, warmup_steps=2, update_every=2, buffer_size=8)
+    assert not lg.step(2) and lg.graph is None  # nothing observed
+    lg.observe(random_activations(3, 6))
+    assert not lg.step(1) and not lg.step(2) and lg.graph is None  # 3 < k + 1 samples
+    assert lg.n_components == 0 and lg.current_penalty() is None
+    assert lg.penalty(torch.ones(2, 6)).item() == 0.0
+    with pytest.raises(RuntimeError, match="no graph"):
+        lg.modules()
+    lg.observe(random_activations(1, 6, seed=1))
+    assert not lg.step(3) and lg.step(4) and lg.graph is not None
+
+
+# ---------------------------------------------------------------------------- disconnection
+
+
+def one_cluster(samples: int = 8) -> torch.Tensor:
+    """6 neurons on a line (neuron i = i * t): the kNN graph (k = 2) is connected."""
+    t = torch.linspace(1, 2, samples)[:, None]
+    return t * torch.arange(6.0)
+
+
+def two_clusters(samples: int = 8) -> torch.Tensor:
+    """Neurons 0-2 and 3-5 far apart: the kNN graph (k = 2) has two components."""
+    t = torch.linspace(1, 2, samples)[:, None]
+    return t * torch.tensor([0.0, 0.1, 0.2, 50.0, 50.1, 50.2])
+
+
+@pytest.mark.parametrize("policy", ["stop", "freeze", "continue", "keep"])
+def test_disconnection_policies(policy):
+    lg = CoactivationGraph(k=2, warmup_steps=3, update_every=2, buffer_size=8, on_disconnect=policy)
+    lg.observe(one_cluster())
+    assert lg.step(3) and lg.n_components == 1
+    connected = lg.graph
+    lg.observe(two_clusters())
+    taken = lg.step(5)
+    lg.observe(one_cluster())
+    again = lg.step(7)
+    if policy == "stop":
+        assert not taken and not again and lg.frozen
+        assert lg.graph is connected and lg.n_updates == 1 and lg.n_components == 1
+    elif policy == "freeze":
+        assert taken and not again and lg.frozen
+        assert lg.n_components == 2 and [s for s, _ in lg.history] == [3, 5]
+        np.testing.assert_array_equal(lg.modules(), [0, 0, 0, 1, 1, 1])
+    else:
+        assert lg.on_disconnect == "continue"
+        assert taken and again and not lg.frozen and lg.n_updates == 3
+        assert [g.components()[0] for _, g in lg.history] == [1, 2, 1]
+
+
+def test_stop_with_a_disconnected_first_graph_warns_and_keeps_none():
+    lg = CoactivationGraph(k=2, buffer_size=8, update_every=1, on_disconnect="stop")
+    lg.observe(two_clusters())
+    with pytest.warns(UserWarning, match="first learned graph"):
+        assert not lg.step(1)
+    assert lg.graph is None and lg.frozen
+
+
+def test_modules_are_ordered_by_size():
+    lg = CoactivationGraph(k=1, buffer_size=4, update_every=1, n_nodes=5)
+    t = torch.linspace(1, 2, 4)[:, None]
+    lg.observe(t * torch.tensor([50.0, 0.0, 50.1, 0.1, 0.25]))  # {0, 2} and {1, 3, 4}
+    assert lg.step(1) and lg.n_components == 2
+    np.testing.assert_array_equal(lg.graph.components()[1], [0, 1, 0, 1, 1])
+    np.testing.assert_array_equal(lg.modules(), [1, 0, 1, 0, 0])
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"kernel": "cosine"}, "unknown kernel"),
+        ({"features": "zscore"}, "unknown features"),
+        ({"on_disconnect": "ignore"}, "unknown on_disconnect"),
+        ({"laplacian": "signless"}, "unknown laplacian"),
+        ({"normalize": "yes"}, "normalize"),
+        ({"k": 0}, "k must be"),
+        ({"k": True}, "k must be"),
+        ({"bandwidth": 0.0}, "bandwidth"),
+        ({"threshold": 1.0}, "threshold"),
+        ({"k": 5, "buffer_size": 5}, r"buffer_size .* needs 6 samples"),
+        ({"kernel": "gaussian", "buffer_size": 1}, "buffer_size"),
+        ({"update_every": 0}, "update_every"),
+        ({"warmup_steps": -1}, "warmup_steps"),
+        ({"max_updates": 0}, "max_updates"),
+        ({"history_size": -1}, "history_size"),
+        ({"k": 5, "n_nodes": 5}, "k=5 neighbours need at least 6 neurons"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CoactivationGraph(**kwargs)
+
+
+def test_bad_activations():
+    with pytest.raises(ValueError, match="k=5 neighbours need at least 6 neurons, the layer has 4"):
+        CoactivationGraph(k=5).observe(torch.zeros(3, 4))
+    lg = CoactivationGraph(k=2, buffer_size=4)
+    lg.observe(torch.zeros(3, 6))
+    with pytest.raises(ValueError, match=r"expected activations \(B, 6\), got \(3, 7\)"):
+        lg.observe(torch.zeros(3, 7))
+    with pytest.raises(ValueError, match=r"shape \(B, n\)"):
+        lg.observe(torch.zeros(6))
+    with pytest.raises(TypeError, match="floating point"):
+        lg.observe(torch.zeros(3, 6, dtype=torch.int64))
+    lg.observe(torch.full((1, 6), float("nan")))
+    with pytest.raises(ValueError, match="6 observed activations are NaN or Inf"):
+        lg.build()
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+def test_state_dict_round_trip_resumes_identically():
+    def batch(step: int) -> torch.Tensor:
+        return random_activations(5, 10, seed=step) + (step // 15) * torch.arange(10.0)
+
+    def make() -> CoactivationGraph:
+        return CoactivationGraph(
+            k=3, warmup_steps=4, update_every=3, buffer_size=12, history_size=3
+        )
+
+    original = make()
+    for step in range(1, 21):
+        original.observe(batch(step))
+        original.step(step)
+    state = original.state_dict()
+    plain = json.loads(json.dumps({k: v for k, v in state.items() if k != "buffer"}))
+    resumed = make()
+    resumed.load_state_dict({**plain, "buffer": state["buffer"]})
+    assert resumed.graph == original.graph and resumed.n_updates == original.n_updates
+    for step in range(21, 41):
+        for lg in (original, resumed):
+            lg.observe(batch(step))
+            lg.step(step)
+    assert torch.equal(resumed.samples(), original.samples())
+    assert [s for s, _ in resumed.history] == [s for s, _ in original.history]
+    assert all(a == b for (_, a), (_, b) in zip(resumed.history, original.history, strict=True))
+    assert resumed.graph == original.graph and resumed.n_components == original.n_components
+    with pytest.raises(ValueError, match="buffer_size=6"):
+        CoactivationGraph(k=3, buffer_size=6).load_state_dict(state)
+    with pytest.raises(ValueError, match="keys"):
+        make().load_state_dict({"buffer": None})
+
+
+# ---------------------------------------------------------------------------- regularizer
+
+
+def small_model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.LeakyReLU(0.2), nn.Linear(8, 4))
+
+
+def test_regularizer_penalises_with_the_learned_graph_once_it_exists():
+    model = small_model()
+    lg = CoactivationGraph(k=3, warmup_steps=2, update_every=2, buffer_size=32)
+    reg = GraphRegularizer(model, {"1": lg}, weight=0.5)
+    for _ in range(4):
+        x = torch.randn(16, 4)
+        with torch.no_grad():  # hooks collect nothing without autograd
+            z = model[1](model[0](x))
+        model(x)
+        if lg.graph is None:
+            assert reg.penalty().item() == 0.0 and reg.logs()["gsr/1/components"] == 0
+            assert "1" not in reg.penalties()
+        else:
+            expected = 0.5 * GraphPenalty(lg.graph, "normalized")(z)
+            assert reg.penalty().item() == pytest.approx(expected.item(), rel=1e-6)
+            model.zero_grad()
+            reg.penalty().backward()
+            assert model[0].weight.grad.abs().sum() > 0
+            assert reg.logs()["gsr/1/components"] == lg.n_components >= 1
+        reg.step()
+    assert [s for s, _ in lg.history] == [2, 4] and lg.n_samples == 32
+    model.eval()
+    model(torch.randn(16, 4))
+    assert lg.n_samples == 32  # evaluation does not feed the graph
+    assert "learned:knn" in repr(reg)
+
+
+def test_regularizer_state_dict_carries_learned_graphs():
+    model = small_model()
+    lg = CoactivationGraph(k=3, update_every=1, buffer_size=16)
+    reg = GraphRegularizer(model, {"1": lg})
+    model(torch.randn(16, 4))
+    reg.step()
+    other = GraphRegularizer(small_model(), {"1": CoactivationGraph(k=3, buffer_size=16)})
+    other.load_state_dict(reg.state_dict())
+    assert other.step_count == 1 and other.learned_graphs()["1"].graph == lg.graph
+    with pytest.raises(ValueError, match="learned graphs"):
+        GraphRegularizer(small_model(), {"1": "grid:2x4"}).load_state_dict(reg.state_dict())
+
+
+def test_regularizer_infers_conv_widths_from_the_node_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU())
+    lg = CoactivationGraph(k=2, buffer_size=16)
+    GraphRegularizer(model, {"0": lg}, nodes="channels")
+    model(torch.randn(2, 1, 4, 4))
+    assert lg.n_nodes == 6 and lg.n_samples == 16
+    GraphRegularizer(model, {"1": CoactivationGraph(k=2)})
+    with pytest.raises(ValueError, match="layer '1'.*nodes='channels' or 'flatten'"):
+        model(torch.randn(2, 1, 4, 4))
+
+
+def test_a_learned_graph_serves_one_layer():
+    lg = CoactivationGraph(k=2)
+    with pytest.raises(ValueError, match="already serves"):
+        GraphRegularizer(small_model(), {"0": lg, "1": lg})
+    penalty = GraphPenalty(graphs.grid(2, 4))  # a fixed penalty may be shared
+    GraphRegularizer(small_model(), {"0": penalty, "1": penalty})
+
+
+def planted_modules(per_module: int = 200, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """15 features in 3 modules of 5 (in-module correlation 0.6); each sample raises one
+    module by 10. Returns X (N, 15) and the module of each sample (N,)."""
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(np.full((5, 5), 0.6) + 0.4 * np.eye(5))
+    labels = np.repeat(np.arange(3), per_module)
+    x = (rng.normal(size=(len(labels), 3, 5)) @ chol.T).reshape(len(labels), 15)
+    x += 10 * np.repeat(np.eye(3)[labels], 5, axis=1)
+    return torch.tensor(x, dtype=torch.float32), labels
+
+
+def train_planted(weight: float) -> tuple[CoactivationGraph, np.ndarray, np.ndarray]:
+    """A 15-30-15 autoencoder with a learned graph on its 30 hidden units."""
+    x, labels = planted_modules()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(15, 30), nn.LeakyReLU(0.2), nn.Linear(30, 15))
+    lg = CoactivationGraph(k=5, warmup_steps=50, update_every=25, buffer_size=256)
+    reg = GraphRegularizer(model, {"1": lg}, weight=weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        xb = x[torch.randint(0, len(x), (32,), generator=gen)]
+        loss = (model(xb) - xb).pow(2).mean() + reg.penalty()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        reg.step()
+    with torch.no_grad():
+        hidden = model[:2](x).numpy()
+    return lg, hidden, labels
+
+
+def test_learned_graph_recovers_planted_modules():
+    lg, hidden, labels = train_planted(weight=1e-2)
+    modules = lg.modules()
+    assert lg.n_components >= 3
+    # mean activity of each sample cluster (rows) in each neuron module (columns)
+    table = np.array(
+        [
+            [hidden[labels == c][:, modules == m].mean() for m in range(lg.n_components)]
+            for c in range(3)
+        ]
+    )
+    assert len(set(table.argmax(axis=1))) == 3
+    # without the penalty the co-activation graph does not fall apart
+    assert train_planted(weight=0.0)[0].n_components == 1
