@@ -17,6 +17,7 @@ import torch
 from scipy.linalg import eigh
 from torch import nn
 
+from ._util import model_device as _model_device
 from .graphs import LAPLACIAN_KINDS, Graph, rank_by_size
 
 __all__ = [
@@ -115,14 +116,6 @@ def _input_dtype(model: nn.Module, X: torch.Tensor) -> torch.dtype | None:
     if param is not None and X.is_floating_point() and param.is_floating_point():
         return param.dtype
     return None
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
 
 
 @contextmanager

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ._util import check_positive_int as _check_positive_int
+
 OUTPUT_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
 
@@ -189,11 +191,6 @@ def _init_weights(model: nn.Module, negative_slope: float) -> None:
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.kaiming_normal_(m.weight, a=negative_slope, nonlinearity="leaky_relu")
             nn.init.zeros_(m.bias)
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_non_negative(name: str, value: object) -> None:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import graphs
+from ._util import model_device as _model_device
 from .coactivation import CoactivationGraph
 from .graphs import Graph
 from .penalty import GraphPenalty
@@ -364,9 +365,3 @@ def _check_width(name: str, module: nn.Module, n_nodes: int | None, nodes: str) 
         raise ValueError(
             f"layer {name!r} has {what}={width} but its graph has {n_nodes} nodes"
         )
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")

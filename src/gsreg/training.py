@@ -17,6 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._util import check_positive_int as _check_positive_int
+from ._util import model_device as _model_device
+
 TASKS = ("reconstruction", "classification")
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -306,19 +309,9 @@ def _postfix(record: dict[str, Any]) -> dict[str, str]:
     return {k: f"{record[k]:.4g}" for k in keys}
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 __all__ = ["History", "Regularizer", "evaluate", "fit", "resolve_device"]
