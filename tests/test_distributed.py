@@ -15,10 +15,13 @@ import torch.multiprocessing as mp
 
 from gsreg import CoactivationGraph, Graph
 
-pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()),
-    reason="torch.distributed with the gloo backend is not available",
-)
+pytestmark = [
+    pytest.mark.distributed,
+    pytest.mark.skipif(
+        not (dist.is_available() and dist.is_gloo_available()),
+        reason="torch.distributed with the gloo backend is not available",
+    ),
+]
 
 WORLD_SIZE = 2
 KERNELS = ("knn", "adaptive")

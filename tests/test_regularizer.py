@@ -229,3 +229,15 @@ def test_context_manager_removes_hooks():
     with GraphRegularizer(model, {"act1": graphs.grid(4, 4)}):
         assert model.act1._forward_hooks
     assert not model.act1._forward_hooks
+
+
+def test_clear_drops_penalties_collected_from_direct_submodule_calls():
+    model = mlp()
+    reg = GraphRegularizer(model, {"act1": graphs.grid(4, 4)}, weight=1.0)
+    x = torch.randn(4, 5)
+    model.act1(model.fc1(x))  # a step that calls submodules, not the model
+    first = reg.penalty().item()
+    reg.clear()
+    assert reg.penalty().item() == 0.0
+    model.act1(model.fc1(x))
+    assert reg.penalty().item() == pytest.approx(first)

@@ -157,10 +157,13 @@ class GraphRegularizer:
             self._layers[name] = _HookedLayer(name, module, target, mode, schedule)
         for layer in self._layers.values():
             layer.handle = layer.module.register_forward_hook(self._hook_for(layer))
-        self._root_handle = model.register_forward_pre_hook(self._clear)
+        self._root_handle = model.register_forward_pre_hook(lambda module, inputs: self.clear())
 
     # -- hooks -------------------------------------------------------------------------
-    def _clear(self, module, inputs) -> None:
+    def clear(self) -> None:
+        """Forget the penalties collected so far. Each forward of ``model`` does this itself;
+        call it when a training step runs submodules without calling ``model`` (as
+        Lightning's ``training_step`` does with ``self.net(x)``)."""
         for layer in self._layers.values():
             layer.value = layer.activations = None
 

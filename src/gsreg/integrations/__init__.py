@@ -1,0 +1,6 @@
+"""Integrations with other frameworks, each behind its own optional extra.
+
+Importing :mod:`gsreg` or this package imports none of them; import the submodule you need:
+
+    from gsreg.integrations.lightning import GSRCallback   # pip install gsreg[lightning]
+"""
