@@ -138,3 +138,20 @@ def test_conv_classifier_dropout_only_in_training():
 def test_conv_classifier_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ConvClassifier(**kwargs)
+
+
+def test_dense_classifier_shapes_and_structured_layer():
+    from gsreg.models import DenseClassifier
+
+    torch.manual_seed(0)
+    model = DenseClassifier(12, 3, hidden=(8,), width=9)
+    x = torch.randn(5, 12)
+    assert model(x).shape == (5, 3)
+    hidden = model.fc(model.features(x))
+    assert hidden.shape == (5, 9)
+    assert torch.equal(hidden, torch.nn.functional.leaky_relu(model.fc[0](model.features(x)), 0.2))
+    assert DenseClassifier(**model.config).config == model.config
+    with pytest.raises(ValueError, match="width"):
+        DenseClassifier(12, 3, width=0)
+    with pytest.raises(ValueError, match="dropout"):
+        DenseClassifier(12, 3, dropout=1.0)

@@ -6,20 +6,43 @@
 
     # or a graph learned from the layer's co-activations
     reg = GraphRegularizer(model, {"decoder.0": CoactivationGraph(k=5)}, weight=1e-3)
+
+    # scikit-learn estimators, and saving without pickle
+    ae = GSRAutoencoder(graph="grid:8x8").fit(X); Z = ae.transform(X)
+    gsreg.save("model.safetensors", model, regularizer=reg); gsreg.load("model.safetensors")
 """
 
 from . import graphs
 from .coactivation import CoactivationGraph
 from .graphs import Graph
+from .io import load, save
 from .penalty import GraphPenalty
 from .regularizer import GraphRegularizer
 
 __version__ = "0.1.0"
+
+_LAZY = {"GSRAutoencoder": "estimators", "GSRClassifier": "estimators"}
+
+
+def __getattr__(name: str):
+    # the estimators import scikit-learn (about a second), so only when first asked for
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gsreg' has no attribute {name!r}")
+
 __all__ = [
     "CoactivationGraph",
+    "GSRAutoencoder",
+    "GSRClassifier",
     "Graph",
     "GraphPenalty",
     "GraphRegularizer",
     "graphs",
+    "load",
+    "save",
     "__version__",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
@@ -16,6 +18,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def check_positive_int(name: str, value: object) -> None:
-    """Raise ValueError unless ``value`` is an int >= 1 (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """Raise ValueError unless ``value`` is an integer >= 1 (numpy integers accepted, bools
+    refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -1,4 +1,4 @@
-"""The ``gsreg`` command line: ``gsreg demo`` and ``gsreg graph``."""
+"""The ``gsreg`` command line: ``gsreg demo``, ``gsreg fit`` and ``gsreg graph``."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as err:
-        print(f"gsreg {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError,
+            IsADirectoryError) as err:  # fmt: skip
+        message = " ".join(str(err).split())
+        print(f"gsreg {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
@@ -42,6 +44,38 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
+
+    fit = commands.add_parser(
+        "fit",
+        help="train a GSR autoencoder on your data (.npy, .csv, .tsv, .h5ad); write a report",
+        description="Train a GSR autoencoder (gsreg.GSRAutoencoder) on DATA and write "
+        "report.html, metrics.json, config.json, model.safetensors, embedding.npy, "
+        "embedding.csv and figures/ to --out. DATA is a .npy array (samples x features), "
+        "a .csv/.tsv table (header detected; numeric columns are used, a non-numeric one "
+        "is an error unless it is the --labels column) or an .h5ad file (anndata; X dense "
+        "or sparse). Nothing is written unless the run succeeds.",
+    )
+    fit.add_argument("data", metavar="DATA", help="data file: .npy, .csv, .tsv or .h5ad")
+    fit.add_argument(
+        "--graph", required=True, metavar="SPEC|learned",
+        help="graph on the structured layer: a spec such as grid:8x8 (see 'gsreg graph'), "
+        "or 'learned' for a graph learned from co-activations (neuron modules)",
+    )  # fmt: skip
+    fit.add_argument(
+        "--labels", metavar="COLUMN|FILE",
+        help="labels for the report: a column of DATA (CSV/TSV header name, .h5ad obs "
+        "column) or a file (.npy, or one label per line, optionally after a header line)",
+    )  # fmt: skip
+    fit.add_argument("--out", help="run folder (default: runs/fit-<DATA name>)")
+    fit.add_argument("--epochs", type=_positive_int,
+                     help="number of epochs (default: auto, about 3000 optimiser steps, 10 to 1000 "
+                     "epochs)")
+    fit.add_argument("--weight", type=_non_negative_float, default=3e-3,
+                     help="GSR weight lambda (default: 0.003; 0 trains without GSR)")
+    fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
+    fit.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(handler=_fit)
 
     graph = commands.add_parser(
         "graph",
@@ -75,6 +109,30 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    from .experiments import fit_data
+
+    graph = fit_data.check_graph(args.graph)
+    table = fit_data.load_data(args.data, args.labels)
+    out = args.out or f"runs/fit-{Path(args.data).stem}"
+    fit_data.prepare_out(out)
+    config = fit_data.FitConfig(
+        data=args.data, graph=graph, labels=args.labels, epochs=args.epochs,
+        weight=args.weight, seed=args.seed, device=args.device,
+    )  # fmt: skip
+    try:
+        metrics = fit_data.run(config, out, table=table, progress=not args.quiet)
+    except RuntimeError as err:  # e.g. a loss that turned NaN; nothing was written
+        raise ValueError(f"training failed: {err}") from err
+    data = metrics["data"]
+    print(
+        f"trained on {data['n_samples']} x {data['n_features']} for {metrics['epochs']} "
+        f"epochs: reconstruction MSE {metrics['train_mse']:.5g}"
+    )
+    print(f"report: {Path(out).resolve() / 'report.html'}")
+    return 0
+
+
 def _graph(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -101,6 +159,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 

@@ -171,6 +171,51 @@ class ConvClassifier(nn.Module):
         return self.out(self.dropout(self.fc(z)))
 
 
+class DenseClassifier(nn.Module):
+    """A dense classifier for flat inputs, the dense counterpart of ``ConvClassifier``.
+
+    ``features.0``, ``features.1``, ... (Linear + LeakyReLU blocks of ``hidden`` widths),
+    ``fc`` (Linear(width) + LeakyReLU, the layer GSR structures), ``dropout`` and ``out``
+    (logits (B, n_classes)). He-normal weights, zero biases. ``model.config`` holds the
+    constructor arguments.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        hidden: Sequence[int] = (50,),
+        width: int = 64,
+        dropout: float = 0.0,
+        negative_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("n_features", n_features)
+        _check_positive_int("n_classes", n_classes)
+        _check_positive_int("width", width)
+        hidden = _check_sizes("hidden", hidden)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        self.config = {
+            "n_features": int(n_features),
+            "n_classes": int(n_classes),
+            "hidden": [int(h) for h in hidden],
+            "width": int(width),
+            "dropout": float(dropout),
+            "negative_slope": float(negative_slope),
+        }
+        blocks, n_in = _blocks(int(n_features), self.config["hidden"], negative_slope)
+        self.features = nn.Sequential(blocks)
+        self.fc = _block(n_in, int(width), negative_slope)
+        self.dropout = nn.Dropout(float(dropout))
+        self.out = nn.Linear(int(width), int(n_classes))
+        _init_weights(self, negative_slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_features) -> logits (B, n_classes)."""
+        return self.out(self.dropout(self.fc(self.features(x))))
+
+
 def _block(n_in: int, n_out: int, negative_slope: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_out), nn.LeakyReLU(negative_slope))
 

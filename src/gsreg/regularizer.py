@@ -204,6 +204,14 @@ class GraphRegularizer:
         layers = self._layers.items()
         return {name: layer.learned for name, layer in layers if layer.learned is not None}
 
+    def schedule(self, name: str) -> WeightSchedule:
+        """The weight schedule of layer ``name``."""
+        return self._layers[name].schedule
+
+    def node_mode(self, name: str) -> str:
+        """How layer ``name``'s output maps to graph nodes ("auto", "last", ...)."""
+        return self._layers[name].nodes
+
     def weight(self, name: str) -> float:
         """The current weight (lambda) of layer ``name``."""
         return self._layers[name].schedule(self._step)

@@ -1,0 +1,232 @@
+"""``gsreg fit``: data formats, the run folder it writes, and every error case."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from gsreg import GSRAutoencoder, cli
+from gsreg.experiments import fit_data
+
+N = 120
+
+
+@pytest.fixture(scope="module")
+def data():
+    digits = load_digits()
+    return digits.data[:N], digits.target[:N]
+
+
+def write_csv(path, X, y=None, header=True, sep=","):
+    lines = []
+    if header:
+        lines.append(sep.join([f"px{i}" for i in range(X.shape[1])] + (["digit"] if y is
+                                                                          not None else [])))
+    for k, row in enumerate(X):
+        cells = [f"{v:g}" for v in row] + ([f"d{y[k]}"] if y is not None else [])
+        lines.append(sep.join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(args, capsys):
+    code = cli.main(["fit", *map(str, args), "--quiet", "--epochs", "2"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_csv_with_a_label_column_writes_the_whole_run_folder(tmp_path, data, capsys):
+    X, y = data
+    csv_path = write_csv(tmp_path / "digits.csv", X, y)
+    out = tmp_path / "run"
+    code, stdout, err = run([csv_path, "--graph", "grid:4x4", "--labels", "digit", "--out", out],
+                            capsys)
+    assert code == 0, err
+    assert str(out / "report.html") in stdout
+    for name in fit_data.OUTPUTS:
+        assert (out / name).exists(), name
+    for png in ("class_maps", "segmentation", "training"):
+        assert (out / "figures" / f"{png}.png").stat().st_size > 1000
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["n_samples"] == N and metrics["data"]["n_features"] == 64
+    assert metrics["data"]["n_labels"] == 10 and metrics["epochs"] == 2
+    assert -1 <= metrics["localization"]["morans_i"] <= 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["graph"] == "grid:4x4" and config["labels"] == "digit"
+    embedding = np.load(out / "embedding.npy")
+    assert embedding.shape == (N, 16) and embedding.dtype == np.float32
+    table = np.loadtxt(out / "embedding.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(table, embedding, rtol=1e-6)
+    assert (out / "embedding.csv").read_text().startswith("z1,z2,")
+    est = GSRAutoencoder.load(out / "model.safetensors")
+    np.testing.assert_array_equal(est.transform(X), embedding)
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "Class maps" in html
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_npy_with_a_labels_file_and_no_labels(tmp_path, data, capsys):
+    X, y = data
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "labels.txt").write_text("digit\n" + "\n".join(map(str, y)) + "\n")
+    code, _, err = run([tmp_path / "x.npy", "--graph", "rings:2x5", "--labels",
+                        tmp_path / "labels.txt", "--out", tmp_path / "a"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "a" / "figures" / "class_maps.png").exists()
+    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:3x3", "--out", tmp_path / "b"],
+                       capsys)
+    assert code == 0, err
+    assert (tmp_path / "b" / "figures" / "mean_variance_maps.png").exists()
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert "morans_i_mean_map" in metrics and metrics["data"]["labels"] is None
+
+
+def test_tsv_without_header_and_row_names(tmp_path, data, capsys):
+    X, _ = data
+    write_csv(tmp_path / "x.tsv", X[:, :10], header=False, sep="\t")
+    code, _, err = run([tmp_path / "x.tsv", "--graph", "path:5", "--out", tmp_path / "t"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["data"]["n_features"] == 10
+    lines = [",".join(["", "a", "b"])] + [f"cell{k},{k % 3},{k % 5}" for k in range(30)]
+    (tmp_path / "named.csv").write_text("\n".join(lines))
+    table = fit_data.load_data(tmp_path / "named.csv")
+    assert table.X.shape == (30, 2) and table.feature_names == ["a", "b"]
+
+
+def test_h5ad_sparse_with_an_obs_column_and_a_learned_graph(tmp_path, data, capsys):
+    anndata = pytest.importorskip("anndata")
+    pd = pytest.importorskip("pandas")
+    import scipy.sparse as sp
+
+    X, y = data
+    obs = pd.DataFrame({"cell_type": pd.Categorical([f"t{v % 3}" for v in y])},
+                       index=[f"c{i}" for i in range(N)])
+    anndata.AnnData(X=sp.csr_matrix(X.astype(np.float32)), obs=obs).write_h5ad(
+        tmp_path / "cells.h5ad")
+    code, _, err = run([tmp_path / "cells.h5ad", "--graph", "learned", "--labels", "cell_type",
+                        "--out", tmp_path / "sc"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "sc" / "metrics.json").read_text())
+    assert metrics["graph"] == "learned" and metrics["n_modules"] >= 1
+    assert set(metrics["cluster_indication"]) == {"ari", "nmi", "purity"}
+    for png in ("modules", "module_labels", "training"):
+        assert (tmp_path / "sc" / "figures" / f"{png}.png").exists()
+
+
+def test_an_existing_run_folder_keeps_other_files(tmp_path, data, capsys):
+    X, _ = data
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "metrics.json").write_text("old")
+    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", out], capsys)
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_default_out_folder(tmp_path, data, capsys, monkeypatch):
+    X, _ = data
+    np.save(tmp_path / "cells.npy", X[:30])
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run(["cells.npy", "--graph", "grid:2x2"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "runs" / "fit-cells" / "report.html").exists()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def make_bad(tmp_path, case):
+    """Write the input of one error case; returns (args, expected words in the message)."""
+    good = "a,b,label\n1,2,x\n3,4,y\n5,6,x\n"
+    files = {
+        "missing": (None, ["no such data file"]),
+        "empty": ("", ["is empty"]),
+        "blank": ("\n\n  \n", ["is empty"]),
+        "ragged": ("a,b,c\n1,2,3\n4,5\n6,7,8\n", ["line 3 has 2 fields, expected 3", "ragged"]),
+        "nan": ("a,b\n1,2\n3,nan\n5,6\n", ["column 'b'", "missing or non-finite", "line 3"]),
+        "empty_cell": ("a,b\n1,2\n3,\n5,6\n", ["column 'b'", "missing or non-finite"]),
+        "inf": ("a,b\n1,2\n3,inf\n5,6\n", ["column 'b'", "non-finite"]),
+        "text": ("a,b,label\n1,2,x\n3,4,y\n", ["column 'label' is not numeric", "--labels"]),
+        "header_only": ("a,b\n", ["no data rows"]),
+        "no_column": (good, ["--labels 'kind' is neither a column", "'label'"]),
+        "labels_len": ("a,b\n1,2\n3,4\n5,6\n", ["has 2 lines but", "3 samples"]),
+        "unknown_ext": ("1,2\n", ["unknown data format '.xlsx'", ".npy, .csv, .tsv, .h5ad"]),
+        "bad_graph": (good, ["unknown graph kind 'hexagon'", "valid forms"]),
+        "out_is_file": ("a,b\n1,2\n3,4\n", ["it is a file"]),
+        "bad_npy": (b"not an array", ["not a readable numeric .npy"]),
+        "npy_1d": (np.arange(5.0), ["2-D array"]),
+    }
+    content, words = files[case]
+    suffix = {"unknown_ext": ".xlsx", "bad_npy": ".npy", "npy_1d": ".npy"}.get(case, ".csv")
+    path = tmp_path / f"data{suffix}"
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    args = [path, "--graph", "hexagon:3" if case == "bad_graph" else "grid:2x2"]
+    if case == "no_column":
+        args += ["--labels", "kind"]
+    if case == "labels_len":
+        (tmp_path / "labels.txt").write_text("x\ny\n\n")
+        args += ["--labels", tmp_path / "labels.txt"]
+    out = tmp_path / "deep" / "run"
+    if case == "out_is_file":
+        out = tmp_path / "taken"
+        out.write_text("keep me")
+    return args + ["--out", out], words
+
+
+ERRORS = ["missing", "empty", "blank", "ragged", "nan", "empty_cell", "inf", "text",
+          "header_only", "no_column", "labels_len", "unknown_ext", "bad_graph", "out_is_file",
+          "bad_npy", "npy_1d"]
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_errors_exit_2_with_one_line_and_leave_nothing(tmp_path, capsys, case):
+    args, words = make_bad(tmp_path, case)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, stdout, err = run(args, capsys)
+    assert code == 2
+    assert stdout == ""
+    assert err.startswith("gsreg fit: error: ") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err, (word, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no run, no temp folder
+    if case == "out_is_file":
+        assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_a_failure_during_training_leaves_nothing(tmp_path, data, capsys, monkeypatch):
+    X, _ = data
+    np.save(tmp_path / "x.npy", X[:20])
+
+    def explode(config, table, folder, progress):
+        (folder / "metrics.json").write_text("half")
+        raise RuntimeError("non-finite loss in epoch 1 at step 1 of 1")
+
+    monkeypatch.setattr(fit_data, "_write_run", explode)
+    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out",
+                        tmp_path / "new" / "deeper" / "run"], capsys)
+    assert code == 2 and "training failed: non-finite loss" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_fit_help_names_the_formats_and_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fit", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for word in (".npy", ".csv", ".tsv", ".h5ad", "--graph", "--labels", "--out", "--epochs",
+                 "--weight", "--seed", "--quiet", "learned"):
+        assert word in text
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fit", "x.csv"])  # --graph is required
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "x.csv", "--graph", "grid:2x2", "--weight", "-1"])

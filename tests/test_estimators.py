@@ -1,0 +1,283 @@
+"""The scikit-learn estimators GSRAutoencoder and GSRClassifier."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import gsreg
+from gsreg import GSRAutoencoder, GSRClassifier, analysis, graphs
+from gsreg.estimators import MAX_EPOCHS, MIN_EPOCHS, auto_epochs
+from gsreg.models import DenseAutoencoder
+from gsreg.training import fit
+
+FAST = dict(epochs=3, batch_size=64, lr=1e-2, random_state=0, device="cpu")
+
+
+def fast_ae(**kw):
+    return GSRAutoencoder(**{"graph": "grid:2x3", "hidden": (8,), "latent": 3, **FAST, **kw})
+
+
+def fast_clf(**kw):
+    return GSRClassifier(**{"graph": "grid:2x3", "hidden": (8,), **FAST, "epochs": 10,
+                            "lr": 3e-2, **kw})
+
+
+# Every scikit-learn estimator check passes with these small settings; none is expected to
+# fail (check_array_api_input is skipped by scikit-learn itself unless SCIPY_ARRAY_API=1).
+@parametrize_with_checks(
+    [fast_ae(graph="grid:2x2", latent=2), fast_clf()],
+    expected_failed_checks=lambda estimator: {},
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from gsreg.datasets import digits as load
+
+    data = load()
+    return data.subset(600, 300, seed=0)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def test_parameters_are_stored_verbatim_and_checked_in_fit():
+    est = GSRAutoencoder(weight=-1.0, epochs=0, scale="bogus", learned_options={"k": 3})
+    assert est.get_params()["weight"] == -1.0
+    assert est.get_params()["epochs"] == 0
+    copy = clone(est)
+    assert copy.get_params() == est.get_params()
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
+        est.fit(X)
+    with pytest.raises(ValueError, match="epochs must be 'auto'"):
+        fast_ae(epochs=0).fit(X)
+    with pytest.raises(ValueError, match="scale must be one of"):
+        fast_ae(scale="bogus").fit(X)
+    with pytest.raises(ValueError, match="layer must be"):
+        fast_ae(layer="decoder.7").fit(X)
+    with pytest.raises(TypeError, match="graph must be a spec string"):
+        fast_ae(graph=3).fit(X)
+    with pytest.raises(ValueError, match="valid forms"):
+        fast_ae(graph="hexagon:3").fit(X)
+    with pytest.raises(TypeError, match="bad learned_options"):
+        fast_ae(graph="learned", learned_options={"colour": 1}).fit(X)
+
+
+def test_auto_epochs_scale_with_the_data():
+    assert auto_epochs(60_000, 500) == 25  # 120 steps an epoch
+    assert auto_epochs(1_437, 500) == 1000
+    assert auto_epochs(1_000, 500) == MAX_EPOCHS
+    assert auto_epochs(10, 500) == MAX_EPOCHS
+    assert auto_epochs(10_000_000, 500) == MIN_EPOCHS
+    est = fast_ae(epochs="auto", batch_size=64).fit(np.random.default_rng(0).normal(size=(30, 4)))
+    assert est.n_iter_ == MAX_EPOCHS and len(est.history_) == MAX_EPOCHS
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def test_structured_width_follows_the_graph(digits):
+    X = digits.X_train[:100]
+    est = fast_ae(graph="torus:4x5").fit(X)
+    assert est.activations(X).shape == (100, 20)
+    assert est.transform(X).shape == (100, 3)
+    assert est.model_.config["decoder_hidden"] == [20]
+    assert est.graph_ == graphs.torus(4, 5)
+    latent = fast_ae(graph=graphs.ring(7), layer="encoder.latent").fit(X)
+    assert latent.transform(X).shape == (100, 7)
+    np.testing.assert_array_equal(latent.transform(X), latent.activations(X))
+    assert latent.activations(X, layer="encoder.0").shape == (100, 8)
+    enc = fast_ae(graph="grid:2x2", layer="encoder.0", hidden=(8, 6)).fit(X)
+    assert enc.model_.config["hidden"] == [4, 6]
+
+
+def test_readouts(digits):
+    X, y = digits.X_train, digits.y_train
+    est = fast_ae(graph="grid:3x3").fit(X)
+    maps = est.class_maps(X, y)
+    assert maps.shape == (10, 9)
+    Z = est.activations(X)
+    np.testing.assert_allclose(maps[4], Z[y == 4].mean(axis=0), rtol=1e-5)
+    dev = est.class_maps(X, y, deviation=True)
+    np.testing.assert_allclose(dev, maps - Z.mean(axis=0), rtol=1e-4, atol=1e-5)
+    recon = est.reconstruct(X)
+    assert recon.shape == X.shape and recon.dtype == np.float32
+    assert est.score(X) == pytest.approx(-np.mean((recon.astype(float) - X) ** 2), rel=1e-5)
+    assert est.get_feature_names_out().tolist() == [f"gsrautoencoder{i}" for i in range(3)]
+    assert len(est.history_) == est.n_iter_ == 3
+
+
+def test_sparse_input_is_accepted(digits):
+    X = digits.X_train[:80]
+    dense = fast_ae().fit(X)
+    sparse = fast_ae().fit(sp.csr_matrix(X))
+    np.testing.assert_allclose(sparse.transform(sp.csr_matrix(X)), dense.transform(X), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda X: X[:, 0], "Expected 2D array"),
+        (lambda X: X[:0], "0 sample"),
+        (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), "NaN"),
+        (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), "infinity"),
+    ],
+)
+def test_bad_data_fails_clearly(make, match):
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    with pytest.raises(ValueError, match=match):
+        fast_ae().fit(make(X))
+    est = fast_ae().fit(X)
+    with pytest.raises(ValueError, match=match):
+        est.transform(make(X))
+
+
+def test_wrong_number_of_features_and_unfitted():
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    with pytest.raises(NotFittedError):
+        fast_ae().transform(X)
+    with pytest.raises(NotFittedError):
+        fast_clf().predict(X)
+    est = fast_ae().fit(X)
+    with pytest.raises(ValueError, match="X has 5 features, but GSRAutoencoder is expecting 4"):
+        est.transform(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fast_clf().fit(X, np.zeros(20))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_weight_zero_is_the_same_model_without_gsr(digits):
+    """Same initial weights, same batches: weight=0 trains exactly the plain model."""
+    X = digits.X_train[:200]
+    est = fast_ae(weight=0.0, random_state=7).fit(X)
+    torch.manual_seed(7)
+    model = DenseAutoencoder(64, hidden=[8], latent=3, decoder_hidden=[6])
+    Xs = torch.from_numpy(((X - est.input_mean_) / est.input_scale_).astype(np.float32))
+    fit(model, Xs, epochs=3, batch_size=64, lr=1e-2, seed=7, progress=False, device="cpu")
+    for (name, a), b in zip(est.model_.state_dict().items(), model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    gsr = fast_ae(weight=1.0, random_state=7).fit(X)
+    assert not torch.equal(gsr.model_.decoder[0][0].weight, model.decoder[0][0].weight)
+
+
+def test_gsr_structures_the_layer_at_little_cost(digits):
+    settings = dict(graph="grid:6x6", hidden=(32,), latent=8, epochs=150, batch_size=200,
+                    lr=3e-3, random_state=0, device="cpu")
+    plain = GSRAutoencoder(weight=0.0, **settings).fit(digits.X_train)
+    gsr = GSRAutoencoder(weight=1e-2, **settings).fit(digits.X_train)
+    g = graphs.grid(6, 6)
+    scores = [analysis.localization(e.activations(digits.X_test), digits.y_test, g)["morans_i"]
+              for e in (plain, gsr)]
+    assert scores[1] > scores[0] + 0.2
+    assert -gsr.score(digits.X_test) < 1.5 * -plain.score(digits.X_test)
+
+
+def test_random_state_makes_fits_repeatable_and_leaves_torch_rng_alone(digits):
+    X = digits.X_train[:100]
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a = fast_ae(random_state=3).fit(X).transform(X)
+    assert torch.equal(torch.rand(3), before)
+    b = fast_ae(random_state=3).fit(X).transform(X)
+    c = fast_ae(random_state=4).fit(X).transform(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    rng = np.random.RandomState(0)
+    assert fast_ae(random_state=rng).fit(X).seed_ != fast_ae(random_state=rng).fit(X).seed_
+
+
+def test_learned_graph_gives_modules(digits):
+    X = digits.X_train[:300]
+    est = fast_ae(graph="learned", n_structured=12, epochs=20,
+                  learned_options={"k": 3, "on_disconnect": "continue"}).fit(X)
+    assert est.activations(X).shape == (300, 12)
+    assert isinstance(est.graph_, gsreg.Graph) and est.graph_.n_nodes == 12
+    assert est.modules_.shape == (12,)
+    np.testing.assert_array_equal(est.modules_, est.coactivation_.modules())
+    assert est.coactivation_.warmup_steps == est.n_steps_ // 4
+    with pytest.warns(RuntimeWarning, match="no graph was learned"):
+        none = fast_ae(graph="learned", n_structured=12, learned_options={"k": 3,
+                       "warmup_steps": 10_000}).fit(X)  # fmt: skip
+    assert none.modules_ is None and none.graph_ is None
+
+
+def test_verbose_zero_prints_nothing(capsys):
+    fast_ae(verbose=0).fit(np.random.default_rng(0).normal(size=(20, 4)))
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_classifier(digits):
+    labels = np.array([f"digit {v}" for v in range(10)])
+    y = labels[digits.y_train]
+    clf = GSRClassifier(graph="grid:4x4", hidden=(32,), epochs=60, batch_size=200, lr=3e-3,
+                        random_state=0, device="cpu").fit(digits.X_train, y)
+    assert clf.classes_.tolist() == sorted(labels.tolist())
+    proba = clf.predict_proba(digits.X_test)
+    assert proba.shape == (300, 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert set(clf.predict(digits.X_test)) <= set(labels)
+    assert clf.score(digits.X_test, labels[digits.y_test]) > 0.85
+    assert clf.activations(digits.X_test).shape == (300, 16)
+    assert clf.class_maps(digits.X_test, digits.y_test).shape == (10, 16)
+    assert clf.layer_ == "fc"
+
+
+def test_estimators_work_in_pipelines(digits):
+    pipe = make_pipeline(FunctionTransformer(lambda X: X * 16.0), fast_ae()).fit(digits.X_train)
+    assert pipe.transform(digits.X_test).shape == (300, 3)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+@pytest.mark.parametrize("graph", ["grid:2x3", "learned", graphs.ring(5)])
+def test_autoencoder_save_load_reproduces_transform_exactly(tmp_path, digits, graph):
+    X = digits.X_train[:150]
+    est = fast_ae(graph=graph, n_structured=8, learned_options={"k": 2}).fit(X)
+    path = est.save(tmp_path / "ae.safetensors")
+    again = GSRAutoencoder.load(path)
+    np.testing.assert_array_equal(again.transform(digits.X_test), est.transform(digits.X_test))
+    np.testing.assert_array_equal(again.activations(X), est.activations(X))
+    np.testing.assert_array_equal(again.reconstruct(X), est.reconstruct(X))
+    assert again.get_params() == est.get_params()
+    assert again.graph_ == est.graph_
+    assert again.history_.epochs == est.history_.epochs
+    assert again.n_features_in_ == 64 and again.n_iter_ == est.n_iter_
+    if est.modules_ is not None:
+        np.testing.assert_array_equal(again.modules_, est.modules_)
+    with pytest.raises(ValueError, match="not a GSRClassifier"):
+        GSRClassifier.load(path)
+
+
+def test_classifier_save_load_reproduces_predictions_exactly(tmp_path, digits):
+    import pandas as pd
+
+    X = pd.DataFrame(digits.X_train[:150], columns=[f"px{i}" for i in range(64)])
+    y = np.array(["odd", "even"])[digits.y_train[:150] % 2]
+    clf = fast_clf().fit(X, y)
+    again = GSRClassifier.load(clf.save(tmp_path / "clf.safetensors"))
+    Xt = pd.DataFrame(digits.X_test, columns=X.columns)
+    np.testing.assert_array_equal(again.predict_proba(Xt), clf.predict_proba(Xt))
+    np.testing.assert_array_equal(again.predict(Xt), clf.predict(Xt))
+    assert again.classes_.dtype == clf.classes_.dtype
+    assert again.feature_names_in_.tolist() == X.columns.tolist()
+    loaded = gsreg.load(tmp_path / "clf.safetensors")
+    assert type(loaded.model).__name__ == "DenseClassifier"
+    assert loaded.graphs["fc"] == graphs.grid(2, 3)
