@@ -1,0 +1,457 @@
+"""``gsreg.sc.fit`` and ``gsreg.sc.transform``: a GSR autoencoder on an AnnData object.
+
+Training streams the cells batch by batch: only a batch (or a chunk of at most
+``_data.CHUNK_ENTRIES`` entries) is ever dense, whether the matrix is dense, sparse or
+backed on disk. The model, its graph, schedule and read-outs are those of
+:class:`gsreg.GSRAutoencoder`; the fitted estimator is returned.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from anndata import AnnData
+from tqdm.auto import tqdm
+
+from .. import analysis
+from ..estimators import GSRAutoencoder, auto_epochs
+from ..estimators import _seed as estimator_seed
+from ..graphs import Graph
+from ..regularizer import GraphRegularizer
+from ..training import History, resolve_device
+from ._data import Rows
+
+__all__ = ["fit", "transform"]
+
+_RENAMED = {"structured_layer": "layer"}  # gsreg.sc name -> GSRAutoencoder parameter
+
+DEFAULT_WEIGHT_LEARNED = 0.1
+"""lambda of ``gsreg.sc.fit`` for learned graphs (see docs/scanpy.md)."""
+DEFAULT_WEIGHT_FIXED = 3e-3
+"""lambda of ``gsreg.sc.fit`` for fixed graphs: the estimator's default."""
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def fit(
+    adata: AnnData,
+    graph: str | Graph = "learned",
+    layer: str | None = None,
+    use_rep: str | None = None,
+    key_added: str = "X_gsr",
+    weight: float | None = None,
+    epochs: int | str = "auto",
+    random_state: int | None = 0,
+    copy: bool = False,
+    verbose: int = 0,
+    **estimator_options: Any,
+) -> GSRAutoencoder | tuple[AnnData, GSRAutoencoder]:
+    """Train a GSR autoencoder on the cells of ``adata`` and write its structured layer.
+
+    Args:
+        adata: cells x features. Trains on ``adata.X``, ``adata.layers[layer]`` or
+            ``adata.obsm[use_rep]``: dense, scipy sparse or backed; sparse rows are
+            densified batch by batch, never the whole matrix.
+        graph: ``"learned"`` (a co-activation graph whose connected components become
+            neuron modules), a spec such as ``"grid:8x8"``, or a :class:`gsreg.Graph`.
+        layer, use_rep: train on a layer or an ``obsm`` representation instead of X.
+        key_added: ``obsm`` key of the activations; the other keys derive from it:
+            ``base = key_added`` without a leading ``"X_"`` (default ``"gsr"``), then
+            ``uns[base]``, ``obs[f"{base}_module_{i}"]`` and ``obs[f"{base}_module"]``.
+        weight: lambda; None picks :data:`DEFAULT_WEIGHT_LEARNED` (0.1) for learned
+            graphs and :data:`DEFAULT_WEIGHT_FIXED` (3e-3, the estimator's) for fixed ones.
+        epochs: ``"auto"`` (about 3,000 optimiser steps, see
+            :func:`gsreg.estimators.auto_epochs`) or a number.
+        random_state: seed of initial weights and batch order (int), or None.
+        copy: write into a copy of ``adata`` and return ``(copy, estimator)``.
+        verbose: 1 shows a progress bar.
+        **estimator_options: other :class:`gsreg.GSRAutoencoder` parameters (``hidden``,
+            ``latent``, ``n_structured``, ``learned_options``, ``batch_size``, ``lr``,
+            ``scale``, ``device``, ...); the network layer that carries the graph is
+            ``structured_layer`` (the estimator's ``layer``).
+
+    Returns:
+        The fitted :class:`gsreg.GSRAutoencoder` (``copy=True``: ``(adata copy,
+        estimator)``). Its ``transform``, ``activations``, ``save`` work as usual.
+
+    Writes ``obsm[key_added]`` (n_obs, n_units) float32, ``uns[base]`` and, when the graph
+    has modules, one ``obs`` column per module (mean module activity) plus the module each
+    cell drives most (see :func:`transform`).
+    """
+    _check_adata(adata)
+    if copy:
+        adata = adata.copy()
+    rows = _input_rows(adata, layer, use_rep)
+    _names(key_added)
+    options = {_RENAMED.get(k, k): v for k, v in estimator_options.items()}
+    allowed = set(GSRAutoencoder().get_params()) - {"graph", "weight", "epochs", "random_state",
+                                                    "verbose"}  # fmt: skip
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        names = sorted((allowed - set(_RENAMED.values())) | set(_RENAMED))
+        raise TypeError(f"gsreg.sc.fit: unknown option(s) {unknown}; GSRAutoencoder takes {names}")
+    if weight is None:
+        weight = DEFAULT_WEIGHT_LEARNED if _is_learned(graph) else DEFAULT_WEIGHT_FIXED
+    est = GSRAutoencoder(graph=graph, weight=weight, epochs=epochs, random_state=random_state,
+                         verbose=verbose, **options)  # fmt: skip
+    _train(est, rows)
+    _write(adata, est, rows, key_added, _input_params(layer, use_rep))
+    return (adata, est) if copy else est
+
+
+def transform(
+    adata: AnnData,
+    estimator: GSRAutoencoder,
+    layer: str | None = None,
+    use_rep: str | None = None,
+    key_added: str = "X_gsr",
+    copy: bool = False,
+) -> AnnData | None:
+    """Write a fitted estimator's structured layer for the cells of ``adata``.
+
+    The estimator may come from :func:`fit` on other cells, or from
+    ``GSRAutoencoder.load``; ``adata`` must have the features it was trained on (same
+    number, same order). Cells are processed in chunks (sparse rows densified chunk by
+    chunk). Writes, with ``base = key_added`` without a leading ``"X_"``:
+
+    - ``obsm[key_added]``: (n_obs, n_units) float32 activations of the structured layer;
+    - ``uns[base]``: parameters, the graph (edge list and weights), modules, training
+      history and the reconstruction error on these cells (h5ad-writable types only);
+    - for graphs with modules: ``obs[f"{base}_module_{i}"]``, the mean activity of module
+      i per cell, and ``obs[f"{base}_module"]`` (categorical), the module each cell drives
+      most relative to its usual level (:func:`gsreg.analysis.indicate_clusters`).
+      Older columns of that pattern are removed first.
+
+    Returns None, or the written copy when ``copy=True``.
+    """
+    _check_adata(adata)
+    if not isinstance(estimator, GSRAutoencoder) or not hasattr(estimator, "model_"):
+        raise TypeError(
+            f"estimator must be a fitted GSRAutoencoder, got {type(estimator).__name__}"
+        )
+    if copy:
+        adata = adata.copy()
+    _names(key_added)
+    rows = _input_rows(adata, layer, use_rep)
+    if rows.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"{rows.name} has {rows.shape[1]} features, the estimator was trained on "
+            f"{estimator.n_features_in_}"
+        )
+    _write(adata, estimator, rows, key_added, _input_params(layer, use_rep))
+    return adata if copy else None
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _check_adata(adata: object) -> None:
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"adata must be an AnnData object, got {type(adata).__name__}")
+
+
+def _input_rows(adata: AnnData, layer: str | None, use_rep: str | None) -> Rows:
+    """The matrix to train on or embed: X, a layer or an obsm representation."""
+    if layer is not None and use_rep is not None:
+        raise ValueError(f"pass layer or use_rep, not both (got {layer!r} and {use_rep!r})")
+    if layer is not None:
+        if layer not in adata.layers:
+            hint = ""
+            if re.match(r"^(encoder|decoder)\.", str(layer)):
+                hint = "; the network layer that carries the graph is structured_layer="
+            raise KeyError(
+                f"layer {layer!r} is not in adata.layers (available: "
+                f"{sorted(adata.layers)}){hint}"
+            )
+        return Rows(adata.layers[layer], f"adata.layers[{layer!r}]")
+    if use_rep is not None:
+        if use_rep not in adata.obsm:
+            raise KeyError(
+                f"use_rep {use_rep!r} is not in adata.obsm (available: {sorted(adata.obsm)})"
+            )
+        return Rows(adata.obsm[use_rep], f"adata.obsm[{use_rep!r}]")
+    if adata.X is None:
+        raise ValueError("adata.X is None; pass layer= or use_rep=")
+    return Rows(adata.X, "adata.X")
+
+
+def _input_params(layer: str | None, use_rep: str | None) -> dict[str, str]:
+    if layer is not None:
+        return {"input": "layers", "input_key": layer}
+    if use_rep is not None:
+        return {"input": "obsm", "input_key": use_rep}
+    return {"input": "X"}
+
+
+def _is_learned(graph: object) -> bool:
+    return isinstance(graph, str) and graph.strip().lower() == "learned"
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _train(est: GSRAutoencoder, rows: Rows) -> None:
+    """Train ``est``'s model on ``rows`` batch by batch and set its fitted attributes.
+
+    The same model, regularizer, initial weights and batch order as
+    ``GSRAutoencoder.fit`` on the dense matrix (the input scaling is computed in chunks,
+    so it can differ from the estimator's in the last bits)."""
+    est._check_params()
+    graph, width = est._resolve_graph()
+    n, d = rows.shape
+    mean, scale = rows.scaler(est.scale)
+    seed = estimator_seed(est.random_state)
+    device = resolve_device(est.device)
+    batch_size = min(int(est.batch_size), n)
+    epochs = auto_epochs(n, batch_size) if est.epochs == "auto" else int(est.epochs)
+    total_steps = epochs * math.ceil(n / batch_size)
+    learned = None if graph is not None else est._coactivation(width, total_steps)
+    fork = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork):
+        torch.manual_seed(seed)
+        model = est._build_model(d, width, d)
+        layer = est._structured_layer()
+        reg = GraphRegularizer(
+            model,
+            {layer: learned if learned is not None else graph},
+            weight=float(est.weight),
+            laplacian=est.laplacian or "combinatorial",
+            normalize=est.normalize,
+        )
+        try:
+            history = _stream(model, rows, mean, scale, reg, epochs, batch_size, float(est.lr),
+                              device, seed, progress=est.verbose > 0)  # fmt: skip
+        finally:
+            reg.remove()
+    model.eval()
+    est.n_features_in_ = d
+    est.input_mean_, est.input_scale_ = mean, scale
+    est.model_, est.layer_, est.history_ = model, layer, history
+    est.n_iter_, est.n_steps_, est.seed_ = epochs, reg.step_count, seed
+    est.coactivation_ = learned
+    est.graph_ = graph if learned is None else learned.graph
+    est.modules_ = None
+    if learned is not None:
+        if learned.graph is None:
+            warnings.warn(
+                f"gsreg.sc.fit: no graph was learned in {total_steps} steps (see "
+                "learned_options warmup_steps / update_every); no modules are written",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        else:
+            est.modules_ = learned.modules()
+
+
+def _stream(model, rows, mean, scale, reg, epochs, batch_size, lr, device, seed, progress):
+    """Adam on MSE + penalty, batches densified from ``rows`` one at a time; returns the
+    per-epoch :class:`~gsreg.training.History` (as ``gsreg.training.fit`` records it)."""
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    history = History()
+    n = len(rows)
+    bar = tqdm(range(1, epochs + 1), desc="gsreg.sc.fit", disable=not progress, unit="epoch")
+    try:
+        for epoch in bar:
+            start = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n, generator=gen).numpy()
+            task, penalty, sizes = [], [], []
+            sums: dict[str, torch.Tensor] = {}
+            counts: dict[str, int] = {}
+            for begin in range(0, n, batch_size):
+                idx = perm[begin : begin + batch_size]
+                xb = _scaled(rows.rows(idx), mean, scale, device)
+                task_loss = F.mse_loss(model(xb), xb)
+                pen = reg.penalty()
+                optimizer.zero_grad(set_to_none=True)
+                (task_loss + pen).backward()
+                optimizer.step()
+                reg.step()
+                task.append(task_loss.detach())
+                penalty.append(pen.detach())
+                sizes.append(len(idx))
+                for name, value in reg.logs().items():
+                    value = torch.as_tensor(value, device=device).detach().double()
+                    sums[name] = sums[name] + value if name in sums else value
+                    counts[name] = counts.get(name, 0) + 1
+            record = {"epoch": epoch, **_epoch_record(task, penalty, sizes, sums, counts, epoch)}
+            record["seconds"] = time.perf_counter() - start
+            history.epochs.append(record)
+            bar.set_postfix({"train_loss": f"{record['train_loss']:.4g}"}, refresh=False)
+    finally:
+        bar.close()
+    return history
+
+
+def _scaled(block: np.ndarray, mean: np.ndarray, scale: np.ndarray, device) -> torch.Tensor:
+    """Scaled float32 tensor of a dense float64 block, as the estimator scales its input."""
+    return torch.from_numpy(((block - mean) / scale).astype(np.float32)).to(device)
+
+
+def _epoch_record(task, penalty, sizes, sums, counts, epoch) -> dict[str, float]:
+    """Batch-size weighted epoch means, read back in one go; non-finite loss raises."""
+    steps = torch.stack([torch.stack(task), torch.stack(penalty).to(task[0])]).double().cpu()
+    total = steps.sum(0)
+    bad = (~torch.isfinite(total)).nonzero()
+    if len(bad):
+        step = int(bad[0])
+        raise RuntimeError(f"non-finite loss in epoch {epoch} at step {step + 1} of {len(total)}")
+    w = torch.tensor(sizes, dtype=torch.float64)
+    task_loss, pen = ((steps * w).sum(1) / w.sum()).tolist()
+    record = {"train_loss": task_loss + pen, "task_loss": task_loss, "penalty": pen}
+    names = list(sums)
+    if names:
+        values = torch.stack([sums[k].cpu() for k in names]).tolist()
+        record.update({k: v / counts[k] for k, v in zip(names, values, strict=True)})
+    return record
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _names(key_added: str) -> tuple[str, str]:
+    """``(uns key, obs column prefix)`` from ``key_added``: "X_gsr" -> ("gsr", "gsr_module")."""
+    if not isinstance(key_added, str) or not key_added or "/" in key_added:
+        raise ValueError(f"key_added must be a non-empty string without '/', got {key_added!r}")
+    base = key_added[2:] if key_added.startswith("X_") and len(key_added) > 2 else key_added
+    return base, f"{base}_module"
+
+
+def _write(adata: AnnData, est: GSRAutoencoder, rows: Rows, key_added: str,
+           input_params: dict[str, str]) -> None:  # fmt: skip
+    base, prefix = _names(key_added)
+    n = len(rows)
+    parts, sq_error = [], 0.0
+    for _, block in rows.chunks():
+        parts.append(est.activations(block))
+        sq_error += float(((est.reconstruct(block).astype(np.float64) - block) ** 2).sum())
+    Z = np.concatenate(parts).astype(np.float32, copy=False)
+    adata.obsm[key_added] = Z
+    pattern = re.compile(rf"^{re.escape(prefix)}(_\d+)?$")
+    stale = [c for c in adata.obs.columns if pattern.match(str(c))]
+    if stale:
+        adata.obs.drop(columns=stale, inplace=True)
+    adata.uns.pop(f"{prefix}_colors", None)  # scanpy's colours of an older module column
+    info: dict[str, Any] = {
+        "params": {**_params(est), **input_params, "key_added": key_added},
+        "structured_layer": est.layer_,
+        "n_units": int(Z.shape[1]),
+        "n_epochs": int(est.n_iter_),
+        "n_steps": int(est.n_steps_),
+        "seed": int(est.seed_),
+        "mse": sq_error / (n * rows.shape[1]),
+        "history": _history(est.history_, est.layer_),
+    }
+    if est.graph_ is not None:
+        info["graph"] = _graph_dict(est.graph_)
+    if est.coactivation_ is not None and est.coactivation_.history:
+        hist = est.coactivation_.history
+        info["graph_history"] = {
+            "step": np.array([step for step, _ in hist], dtype=np.int64),
+            "n_edges": np.array([g.n_edges for _, g in hist], dtype=np.int64),
+            "n_components": np.array([g.components()[0] for _, g in hist], dtype=np.int64),
+        }
+    if est.modules_ is not None:
+        labels = np.asarray(est.modules_, dtype=np.int64)
+        ids = np.unique(labels)
+        activity = analysis.module_activity(Z, labels).astype(np.float32)
+        columns = [f"{prefix}_{i}" for i in ids]
+        for j, column in enumerate(columns):
+            adata.obs[column] = activity[:, j]
+        info["modules"] = labels
+        info["n_modules"] = int(ids.size)
+        info["module_sizes"] = np.bincount(labels).astype(np.int64)
+        info["module_columns"] = np.array(columns, dtype=object)
+        if ids.size > 1 and (activity.std(axis=0) > 0).any():
+            pred = analysis.indicate_clusters(Z, labels)
+            used = np.unique(pred)  # categories in module order, only those indicated
+            adata.obs[prefix] = pd.Categorical(pred.astype(str), categories=used.astype(str))
+    adata.uns[base] = info
+
+
+def _params(est: GSRAutoencoder) -> dict[str, Any]:
+    """The estimator's parameters as h5ad-writable values; None values are left out (a
+    missing key means None); the network ``layer`` is stored as ``structured_layer``."""
+    out: dict[str, Any] = {}
+    for key, value in est.get_params(deep=False).items():
+        key = {"layer": "structured_layer"}.get(key, key)
+        value = _h5ad_value(value)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _h5ad_value(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Graph):
+        return value.name
+    if isinstance(value, np.random.RandomState):
+        return None
+    if isinstance(value, dict):
+        items = {str(k): _h5ad_value(v) for k, v in value.items()}
+        return {k: v for k, v in items.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value)
+    return value
+
+
+def _graph_dict(graph: Graph) -> dict[str, Any]:
+    """A graph as arrays: ``edges`` (E, 2) int64, ``weights`` (E,), ``coords`` (n, 2),
+    ``n_nodes``, ``name`` and, for image-like graphs, ``shape`` (2,)."""
+    out: dict[str, Any] = {
+        "name": graph.name,
+        "n_nodes": int(graph.n_nodes),
+        "edges": np.array(graph.edges, dtype=np.int64).reshape(-1, 2),
+        "weights": np.array(graph.weights, dtype=np.float64),
+        "coords": np.array(graph.coords, dtype=np.float64),
+    }
+    if graph.shape is not None:
+        out["shape"] = np.array(graph.shape, dtype=np.int64)
+    return out
+
+
+def graph_from_uns(info: dict[str, Any]) -> Graph:
+    """The graph stored by :func:`_graph_dict` (also after an h5ad round trip)."""
+    g = info["graph"]
+    shape = g.get("shape")
+    return Graph(
+        int(g["n_nodes"]),
+        np.asarray(g["edges"], dtype=np.int64).reshape(-1, 2),
+        np.asarray(g["weights"], dtype=np.float64),
+        np.asarray(g["coords"], dtype=np.float64),
+        name=str(g["name"]),
+        shape=None if shape is None else tuple(int(s) for s in shape),
+    )
+
+
+def _history(history: History, layer: str) -> dict[str, np.ndarray]:
+    """Per-epoch metrics as float arrays (NaN where an epoch lacks one). The GSR logs lose
+    their ``gsr/<layer>`` prefix: ``gsr`` (penalty), ``act_rms``, ``weight``,
+    ``components``."""
+    keys = list(dict.fromkeys(k for record in history.epochs for k in record))
+    out = {}
+    for key in keys:
+        name = key
+        if key == f"gsr/{layer}":
+            name = "gsr"
+        elif key.startswith(f"gsr/{layer}/"):
+            name = key[len(f"gsr/{layer}/") :]
+        name = name.replace("/", "_")
+        values = [r.get(key) for r in history.epochs]
+        out[name] = np.array([np.nan if v is None else float(v) for v in values])
+    if "epoch" in out:
+        out["epoch"] = out["epoch"].astype(np.int64)
+    return out
