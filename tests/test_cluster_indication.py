@@ -143,3 +143,23 @@ def test_config_checks_and_quick_variant():
         ci.ClusterIndicationConfig(settings=("mine",))
     with pytest.raises(ValueError, match="model"):
         ci.ClusterIndicationConfig(gsreg=dataclasses.replace(full.gsreg, model="conv"))
+    # the graph is part of a setting: the authors keep the paper's kNN graph with k = 5
+    assert full.authors.kernel == "knn" and full.authors.k == 5
+    assert full.gsreg.kernel in ci.KERNELS and full.gsreg.k >= 5
+    with pytest.raises(ValueError, match="kernel"):
+        ci.ClusterIndicationConfig(gsreg=dataclasses.replace(full.gsreg, kernel="gaussian"))
+    with pytest.raises(ValueError, match="k must"):
+        ci.ClusterIndicationConfig(gsreg=dataclasses.replace(full.gsreg, k=100))
+
+
+def test_settings_k_reaches_the_learned_graph_and_workers_do_not_change_rows():
+    config = ci.ClusterIndicationConfig.quick()
+    config = dataclasses.replace(config, gsreg=dataclasses.replace(config.gsreg, k=7))
+    run = ci.train("modules", 3, 0, "gsreg", config)
+    assert run.learned.k == 7 and run.learned.kernel == config.gsreg.kernel
+    jobs = [("modules", 3, seed, "gsreg", config) for seed in (0, 1)]
+    serial = ci.run_many(jobs, workers=1, progress=False)
+    parallel = ci.run_many(jobs, workers=2, progress=False)
+    for a, b in zip(serial, parallel, strict=True):
+        a.pop("seconds"), b.pop("seconds")
+    assert serial == parallel

@@ -44,7 +44,7 @@ pytestmark = [
 ]
 
 WORLD_SIZE = 2
-TIMEOUT_S = 120  # generous: two loaded cores, each process imports torch
+TIMEOUT_S = 300  # generous: two loaded cores, each process imports torch
 BATCH = 8  # per rank
 STEPS = 6  # optimiser steps; learned graph updates at 2, 4, 6 (the last uses the final buffers)
 WEIGHT = 0.1
@@ -106,7 +106,7 @@ def run_workers(fn, args: tuple) -> None:
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD_SIZE, timeout=timedelta(seconds=60))
+                            world_size=WORLD_SIZE, timeout=timedelta(seconds=240))
     try:
         model = make_model(seed=rank)  # DDP broadcasts rank 0's parameters at wrapping
         learned = make_learned()

@@ -123,6 +123,50 @@ def test_sparse_input_is_accepted(digits):
     np.testing.assert_allclose(sparse.transform(sp.csr_matrix(X)), dense.transform(X), atol=1e-6)
 
 
+@pytest.mark.parametrize("scale", ["global", "standard", None])
+def test_sparse_input_stays_sparse_and_matches_dense(digits, scale, monkeypatch):
+    X = digits.X_train[:300].copy()
+    X[X < 0.5 * X.max()] = 0.0
+    y = digits.y_train[:300]
+    dense_ae = fast_ae(scale=scale).fit(X)
+    dense_clf = fast_clf(scale=scale).fit(X, y)
+    Xs = sp.csr_matrix(X)
+    densified = []
+    to_array = sp.csr_matrix.toarray
+
+    def spy(self, *args, **kwargs):
+        densified.append(self.shape[0])
+        return to_array(self, *args, **kwargs)
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
+    monkeypatch.setattr(gsreg.estimators, "_PREDICT_BATCH", 100)
+    ae = fast_ae(scale=scale).fit(sp.csc_matrix(X))
+    clf = fast_clf(scale=scale).fit(Xs, y)
+    np.testing.assert_allclose(ae.input_mean_, dense_ae.input_mean_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ae.input_scale_, dense_ae.input_scale_, rtol=1e-12)
+    np.testing.assert_allclose(ae.transform(Xs), dense_ae.transform(X), atol=1e-5)
+    np.testing.assert_allclose(ae.activations(Xs), dense_ae.activations(X), atol=1e-5)
+    np.testing.assert_allclose(ae.reconstruct(Xs), dense_ae.reconstruct(X), atol=1e-4)
+    assert ae.score(Xs) == pytest.approx(dense_ae.score(X), rel=1e-5)
+    np.testing.assert_allclose(clf.predict_proba(Xs), dense_clf.predict_proba(X), atol=1e-5)
+    assert densified and max(densified) <= 100  # batches only, never the whole matrix
+
+
+def test_all_zero_sparse_input():
+    X = sp.csr_matrix((30, 4))
+    est = fast_ae().fit(X)
+    np.testing.assert_array_equal(est.input_mean_, np.zeros(4))
+    np.testing.assert_array_equal(est.input_scale_, np.ones(4))
+    assert est.transform(X).shape == (30, 3)
+
+
+def test_sparse_nan_is_rejected():
+    X = sp.random(20, 4, density=0.5, format="csr", random_state=0)
+    X.data[2] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        fast_ae().fit(X)
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -155,3 +155,141 @@ def test_penalty_is_non_negative_and_zero_on_the_null_space(n, density, seed, ki
     if kind == "normalized":
         const = torch.tensor(np.sqrt(g.degrees()))[None]
     assert GraphPenalty(g, laplacian=kind)(const).item() == pytest.approx(0.0, abs=1e-9)
+
+
+# ---------------------------------------------------------------- computation paths
+# GraphPenalty computes L z by a stencil over edge offsets ("stencil"), a dense product
+# ("dense") or a CSR product ("csr"), picked from the graph; every path must give the same
+# values and gradients, whichever graph it is forced on.
+
+PATHS = ("stencil", "dense", "csr")
+
+
+def forced(g: graphs.Graph, path: str, **kwargs) -> GraphPenalty:
+    pen = GraphPenalty(g, **kwargs)
+    pen._path = path
+    return pen
+
+
+def lattice_subgraph(rng: np.random.Generator, h: int, w: int, keep: float) -> graphs.Graph:
+    """A random weighted subgraph of the h x w grid, possibly with isolated nodes."""
+    full = graphs.grid(h, w)
+    mask = rng.random(full.n_edges) < keep
+    return graphs.from_edges(
+        h * w, full.edges[mask], rng.uniform(0.2, 3.0, int(mask.sum())), shape=(h, w)
+    )
+
+
+def offset_graph(rng: np.random.Generator, n: int, offsets: tuple[int, ...]) -> graphs.Graph:
+    """Random weighted edges (i, i + d) for the given offsets d."""
+    edges = [(i, i + d) for d in offsets for i in range(n - d) if rng.random() < 0.6]
+    return graphs.from_edges(n, edges, rng.uniform(0.2, 3.0, len(edges)))
+
+
+PATH_GRAPHS = {
+    "grid": lambda rng: graphs.grid(5, 7),
+    "torus": lambda rng: graphs.torus(4, 5),
+    "lines": lambda rng: graphs.lines(4, 6),
+    "rings": lambda rng: graphs.rings(3, 5),
+    "path": lambda rng: graphs.path(9),
+    "one node": lambda rng: graphs.grid(1, 1),
+    "no edges": lambda rng: graphs.from_edges(5, np.zeros((0, 2), dtype=np.int64)),
+    "weighted grid subgraph": lambda rng: lattice_subgraph(rng, 6, 5, 0.7),
+    "sparse grid subgraph": lambda rng: lattice_subgraph(rng, 4, 4, 0.3),
+    "offsets 2, 3, 11": lambda rng: offset_graph(rng, 20, (2, 3, 11)),
+    "random": lambda rng: random_graph(rng, 18, 0.3),
+}
+
+
+@pytest.mark.parametrize("name", list(PATH_GRAPHS))
+@pytest.mark.parametrize("kind", ["combinatorial", "normalized", "random_walk"])
+@pytest.mark.parametrize("normalize", [False, "centered"])
+def test_all_paths_agree_with_the_dense_quadratic_form(name, kind, normalize):
+    rng = np.random.default_rng(7)
+    g = PATH_GRAPHS[name](rng)
+    z = rng.normal(size=(6, g.n_nodes))
+    L = dense_laplacian(g, kind)
+    expected = np.einsum("bi,ij,bj->b", z, L, z)
+    if normalize == "centered":
+        centred = z - z.mean(1, keepdims=True)
+        expected = expected / ((centred * centred).sum(1) + 1e-8)
+    grads = []
+    for path in PATHS:
+        zt = torch.tensor(z, requires_grad=True)
+        pen = forced(g, path, laplacian=kind, normalize=normalize, reduction="none")
+        got = pen(zt)
+        np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-10, atol=1e-10)
+        got.sum().backward()
+        grads.append(zt.grad.numpy())
+    for grad in grads[1:]:
+        np.testing.assert_allclose(grad, grads[0], rtol=1e-10, atol=1e-10)
+    if normalize is False:  # d/dz z^T L z = z (L + L^T)
+        np.testing.assert_allclose(grads[0], z @ (L + L.T), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("kind", ["combinatorial", "normalized", "random_walk"])
+def test_gradcheck_every_path(path, kind):
+    g = lattice_subgraph(np.random.default_rng(1), 3, 4, 0.8)
+    z = torch.randn(4, 12, dtype=torch.float64, requires_grad=True)
+    pen = forced(g, path, laplacian=kind, reduction="none")
+    assert torch.autograd.gradcheck(pen, (z,))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_float32_paths_agree(path):
+    g = graphs.grid(16, 16)
+    z = torch.randn(32, 256)
+    expected = forced(g, "csr", reduction="none")(z.double())
+    got = forced(g, path, reduction="none")(z)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_path_choice():
+    from gsreg.penalty import DENSE_MAX_NODES, STENCIL_MAX_OFFSETS, STENCIL_NODES_PER_OFFSET
+
+    per = STENCIL_NODES_PER_OFFSET
+    assert GraphPenalty(graphs.grid(16, 16))._path == "stencil"  # offsets 1, 16
+    assert GraphPenalty(graphs.lines(4, 16))._path == "stencil"
+    assert GraphPenalty(graphs.torus(16, 16))._path == "stencil"  # offsets 1, 15, 16, 240
+    assert GraphPenalty(graphs.path(per))._path == "stencil"
+    assert GraphPenalty(graphs.path(per - 1))._path == "dense"  # too small for the stencil
+    assert GraphPenalty(graphs.torus(4, 4))._path == "dense"
+    assert GraphPenalty(graphs.grid(2, 2))._path == "dense"
+    many = offset_graph(np.random.default_rng(0), 300, tuple(range(1, STENCIL_MAX_OFFSETS + 2)))
+    assert GraphPenalty(many)._path == "csr"
+    big = random_graph(np.random.default_rng(0), DENSE_MAX_NODES + 1, 0.05)
+    assert GraphPenalty(big)._path == "csr"
+    small = random_graph(np.random.default_rng(0), DENSE_MAX_NODES, 0.05)
+    assert GraphPenalty(small)._path == "dense"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_gradient_keeps_the_activation_layout(path):
+    # a transposed gradient would make every later backward operation strided
+    g = graphs.grid(4, 4)
+    x = torch.randn(5, 16, requires_grad=True)
+    z = x * 2.0
+    seen = []
+    z.register_hook(lambda grad: seen.append(grad.is_contiguous()))
+    forced(g, path)(z).backward()
+    assert seen == [True]
+
+
+def test_operators_are_cached_per_path_device_and_dtype():
+    pen = GraphPenalty(graphs.grid(3, 3))
+    z = torch.randn(2, 9)
+    pen(z)
+    pen(z)
+    pen(z.double())
+    assert len(pen._operators) == 2
+    assert pen.operator(torch.device("cpu"), torch.float32).layout == torch.sparse_csr
+
+
+def test_finite_energies_whose_sum_overflows_do_not_raise():
+    g = graphs.path(2)
+    z = torch.tensor([[0.0, 1e19]] * 8)  # each energy 1e38 is finite, their sum is not
+    energies = GraphPenalty(g, reduction="none")(z)
+    assert torch.isfinite(energies).all()
+    assert not torch.isfinite(energies.sum())

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -167,6 +168,80 @@ def test_fit_accepts_tensors_and_progress(data, capsys):
     assert "demo-ae" in capsys.readouterr().err
     fit(model, X, epochs=1, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def _sparse_digits(data, n=200):
+    X = data.X_train[:n].copy()
+    X[X < 0.5 * X.max()] = 0.0  # about half the entries zero
+    return X, data.y_train[:n]
+
+
+@pytest.mark.parametrize("fmt", [sp.csr_matrix, sp.csc_matrix, sp.csr_array])
+def test_sparse_input_trains_exactly_as_its_dense_copy(data, fmt, monkeypatch):
+    X, y = _sparse_digits(data)
+    kw = dict(epochs=2, batch_size=48, progress=False, device="cpu", seed=3)
+    dense, sparse = _ae(), _ae()
+    reg_d, reg_s = FakeRegularizer(dense, strength=1e-3), FakeRegularizer(sparse, strength=1e-3)
+    h_dense = fit(dense, X, regularizer=reg_d, X_val=X[:50], **kw)
+    Xs = fmt(X)
+    densified = []
+    to_array = type(Xs).toarray
+
+    def spy(self, *args, **kwargs):
+        densified.append(self.shape[0])
+        return to_array(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(Xs), "toarray", spy)
+    h_sparse = fit(sparse, Xs, regularizer=reg_s, X_val=fmt(X[:50]), **kw)
+    assert densified and max(densified) <= 48  # batches only, never the whole matrix
+    assert _strip_time(h_sparse) == _strip_time(h_dense)
+    for a, b in zip(dense.parameters(), sparse.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert evaluate(sparse, Xs, batch_size=64) == evaluate(dense, X, batch_size=64)
+
+
+def test_sparse_classification_matches_dense(data):
+    X, y = _sparse_digits(data)
+    kw = dict(task="classification", epochs=2, batch_size=64, progress=False, seed=1)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    twin = copy.deepcopy(net)
+    h1 = fit(net, X, y, X_val=X, y_val=y, **kw)
+    h2 = fit(twin, sp.csr_matrix(X), y, X_val=sp.csr_matrix(X), y_val=y, **kw)
+    assert _strip_time(h1) == _strip_time(h2)
+
+
+def test_transform_hook_is_applied_per_batch(data):
+    X, _ = _sparse_digits(data, 100)
+    X64 = X.astype(np.float64)
+    mean, scale = X64.mean(0), X64.std(0) + 1.0
+    Xs = ((X64 - mean) / scale).astype(np.float32)
+    m_t, s_t = torch.from_numpy(mean), torch.from_numpy(scale)
+    seen = []
+
+    def scaled(xb):
+        seen.append(xb.dtype)
+        return (xb - m_t) / s_t
+
+    kw = dict(epochs=2, batch_size=32, progress=False, device="cpu", seed=0)
+    ref, dense, sparse = _ae(), _ae(), _ae()
+    h_ref = fit(ref, Xs, **kw)
+    h_dense = fit(dense, X64, transform=scaled, **kw)
+    h_sparse = fit(sparse, sp.csr_matrix(X64), transform=scaled, **kw)
+    assert set(seen) == {torch.float64}  # float64 data reach the transform unrounded
+    assert _strip_time(h_dense) == _strip_time(h_ref) == _strip_time(h_sparse)
+    assert evaluate(sparse, sp.csr_matrix(X64), transform=scaled) == evaluate(ref, Xs)
+
+
+def test_sparse_bad_inputs():
+    bad = sp.csr_matrix(np.eye(4, 64, dtype=np.float32))
+    bad.data[1] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        fit(_ae(), bad, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="at least one sample"):
+        fit(_ae(), sp.csr_matrix((0, 64)), progress=False, device="cpu")
+    with pytest.raises(ValueError, match="needs labels"):
+        fit(_ae(), sp.csr_matrix((4, 64)), task="classification", progress=False)
 
 
 def test_history_helpers():

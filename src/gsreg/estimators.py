@@ -136,20 +136,23 @@ class _GSRBase(BaseEstimator):
 
     # -- data ----------------------------------------------------------------------------
     def _validate_X(self, X, reset: bool, y="no_validation"):
-        """Validated dense float X (N, d) (and y unless "no_validation"), via
-        scikit-learn's ``validate_data``."""
+        """Validated float X (N, d) (and y unless "no_validation"), via scikit-learn's
+        ``validate_data`` (NaN/Inf checked; for sparse X on its stored values). Sparse X
+        stays sparse, as CSR with summed duplicates (a copy of the sparse data at most)."""
         kwargs = dict(accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32))
         if isinstance(y, str) and y == "no_validation":
-            X = validate_data(self, X, reset=reset, **kwargs)
-            return X.toarray() if sp.issparse(X) else X
+            return _csr(validate_data(self, X, reset=reset, **kwargs))
         X, y = validate_data(self, X, y, reset=reset, **kwargs)
-        return (X.toarray() if sp.issparse(X) else X), y
+        return _csr(X), y
 
-    def _scaler(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature ``(mean, scale)`` (d,) float64 of the training data for ``scale``."""
-        X = np.asarray(X, dtype=np.float64)
+    def _scaler(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature ``(mean, scale)`` (d,) float64 of the training data for ``scale``
+        (for sparse X from sums over its stored values, never densified)."""
         if self.scale is None:
             return np.zeros(X.shape[1]), np.ones(X.shape[1])
+        if sp.issparse(X):
+            return _sparse_scaler(X, self.scale)
+        X = np.asarray(X, dtype=np.float64)
         mean = X.mean(axis=0)
         centred = X - mean
         if self.scale == "standard":
@@ -159,24 +162,39 @@ class _GSRBase(BaseEstimator):
         return mean, np.where(std > 0, std, 1.0)
 
     def _scaled(self, X: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
-        """Scaled float32 tensor (a fresh, writable copy) on ``device`` (default: the
-        model's)."""
+        """Scaled float32 tensor (a fresh, writable copy) of dense X on ``device``
+        (default: the model's)."""
         Xs = (np.asarray(X, dtype=np.float64) - self.input_mean_) / self.input_scale_
         if device is None:
             device = next(self.model_.parameters()).device
         return torch.from_numpy(Xs.astype(np.float32)).to(device)
 
+    def _batch_scaler(self, device: torch.device):
+        """The scaling of :meth:`_scaled` as a per-batch transform on ``device`` (float64
+        arithmetic, so a densified sparse batch is scaled exactly as its dense copy)."""
+        mean = torch.as_tensor(self.input_mean_, dtype=torch.float64, device=device)
+        scale = torch.as_tensor(self.input_scale_, dtype=torch.float64, device=device)
+        return lambda xb: ((xb.double() - mean) / scale).float()
+
+    def _batches(self, X):
+        """``(start, scaled float32 tensor)`` over X in prediction batches; sparse X is
+        densified batch by batch."""
+        for start in range(0, X.shape[0], _PREDICT_BATCH):
+            block = X[start : start + _PREDICT_BATCH]
+            yield start, self._scaled(block.toarray() if sp.issparse(block) else block)
+
     # -- training ------------------------------------------------------------------------
-    def _train(self, X: np.ndarray, y: np.ndarray | None, n_outputs: int) -> None:
+    def _train(self, X, y: np.ndarray | None, n_outputs: int) -> None:
         """Build the model and the regularizer, train, and set the fitted attributes."""
         self._check_params()
         graph, width = self._resolve_graph()
         self.input_mean_, self.input_scale_ = self._scaler(X)
         seed = _seed(self.random_state)
         device = resolve_device(self.device)
-        batch_size = min(int(self.batch_size), len(X))
-        epochs = auto_epochs(len(X), batch_size) if self.epochs == "auto" else int(self.epochs)
-        total_steps = epochs * math.ceil(len(X) / batch_size)
+        n = X.shape[0]
+        batch_size = min(int(self.batch_size), n)
+        epochs = auto_epochs(n, batch_size) if self.epochs == "auto" else int(self.epochs)
+        total_steps = epochs * math.ceil(n / batch_size)
         learned = None if graph is not None else self._coactivation(width, total_steps)
         fork = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
@@ -190,13 +208,16 @@ class _GSRBase(BaseEstimator):
                 laplacian=self.laplacian or "combinatorial",
                 normalize=self.normalize,
             )
-            Xs = self._scaled(X, device)
+            if sp.issparse(X):  # kept on the host, densified and scaled batch by batch
+                Xs, transform = X, self._batch_scaler(device)
+            else:
+                Xs, transform = self._scaled(X, device), None
             y_t = None if y is None else torch.as_tensor(y, dtype=torch.int64, device=device)
             try:
                 history = fit(
                     model, Xs, y_t, task=self._task, regularizer=reg, epochs=epochs,
                     batch_size=batch_size, lr=float(self.lr), device=device, seed=seed,
-                    progress=self.verbose > 0, desc=type(self).__name__,
+                    progress=self.verbose > 0, desc=type(self).__name__, transform=transform,
                 )  # fmt: skip
             finally:
                 reg.remove()
@@ -231,8 +252,9 @@ class _GSRBase(BaseEstimator):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         name = self.layer_ if layer is None else layer
-        Z = analysis.activations(self.model_, self._scaled(X), name, batch_size=_PREDICT_BATCH)
-        return np.asarray(Z, dtype=np.float32)
+        Z = [analysis.activations(self.model_, xb, name, batch_size=_PREDICT_BATCH)
+             for _, xb in self._batches(X)]  # fmt: skip
+        return np.concatenate(Z).astype(np.float32, copy=False)
 
     def class_maps(self, X, y, *, deviation: bool = False) -> np.ndarray:
         """(C, n) class-average activations of the structured layer, one row per class of
@@ -249,12 +271,10 @@ class _GSRBase(BaseEstimator):
         """``fn(model, xb)`` over batches of validated, scaled X, as a float32 array."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        Xs = self._scaled(X)
         was_training = self.model_.training
         self.model_.eval()
         try:
-            out = [fn(self.model_, Xs[i : i + _PREDICT_BATCH]).float().cpu()
-                   for i in range(0, len(Xs), _PREDICT_BATCH)]  # fmt: skip
+            out = [fn(self.model_, xb).float().cpu() for _, xb in self._batches(X)]
         finally:
             self.model_.train(was_training)
         return torch.cat(out).numpy()
@@ -488,7 +508,13 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         recon = self.reconstruct(X).astype(np.float64)
-        return -float(np.mean((recon - np.asarray(X, dtype=np.float64)) ** 2))
+        if not sp.issparse(X):
+            return -float(np.mean((recon - np.asarray(X, dtype=np.float64)) ** 2))
+        total = 0.0
+        for start in range(0, X.shape[0], _PREDICT_BATCH):
+            block = X[start : start + _PREDICT_BATCH].toarray().astype(np.float64)
+            total += float(((recon[start : start + len(block)] - block) ** 2).sum())
+        return -total / (X.shape[0] * X.shape[1])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -605,6 +631,36 @@ def _seed(random_state) -> int:
     if _is_int(random_state, 0) and not isinstance(random_state, bool):
         return int(random_state)
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def _csr(X):
+    """Sparse X as canonical CSR (rows by index, sums over stored values); dense as is."""
+    if not sp.issparse(X):
+        return X
+    if X.format != "csr":
+        X = X.tocsr()
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
+def _sparse_scaler(X, scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, scale)`` of canonical CSR X (N, d) from per-feature sums over the stored
+    values (the implicit zeros counted in closed form); nothing is densified."""
+    n, d = X.shape
+    cols = X.indices
+    values = X.data.astype(np.float64)
+    mean = np.bincount(cols, weights=values, minlength=d).astype(np.float64) / n
+    stored = np.bincount(cols, minlength=d)
+    squares = np.bincount(cols, weights=(values - mean[cols]) ** 2, minlength=d)
+    # the implicit zeros add (0 - mean)^2 each
+    squares = squares.astype(np.float64) + (n - stored) * mean**2
+    if scale == "standard":
+        std = np.sqrt(squares / n)
+    else:  # "global"
+        std = np.full(d, np.sqrt(squares.sum() / (n * d)))
+    return mean, np.where(std > 0, std, 1.0)
 
 
 def _is_int(value: object, minimum: int) -> bool:

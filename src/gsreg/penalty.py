@@ -1,13 +1,24 @@
 """Graph energies of activations: the GSR penalty ``mean_b z_b^T L z_b`` and its Rayleigh form.
 
-The Laplacian is applied as a sparse CSR operator built from the graph's edge list, so one
-evaluation costs O(B (n + E)) and never forms a dense n x n matrix. The backward pass is the
-analytic gradient ``2 L z`` (saved from the forward), not autograd through a gather.
+``L z`` is computed once in the forward pass and saved; the backward pass is the analytic
+gradient ``2 L z``, not autograd through a gather. It is computed by one of three paths, picked
+from the graph when the penalty is built (all give the same values):
+
+- ``"stencil"``: graphs whose edges ``(i, j)`` take few distinct offsets ``j - i`` (grids:
+  1 and w; lines and paths: 1; tori and rings add the wrap-around offsets): for each offset d,
+  ``z[:, d:]`` and ``z[:, :-d]`` times a coefficient vector, added to shifted slices of the
+  output; a handful of passes over contiguous rows, no transposes and no gathers;
+- ``"dense"``: other graphs of up to ``DENSE_MAX_NODES`` nodes: one dense (B, n) x (n, n)
+  product, cheaper than any sparse kernel at that size;
+- ``"csr"``: every other graph: a sparse CSR operator built from the edge list, O(B (n + E))
+  work and no dense n x n matrix.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,23 +29,95 @@ from .graphs import LAPLACIAN_KINDS, Graph
 
 REDUCTIONS = ("mean", "sum", "none")
 NORMALIZATIONS = (False, True, "rayleigh", "centered")
+PATHS = ("stencil", "dense", "csr")
+# The stencil takes graphs with at most STENCIL_MAX_OFFSETS distinct offsets and at least
+# STENCIL_NODES_PER_OFFSET nodes per offset (below that, its two slice updates per offset cost
+# more in per-operation overhead than the dense product); other graphs of up to DENSE_MAX_NODES
+# nodes take the dense product. Set from benchmarks/penalty.py and training-step measurements
+# on CPU.
+STENCIL_MAX_OFFSETS = 4
+STENCIL_NODES_PER_OFFSET = 32
+DENSE_MAX_NODES = 128
 
 
 class _QuadraticForm(torch.autograd.Function):
-    """Per-row quadratic form ``e_b = z_b^T S z_b`` for a symmetric sparse S (n, n)."""
+    """Per-row quadratic form ``e_b = z_b^T S z_b`` (B,) of z (B, n) for a symmetric S.
+
+    ``apply_s(z, *operator)`` returns ``S z`` (B, n) in z's layout; it is saved, and the
+    gradient ``2 S z * grad`` keeps that layout (a transposed gradient would make every later
+    backward operation strided).
+    """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
-        # (n, n) @ (n, B): S z for every sample at once; S symmetric so no transpose of S.
-        sz = torch.sparse.mm(operator, z.t()).t()
+    def forward(ctx, z: torch.Tensor, apply_s, *operator) -> torch.Tensor:
+        sz = apply_s(z, *operator)
         ctx.save_for_backward(sz)
-        return (z * sz).sum(dim=1)
+        ctx.n_operator = len(operator)
+        return torch.linalg.vecdot(z, sz)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_energy: torch.Tensor):
         (sz,) = ctx.saved_tensors
-        return 2.0 * grad_energy.unsqueeze(1) * sz, None
+        return (sz * (2.0 * grad_energy).unsqueeze(1), None) + (None,) * ctx.n_operator
+
+
+def csr_apply(z: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
+    """``S z`` (B, n) for z (B, n) and a symmetric sparse CSR S (n, n).
+
+    The product runs in the (n, B) layout, where the CSR kernel reads contiguous rows of
+    ``z^T``; S symmetric gives ``(S z^T)^T = z S``."""
+    return torch.sparse.mm(operator, z.t().contiguous()).t().contiguous()
+
+
+def dense_apply(z: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
+    """``S z`` (B, n) for z (B, n) and a dense symmetric S (n, n)."""
+    return z @ operator
+
+
+def stencil_apply(
+    z: torch.Tensor, offsets: tuple[int, ...], diag: torch.Tensor, *coefs: torch.Tensor
+) -> torch.Tensor:
+    """``S z`` (B, n) for z (B, n) and a symmetric S stored by diagonals: ``diag`` (n,) and,
+    for each offset d, ``coefs`` (n - d,) with ``S[i, i + d] = S[i + d, i] = -coef[i]``."""
+    out = z * diag
+    for d, coef in zip(offsets, coefs, strict=True):
+        out[:, d:].addcmul_(z[:, :-d], coef, value=-1)
+        out[:, :-d].addcmul_(z[:, d:], coef, value=-1)
+    return out
+
+
+_APPLY = {"stencil": stencil_apply, "dense": dense_apply, "csr": csr_apply}
+
+
+def edge_offsets(graph: Graph) -> np.ndarray:
+    """The distinct offsets ``j - i`` (sorted, int64) of the edges ``(i, j)``, i < j."""
+    return np.unique(graph.edges[:, 1] - graph.edges[:, 0])
+
+
+def stencil_terms(graph: Graph, kind: str) -> tuple[tuple[int, ...], np.ndarray, list[np.ndarray]]:
+    """``(offsets, diag (n,), [coef (n - d,) for d in offsets])`` float64 of the symmetric
+    form of the ``kind`` Laplacian, stored by diagonals (see :func:`stencil_apply`)."""
+    n = graph.n_nodes
+    i, j = graph.edges[:, 0], graph.edges[:, 1]
+    diag, coef = graph.laplacian_terms(kind)
+    offsets = edge_offsets(graph)
+    coefs = []
+    for d in offsets:
+        on = j - i == d
+        c = np.zeros(n - d)
+        c[i[on]] = coef[on]
+        coefs.append(c)
+    return tuple(int(d) for d in offsets), diag, coefs
+
+
+def choose_path(graph: Graph) -> str:
+    """The path GraphPenalty takes for ``graph``: "stencil", "dense" or "csr"."""
+    n = graph.n_nodes
+    count = len(edge_offsets(graph))
+    if count <= STENCIL_MAX_OFFSETS and n >= STENCIL_NODES_PER_OFFSET * max(count, 1):
+        return "stencil"
+    return "dense" if n <= DENSE_MAX_NODES else "csr"
 
 
 def symmetric_operator(
@@ -117,18 +200,38 @@ class GraphPenalty(nn.Module):
         self.reduction = reduction
         self.eps = float(eps)
         self.check_finite = check_finite
-        self._operators: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._operators: dict[tuple, Any] = {}
+        # "stencil", "dense" or "csr" (see the module docstring); tests and benchmarks may set it
+        self._path = choose_path(graph)
 
     @property
     def n_nodes(self) -> int:
         return self.graph.n_nodes
 
     def operator(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """The cached (n, n) sparse operator on ``device`` in ``dtype``."""
-        key = (torch.device(device), dtype)
-        if key not in self._operators:
-            self._operators[key] = symmetric_operator(self.graph, self.laplacian, *key)
-        return self._operators[key]
+        """The cached (n, n) sparse CSR operator S (``z^T S z = z^T L z``) on ``device`` in
+        ``dtype``."""
+        return self._operator("csr", torch.device(device), dtype)[0]
+
+    def _operator(self, path: str, device: torch.device, dtype: torch.dtype) -> tuple:
+        """The cached operator tensors of ``path`` on ``device`` in ``dtype``."""
+        key = (path, device, dtype)
+        operator = self._operators.get(key)
+        if operator is None:
+            if path == "stencil":
+                offsets, diag, coefs = stencil_terms(self.graph, self.laplacian)
+                tensors = (torch.as_tensor(t, dtype=dtype, device=device) for t in [diag, *coefs])
+                operator = (offsets, *tensors)
+            else:
+                csr = symmetric_operator(self.graph, self.laplacian, device, dtype)
+                operator = (csr.to_dense() if path == "dense" else csr,)
+            self._operators[key] = operator
+        return operator
+
+    def _quadratic_form(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-row ``z_b^T L z_b`` (B,) of z (B, n)."""
+        path = self._path
+        return _QuadraticForm.apply(z, _APPLY[path], *self._operator(path, z.device, z.dtype))
 
     def energies(self, z: torch.Tensor, name: str = "activations") -> torch.Tensor:
         """Per-sample energies (B,) of z (B, n), normalised if asked; ``name`` goes in errors."""
@@ -145,8 +248,15 @@ class GraphPenalty(nn.Module):
             raise TypeError(f"{name}: activations must be floating point, got {z.dtype}")
         if z.dtype in (torch.float16, torch.bfloat16):
             z = z.float()
-        energy = _QuadraticForm.apply(z, self.operator(z.device, z.dtype))
-        if self.check_finite and not bool(torch.isfinite(energy).all()):
+        energy = self._quadratic_form(z)
+        # one reduction and one host read: the sum is finite when every energy is (energies
+        # are >= 0 up to rounding); only when it is not are the energies checked one by one,
+        # so that a finite batch whose sum overflows still passes
+        if (
+            self.check_finite
+            and not math.isfinite(energy.sum().item())
+            and not bool(torch.isfinite(energy).all())
+        ):
             raise ValueError(_non_finite_message(z, name))
         if self.normalize == "rayleigh":
             energy = energy / ((z * z).sum(dim=1) + self.eps)

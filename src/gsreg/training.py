@@ -1,17 +1,22 @@
-"""A lean in-memory training loop for reconstruction and classification.
+"""A lean training loop for reconstruction and classification.
 
-The whole data set is moved to the device once; each epoch draws a permutation from a
-seeded ``torch.Generator`` and slices batches by index. Losses and regularizer logs are
-accumulated as device tensors and read back once per epoch (no per-step host syncs).
+Dense data (arrays, tensors) are moved to the device once; sparse data (scipy sparse
+matrices, or any row-indexable matrix whose row blocks have ``.toarray()``) stay on the
+host and each batch is densified (rows by index) and moved to the device. Each epoch
+draws a permutation from a seeded ``torch.Generator`` and takes batches by index. Losses
+and regularizer logs are accumulated as device tensors and read back once per epoch (no
+per-step host syncs).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,7 +26,8 @@ from ._util import check_positive_int as _check_positive_int
 from ._util import model_device as _model_device
 
 TASKS = ("reconstruction", "classification")
-ArrayLike = np.ndarray | torch.Tensor
+ArrayLike = np.ndarray | torch.Tensor | sp.spmatrix | sp.sparray
+Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Regularizer(Protocol):
@@ -93,6 +99,7 @@ def fit(
     y_val: ArrayLike | None = None,
     progress: bool = True,
     desc: str | None = None,
+    transform: Transform | None = None,
 ) -> History:
     """Train ``model`` with Adam on X (N, d) or (N, C, H, W) and return its `History`.
 
@@ -103,14 +110,21 @@ def fit(
     the global torch RNG (dropout, noise); the model's initial weights are the caller's.
     The model is moved to ``device`` and left in the train/eval mode it had.
     Raises RuntimeError at the end of an epoch whose loss was not finite.
+
+    X may be scipy sparse (or another host matrix whose row blocks have ``.toarray()``):
+    it stays on the host and each batch is densified and moved to the device, with the
+    same batches and results as for the dense copy of the data. ``transform`` (optional)
+    maps each batch on the device before the model sees it (e.g. centring and scaling);
+    it gets the batch in X's float dtype (float64 stays float64, else float32) and its
+    result is used as float32 (also as the reconstruction target).
     """
     _check_task(task)
     _check_positive_int("epochs", epochs)
     _check_positive_int("batch_size", batch_size)
     dev = resolve_device(device)
-    X_t, y_t = _as_tensors(X, y, task, dev, "X", "y")
+    X_t, y_t = _as_batches(X, y, task, dev, "X", "y", transform)
     if X_val is not None:
-        X_val, y_val = _as_tensors(X_val, y_val, task, dev, "X_val", "y_val")
+        X_val, y_val = _as_batches(X_val, y_val, task, dev, "X_val", "y_val", transform)
     model.to(dev)
     was_training = model.training
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps, weight_decay=weight_decay)
@@ -125,7 +139,7 @@ def fit(
             trace = _train_epoch(model, X_t, y_t, task, regularizer, optimizer, batch_size, gen)
             record = {"epoch": epoch, **_finish_epoch(trace, epoch)}
             if X_val is not None:
-                metrics = evaluate(model, X_val, y_val, task=task, batch_size=batch_size)
+                metrics = _evaluate(model, X_val, y_val, task, batch_size, dev)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
             record["seconds"] = time.perf_counter() - start
             history.epochs.append(record)
@@ -149,7 +163,7 @@ class _EpochTrace:
 
 def _train_epoch(
     model: nn.Module,
-    X: torch.Tensor,
+    X: _Batches,
     y: torch.Tensor | None,
     task: str,
     regularizer: Regularizer | None,
@@ -158,14 +172,17 @@ def _train_epoch(
     gen: torch.Generator,
 ) -> _EpochTrace:
     """One pass over X in random batches; nothing is read back to the host."""
-    perm = torch.randperm(len(X), generator=gen).to(X.device)
+    perm = torch.randperm(len(X), generator=gen)
+    if X.on_device:
+        perm = perm.to(X.device)
     task_losses, penalties, batch_sizes = [], [], []
     log_sums: dict[str, torch.Tensor] = {}
     log_counts: dict[str, int] = {}
     for begin in range(0, len(X), batch_size):
         idx = perm[begin : begin + batch_size]
-        xb = X[idx]
-        task_loss = _task_loss(model(xb), xb if task == "reconstruction" else y[idx], task)
+        xb = X.take(idx)
+        target = xb if task == "reconstruction" else y[idx.to(y.device)]
+        task_loss = _task_loss(model(xb), target, task)
         loss = task_loss
         if regularizer is not None:
             penalty = regularizer.penalty()
@@ -213,7 +230,6 @@ def _finish_epoch(trace: _EpochTrace, epoch: int) -> dict[str, float]:
     return record
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     X: ArrayLike,
@@ -222,38 +238,54 @@ def evaluate(
     task: str = "reconstruction",
     batch_size: int = 500,
     device: str | torch.device | None = None,
+    transform: Transform | None = None,
 ) -> dict[str, float]:
     """Metrics of ``model`` on X (N, ...) in eval mode, batch by batch.
 
     Reconstruction: ``{"mse"}`` (mean over all elements). Classification:
     ``{"accuracy", "loss"}`` (mean cross-entropy). ``device=None`` uses the model's device.
+    X and ``transform`` as for :func:`fit` (sparse X is densified batch by batch).
     The model's train/eval mode is restored afterwards.
     """
     _check_task(task)
     _check_positive_int("batch_size", batch_size)
     dev = _model_device(model) if device is None else resolve_device(device)
-    X_t, y_t = _as_tensors(X, y, task, dev, "X", "y")
+    X_b, y_t = _as_batches(X, y, task, dev, "X", "y", transform)
+    return _evaluate(model, X_b, y_t, task, batch_size, dev)
+
+
+@torch.no_grad()
+def _evaluate(
+    model: nn.Module,
+    X: _Batches,
+    y: torch.Tensor | None,
+    task: str,
+    batch_size: int,
+    dev: torch.device,
+) -> dict[str, float]:
     model.to(dev)
     was_training = model.training
     model.eval()
+    n_elements = 0
     try:
         total = torch.zeros((), dtype=torch.float64, device=dev)
         correct = torch.zeros((), dtype=torch.int64, device=dev)
-        for begin in range(0, len(X_t), batch_size):
-            xb = X_t[begin : begin + batch_size]
+        for begin in range(0, len(X), batch_size):
+            xb = X.slice(begin, begin + batch_size)
             out = model(xb)
             if task == "reconstruction":
                 _check_same_shape(out, xb)
                 total += F.mse_loss(out, xb, reduction="sum").double()
+                n_elements += xb.numel()
             else:
-                yb = y_t[begin : begin + batch_size]
+                yb = y[begin : begin + batch_size]
                 total += F.cross_entropy(out, yb, reduction="sum").double()
                 correct += (out.argmax(1) == yb).sum()
     finally:
         model.train(was_training)
     if task == "reconstruction":
-        return {"mse": total.item() / X_t.numel()}
-    return {"accuracy": correct.item() / len(X_t), "loss": total.item() / len(X_t)}
+        return {"mse": total.item() / n_elements}
+    return {"accuracy": correct.item() / len(X), "loss": total.item() / len(X)}
 
 
 def _task_loss(out: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
@@ -270,32 +302,121 @@ def _check_same_shape(out: torch.Tensor, x: torch.Tensor) -> None:
         )
 
 
-def _as_tensors(
-    X: ArrayLike, y: ArrayLike | None, task: str, device: torch.device, x_name: str, y_name: str
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validated float32 X (N, ...) and, for classification, int64 y (N,) on ``device``."""
-    X_t = torch.as_tensor(X, dtype=torch.float32, device=device)
+class _Batches:
+    """Rows of X by index as float32 tensors on the device: a dense tensor already there
+    (``on_device``), or host data (sparse) densified batch by batch."""
+
+    def __init__(self, X, device: torch.device, transform: Transform | None) -> None:
+        self.X, self.device, self.transform = X, device, transform
+        self.on_device = isinstance(X, torch.Tensor)
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def take(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.on_device:
+            return self._finish(self.X[idx])
+        return self._finish(self._host(idx.numpy()))
+
+    def slice(self, begin: int, end: int) -> torch.Tensor:
+        if self.on_device:
+            return self._finish(self.X[begin:end])
+        return self._finish(self._host(np.arange(begin, min(end, len(self)))))
+
+    def _host(self, idx: np.ndarray) -> torch.Tensor:
+        block = dense_rows(self.X, idx)
+        keep = self.transform is not None and block.dtype == np.float64
+        dtype = np.float64 if keep else np.float32
+        return torch.from_numpy(np.ascontiguousarray(block, dtype=dtype)).to(self.device)
+
+    def _finish(self, xb: torch.Tensor) -> torch.Tensor:
+        return xb if self.transform is None else self.transform(xb).float()
+
+
+def is_host_matrix(X: object) -> bool:
+    """Whether :func:`fit` keeps X on the host and densifies it batch by batch: scipy
+    sparse, or a 2-D row-indexable matrix that is not array-like (e.g. a backed sparse
+    dataset whose row blocks have ``.toarray()``)."""
+    if sp.issparse(X):
+        return True
+    if isinstance(X, (np.ndarray, torch.Tensor)) or hasattr(X, "__array__"):
+        return False
+    return len(getattr(X, "shape", ())) == 2 and hasattr(X, "__getitem__")
+
+
+def dense_rows(X, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` (B,) of a host matrix X, in that order, as a dense (B, d) array of
+    X's dtype; only these rows are densified."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if sp.issparse(X):
+        return _dense(X[idx])
+    order = np.argsort(idx, kind="stable")  # backed datasets read increasing indices
+    block = _dense(X[idx[order]])
+    out = np.empty_like(block)
+    out[order] = block
+    return out
+
+
+def _dense(block) -> np.ndarray:
+    if hasattr(block, "toarray"):
+        return block.toarray()
+    if hasattr(block, "to_memory"):  # AnnData's backed sparse datasets
+        return block.to_memory().toarray()
+    return np.asarray(block)
+
+
+def _as_batches(
+    X: ArrayLike,
+    y: ArrayLike | None,
+    task: str,
+    device: torch.device,
+    x_name: str,
+    y_name: str,
+    transform: Transform | None = None,
+) -> tuple[_Batches, torch.Tensor | None]:
+    """Validated X (dense: float32 on ``device``; sparse: kept on the host) and, for
+    classification, int64 y (N,) on ``device``."""
+    if is_host_matrix(X):
+        if len(X.shape) != 2:
+            raise ValueError(f"{x_name} must be 2-D (N, d), got {len(X.shape)}-D")
+        if X.shape[0] == 0:
+            raise ValueError(f"{x_name} must contain at least one sample, got shape {X.shape}")
+        data = getattr(X, "data", None)
+        if sp.issparse(X) and not np.isfinite(data).all():
+            raise ValueError(f"{x_name} contains NaN or Inf values")
+        return _Batches(X, device, transform), _labels(y, task, device, X.shape[0], x_name, y_name)
+    dtype = torch.float32
+    if transform is not None and getattr(X, "dtype", None) in (np.float64, torch.float64):
+        dtype = torch.float64  # the transform gets full precision, as for sparse batches
+    X_t = torch.as_tensor(X, dtype=dtype, device=device)
     if X_t.ndim not in (2, 4):
         raise ValueError(f"{x_name} must be 2-D (N, d) or 4-D (N, C, H, W), got {X_t.ndim}-D")
     if len(X_t) == 0:
         raise ValueError(f"{x_name} must contain at least one sample, got shape {tuple(X_t.shape)}")
     if not torch.isfinite(X_t).all():
         raise ValueError(f"{x_name} contains NaN or Inf values")
+    return _Batches(X_t, device, transform), _labels(y, task, device, len(X_t), x_name, y_name)
+
+
+def _labels(
+    y: ArrayLike | None, task: str, device: torch.device, n: int, x_name: str, y_name: str
+) -> torch.Tensor | None:
+    """For classification, validated int64 labels (n,) on ``device``; else None."""
     if task == "reconstruction":
-        return X_t, None
+        return None
     if y is None:
         raise ValueError(f"task 'classification' needs labels {y_name}, got None")
     y_t = torch.as_tensor(y, device=device)
     if y_t.is_floating_point() or y_t.is_complex() or y_t.dtype == torch.bool:
         raise ValueError(f"{y_name} must hold integer class labels, got dtype {y_t.dtype}")
     y_t = y_t.long()
-    if y_t.shape != (len(X_t),):
+    if y_t.shape != (n,):
         raise ValueError(
-            f"{y_name} must have shape ({len(X_t)},) to match {x_name}, got {tuple(y_t.shape)}"
+            f"{y_name} must have shape ({n},) to match {x_name}, got {tuple(y_t.shape)}"
         )
     if y_t.min() < 0:
         raise ValueError(f"{y_name} must be non-negative class indices, got min {int(y_t.min())}")
-    return X_t, y_t
+    return y_t
 
 
 def _detach(value: torch.Tensor | float, device: torch.device) -> torch.Tensor:

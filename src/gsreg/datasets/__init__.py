@@ -3,10 +3,12 @@
 from .base import Dataset
 from .digits import digits
 from .mnist import mnist
+from .rotation import Rotation, rotation
 from .synthetic import binary_modules, binary_patterns, coarse_labels, hierarchical, modules
 
 __all__ = [
     "Dataset",
+    "Rotation",
     "binary_modules",
     "binary_patterns",
     "coarse_labels",
@@ -14,4 +16,5 @@ __all__ = [
     "hierarchical",
     "mnist",
     "modules",
+    "rotation",
 ]

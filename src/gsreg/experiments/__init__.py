@@ -1,1 +1,191 @@
-"""Experiments of the paper, one module each: config -> run -> result folder."""
+"""Experiments of the paper, one module each: config -> run -> result folder.
+
+An experiment module defines a frozen config dataclass with the full run's defaults and
+a ``quick()`` classmethod (seconds, for tests and a first look), a function
+``run(config, out, device="auto", progress=True) -> dict`` that writes ``out/``
+(report.html, metrics.json, config.json, figures/) and returns the metrics, and
+``headline(metrics) -> dict[str, str]``: the few numbers an index page shows.
+:mod:`gsreg.experiments.registry` names the experiments and runs them into atomic
+folders.
+
+The helpers below are shared by the experiment modules: how a cost to the primary task
+is judged, how a lambda is written, configs that survive a JSON round trip, and the
+"primary task and structure against lambda" figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+#: test MSE at most this many times that at lambda = 0: "close to lambda = 0"
+MSE_CLOSE = 1.1
+#: test MSE above this many times that at lambda = 0: the lambda wrecks the primary task
+MSE_WRECKED = 1.5
+#: accuracy lower by at most this much (absolute) than at lambda = 0: "close"
+ACCURACY_CLOSE = 0.01
+#: accuracy lower by more than this: the lambda wrecks the primary task
+ACCURACY_WRECKED = 0.05
+
+CLOSE = "close to λ = 0"
+COSTLY = "noticeable cost"
+WRECKED = "wrecks the primary task"
+
+
+def reconstruction_cost(mse: float, baseline: float) -> dict[str, float | str]:
+    """``{"mse_ratio", "verdict"}`` of a test MSE against the MSE at lambda = 0.
+
+    The verdict is :data:`CLOSE` up to :data:`MSE_CLOSE` times the baseline, :data:`WRECKED`
+    above :data:`MSE_WRECKED` times (or when the MSE is not finite), else :data:`COSTLY`.
+    """
+    ratio = mse / baseline if baseline > 0 else float("nan")
+    if not math.isfinite(ratio) or ratio > MSE_WRECKED:
+        verdict = WRECKED
+    elif ratio <= MSE_CLOSE:
+        verdict = CLOSE
+    else:
+        verdict = COSTLY
+    return {"mse_ratio": ratio, "verdict": verdict}
+
+
+def accuracy_cost(accuracy: float, baseline: float) -> dict[str, float | str]:
+    """``{"accuracy_drop", "verdict"}``: how much lower than at lambda = 0 (absolute).
+
+    :data:`CLOSE` for a drop of at most :data:`ACCURACY_CLOSE`, :data:`WRECKED` above
+    :data:`ACCURACY_WRECKED`, else :data:`COSTLY`. A gain counts as a negative drop.
+    """
+    drop = baseline - accuracy
+    if not math.isfinite(drop) or drop > ACCURACY_WRECKED:
+        verdict = WRECKED
+    elif drop <= ACCURACY_CLOSE:
+        verdict = CLOSE
+    else:
+        verdict = COSTLY
+    return {"accuracy_drop": drop, "verdict": verdict}
+
+
+def lambda_label(value: float) -> str:
+    """A weight as a short label: ``0``, ``1e-4``, ``3e-2``, ``1e5``, ``0.25``."""
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    exp = int(exponent)
+    if ("." not in mantissa and abs(exp) >= 2) or value >= 1e3:
+        return f"{mantissa}e{exp}"
+    return f"{value:g}"
+
+
+def tuple_fields(config: object) -> None:
+    """Turn list-valued fields of a frozen dataclass into tuples (after a JSON round trip).
+
+    Call from ``__post_init__`` so that ``Config(**json.load(f)) == config``.
+    """
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, list):
+            object.__setattr__(config, field.name, tuple(value))
+
+
+def check_config(name: str, **checks: tuple[object, str]) -> None:
+    """Raise ValueError naming the config and field when a check fails.
+
+    Each keyword is a field name with ``(value, rule)``; rules: ``"positive_int"``,
+    ``"positive"`` (number > 0), ``"non_negative"``, ``"optional_positive_int"``,
+    ``"weights"`` (a non-empty sequence of numbers >= 0).
+    """
+    for field, (value, rule) in checks.items():
+        if rule == "optional_positive_int" and value is None:
+            continue
+        if rule in ("positive_int", "optional_positive_int"):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            expected = "a positive int"
+        elif rule in ("positive", "non_negative"):
+            ok = _is_number(value) and (value > 0 if rule == "positive" else value >= 0)
+            expected = "a number > 0" if rule == "positive" else "a number >= 0"
+        elif rule == "weights":
+            ok = (
+                isinstance(value, Sequence)
+                and len(value) > 0
+                and all(_is_number(v) and v >= 0 for v in value)
+            )
+            expected = "a non-empty sequence of numbers >= 0"
+        else:
+            raise ValueError(f"unknown rule {rule!r}")
+        if not ok:
+            raise ValueError(f"{name}.{field} must be {expected}, got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def plot_tradeoff(
+    weights: Sequence[float],
+    primary: Sequence[float],
+    structure: Sequence[float],
+    primary_label: str,
+    structure_label: str = "Moran's I (class − mean maps)",
+    extra: Mapping[str, tuple[float, float, float]] | None = None,
+    title: str | None = None,
+    structure_reference: float | None = None,
+):
+    """The primary task (left axis) and a structure score (right axis) against lambda.
+
+    lambda = 0 is drawn one decade left of the smallest non-zero lambda and labelled
+    ``0``. ``extra`` adds single models as open markers: ``{label: (weight, primary,
+    structure)}`` (e.g. the centred penalty). ``structure_reference`` draws a dotted
+    line (e.g. Moran's I without spatial structure). Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    nonzero = [w for w in weights if w > 0] + [e[0] for e in (extra or {}).values() if e[0] > 0]
+    zero_at = min(nonzero) / 10 if nonzero else 1.0
+
+    def x_of(w: float) -> float:
+        return w if w > 0 else zero_at
+
+    xs = np.array([x_of(w) for w in weights])
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
+    ax.plot(xs, primary, "o-", color="tab:blue", label=primary_label)
+    ax.set_xscale("log")
+    ax.set_xlabel("λ")
+    ax.set_ylabel(primary_label, color="tab:blue")
+    twin = ax.twinx()
+    twin.plot(xs, structure, "s--", color="tab:orange", label=structure_label)
+    twin.set_ylabel(structure_label, color="tab:orange")
+    if structure_reference is not None:
+        twin.axhline(structure_reference, color="tab:orange", lw=0.8, ls=":")
+    for label, (w, p, s) in (extra or {}).items():
+        ax.plot([x_of(w)], [p], "o", mfc="none", color="tab:blue", ms=9)
+        twin.plot([x_of(w)], [s], "s", mfc="none", color="tab:orange", ms=9)
+        ax.annotate(label, (x_of(w), p), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ticks = sorted(set(xs.tolist()))
+    ax.set_xticks(ticks, ["0" if t == zero_at else lambda_label(t) for t in ticks])
+    ax.minorticks_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+__all__ = [
+    "ACCURACY_CLOSE",
+    "ACCURACY_WRECKED",
+    "CLOSE",
+    "COSTLY",
+    "MSE_CLOSE",
+    "MSE_WRECKED",
+    "WRECKED",
+    "accuracy_cost",
+    "check_config",
+    "lambda_label",
+    "plot_tradeoff",
+    "reconstruction_cost",
+    "tuple_fields",
+]

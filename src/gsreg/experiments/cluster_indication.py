@@ -45,6 +45,8 @@ from ..training import evaluate, fit
 DATASET_KINDS = ("modules", "hierarchical", "binary_modules")
 SETTINGS = ("gsreg", "authors")
 MODELS = ("leaky", "linear")
+#: graph kernels a setting may use (those with a neighbour count k)
+KERNELS = ("knn", "adaptive", "correlation")
 
 #: keys of every row returned by :func:`run_one`
 ROW_KEYS = (
@@ -67,7 +69,10 @@ class Setting:
     before the latent noise) or ``"linear"`` (``DenseAutoencoder(noise=...)``: the 100 units
     are the linear bottleneck ``encoder.latent``). The graph is rebuilt at steps
     ``warmup_steps + m * update_every``; the penalty ``weight * mean_b z_b^T L z_b`` with the
-    normalised Laplacian starts with the first graph.
+    normalised Laplacian starts with the first graph. ``kernel`` and ``k``: the neuron graph
+    (:class:`gsreg.CoactivationGraph`), each neuron joined to its ``k`` nearest neighbours
+    (symmetrised); a group of similar neurons can only split off as a component of its own
+    once it holds at least ``k + 1`` neurons.
     """
 
     model: str
@@ -79,17 +84,21 @@ class Setting:
     update_every: int
     weight: float
     epochs: int
+    k: int = 5
+    kernel: str = "knn"
 
 
 #: chosen on tuning seeds 100-102 (see docs/cluster_indication.md, "How the settings were chosen")
 GSREG = Setting(
     model="leaky", batch_size=64, buffer_size=1024, on_disconnect="continue",
     features="standardized", warmup_steps=100, update_every=100, weight=0.1, epochs=15,
+    k=10, kernel="knn",
 )  # fmt: skip
 #: the paper's procedure, warm-up shrunk from 5000 to 1000 steps (batch 32)
 AUTHORS = Setting(
     model="linear", batch_size=32, buffer_size=32, on_disconnect="stop",
     features="raw", warmup_steps=1000, update_every=100, weight=0.01, epochs=27,
+    k=5, kernel="knn",
 )  # fmt: skip
 
 
@@ -114,7 +123,6 @@ class ClusterIndicationConfig:
     width: int = 100
     hidden: int = 50
     noise: float = 0.5
-    k: int = 5
     lr: float = 1e-3
     gsreg: Setting = GSREG
     authors: Setting = AUTHORS
@@ -129,8 +137,13 @@ class ClusterIndicationConfig:
             if name not in SETTINGS:
                 raise ValueError(f"unknown setting {name!r}; expected one of {SETTINGS}")
         for name in SETTINGS:
-            if self.setting(name).model not in MODELS:
+            s = self.setting(name)
+            if s.model not in MODELS:
                 raise ValueError(f"setting {name!r}: model must be one of {MODELS}")
+            if s.kernel not in KERNELS:
+                raise ValueError(f"setting {name!r}: kernel must be one of {KERNELS}")
+            if not isinstance(s.k, int) or not 1 <= s.k < self.width:
+                raise ValueError(f"setting {name!r}: k must be an integer in [1, width)")
 
     @classmethod
     def quick(cls, **overrides) -> ClusterIndicationConfig:
@@ -261,7 +274,7 @@ def train(
     data = make_dataset(dataset_kind, n_modules, seed, config)
     model, layer = make_model(data.n_features, s, config, seed)
     learned = _RecordingGraph(
-        kernel="knn", k=config.k, features=s.features, warmup_steps=s.warmup_steps,
+        kernel=s.kernel, k=s.k, features=s.features, warmup_steps=s.warmup_steps,
         update_every=s.update_every, buffer_size=s.buffer_size, laplacian="normalized",
         on_disconnect=s.on_disconnect,
     )  # fmt: skip
@@ -351,17 +364,49 @@ def jobs(config: ClusterIndicationConfig) -> list[tuple[str, int, int, str]]:
     ]
 
 
-def run_study(config: ClusterIndicationConfig, progress: bool = True) -> dict:
-    """Every run of the study: ``{"config", "rows", "summary", "seconds"}`` (JSON-able)."""
+def _run_job(job: tuple) -> dict:
+    kind, n, seed, setting, config = job
+    return run_one(kind, n, seed, setting, config)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def run_many(
+    jobs_: Sequence[tuple], workers: int = 1, desc: str = "runs", progress: bool = True
+) -> list[dict]:
+    """:func:`run_one` of every ``(kind, n_modules, seed, setting, config)`` job, rows in job
+    order. ``workers > 1`` runs them in that many processes (one torch thread each); runs
+    are seeded, so the rows do not depend on ``workers``."""
     from tqdm.auto import tqdm
 
+    jobs_ = list(jobs_)
+    with tqdm(total=len(jobs_), desc=desc, disable=not progress, unit="run") as bar:
+        if workers <= 1 or len(jobs_) <= 1:
+            rows = []
+            for job in jobs_:
+                rows.append(_run_job(job))
+                bar.update()
+            return rows
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+            rows = []
+            for row in pool.map(_run_job, jobs_):
+                rows.append(row)
+                bar.update()
+            return rows
+
+
+def run_study(config: ClusterIndicationConfig, progress: bool = True, workers: int = 1) -> dict:
+    """Every run of the study: ``{"config", "rows", "summary", "seconds"}`` (JSON-able).
+    ``workers``: processes to run them in (see :func:`run_many`)."""
     start = time.perf_counter()
-    rows = []
-    todo = jobs(config)
-    with tqdm(todo, desc="cluster indication", disable=not progress, unit="run") as bar:
-        for kind, n, seed, setting in bar:
-            bar.set_postfix_str(f"{kind}:{n} seed {seed} {setting}", refresh=False)
-            rows.append(run_one(kind, n, seed, setting, config))
+    todo = [(*job, config) for job in jobs(config)]
+    rows = run_many(todo, workers, "cluster indication", progress)
     return {
         "config": dataclasses.asdict(config),
         "rows": rows,
@@ -498,38 +543,40 @@ def tune(
     seeds: Sequence[int] = (100, 101, 102),
     datasets: Sequence[tuple[str, int]] | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[dict]:
     """Grid search of ``setting``'s fields on tuning seeds (kept apart from the reported
     ones). ``candidates`` maps :class:`Setting` field names to the values to try; every
     combination is run on every data set and seed. Returns one record per combination:
-    the values, exact matches, mean ARI, mean MSE ratio and the per-run components."""
+    the values, exact matches, mean ARI, mean MSE ratio and the per-run components.
+    ``workers``: processes to run them in (see :func:`run_many`)."""
     import itertools
-
-    from tqdm.auto import tqdm
 
     datasets = tuple(config.datasets if datasets is None else datasets)
     names = list(candidates)
     combos = list(itertools.product(*(candidates[k] for k in names)))
+    todo = []
+    for combo in combos:
+        values = dict(zip(names, combo, strict=True))
+        trial = dataclasses.replace(
+            config, **{setting: dataclasses.replace(config.setting(setting), **values)}
+        )
+        todo += [(kind, n, seed, setting, trial)
+                 for (kind, n), seed in itertools.product(datasets, seeds)]  # fmt: skip
+    all_rows = run_many(todo, workers, f"tuning {setting}", progress)
+    per = len(datasets) * len(seeds)
     out = []
-    total = len(combos) * len(datasets) * len(seeds)
-    with tqdm(total=total, desc=f"tuning {setting}", disable=not progress, unit="run") as bar:
-        for combo in combos:
-            values = dict(zip(names, combo, strict=True))
-            trial = dataclasses.replace(
-                config, **{setting: dataclasses.replace(config.setting(setting), **values)}
-            )
-            rows = []
-            for (kind, n), seed in itertools.product(datasets, seeds):
-                rows.append(run_one(kind, n, seed, setting, trial))
-                bar.update()
-            out.append({
-                **values,
-                "runs": len(rows),
-                "exact": sum(bool(r["exact"]) for r in rows),
-                "ari_mean": _mean([r["ari"] for r in rows if r["ari"] is not None]),
-                "mse_ratio_mean": _mean([r["mse_ratio"] for r in rows]),
-                "components": {f"{kind}:{n}": [r["components"] for r in rows
-                                               if (r["dataset"], r["n_modules"]) == (kind, n)]
-                               for kind, n in datasets},
-            })  # fmt: skip
+    for i, combo in enumerate(combos):
+        values = dict(zip(names, combo, strict=True))
+        rows = all_rows[i * per : (i + 1) * per]
+        out.append({
+            **values,
+            "runs": len(rows),
+            "exact": sum(bool(r["exact"]) for r in rows),
+            "ari_mean": _mean([r["ari"] for r in rows if r["ari"] is not None]),
+            "mse_ratio_mean": _mean([r["mse_ratio"] for r in rows]),
+            "components": {f"{kind}:{n}": [r["components"] for r in rows
+                                           if (r["dataset"], r["n_modules"]) == (kind, n)]
+                           for kind, n in datasets},
+        })  # fmt: skip
     return out

@@ -1,8 +1,9 @@
 """Row access to an AnnData matrix without densifying it whole.
 
 The matrix may be a numpy array, a scipy sparse matrix or a backed (on-disk) array of an
-AnnData opened with ``backed="r"``. Rows come back dense, as float64, only for the rows
-asked for: a training batch or a chunk of at most :data:`CHUNK_ENTRIES` entries.
+AnnData opened with ``backed="r"``. Rows come back dense, as float64, a chunk of at most
+:data:`CHUNK_ENTRIES` entries at a time (training itself densifies batch by batch in
+:func:`gsreg.training.fit`).
 """
 
 from __future__ import annotations
@@ -53,16 +54,15 @@ class Rows:
         """Rows per chunk when streaming over the whole matrix."""
         return max(1, min(len(self), CHUNK_ENTRIES // self.shape[1]))
 
-    def rows(self, idx: np.ndarray) -> np.ndarray:
-        """Dense float64 rows ``idx`` (B,), in that order: (B, d)."""
-        idx = np.asarray(idx, dtype=np.int64)
+    def matrix(self):
+        """The matrix in memory for :meth:`gsreg.GSRAutoencoder.fit`: a numpy array or
+        CSR matrix as it is; a backed sparse dataset is read as a sparse matrix, a backed
+        dense one as an array."""
         if self._in_memory:
-            return dense(self.X[idx])
-        order = np.argsort(idx, kind="stable")  # backed arrays read increasing indices
-        block = dense(self.X[idx[order]])
-        out = np.empty_like(block)
-        out[order] = block
-        return out
+            return self.X
+        if hasattr(self.X, "to_memory"):  # AnnData's backed sparse datasets
+            return sp.csr_matrix(self.X.to_memory())
+        return np.asarray(self.X[:])
 
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(start, dense float64 rows start:start+c)`` over the whole matrix, in order."""
@@ -70,33 +70,26 @@ class Rows:
         for start in range(0, len(self), size):
             yield start, dense(self.X[start : start + size])
 
-    def scaler(self, scale: str | None) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature ``(mean, scale)`` (d,) float64 in two passes over chunks, checking
-        that every entry is finite. ``scale``: "global" (centre each feature, divide all
-        by the root mean square of the centred data), "standard" (unit variance per
-        feature) or None (zeros and ones)."""
-        n, d = self.shape
-        total = np.zeros(d)
+    def check_finite(self) -> None:
+        """Raise a ValueError naming the first NaN or Inf entry (row, column), if any;
+        a sparse matrix is checked on its stored values, others chunk by chunk."""
+        if sp.issparse(self.X):
+            bad = np.flatnonzero(~np.isfinite(self.X.data))
+            if bad.size:
+                row = int(np.searchsorted(self.X.indptr, bad[0], side="right") - 1)
+                self._not_finite(row, int(self.X.indices[bad[0]]))
+            return
         for start, block in self.chunks():
             finite = np.isfinite(block)
             if not finite.all():
                 row, col = np.argwhere(~finite)[0]
-                raise ValueError(
-                    f"{self.name} contains NaN or Inf (first at row {start + row}, column "
-                    f"{col}); remove or impute those values before fitting"
-                )
-            total += block.sum(axis=0)
-        if scale is None:
-            return np.zeros(d), np.ones(d)
-        mean = total / n
-        squares = np.zeros(d)
-        for _, block in self.chunks():
-            squares += ((block - mean) ** 2).sum(axis=0)
-        if scale == "standard":
-            std = np.sqrt(squares / n)
-        else:
-            std = np.full(d, np.sqrt(squares.sum() / (n * d)))
-        return mean, np.where(std > 0, std, 1.0)
+                self._not_finite(start + int(row), int(col))
+
+    def _not_finite(self, row: int, col: int) -> None:
+        raise ValueError(
+            f"{self.name} contains NaN or Inf (first at row {row}, column {col}); remove "
+            "or impute those values before fitting"
+        )
 
 
 def dense(block) -> np.ndarray:

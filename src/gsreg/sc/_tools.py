@@ -1,32 +1,23 @@
 """``gsreg.sc.fit`` and ``gsreg.sc.transform``: a GSR autoencoder on an AnnData object.
 
-Training streams the cells batch by batch: only a batch (or a chunk of at most
-``_data.CHUNK_ENTRIES`` entries) is ever dense, whether the matrix is dense, sparse or
-backed on disk. The model, its graph, schedule and read-outs are those of
-:class:`gsreg.GSRAutoencoder`; the fitted estimator is returned.
+Training is :meth:`gsreg.GSRAutoencoder.fit` on the cells' matrix: a sparse matrix stays
+sparse and only a batch (or a chunk of at most ``_data.CHUNK_ENTRIES`` entries) is ever
+dense. The fitted estimator is returned.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import time
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from anndata import AnnData
-from tqdm.auto import tqdm
 
 from .. import analysis
-from ..estimators import GSRAutoencoder, auto_epochs
-from ..estimators import _seed as estimator_seed
+from ..estimators import GSRAutoencoder
 from ..graphs import Graph
-from ..regularizer import GraphRegularizer
-from ..training import History, resolve_device
+from ..training import History
 from ._data import Rows
 
 __all__ = ["fit", "transform"]
@@ -59,8 +50,9 @@ def fit(
 
     Args:
         adata: cells x features. Trains on ``adata.X``, ``adata.layers[layer]`` or
-            ``adata.obsm[use_rep]``: dense, scipy sparse or backed; sparse rows are
-            densified batch by batch, never the whole matrix.
+            ``adata.obsm[use_rep]``: dense, scipy sparse or backed (read into memory,
+            sparse data as sparse); sparse rows are densified batch by batch, never the
+            whole matrix.
         graph: ``"learned"`` (a co-activation graph whose connected components become
             neuron modules), a spec such as ``"grid:8x8"``, or a :class:`gsreg.Graph`.
         layer, use_rep: train on a layer or an ``obsm`` representation instead of X.
@@ -103,7 +95,8 @@ def fit(
         weight = DEFAULT_WEIGHT_LEARNED if _is_learned(graph) else DEFAULT_WEIGHT_FIXED
     est = GSRAutoencoder(graph=graph, weight=weight, epochs=epochs, random_state=random_state,
                          verbose=verbose, **options)  # fmt: skip
-    _train(est, rows)
+    rows.check_finite()
+    est.fit(rows.matrix())
     _write(adata, est, rows, key_added, _input_params(layer, use_rep))
     return (adata, est) if copy else est
 
@@ -194,128 +187,6 @@ def _input_params(layer: str | None, use_rep: str | None) -> dict[str, str]:
 
 def _is_learned(graph: object) -> bool:
     return isinstance(graph, str) and graph.strip().lower() == "learned"
-
-
-# ---------------------------------------------------------------------------- training
-
-
-def _train(est: GSRAutoencoder, rows: Rows) -> None:
-    """Train ``est``'s model on ``rows`` batch by batch and set its fitted attributes.
-
-    The same model, regularizer, initial weights and batch order as
-    ``GSRAutoencoder.fit`` on the dense matrix (the input scaling is computed in chunks,
-    so it can differ from the estimator's in the last bits)."""
-    est._check_params()
-    graph, width = est._resolve_graph()
-    n, d = rows.shape
-    mean, scale = rows.scaler(est.scale)
-    seed = estimator_seed(est.random_state)
-    device = resolve_device(est.device)
-    batch_size = min(int(est.batch_size), n)
-    epochs = auto_epochs(n, batch_size) if est.epochs == "auto" else int(est.epochs)
-    total_steps = epochs * math.ceil(n / batch_size)
-    learned = None if graph is not None else est._coactivation(width, total_steps)
-    fork = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):
-        torch.manual_seed(seed)
-        model = est._build_model(d, width, d)
-        layer = est._structured_layer()
-        reg = GraphRegularizer(
-            model,
-            {layer: learned if learned is not None else graph},
-            weight=float(est.weight),
-            laplacian=est.laplacian or "combinatorial",
-            normalize=est.normalize,
-        )
-        try:
-            history = _stream(model, rows, mean, scale, reg, epochs, batch_size, float(est.lr),
-                              device, seed, progress=est.verbose > 0)  # fmt: skip
-        finally:
-            reg.remove()
-    model.eval()
-    est.n_features_in_ = d
-    est.input_mean_, est.input_scale_ = mean, scale
-    est.model_, est.layer_, est.history_ = model, layer, history
-    est.n_iter_, est.n_steps_, est.seed_ = epochs, reg.step_count, seed
-    est.coactivation_ = learned
-    est.graph_ = graph if learned is None else learned.graph
-    est.modules_ = None
-    if learned is not None:
-        if learned.graph is None:
-            warnings.warn(
-                f"gsreg.sc.fit: no graph was learned in {total_steps} steps (see "
-                "learned_options warmup_steps / update_every); no modules are written",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        else:
-            est.modules_ = learned.modules()
-
-
-def _stream(model, rows, mean, scale, reg, epochs, batch_size, lr, device, seed, progress):
-    """Adam on MSE + penalty, batches densified from ``rows`` one at a time; returns the
-    per-epoch :class:`~gsreg.training.History` (as ``gsreg.training.fit`` records it)."""
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8)
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    history = History()
-    n = len(rows)
-    bar = tqdm(range(1, epochs + 1), desc="gsreg.sc.fit", disable=not progress, unit="epoch")
-    try:
-        for epoch in bar:
-            start = time.perf_counter()
-            model.train()
-            perm = torch.randperm(n, generator=gen).numpy()
-            task, penalty, sizes = [], [], []
-            sums: dict[str, torch.Tensor] = {}
-            counts: dict[str, int] = {}
-            for begin in range(0, n, batch_size):
-                idx = perm[begin : begin + batch_size]
-                xb = _scaled(rows.rows(idx), mean, scale, device)
-                task_loss = F.mse_loss(model(xb), xb)
-                pen = reg.penalty()
-                optimizer.zero_grad(set_to_none=True)
-                (task_loss + pen).backward()
-                optimizer.step()
-                reg.step()
-                task.append(task_loss.detach())
-                penalty.append(pen.detach())
-                sizes.append(len(idx))
-                for name, value in reg.logs().items():
-                    value = torch.as_tensor(value, device=device).detach().double()
-                    sums[name] = sums[name] + value if name in sums else value
-                    counts[name] = counts.get(name, 0) + 1
-            record = {"epoch": epoch, **_epoch_record(task, penalty, sizes, sums, counts, epoch)}
-            record["seconds"] = time.perf_counter() - start
-            history.epochs.append(record)
-            bar.set_postfix({"train_loss": f"{record['train_loss']:.4g}"}, refresh=False)
-    finally:
-        bar.close()
-    return history
-
-
-def _scaled(block: np.ndarray, mean: np.ndarray, scale: np.ndarray, device) -> torch.Tensor:
-    """Scaled float32 tensor of a dense float64 block, as the estimator scales its input."""
-    return torch.from_numpy(((block - mean) / scale).astype(np.float32)).to(device)
-
-
-def _epoch_record(task, penalty, sizes, sums, counts, epoch) -> dict[str, float]:
-    """Batch-size weighted epoch means, read back in one go; non-finite loss raises."""
-    steps = torch.stack([torch.stack(task), torch.stack(penalty).to(task[0])]).double().cpu()
-    total = steps.sum(0)
-    bad = (~torch.isfinite(total)).nonzero()
-    if len(bad):
-        step = int(bad[0])
-        raise RuntimeError(f"non-finite loss in epoch {epoch} at step {step + 1} of {len(total)}")
-    w = torch.tensor(sizes, dtype=torch.float64)
-    task_loss, pen = ((steps * w).sum(1) / w.sum()).tolist()
-    record = {"train_loss": task_loss + pen, "task_loss": task_loss, "penalty": pen}
-    names = list(sums)
-    if names:
-        values = torch.stack([sums[k].cpu() for k in names]).tolist()
-        record.update({k: v / counts[k] for k, v in zip(names, values, strict=True)})
-    return record
 
 
 # ---------------------------------------------------------------------------- writing

@@ -1,0 +1,437 @@
+"""The experiment registry, the four paper experiments (quick runs) and their statistics."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gsreg import datasets
+from gsreg.experiments import (
+    CLOSE,
+    COSTLY,
+    WRECKED,
+    accuracy_cost,
+    lambda_label,
+    reconstruction_cost,
+    registry,
+)
+from gsreg.experiments.reconstruction_sweep import ActivityRegularizer
+from gsreg.experiments.rotation import circular_correlation, ring_peak_angle, winding_number
+from gsreg.report import RunFolder, Section
+
+NAMES = ("mnist-grid-ae", "mnist-grid-classifier", "reconstruction-sweep", "rotation")
+FIGURES = {
+    "mnist-grid-ae": ("tradeoff", "class_maps", "class_maps_minus_mean", "segmentation",
+                      "training"),
+    "mnist-grid-classifier": ("tradeoff", "class_maps", "class_maps_minus_mean",
+                              "segmentation", "misclassified_maps", "misclassified_examples",
+                              "training"),
+    "reconstruction-sweep": ("mse_vs_coefficient",),
+    "rotation": ("frames", "peak_polar", "peak_vs_angle", "ring_activity",
+                 "correlation_by_restart"),
+}
+
+
+# --------------------------------------------------------------------------- quick runs
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """Every registered experiment, quick, through run_experiment (seed 3)."""
+    root = tmp_path_factory.mktemp("runs")
+    folders = {}
+    for name in NAMES:
+        folders[name] = registry.run_experiment(
+            name, root, quick=True, seed=3, device="cpu", progress=False
+        )
+    return root, folders
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_run_writes_every_promised_file(quick_runs, name):
+    root, folders = quick_runs
+    folder = folders[name]
+    assert folder == root.absolute() / name
+    for file in ("report.html", "metrics.json", "config.json", "run.json"):
+        assert (folder / file).stat().st_size > 0
+    for figure in FIGURES[name]:
+        assert (folder / "figures" / f"{figure}.png").stat().st_size > 1000, figure
+    html = (folder / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES[name])
+    assert "Summary" in html
+    # no staging folders left next to the result
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_json_reruns_the_same_config(quick_runs, name):
+    _, folders = quick_runs
+    experiment = registry.get_experiment(name)
+    saved = json.loads((folders[name] / "config.json").read_text())
+    assert experiment.config_class(**saved) == experiment.make_config(quick=True, seed=3)
+    run = registry.read_run(folders[name])
+    assert run["experiment"] == name and run["quick"] is True and run["seed"] == 3
+    assert run["rerun"] == f"gsreg run {name} --quick --seed 3 --device cpu"
+    assert run["seconds"] > 0 and run["headline"]
+    assert all(isinstance(v, str) for v in run["headline"].values())
+    text = registry.summary_text(folders[name])
+    assert text.startswith(f"{name}: quick run, seed 3")
+    assert str((folders[name] / "report.html").resolve()) in text
+
+
+def test_mnist_grid_ae_metrics(quick_runs):
+    metrics = _metrics(quick_runs[1]["mnist-grid-ae"])
+    assert set(metrics["models"]) == {
+        "lambda_0", "lambda_1e-4", "lambda_1e-3", "lambda_1e-2", "lambda_0.1", "centered_1e-2"
+    }
+    assert metrics["lambdas"] == [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
+    for model in metrics["models"].values():
+        assert 0 < model["test_mse"] < 0.5
+        assert -1 <= model["morans_i"] <= 1
+        assert model["activation_norm"] > 0 and model["dirichlet_energy"] >= 0
+        assert model["verdict"] in (CLOSE, COSTLY, WRECKED)
+    assert metrics["models"]["lambda_0"]["mse_ratio"] == 1.0
+    assert metrics["models"]["centered_1e-2"]["normalize"] == "centered"
+    for key in ("test_mse_no_gsr", "morans_i_no_gsr", "wrecking_lambdas", "best"):
+        assert key in metrics
+
+
+def test_mnist_grid_classifier_metrics(quick_runs):
+    metrics = _metrics(quick_runs[1]["mnist-grid-classifier"])
+    assert metrics["test_accuracy_no_gsr"] > 0.3  # chance is 0.1
+    assert {"lambda_0", "lambda_1e-2", "conv_head_lambda_0", "conv_head_lambda_1e-2"} <= set(
+        metrics["models"]
+    )
+    for model in metrics["models"].values():
+        assert 0 <= model["test_accuracy"] <= 1
+        assert -1 <= model["morans_i"] <= 1 or math.isnan(model["morans_i"])
+    head = metrics["conv_head"]
+    assert head["gain_from_gsr"] == pytest.approx(
+        head["test_accuracy_gsr"] - head["test_accuracy_no_gsr"]
+    )
+    mis = metrics["misclassified"]
+    assert mis["n_test"] == 300 and 0 <= mis["n_misclassified"] <= 300
+
+
+def test_reconstruction_sweep_metrics(quick_runs):
+    metrics = _metrics(quick_runs[1]["reconstruction-sweep"])
+    runs = metrics["runs"]
+    assert [(r["regularizer"], r["coefficient"]) for r in runs] == [("none", 0.0)] + [
+        (k, c) for k in ("l1", "l2", "gsr") for c in (1e-2, 1e2)
+    ]
+    for r in runs:
+        assert r["status"] in ("ok", "collapsed")
+        assert 0 < r["train_mse"] < 10 and 0 < r["test_mse"] < 10
+    assert set(metrics["by_regularizer"]) == {"l1", "l2", "gsr"}
+    assert metrics["mean_image_mse"] > 0
+    assert set(metrics["largest_close_coefficient"]) == {"l1", "l2", "gsr"}
+
+
+def test_rotation_metrics(quick_runs):
+    metrics = _metrics(quick_runs[1]["rotation"])
+    assert set(metrics["variants"]) == {
+        "plain_lambda_0", "plain_lambda_1e-2", "plain_lambda_0.1",
+        "standardised_lambda_0", "standardised_lambda_3e-2",
+    }
+    for variant in metrics["variants"].values():
+        assert 0 <= variant["median_abs_rho"] <= variant["best_abs_rho"] <= 1
+        assert 0 <= variant["tracking_fraction"] <= 1
+        assert variant["test_mse"] > 0
+        (restart,) = variant["restarts"]
+        assert restart["seed"] == 3 and isinstance(restart["winding"], int)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_list_and_lookup():
+    assert [e.name for e in registry.list_experiments()] == list(NAMES)
+    lines = registry.format_list().splitlines()
+    assert len(lines) == len(NAMES)
+    for line, name in zip(lines, NAMES, strict=True):
+        assert line.startswith(name) and "min on 2 CPU cores" in line
+    for experiment in registry.list_experiments():
+        assert experiment.minutes <= 15
+        config = experiment.make_config(quick=True, seed=5)
+        assert config.seed == 5 and dataclasses.is_dataclass(config)
+    with pytest.raises(ValueError, match="did you mean rotation"):
+        registry.get_experiment("rotaton")
+    with pytest.raises(ValueError, match="gsreg demo"):
+        registry.get_experiment("demo")
+
+
+def _leaves_nothing(tmp_path: Path, before: set[str]) -> None:
+    assert {p.name for p in tmp_path.iterdir()} == before
+
+
+def test_bad_invocations_fail_early_and_leave_nothing(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(registry.Experiment, "run", property(lambda self: calls.append))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        registry.run_experiment("nope", out)
+    for seed in (-1, 2**32, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="seed"):
+            registry.run_experiment("rotation", out, seed=seed)
+    with pytest.raises(ValueError, match="device"):
+        registry.run_experiment("rotation", out, device="tpu")
+    with pytest.raises(ValueError, match="bad config"):
+        registry.run_experiment("rotation", out, overrides={"no_such_field": 1})
+    with pytest.raises(ValueError, match="epochs"):
+        registry.run_experiment("rotation", out, overrides={"epochs": 0})
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    with pytest.raises(ValueError, match="is a file"):
+        registry.run_experiment("rotation", taken)
+    with pytest.raises(ValueError, match="is a file"):
+        registry.run_experiment("rotation", taken / "below")
+    assert taken.read_text() == "keep me"
+    assert calls == [] and not out.exists()
+    _leaves_nothing(tmp_path, {"taken"})
+
+
+def test_out_folder_that_is_not_writable(tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        registry.os, "access",
+        lambda path, mode: False if Path(path) == locked else real_access(path, mode),
+    )
+    with pytest.raises(PermissionError, match="not writable"):
+        registry.run_experiment("rotation", locked)
+    with pytest.raises(PermissionError, match="not writable"):
+        registry.run_experiment("rotation", locked / "new" / "deeper")
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root may write anywhere")
+def test_out_folder_without_write_permission(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        with pytest.raises(PermissionError):
+            registry.run_experiment("rotation", locked)
+    finally:
+        locked.chmod(0o755)
+
+
+# a tiny stand-in experiment for the folder mechanics
+
+
+@dataclass(frozen=True)
+class _FakeConfig:
+    score: float = 0.5
+    fail: bool = False
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides):
+        return cls(**{"score": 0.25, **overrides})
+
+
+def _fake_run(config, out, device="auto", progress=True):
+    folder = RunFolder(out)
+    folder.write_json("config", dataclasses.asdict(config))
+    folder.write_metrics({"score": config.score})
+    if config.fail:
+        raise RuntimeError("boom")
+    folder.write_report("fake", [Section("Summary", text="fine")])
+    return {"score": config.score}
+
+
+@dataclass(frozen=True)
+class _FakeExperiment(registry.Experiment):
+    @property
+    def config_class(self):
+        return _FakeConfig
+
+    @property
+    def run(self):
+        return _fake_run
+
+    def headline(self, metrics):
+        return {"score": f"{metrics['score']:.2f}"}
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    for name in ("fake-a", "fake-b"):
+        monkeypatch.setitem(registry.EXPERIMENTS, name,
+                            _FakeExperiment(name, f"{name} for tests", 0.1, "unused"))
+
+
+def test_failed_run_keeps_the_previous_result(tmp_path, fakes):
+    out = tmp_path / "runs"
+    folder = registry.run_experiment("fake-a", out, overrides={"score": 0.75})
+    assert _metrics(folder) == {"score": 0.75}
+    record = registry.read_run(folder)
+    assert record["overrides"] == {"score": 0.75}
+    assert record["rerun"].startswith("registry.run_experiment('fake-a'")
+    with pytest.raises(RuntimeError, match="boom"):
+        registry.run_experiment("fake-a", out, overrides={"fail": True})
+    assert _metrics(folder) == {"score": 0.75}  # the previous result, untouched
+    assert {p.name for p in out.iterdir()} == {"fake-a"}  # no staging folder left
+    folder = registry.run_experiment("fake-a", out, quick=True, seed=7)
+    assert _metrics(folder) == {"score": 0.25}
+    assert registry.read_run(folder)["seed"] == 7
+    assert {p.name for p in out.iterdir()} == {"fake-a"}
+
+
+def test_failed_first_run_removes_the_folders_it_created(tmp_path, fakes):
+    with pytest.raises(RuntimeError, match="boom"):
+        registry.run_experiment("fake-a", tmp_path / "new" / "runs", overrides={"fail": True})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_result(tmp_path, fakes):
+    target = tmp_path / "fake-a"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="refusing to replace"):
+        registry.run_experiment("fake-a", tmp_path)
+    assert (target / "notes.txt").read_text() == "mine"
+
+
+def test_run_all_writes_an_index(tmp_path, fakes):
+    index = registry.run_all(tmp_path, names=["fake-a", "fake-b"], progress=False)
+    assert index == tmp_path.absolute() / "index.html"
+    page = index.read_text()
+    for name in ("fake-a", "fake-b"):
+        assert f'href="{name}/report.html"' in page
+        assert (tmp_path / name / "report.html").exists()
+    assert "score: 0.50" in page
+    summary = json.loads((tmp_path / "index.json").read_text())
+    assert [e["status"] for e in summary["experiments"]] == ["ok", "ok"]
+
+
+def test_run_all_reports_failures_after_running_the_rest(tmp_path, fakes, monkeypatch):
+    monkeypatch.setattr(
+        _FakeExperiment, "make_config",
+        lambda self, quick=False, seed=0, **o: _FakeConfig(fail=self.name == "fake-b",
+                                                            seed=seed),
+    )
+    with pytest.raises(registry.ExperimentsFailed) as info:
+        registry.run_all(tmp_path, names=["fake-b", "fake-a"])
+    assert set(info.value.failures) == {"fake-b"}
+    assert "boom" in info.value.index.read_text()
+    assert (tmp_path / "fake-a" / "report.html").exists()
+    assert not (tmp_path / "fake-b").exists()
+
+
+def test_run_all_checks_everything_before_starting(tmp_path, fakes):
+    with pytest.raises(ValueError, match="unknown experiment"):
+        registry.run_all(tmp_path, names=["fake-a", "nope"])
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_circular_correlation_hand_computed_case():
+    # pairs (1,2): sin(-pi/2) sin(-pi/2) = 1; (1,3): sin(-pi) ... = 0; (2,3): ... sin(0) = 0
+    # spreads: sin^2 over pairs of a = 1 + 0 + 1 = 2, of b = 1 + 1 + 0 = 2 -> 1 / sqrt(4)
+    a = np.array([0.0, np.pi / 2, np.pi])
+    b = np.array([0.0, np.pi / 2, np.pi / 2])
+    assert circular_correlation(a, b) == pytest.approx(0.5)
+
+
+def test_circular_correlation_properties():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 2 * np.pi, 200)
+    assert circular_correlation(a, a + 1.3) == pytest.approx(1.0)
+    assert circular_correlation(a, 0.4 - a) == pytest.approx(-1.0)
+    b = a + rng.normal(0, 0.6, a.size)
+    pairwise_num = pairwise_a = pairwise_b = 0.0
+    for i, j in itertools.combinations(range(a.size), 2):
+        sa, sb = np.sin(a[i] - a[j]), np.sin(b[i] - b[j])
+        pairwise_num += sa * sb
+        pairwise_a += sa * sa
+        pairwise_b += sb * sb
+    expected = pairwise_num / math.sqrt(pairwise_a * pairwise_b)
+    assert circular_correlation(a, b) == pytest.approx(expected)
+    assert 0.3 < expected < 1
+    assert circular_correlation(a, b + 2.0) == pytest.approx(expected)  # rotation invariant
+    assert abs(circular_correlation(a, rng.uniform(0, 2 * np.pi, a.size))) < 0.2
+    assert math.isnan(circular_correlation(a, np.full(a.size, 0.3)))
+    with pytest.raises(ValueError):
+        circular_correlation(a, a[:-1])
+
+
+def test_ring_peak_and_winding():
+    n = 20
+    nodes = 2 * np.pi * np.arange(n) / n
+    centres = np.array([0.0, 1.0, 2.5, 6.0])
+    bumps = np.exp(np.cos(nodes[None, :] - centres[:, None]) * 3)
+    assert np.allclose(ring_peak_angle(bumps), centres, atol=1e-9)
+    turn = np.linspace(0, 2 * np.pi, 50, endpoint=False)
+    assert winding_number(turn) == 1
+    assert winding_number(-turn) == -1
+    assert winding_number(np.mod(2 * turn, 2 * np.pi)) == 2
+    assert winding_number(np.full(10, 1.0)) == 0
+
+
+def test_rotation_dataset():
+    data = datasets.rotation(n_frames=12, size=16)
+    images, angles = data
+    assert images.shape == (12, 16, 16) and images.dtype == np.float32
+    assert data.X.shape == (12, 256)
+    assert np.allclose(angles, np.arange(12) * 30.0)
+    assert 0 <= images.min() and images.max() <= 1 and images.sum() > 0
+    flat = data.X
+    distances = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    assert distances[~np.eye(12, dtype=bool)].min() > 0.5  # no two angles look alike
+    mirrored = datasets.rotation(n_frames=12, size=16).images[:, :, ::-1]
+    assert np.abs(mirrored - images).max() > 0.5  # not mirror-symmetric
+    noisy = datasets.rotation(n_frames=4, size=16, noise=0.1, seed=1)
+    assert np.array_equal(noisy.images, datasets.rotation(4, 16, noise=0.1, seed=1).images)
+    assert not np.array_equal(noisy.images, datasets.rotation(4, 16, noise=0.1, seed=2).images)
+    shifted = datasets.rotation(n_frames=4, size=16, offset=45.0)
+    assert np.allclose(shifted.angles, [45, 135, 225, 315])
+    for bad in ({"n_frames": 1}, {"size": 4}, {"noise": -1.0}, {"n_frames": 2.5}):
+        with pytest.raises(ValueError):
+            datasets.rotation(**bad)
+
+
+def test_cost_verdicts_and_labels():
+    assert reconstruction_cost(1.05, 1.0)["verdict"] == CLOSE
+    assert reconstruction_cost(1.3, 1.0)["verdict"] == COSTLY
+    assert reconstruction_cost(2.0, 1.0) == {"mse_ratio": 2.0, "verdict": WRECKED}
+    assert reconstruction_cost(float("nan"), 1.0)["verdict"] == WRECKED
+    assert accuracy_cost(0.985, 0.99)["verdict"] == CLOSE
+    assert accuracy_cost(0.96, 0.99)["verdict"] == COSTLY
+    assert accuracy_cost(0.5, 0.99)["verdict"] == WRECKED
+    assert [lambda_label(w) for w in (0, 1e-5, 1e-2, 0.1, 1.0, 1e5, 3e-2)] == [
+        "0", "1e-5", "1e-2", "0.1", "1", "1e5", "3e-2"
+    ]
+
+
+def test_activity_regularizer_penalties():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4))
+    x = torch.randn(5, 3)
+    for kind, expected in (("l1", lambda z: z.abs().sum(1).mean()),
+                           ("l2", lambda z: z.pow(2).sum(1).mean())):
+        reg = ActivityRegularizer(model, "0", kind, weight=0.5)
+        z = model(x)
+        assert torch.allclose(reg.penalty(), 0.5 * expected(z))
+        assert float(reg.penalty()) == 0.0  # consumed
+        with torch.no_grad():
+            model(x)
+        assert float(reg.penalty()) == 0.0  # nothing collected without autograd
+        reg.remove()
+    with pytest.raises(ValueError):
+        ActivityRegularizer(model, "0", "l3", 1.0)
