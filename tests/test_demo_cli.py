@@ -76,3 +76,11 @@ def test_bad_arguments_exit_with_usage():
         cli.main(["demo", "--epochs", "0"])
     assert exc.value.code == 2
     assert cli.main([]) == 2
+
+
+def test_list_and_run_commands(tmp_path, capsys):
+    assert cli.main(["list"]) == 0
+    assert "mnist-grid-ae" in capsys.readouterr().out
+    assert cli.main(["run", "no-such-experiment", "--out", str(tmp_path)]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

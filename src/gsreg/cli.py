@@ -1,4 +1,4 @@
-"""The ``gsreg`` command line: ``gsreg demo``, ``gsreg fit`` and ``gsreg graph``."""
+"""The ``gsreg`` command line: ``demo``, ``run``, ``list``, ``fit`` and ``graph``."""
 
 from __future__ import annotations
 
@@ -87,6 +87,23 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("spec", help="graph spec, e.g. grid:8x8")
     graph.add_argument("--plot", metavar="PNG", help="draw the graph into this PNG file")
     graph.set_defaults(handler=_graph)
+
+    listing = commands.add_parser("list", help="name the paper's experiments, one line each")
+    listing.set_defaults(handler=_list)
+
+    run = commands.add_parser(
+        "run",
+        help="run one experiment of the paper (or all) and write its report",
+        description="Run an experiment (see `gsreg list`) and write OUT/NAME/: report.html, "
+        "metrics.json, config.json, figures/. `all` runs every one and writes OUT/index.html.",
+    )
+    run.add_argument("name", help="experiment name, or all")
+    run.add_argument("--out", default="runs", help="folder for results (default: runs)")
+    run.add_argument("--quick", action="store_true", help="small subset, seconds")
+    run.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(handler=_run)
     return parser
 
 
@@ -130,6 +147,30 @@ def _fit(args: argparse.Namespace) -> int:
         f"epochs: reconstruction MSE {metrics['train_mse']:.5g}"
     )
     print(f"report: {Path(out).resolve() / 'report.html'}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .experiments import registry
+
+    print(registry.format_list())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .experiments import registry
+
+    options = dict(quick=args.quick, seed=args.seed, device=args.device, progress=not args.quiet)
+    if args.name == "all":
+        try:
+            index = registry.run_all(args.out, **options)
+        except registry.ExperimentsFailed as err:
+            print(f"gsreg run: {err}", file=sys.stderr)
+            return 1
+        print(f"index: {Path(index).resolve()}")
+        return 0
+    folder = registry.run_experiment(args.name, args.out, **options)
+    print(registry.summary_text(folder))
     return 0
 
 
