@@ -10,16 +10,11 @@ cost to the main task (test MSE) beside the structure gained (Moran's I of class
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
-import torch
-
 from .. import analysis, datasets, graphs, plotting
-from ..models import DenseAutoencoder
-from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
-from ..training import evaluate, fit
+from .mnist_grid_ae import Variant, train_variant
 
 
 @dataclass(frozen=True)
@@ -44,19 +39,11 @@ class DemoConfig:
         return cls(**{"epochs": 3, "n_train": 3000, "n_test": 1000, **overrides})
 
 
-@dataclass(frozen=True)
-class _Variant:
-    key: str
-    label: str
-    weight: float
-    normalize: bool | str
-
-
-def _variants(config: DemoConfig) -> list[_Variant]:
+def _variants(config: DemoConfig) -> list[Variant]:
     return [
-        _Variant("none", "no GSR", 0.0, False),
-        _Variant("gsr", f"GSR λ={config.weight:g}", config.weight, False),
-        _Variant(
+        Variant("none", "no GSR", 0.0, False),
+        Variant("gsr", f"GSR λ={config.weight:g}", config.weight, False),
+        Variant(
             "gsr_centered",
             f"GSR centred λ={config.centered_weight:g}",
             config.centered_weight,
@@ -77,7 +64,7 @@ def run(config: DemoConfig, out: str, device: str = "auto", progress: bool = Tru
         data = data.subset(config.n_train, config.n_test, seed=config.seed)
     results, histories = {}, {}
     for variant in _variants(config):
-        result, history = _train_variant(variant, config, graph, data, device, progress)
+        result, history = train_variant(variant, config, graph, data, device, progress)
         results[variant.key] = result
         histories[variant.label] = history.epochs
     metrics = _metrics(config, results)
@@ -87,43 +74,6 @@ def run(config: DemoConfig, out: str, device: str = "auto", progress: bool = Tru
     folder.write_report("gsreg demo: MNIST autoencoder with an 8x8 GSR layer",
                         _sections(config, metrics, figures))
     return metrics
-
-
-def _train_variant(variant, config, graph, data, device, progress):
-    torch.manual_seed(config.seed)
-    model = DenseAutoencoder(
-        data.n_features, hidden=(50, 50), latent=config.latent,
-        decoder_hidden=(graph.n_nodes, 50),
-    )
-    reg = None
-    if variant.weight > 0:
-        reg = GraphRegularizer(
-            model, {config.layer: graph}, weight=variant.weight, normalize=variant.normalize
-        )
-    start = time.perf_counter()
-    history = fit(
-        model, data.X_train, regularizer=reg, epochs=config.epochs,
-        batch_size=config.batch_size, lr=config.lr, device=device, seed=config.seed,
-        progress=progress, desc=variant.label,
-    )
-    seconds = time.perf_counter() - start
-    if reg is not None:
-        reg.remove()
-    Z = analysis.activations(model, data.X_test, config.layer)
-    scores = analysis.localization(Z, data.y_test, graph)
-    test_mse = evaluate(model, data.X_test, task="reconstruction")["mse"]
-    maps = analysis.class_maps(Z, data.y_test)
-    result = {
-        "label": variant.label,
-        "weight": variant.weight,
-        "normalize": variant.normalize,
-        "test_mse": test_mse,
-        "train_seconds": seconds,
-        **scores,
-        "_maps": maps,
-        "_deviation_maps": maps - analysis.global_mean(Z),
-    }
-    return result, history
 
 
 def _metrics(config: DemoConfig, results: dict) -> dict:

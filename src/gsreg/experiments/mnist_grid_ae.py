@@ -84,21 +84,21 @@ Config = MnistGridAEConfig
 
 
 @dataclass(frozen=True)
-class _Variant:
+class Variant:
     key: str
     label: str
     weight: float
     normalize: bool | str
 
 
-def _variants(config: MnistGridAEConfig) -> list[_Variant]:
+def _variants(config: MnistGridAEConfig) -> list[Variant]:
     out = [
-        _Variant(f"lambda_{lambda_label(w)}", f"λ={lambda_label(w)}", float(w), False)
+        Variant(f"lambda_{lambda_label(w)}", f"λ={lambda_label(w)}", float(w), False)
         for w in sorted(set(config.weights))
     ]
     if config.centered_weight > 0:
         w = config.centered_weight
-        out.append(_Variant(f"centered_{lambda_label(w)}", f"centred λ={lambda_label(w)}",
+        out.append(Variant(f"centered_{lambda_label(w)}", f"centred λ={lambda_label(w)}",
                             float(w), "centered"))
     return out
 
@@ -114,7 +114,7 @@ def run(
         data = data.subset(config.n_train, config.n_test, seed=config.seed)
     results, histories = {}, {}
     for variant in _variants(config):
-        result, history = _train(variant, config, graph, data, device, progress)
+        result, history = train_variant(variant, config, graph, data, device, progress)
         results[variant.key] = result
         histories[variant.label] = history.epochs
     metrics = _metrics(config, data, results)
@@ -125,7 +125,9 @@ def run(
     return metrics
 
 
-def _train(variant, config, graph, data, device, progress):
+def train_variant(variant, config, graph, data, device, progress):
+    """Train one DenseAutoencoder variant; config needs seed, latent, layer, epochs,
+    batch_size and lr. Returns (result dict, History)."""
     torch.manual_seed(config.seed)
     model = DenseAutoencoder(
         data.n_features, hidden=(50, 50), latent=config.latent,
