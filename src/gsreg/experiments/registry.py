@@ -133,14 +133,46 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         module="gsreg.experiments.rotation",
         config_name="RotationConfig",
     ),
-    # Further experiments register here with the same pattern: a module with a config
-    # dataclass (full defaults, quick(), a seed field), run(config, out, device, progress)
-    # -> metrics and headline(metrics) -> {label: text}. Planned:
-    #   "modules"     synthetic modules, learned graph, cluster indication
-    #   "hierarchy"   modules with sub-types (two label levels)
-    #   "trajectory"  a line graph ordering neurons along a branching trajectory
-    #   "pbmc"        single-cell data, neuron modules against cell types and markers
-    #   "capsules"    capsule graph on MNIST: the same node encodes the same transformation
+    Experiment(
+        "modules",
+        "synthetic data with 3, 4 and 5 planted modules, a learned co-activation graph: "
+        "do its components indicate the clusters? (ARI against the planted labels)",
+        minutes=5,
+        module="gsreg.experiments.modules",
+        config_name="ModulesConfig",
+    ),
+    Experiment(
+        "hierarchy",
+        "modules with sub-types and on/off modules: which level of the hierarchy do the "
+        "learned graph's components indicate?",
+        minutes=5,
+        module="gsreg.experiments.hierarchy",
+        config_name="HierarchyConfig",
+    ),
+    Experiment(
+        "trajectory",
+        "branching data (DLA tree, krumsiek11 myeloid tree): a 1x10 line layer orders "
+        "neurons along pseudotime; a learned graph forms branch modules",
+        minutes=6,
+        module="gsreg.experiments.trajectory",
+        config_name="TrajectoryConfig",
+    ),
+    Experiment(
+        "pbmc",
+        "pbmc68k_reduced (700 cells, 10 cell types): learned-graph neuron modules against "
+        "cell types and marker genes, beside PCA + k-means",
+        minutes=4,
+        module="gsreg.experiments.pbmc",
+        config_name="PbmcConfig",
+    ),
+    Experiment(
+        "capsules",
+        "a capsule network on MNIST with the 10x16 capsule graph: does the same node encode "
+        "the same transformation in every capsule?",
+        minutes=10,
+        module="gsreg.experiments.capsules",
+        config_name="CapsulesConfig",
+    ),
 )
 
 

@@ -1,0 +1,170 @@
+"""Write docs/results.md from the full runs of the paper's experiments.
+
+    python scripts/results_doc.py --run                # run every experiment in full, then write
+    python scripts/results_doc.py --runs runs/full     # write from existing result folders
+    python scripts/results_doc.py                      # rewrite from the copies in docs/results/
+
+For every experiment the result folder's ``metrics.json`` and ``run.json`` are copied to
+``docs/results/experiments/NAME/`` and its key figures to ``docs/images/results/``; the
+page is then written from those copies alone, so every number on it comes from a
+``metrics.json`` and the page can be regenerated without rerunning anything. The
+headline numbers are recomputed from ``metrics.json`` by the experiment's own
+``headline`` function. Quick runs are refused: their numbers mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from gsreg.experiments import registry  # noqa: E402
+
+#: figures (stems of figures/*.png) shown on the page, per experiment
+KEY_FIGURES = {
+    "mnist-grid-ae": ("tradeoff", "class_maps_minus_mean"),
+    "mnist-grid-classifier": ("tradeoff", "class_maps_minus_mean"),
+    "reconstruction-sweep": ("mse_vs_coefficient",),
+    "rotation": ("peak_polar",),
+    "modules": (),
+    "hierarchy": (),
+    "trajectory": (),
+    "pbmc": (),
+    "capsules": (),
+}
+RESULTS = ROOT / "docs" / "results" / "experiments"
+IMAGES = ROOT / "docs" / "images" / "results"
+PAGE = ROOT / "docs" / "results.md"
+
+
+def collect(runs: Path, results: Path = RESULTS, images: Path = IMAGES) -> list[str]:
+    """Copy metrics.json, run.json and the key figures of every full run under ``runs``
+    into ``results``/NAME/ and ``images``; returns the names copied.
+
+    Raises ValueError for a quick run or a folder that is not a finished result."""
+    copied = []
+    for experiment in registry.list_experiments():
+        folder = runs / experiment.name
+        if not folder.exists():
+            continue
+        if not (folder / "run.json").is_file() or not (folder / "metrics.json").is_file():
+            raise ValueError(f"{folder} is not a finished result folder (no run.json or "
+                             "metrics.json)")
+        record = registry.read_run(folder)
+        if record["quick"]:
+            raise ValueError(f"{folder} holds a quick run; the results page shows full runs")
+        target = results / experiment.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.json", "run.json"):
+            shutil.copyfile(folder / name, target / name)
+        images.mkdir(parents=True, exist_ok=True)
+        for stem in KEY_FIGURES.get(experiment.name, ()):
+            source = folder / "figures" / f"{stem}.png"
+            if not source.is_file():
+                raise ValueError(f"{source} is missing: the experiment no longer draws "
+                                 f"{stem!r}; update KEY_FIGURES")
+            shutil.copyfile(source, images / f"{experiment.name}-{stem}.png")
+        copied.append(experiment.name)
+    return copied
+
+
+def page(results: Path = RESULTS, images: Path = IMAGES, page_path: Path = PAGE) -> str:
+    """docs/results.md as text, from the copies in ``results`` and ``images``."""
+    rel_images = _relative(images, page_path.parent)
+    rel_results = _relative(results, page_path.parent)
+    rows, sections, missing = [], [], []
+    for experiment in registry.list_experiments():
+        folder = results / experiment.name
+        if not (folder / "metrics.json").is_file():
+            missing.append(experiment.name)
+            continue
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        headline = experiment.headline(metrics)
+        minutes = record["seconds"] / 60
+        rows.append(
+            f"| [`{experiment.name}`](#{experiment.name}) | "
+            + "<br>".join(f"{_cell(k)}: {_cell(v)}" for k, v in headline.items())
+            + f" | {minutes:.1f} |"
+        )
+        sections.append(_section(experiment, record, headline, rel_images, rel_results))
+    lines = [
+        "# Results of the full runs",
+        "",
+        "Every number below is read from the `metrics.json` of a full run of "
+        "`gsreg run NAME` (seed 0), copied with its `run.json` to "
+        f"`{rel_results}/NAME/`; `python scripts/results_doc.py` writes this page from "
+        "them (`--run` reruns every experiment first). What each experiment measures: "
+        "[experiments.md](experiments.md). Each experiment's report.html says in words "
+        "what its figures show; the headline numbers here state the cost to the primary "
+        "task beside the structure.",
+        "",
+        "| experiment | headline | minutes |",
+        "|---|---|---|",
+        *rows,
+    ]
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(f"`{name}`" for name in missing) + "."]
+    return "\n".join(lines + [""] + sections).rstrip() + "\n"
+
+
+def _section(experiment, record, headline, rel_images, rel_results) -> str:
+    versions = record.get("versions", {})
+    out = [
+        f"## {experiment.name}",
+        "",
+        experiment.description[0].upper() + experiment.description[1:] + ".",
+        "",
+        *(f"- {k}: {v}" for k, v in headline.items()),
+        "",
+        f"Run: `{record['rerun']}`, {record['seconds'] / 60:.1f} min on "
+        f"{record['device']}, finished {record['finished']}, torch "
+        f"{versions.get('torch')}. Numbers: "
+        f"[metrics.json]({rel_results}/{experiment.name}/metrics.json).",
+        "",
+    ]
+    for stem in KEY_FIGURES.get(experiment.name, ()):
+        out += [f"![{experiment.name}: {stem}]({rel_images}/{experiment.name}-{stem}.png)", ""]
+    return "\n".join(out)
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, help="folder holding the full runs' NAME/ folders")
+    parser.add_argument("--run", action="store_true",
+                        help="run every experiment in full into --runs (default runs/full) first")
+    parser.add_argument("--device", default="auto", help="device of --run (default auto)")
+    args = parser.parse_args(argv)
+    status = 0
+    if args.run:
+        args.runs = args.runs or ROOT / "runs" / "full"
+        try:
+            registry.run_all(args.runs, device=args.device)
+        except registry.ExperimentsFailed as err:  # the others still go on the page
+            print(err, file=sys.stderr)
+            status = 1
+    if args.runs is not None:
+        names = collect(args.runs)
+        print(f"copied {len(names)} run(s): {', '.join(names)}")
+    PAGE.write_text(page(), encoding="utf-8")
+    print(f"wrote {PAGE}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""scripts/results_doc.py: docs/results.md from the full runs' metrics.json."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gsreg.experiments import registry
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_doc.py"
+
+
+@pytest.fixture(scope="module")
+def results_doc():
+    spec = importlib.util.spec_from_file_location("results_doc", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class _Fake(registry.Experiment):
+    def headline(self, metrics):
+        return {"score": f"{metrics['score']:.2f}", "cost": f"MSE {metrics['ratio']:.2f}x"}
+
+
+@pytest.fixture
+def fake_registry(monkeypatch, results_doc):
+    fakes = {n: _Fake(n, f"{n} does | things", 1.0, "unused") for n in ("fake-a", "fake-b")}
+    monkeypatch.setattr(registry, "EXPERIMENTS", fakes)
+    monkeypatch.setattr(results_doc, "KEY_FIGURES", {"fake-a": ("curve",)})
+    return fakes
+
+
+def _result(root: Path, name: str, score: float, quick: bool = False) -> Path:
+    folder = root / name
+    (folder / "figures").mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"score": score, "ratio": 1.04}))
+    (folder / "run.json").write_text(json.dumps({
+        "experiment": name, "quick": quick, "seed": 0, "device": "cpu", "seconds": 150.0,
+        "finished": "2026-01-01T00:00:00+00:00", "rerun": f"gsreg run {name} --seed 0",
+        "headline": {"stale": "ignored"}, "versions": {"torch": "2.13.0"},
+    }))
+    (folder / "figures" / "curve.png").write_bytes(b"\x89PNG fake")
+    return folder
+
+
+def test_page_is_written_from_the_copied_metrics(tmp_path, fake_registry, results_doc):
+    runs, results, images = tmp_path / "runs", tmp_path / "docs/results", tmp_path / "docs/img"
+    _result(runs, "fake-a", 0.8125)
+    assert results_doc.collect(runs, results, images) == ["fake-a"]
+    assert json.loads((results / "fake-a" / "metrics.json").read_text())["score"] == 0.8125
+    assert (images / "fake-a-curve.png").read_bytes() == b"\x89PNG fake"
+    # the runs may go away: the page needs only the copies
+    text = results_doc.page(results, images, tmp_path / "docs" / "results.md")
+    assert "| [`fake-a`](#fake-a) | score: 0.81<br>cost: MSE 1.04x | 2.5 |" in text
+    assert "stale" not in text  # the headline is recomputed from metrics.json
+    assert "![fake-a: curve](img/fake-a-curve.png)" in text
+    assert "[metrics.json](results/fake-a/metrics.json)" in text
+    assert "Not run yet: `fake-b`." in text
+    assert "fake-a does \\| things" not in text  # descriptions are prose, not cells
+    assert "Fake-a does | things." in text
+
+
+def test_quick_runs_and_unfinished_folders_are_refused(tmp_path, fake_registry, results_doc):
+    runs = tmp_path / "runs"
+    _result(runs, "fake-a", 0.5, quick=True)
+    with pytest.raises(ValueError, match="quick run"):
+        results_doc.collect(runs, tmp_path / "r", tmp_path / "i")
+    (runs / "fake-b").mkdir()
+    (runs / "fake-a" / "run.json").unlink()
+    with pytest.raises(ValueError, match="not a finished result"):
+        results_doc.collect(runs, tmp_path / "r", tmp_path / "i")
+
+
+def test_a_missing_key_figure_is_an_error(tmp_path, fake_registry, results_doc):
+    runs = tmp_path / "runs"
+    _result(runs, "fake-a", 0.5)
+    (runs / "fake-a" / "figures" / "curve.png").unlink()
+    with pytest.raises(ValueError, match="update KEY_FIGURES"):
+        results_doc.collect(runs, tmp_path / "r", tmp_path / "i")
+
+
+def test_key_figures_name_registered_experiments(results_doc):
+    assert set(results_doc.KEY_FIGURES) == set(registry.EXPERIMENTS)
