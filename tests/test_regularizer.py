@@ -115,6 +115,25 @@ def test_no_penalty_in_eval_mode_and_remove_detaches():
     assert not model.act1._forward_hooks and not model._forward_pre_hooks
 
 
+def test_empty_penalty_is_one_cached_zero_that_follows_dtype():
+    model = mlp()
+    reg = GraphRegularizer(model, {"act1": graphs.grid(4, 4)}, weight=1.0)
+    zero = reg.penalty()
+    assert zero.shape == () and zero.item() == 0.0 and zero.device == torch.device("cpu")
+    assert reg.penalty() is zero  # no allocation per step
+    with torch.inference_mode():
+        assert not reg.penalty().is_inference()
+    previous = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert reg.penalty().dtype == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+    model(torch.randn(3, 5))  # a training forward: now there is a real penalty
+    assert reg.penalty() is not zero and reg.penalty().item() > 0
+    assert zero.item() == 0.0
+
+
 def test_each_forward_replaces_the_previous_values():
     model = mlp()
     g = graphs.grid(4, 4)

@@ -139,6 +139,7 @@ class GraphRegularizer:
             raise ValueError("layers must be a non-empty mapping {layer name: graph}")
         self.model = model
         self._step = 0
+        self._zeros: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         rate, every = decay if decay is not None else (1.0, 0)
         modules = dict(model.named_modules())
         self._layers: dict[str, _HookedLayer] = {}
@@ -217,15 +218,30 @@ class GraphRegularizer:
         return self._layers[name].schedule(self._step)
 
     def penalty(self) -> torch.Tensor:
-        """Sum over layers of weight x penalty from the last training forward (0-d tensor)."""
+        """Sum over layers of weight x penalty from the last training forward (0-d tensor).
+
+        With nothing collected (warm-up, weight 0, evaluation) it is a 0-d zero on the
+        model's device, one tensor reused across calls: add it to a loss, never modify it
+        in place."""
         total = None
         for name, layer in self._layers.items():
             if layer.value is not None:
                 term = self.weight(name) * layer.value
                 total = term if total is None else total + term
         if total is None:
-            return torch.zeros((), device=_model_device(self.model))
+            return self._zero()
         return total
+
+    def _zero(self) -> torch.Tensor:
+        """The cached 0-d zero for the model's device and the default dtype, so that steps
+        without a penalty allocate nothing (on a GPU: launch no fill kernel)."""
+        key = (_model_device(self.model), torch.get_default_dtype())
+        zero = self._zeros.get(key)
+        if zero is None:
+            # a normal tensor even when first asked for under torch.inference_mode
+            with torch.inference_mode(False):
+                zero = self._zeros[key] = torch.zeros((), device=key[0])
+        return zero
 
     def step(self) -> None:
         """Advance the schedules by one optimiser step; learned graphs update when due."""
