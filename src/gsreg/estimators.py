@@ -78,6 +78,14 @@ class _GSRBase(BaseEstimator):
     _estimator_kind: str
 
     # -- parameters ----------------------------------------------------------------------
+    def _store_params(self, params: Mapping[str, Any]) -> None:
+        """Keep every ``__init__`` argument unchanged under its own name, as scikit-learn
+        requires (checks run in ``fit``); ``params`` is the ``locals()`` of ``__init__``,
+        taken before any other local is bound."""
+        for name, value in params.items():
+            if name != "self":
+                setattr(self, name, value)
+
     def _check_params(self) -> None:
         name = type(self).__name__
         graph = self.graph
@@ -445,23 +453,7 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
     ) -> None:
-        self.graph = graph
-        self.weight = weight
-        self.layer = layer
-        self.hidden = hidden
-        self.latent = latent
-        self.decoder_hidden = decoder_hidden
-        self.n_structured = n_structured
-        self.learned_options = learned_options
-        self.laplacian = laplacian
-        self.normalize = normalize
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.scale = scale
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     def fit(self, X, y=None) -> GSRAutoencoder:
         """Train on X (N, d) (dense or scipy sparse; y is ignored); returns self."""
@@ -562,21 +554,7 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
     ) -> None:
-        self.graph = graph
-        self.weight = weight
-        self.hidden = hidden
-        self.dropout = dropout
-        self.n_structured = n_structured
-        self.learned_options = learned_options
-        self.laplacian = laplacian
-        self.normalize = normalize
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.scale = scale
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     def fit(self, X, y) -> GSRClassifier:
         """Train on X (N, d) and class labels y (N,) of any type; returns self."""

@@ -9,7 +9,8 @@ a ``quick()`` classmethod (seconds, for tests and a first look), a function
 folders.
 
 The helpers below are shared by the experiment modules: how a cost to the primary task
-is judged, how a lambda is written, configs that survive a JSON round trip, and the
+is judged, how a lambda is written, configs that survive a JSON round trip, the MNIST
+subset of a config, training a list of variants, writing config and metrics, and the
 "primary task and structure against lambda" figure.
 """
 
@@ -17,7 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..datasets import Dataset
+    from ..report import RunFolder
 
 #: test MSE at most this many times that at lambda = 0: "close to lambda = 0"
 MSE_CLOSE = 1.1
@@ -117,12 +123,67 @@ def check_config(name: str, **checks: tuple[object, str]) -> None:
             raise ValueError(f"{name}.{field} must be {expected}, got {value!r}")
 
 
+def training_checks(config: Any) -> dict[str, tuple[object, str]]:
+    """:func:`check_config` entries of the fields every training config has (``epochs``,
+    ``batch_size``, ``lr``, ``n_train``, ``n_test``), in that order: unpack them into the
+    call, ``check_config(name, ..., **training_checks(self))``."""
+    return {
+        "epochs": (config.epochs, "positive_int"),
+        "batch_size": (config.batch_size, "positive_int"),
+        "lr": (config.lr, "positive"),
+        "n_train": (config.n_train, "optional_positive_int"),
+        "n_test": (config.n_test, "optional_positive_int"),
+    }
+
+
 def _is_number(value: object) -> bool:
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
         and math.isfinite(value)
     )
+
+
+def load_mnist(config: Any, scale: str = "unit") -> Dataset:
+    """MNIST (:func:`gsreg.datasets.mnist` with ``scale``) cut to the config's ``n_train``
+    training and ``n_test`` test images (stratified, drawn with ``config.seed``); both
+    ``None`` keep the whole splits."""
+    from .. import datasets
+
+    data = datasets.mnist(scale=scale)
+    if config.n_train is not None or config.n_test is not None:
+        data = data.subset(config.n_train, config.n_test, seed=config.seed)
+    return data
+
+
+def train_variants(
+    variants: Iterable[Any], train: Callable[..., tuple[dict, Any]], *args: Any
+) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+    """Train the variants in order, each with ``train(variant, *args) -> (result, History)``.
+
+    A variant has a ``key`` and a ``label``. Returns ``({key: result}, {label:
+    history.epochs})``: the results for the metrics, the per-epoch losses for the figure.
+    """
+    results, histories = {}, {}
+    for variant in variants:
+        result, history = train(variant, *args)
+        results[variant.key] = result
+        histories[variant.label] = history.epochs
+    return results, histories
+
+
+def public_fields(result: Mapping[str, Any]) -> dict[str, Any]:
+    """``result`` without its private entries (keys starting with ``_``: arrays kept for the
+    figures, not for ``metrics.json``)."""
+    return {k: v for k, v in result.items() if not k.startswith("_")}
+
+
+def write_config_and_metrics(
+    folder: RunFolder, config: Any, metrics: Mapping[str, Any]
+) -> None:
+    """Write ``config.json`` (the dataclass ``config`` as a dict) and ``metrics.json``."""
+    folder.write_json("config.json", dataclasses.asdict(config))
+    folder.write_metrics(metrics)
 
 
 def plot_tradeoff(
@@ -185,7 +246,12 @@ __all__ = [
     "accuracy_cost",
     "check_config",
     "lambda_label",
+    "load_mnist",
     "plot_tradeoff",
+    "public_fields",
     "reconstruction_cost",
+    "train_variants",
+    "training_checks",
     "tuple_fields",
+    "write_config_and_metrics",
 ]

@@ -9,12 +9,12 @@ cost to the main task (test MSE) beside the structure gained (Moran's I of class
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from .. import analysis, datasets, graphs, plotting
+from .. import graphs, plotting
 from ..report import RunFolder, Section
-from .mnist_grid_ae import Variant, train_variant
+from . import load_mnist, public_fields, train_variants, write_config_and_metrics
+from .mnist_grid_ae import Variant, class_map_figures, train_variant
 
 
 @dataclass(frozen=True)
@@ -59,17 +59,12 @@ def run(config: DemoConfig, out: str, device: str = "auto", progress: bool = Tru
     """
     folder = RunFolder(out)
     graph = graphs.parse(config.graph)
-    data = datasets.mnist(scale="unit")
-    if config.n_train is not None or config.n_test is not None:
-        data = data.subset(config.n_train, config.n_test, seed=config.seed)
-    results, histories = {}, {}
-    for variant in _variants(config):
-        result, history = train_variant(variant, config, graph, data, device, progress)
-        results[variant.key] = result
-        histories[variant.label] = history.epochs
+    data = load_mnist(config)
+    results, histories = train_variants(
+        _variants(config), train_variant, config, graph, data, device, progress
+    )
     metrics = _metrics(config, results)
-    folder.write_json("config.json", dataclasses.asdict(config))
-    folder.write_metrics(metrics)
+    write_config_and_metrics(folder, config, metrics)
     figures = _figures(folder, config, graph, data, results, histories)
     folder.write_report("gsreg demo: MNIST autoencoder with an 8x8 GSR layer",
                         _sections(config, metrics, figures))
@@ -79,9 +74,7 @@ def run(config: DemoConfig, out: str, device: str = "auto", progress: bool = Tru
 def _metrics(config: DemoConfig, results: dict) -> dict:
     base = results["none"]["test_mse"]
     models = {
-        key: {k: v for k, v in r.items() if not k.startswith("_")} | {
-            "mse_ratio": r["test_mse"] / base
-        }
+        key: public_fields(r) | {"mse_ratio": r["test_mse"] / base}
         for key, r in results.items()
     }
     return {
@@ -98,18 +91,8 @@ def _metrics(config: DemoConfig, results: dict) -> dict:
 
 
 def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
-    names = list(data.classes)
-    raw = {r["label"]: r["_maps"] for r in results.values()}
-    dev = {r["label"]: r["_deviation_maps"] for r in results.values()}
-    seg = {r["label"]: analysis.segmentation(r["_maps"]) for r in results.values()}
     return {
-        "raw": folder.save_figure(plotting.plot_class_map_comparison(
-            raw, graph, names, title="Class-average activations of the 8x8 layer"), "class_maps"),
-        "deviation": folder.save_figure(plotting.plot_class_map_comparison(
-            dev, graph, names, symmetric=True,
-            title="Class averages minus the global mean"), "class_maps_minus_mean"),
-        "segmentation": folder.save_figure(
-            plotting.plot_segmentation(seg, graph, names), "segmentation"),
+        **class_map_figures(folder, list(results.values()), graph, list(data.classes)),
         "history": folder.save_figure(
             plotting.plot_history(histories, keys=("task_loss",)), "training"),
     }

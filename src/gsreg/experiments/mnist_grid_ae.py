@@ -8,30 +8,44 @@ as an 8x8 grid, and once more with the mean-centred Rayleigh form (``normalize=
 model. Per model: test MSE (the primary task, against lambda = 0), Moran's I of the class
 maps (how localised), the normalised Dirichlet energy and the mean activation norm (the
 plain penalty can be lowered by shrinking activations).
+
+The helpers for a model with a GSR grid layer (training a variant, its class-map scores,
+figures, table columns and the lambda-grid metrics) are shared with the demo and
+:mod:`gsreg.experiments.mnist_grid_classifier`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from .. import analysis, datasets, graphs, plotting
+from .. import analysis, graphs, plotting
+from ..datasets import Dataset
+from ..graphs import Graph
 from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
-from ..training import evaluate, fit
+from ..training import History, evaluate, fit
 from . import (
     CLOSE,
     WRECKED,
     check_config,
     lambda_label,
+    load_mnist,
     plot_tradeoff,
+    public_fields,
     reconstruction_cost,
+    train_variants,
+    training_checks,
     tuple_fields,
+    write_config_and_metrics,
 )
 
 TITLE = "MNIST autoencoder with an 8x8 GSR layer: the lambda grid"
@@ -63,11 +77,7 @@ class MnistGridAEConfig:
             weights=(self.weights, "weights"),
             centered_weight=(self.centered_weight, "non_negative"),
             latent=(self.latent, "positive_int"),
-            epochs=(self.epochs, "positive_int"),
-            batch_size=(self.batch_size, "positive_int"),
-            lr=(self.lr, "positive"),
-            n_train=(self.n_train, "optional_positive_int"),
-            n_test=(self.n_test, "optional_positive_int"),
+            **training_checks(self),
         )
         if 0.0 not in self.weights:
             raise ValueError("MnistGridAEConfig.weights must include 0 (the reference model)")
@@ -109,17 +119,12 @@ def run(
     """Train every model, analyse, write ``out/``; returns the metrics."""
     folder = RunFolder(out)
     graph = graphs.parse(config.graph)
-    data = datasets.mnist(scale="unit")
-    if config.n_train is not None or config.n_test is not None:
-        data = data.subset(config.n_train, config.n_test, seed=config.seed)
-    results, histories = {}, {}
-    for variant in _variants(config):
-        result, history = train_variant(variant, config, graph, data, device, progress)
-        results[variant.key] = result
-        histories[variant.label] = history.epochs
+    data = load_mnist(config)
+    results, histories = train_variants(
+        _variants(config), train_variant, config, graph, data, device, progress
+    )
     metrics = _metrics(config, data, results)
-    folder.write_json("config.json", dataclasses.asdict(config))
-    folder.write_metrics(metrics)
+    write_config_and_metrics(folder, config, metrics)
     figures = _figures(folder, config, graph, data, results, histories)
     folder.write_report(TITLE, _sections(config, metrics, figures))
     return metrics
@@ -133,44 +138,90 @@ def train_variant(variant, config, graph, data, device, progress):
         data.n_features, hidden=(50, 50), latent=config.latent,
         decoder_hidden=(graph.n_nodes, 50),
     )
-    reg = None
-    if variant.weight > 0:
-        reg = GraphRegularizer(
-            model, {config.layer: graph}, weight=variant.weight, normalize=variant.normalize
-        )
-    start = time.perf_counter()
-    history = fit(
-        model, data.X_train, regularizer=reg, epochs=config.epochs,
-        batch_size=config.batch_size, lr=config.lr, device=device, seed=config.seed,
-        progress=progress, desc=variant.label,
+    history, seconds = fit_with_gsr(
+        model, variant, config, graph, data, device, progress, normalize=variant.normalize
     )
-    seconds = time.perf_counter() - start
-    if reg is not None:
-        reg.remove()
     Z = analysis.activations(model, data.X_test, config.layer)
-    maps = analysis.class_maps(Z, data.y_test)
     result = {
         "label": variant.label,
         "weight": variant.weight,
         "normalize": variant.normalize,
         "test_mse": evaluate(model, data.X_test, task="reconstruction")["mse"],
         "train_seconds": seconds,
-        **analysis.localization(Z, data.y_test, graph),
-        "_maps": maps,
-        "_deviation_maps": maps - analysis.global_mean(Z),
+        **class_map_fields(Z, data.y_test, graph),
     }
     return result, history
 
 
-def _metrics(config: MnistGridAEConfig, data, results: dict) -> dict:
-    base = results["lambda_0"]["test_mse"]
-    models = {
-        key: {k: v for k, v in r.items() if not k.startswith("_")}
-        | reconstruction_cost(r["test_mse"], base)
-        for key, r in results.items()
+def fit_with_gsr(
+    model: nn.Module,
+    variant: Any,
+    config: Any,
+    graph: Graph,
+    data: Dataset,
+    device: str,
+    progress: bool,
+    *,
+    task: str = "reconstruction",
+    normalize: bool | str = False,
+) -> tuple[History, float]:
+    """Train ``model`` on ``data``'s training split with GSR of ``variant.weight`` on
+    ``config.layer`` laid out on ``graph`` (none at weight 0), the hook removed afterwards.
+
+    ``config`` needs layer, epochs, batch_size, lr and seed; ``task="classification"``
+    trains on the labels ``data.y_train``. Returns the History and the training seconds.
+    """
+    reg = None
+    if variant.weight > 0:
+        reg = GraphRegularizer(
+            model, {config.layer: graph}, weight=variant.weight, normalize=normalize
+        )
+    labels = data.y_train if task == "classification" else None
+    start = time.perf_counter()
+    history = fit(
+        model, data.X_train, labels, task=task, regularizer=reg, epochs=config.epochs,
+        batch_size=config.batch_size, lr=config.lr, device=device, seed=config.seed,
+        progress=progress, desc=variant.label,
+    )
+    seconds = time.perf_counter() - start
+    if reg is not None:
+        reg.remove()
+    return history, seconds
+
+
+def class_map_fields(Z: np.ndarray, labels: np.ndarray, graph: Graph) -> dict[str, Any]:
+    """A result's scores of the grid layer's test activations Z (N, n) with class labels
+    (N,): :func:`gsreg.analysis.localization`, plus the private ``_maps`` (K, n) (class
+    means) and ``_deviation_maps`` (K, n) (class means minus the global mean) drawn by
+    :func:`class_map_figures`."""
+    maps = analysis.class_maps(Z, labels)
+    return {
+        **analysis.localization(Z, labels, graph),
+        "_maps": maps,
+        "_deviation_maps": maps - analysis.global_mean(Z),
     }
-    plain = [m for m in models.values() if m["normalize"] is False]
-    candidates = [m for m in plain if m["weight"] > 0 and m["verdict"] == CLOSE
+
+
+def lambda_grid_metrics(
+    config: Any,
+    data: Dataset,
+    models: dict[str, dict],
+    grid: Sequence[dict],
+    primary: str,
+    cost: str,
+    wrecking_among: Sequence[dict],
+) -> dict[str, Any]:
+    """The metrics every lambda-grid experiment reports, in ``metrics.json`` order.
+
+    ``models`` are the public results with their cost (``"lambda_0"`` the reference),
+    ``grid`` those of the plain lambda grid in lambda order, ``primary`` the primary-task
+    score ("test_mse", "test_accuracy") and ``cost`` its cost against lambda = 0
+    ("mse_ratio", "accuracy_drop"). ``best`` is the most localised (highest Moran's I)
+    grid model with lambda > 0 whose cost is :data:`CLOSE`; ``wrecking_lambdas`` the
+    lambdas of the ``wrecking_among`` models that wreck the primary task.
+    """
+    reference = models["lambda_0"]
+    candidates = [m for m in grid if m["weight"] > 0 and m["verdict"] == CLOSE
                   and math.isfinite(m["morans_i"])]
     best = max(candidates, key=lambda m: m["morans_i"], default=None)
     return {
@@ -178,17 +229,31 @@ def _metrics(config: MnistGridAEConfig, data, results: dict) -> dict:
         "graph": config.graph,
         "layer": config.layer,
         "models": models,
-        "lambdas": [m["weight"] for m in plain],
-        "test_mse_by_lambda": [m["test_mse"] for m in plain],
-        "morans_i_by_lambda": [m["morans_i"] for m in plain],
-        "test_mse_no_gsr": base,
-        "morans_i_no_gsr": models["lambda_0"]["morans_i"],
-        "morans_i_expected": models["lambda_0"]["morans_i_expected"],
-        "wrecking_lambdas": [m["weight"] for m in models.values() if m["verdict"] == WRECKED],
+        "lambdas": [m["weight"] for m in grid],
+        f"{primary}_by_lambda": [m[primary] for m in grid],
+        "morans_i_by_lambda": [m["morans_i"] for m in grid],
+        f"{primary}_no_gsr": reference[primary],
+        "morans_i_no_gsr": reference["morans_i"],
+        "morans_i_expected": reference["morans_i_expected"],
+        "wrecking_lambdas": [m["weight"] for m in wrecking_among if m["verdict"] == WRECKED],
         "best": None if best is None else {
-            "lambda": best["weight"], "morans_i": best["morans_i"],
-            "mse_ratio": best["mse_ratio"],
+            "lambda": best["weight"], "morans_i": best["morans_i"], cost: best[cost],
         },
+    }
+
+
+def _metrics(config: MnistGridAEConfig, data: Dataset, results: dict) -> dict:
+    base = results["lambda_0"]["test_mse"]
+    models = {
+        key: public_fields(r) | reconstruction_cost(r["test_mse"], base)
+        for key, r in results.items()
+    }
+    plain = [m for m in models.values() if m["normalize"] is False]
+    # the centred model counts among the wrecking lambdas too
+    shared = lambda_grid_metrics(
+        config, data, models, plain, "test_mse", "mse_ratio", list(models.values())
+    )
+    return shared | {
         "centered": next(({
             "lambda": m["weight"], "morans_i": m["morans_i"], "mse_ratio": m["mse_ratio"],
             "activation_norm": m["activation_norm"], "verdict": m["verdict"],
@@ -231,6 +296,21 @@ def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
     )
     return {
         "tradeoff": folder.save_figure(tradeoff, "tradeoff"),
+        **class_map_figures(folder, rows, graph, names),
+        "history": folder.save_figure(
+            plotting.plot_history(histories, keys=("task_loss",), logy=True), "training"),
+    }
+
+
+def class_map_figures(
+    folder: RunFolder, rows: Sequence[dict], graph: Graph, names: Sequence[str]
+) -> dict[str, str]:
+    """Save the class maps, the class maps minus the global mean and the class segmentation
+    of the results ``rows`` (one row of panels each, from :func:`class_map_fields`).
+
+    Returns ``{"raw", "deviation", "segmentation": figure file}``.
+    """
+    return {
         "raw": folder.save_figure(plotting.plot_class_map_comparison(
             {r["label"]: r["_maps"] for r in rows}, graph, names,
             title="Class-average activations of the 8x8 layer"), "class_maps"),
@@ -240,8 +320,6 @@ def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
         "segmentation": folder.save_figure(plotting.plot_segmentation(
             {r["label"]: analysis.segmentation(r["_maps"]) for r in rows}, graph, names),
             "segmentation"),
-        "history": folder.save_figure(
-            plotting.plot_history(histories, keys=("task_loss",), logy=True), "training"),
     }
 
 
@@ -253,11 +331,7 @@ def _sections(config: MnistGridAEConfig, metrics: dict, figures: dict[str, str])
             "test MSE": f"{m['test_mse']:.5f}",
             "MSE vs λ=0": f"{m['mse_ratio']:.3f}x",
             "primary task": m["verdict"],
-            "Moran's I (class − mean)": f"{m['morans_i']:.3f}",
-            "Moran's I (raw maps)": f"{m['morans_i_raw']:.3f}",
-            "normalised Dirichlet energy": f"{m['dirichlet_energy']:.3f}",
-            "mean ||z||": f"{m['activation_norm']:.3f}",
-            "train s": f"{m['train_seconds']:.1f}",
+            **structure_columns(m),
         }
         for m in models.values()
     ]
@@ -284,6 +358,18 @@ def _sections(config: MnistGridAEConfig, metrics: dict, figures: dict[str, str])
         Section("Training", text="Reconstruction loss per epoch (the penalty excluded).",
                 figures=[figures["history"]]),
     ]
+
+
+def structure_columns(model: dict) -> dict[str, str]:
+    """A model's report-table columns after its primary task: localisation, energy, mean
+    activation norm and training seconds."""
+    return {
+        "Moran's I (class − mean)": f"{model['morans_i']:.3f}",
+        "Moran's I (raw maps)": f"{model['morans_i_raw']:.3f}",
+        "normalised Dirichlet energy": f"{model['dirichlet_energy']:.3f}",
+        "mean ||z||": f"{model['activation_norm']:.3f}",
+        "train s": f"{model['train_seconds']:.1f}",
+    }
 
 
 def _summary(config: MnistGridAEConfig, metrics: dict) -> str:

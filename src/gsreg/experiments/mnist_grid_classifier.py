@@ -15,9 +15,7 @@ mean similar things, so the head should profit from GSR; it is trained with and 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,19 +25,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import analysis, datasets, graphs, plotting
+from .. import analysis, graphs, plotting
 from ..models import ConvClassifier
-from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
-from ..training import fit
 from . import (
-    CLOSE,
     WRECKED,
     accuracy_cost,
     check_config,
     lambda_label,
+    load_mnist,
     plot_tradeoff,
+    public_fields,
+    train_variants,
+    training_checks,
     tuple_fields,
+    write_config_and_metrics,
+)
+from .mnist_grid_ae import (
+    class_map_fields,
+    class_map_figures,
+    fit_with_gsr,
+    lambda_grid_metrics,
+    structure_columns,
 )
 
 TITLE = "MNIST classifier with an 8x8 GSR layer"
@@ -75,11 +82,7 @@ class MnistGridClassifierConfig:
             head_weight=(self.head_weight, "positive"),
             head_channels=(self.head_channels, "positive_int"),
             dropout=(self.dropout, "non_negative"),
-            epochs=(self.epochs, "positive_int"),
-            batch_size=(self.batch_size, "positive_int"),
-            lr=(self.lr, "positive"),
-            n_train=(self.n_train, "optional_positive_int"),
-            n_test=(self.n_test, "optional_positive_int"),
+            **training_checks(self),
             n_examples=(self.n_examples, "positive_int"),
         )
         if 0.0 not in self.weights:
@@ -174,18 +177,13 @@ def run(
     """Train every model, analyse, write ``out/``; returns the metrics."""
     folder = RunFolder(out)
     graph = graphs.parse(config.graph)
-    data = datasets.mnist(scale="unit")
-    if config.n_train is not None or config.n_test is not None:
-        data = data.subset(config.n_train, config.n_test, seed=config.seed)
-    results, histories = {}, {}
-    for variant in _variants(config):
-        result, history = _train(variant, config, graph, data, device, progress)
-        results[variant.key] = result
-        histories[variant.label] = history.epochs
+    data = load_mnist(config)
+    results, histories = train_variants(
+        _variants(config), _train, config, graph, data, device, progress
+    )
     showcase = _showcase(config, results, data)
     metrics = _metrics(config, data, results, showcase)
-    folder.write_json("config.json", dataclasses.asdict(config))
-    folder.write_metrics(metrics)
+    write_config_and_metrics(folder, config, metrics)
     figures = _figures(folder, config, graph, data, results, histories, showcase)
     folder.write_report(TITLE, _sections(config, metrics, figures))
     return metrics
@@ -200,33 +198,21 @@ def _model(variant: _Variant, config: MnistGridClassifierConfig, graph) -> nn.Mo
 def _train(variant, config, graph, data, device, progress):
     torch.manual_seed(config.seed)
     model = _model(variant, config, graph)
-    reg = None
-    if variant.weight > 0:
-        reg = GraphRegularizer(model, {config.layer: graph}, weight=variant.weight)
-    start = time.perf_counter()
-    history = fit(
-        model, data.X_train, data.y_train, task="classification", regularizer=reg,
-        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, device=device,
-        seed=config.seed, progress=progress, desc=variant.label,
+    history, seconds = fit_with_gsr(
+        model, variant, config, graph, data, device, progress, task="classification"
     )
-    seconds = time.perf_counter() - start
-    if reg is not None:
-        reg.remove()
     outputs = analysis.activations(model, data.X_test, [config.layer, "out"], batch_size=500)
     Z, logits = outputs[config.layer], outputs["out"]
     pred = logits.argmax(axis=1)
-    maps = analysis.class_maps(Z, data.y_test)
     result = {
         "label": variant.label,
         "weight": variant.weight,
         "head": variant.head,
         "test_accuracy": float(np.mean(pred == data.y_test)),
         "train_seconds": seconds,
-        **analysis.localization(Z, data.y_test, graph),
+        **class_map_fields(Z, data.y_test, graph),
         "_Z": Z,
         "_pred": pred,
-        "_maps": maps,
-        "_deviation_maps": maps - analysis.global_mean(Z),
     }
     return result, history
 
@@ -284,31 +270,14 @@ def _metrics(config, data, results: dict, showcase: dict) -> dict:
     models = {}
     for key, r in results.items():
         reference = base if r["head"] == "dense" else head_base
-        models[key] = {k: v for k, v in r.items() if not k.startswith("_")} | accuracy_cost(
-            r["test_accuracy"], reference
-        )
+        models[key] = public_fields(r) | accuracy_cost(r["test_accuracy"], reference)
         models[key]["accuracy_vs_dense_lambda_0"] = r["test_accuracy"] - base
     dense = [m for m in models.values() if m["head"] == "dense"]
-    candidates = [m for m in dense if m["weight"] > 0 and m["verdict"] == CLOSE
-                  and math.isfinite(m["morans_i"])]
-    best = max(candidates, key=lambda m: m["morans_i"], default=None)
     head_gsr = models[f"conv_head_lambda_{lambda_label(config.head_weight)}"]
-    return {
-        "data": {"name": "mnist", "n_train": len(data.X_train), "n_test": len(data.X_test)},
-        "graph": config.graph,
-        "layer": config.layer,
-        "models": models,
-        "lambdas": [m["weight"] for m in dense],
-        "test_accuracy_by_lambda": [m["test_accuracy"] for m in dense],
-        "morans_i_by_lambda": [m["morans_i"] for m in dense],
-        "test_accuracy_no_gsr": base,
-        "morans_i_no_gsr": models["lambda_0"]["morans_i"],
-        "morans_i_expected": models["lambda_0"]["morans_i_expected"],
-        "wrecking_lambdas": [m["weight"] for m in dense if m["verdict"] == WRECKED],
-        "best": None if best is None else {
-            "lambda": best["weight"], "morans_i": best["morans_i"],
-            "accuracy_drop": best["accuracy_drop"],
-        },
+    shared = lambda_grid_metrics(
+        config, data, models, dense, "test_accuracy", "accuracy_drop", dense
+    )
+    return shared | {
         "conv_head": {
             "lambda": config.head_weight,
             "test_accuracy_no_gsr": head_base,
@@ -317,7 +286,7 @@ def _metrics(config, data, results: dict, showcase: dict) -> dict:
             "morans_i_no_gsr": models["conv_head_lambda_0"]["morans_i"],
             "morans_i_gsr": head_gsr["morans_i"],
         },
-        "misclassified": {k: v for k, v in showcase.items() if not k.startswith("_")},
+        "misclassified": public_fields(showcase),
     }
 
 
@@ -358,15 +327,7 @@ def _figures(folder, config, graph, data, results, histories, showcase) -> dict[
     )
     return {
         "tradeoff": folder.save_figure(tradeoff, "tradeoff"),
-        "raw": folder.save_figure(plotting.plot_class_map_comparison(
-            {r["label"]: r["_maps"] for r in rows}, graph, names,
-            title="Class-average activations of the 8x8 layer"), "class_maps"),
-        "deviation": folder.save_figure(plotting.plot_class_map_comparison(
-            {r["label"]: r["_deviation_maps"] for r in rows}, graph, names, symmetric=True,
-            title="Class averages minus the global mean"), "class_maps_minus_mean"),
-        "segmentation": folder.save_figure(plotting.plot_segmentation(
-            {r["label"]: analysis.segmentation(r["_maps"]) for r in rows}, graph, names),
-            "segmentation"),
+        **class_map_figures(folder, rows, graph, names),
         "mistakes": folder.save_figure(mistakes, "misclassified_maps"),
         "examples": folder.save_figure(
             _plot_examples(showcase, data, graph, config.n_examples), "misclassified_examples"),
@@ -423,11 +384,7 @@ def _sections(config, metrics: dict, figures: dict[str, str]) -> list[Section]:
             "test accuracy": f"{m['test_accuracy']:.4f}",
             "vs λ=0 (points)": _points(m["accuracy_drop"]),
             "primary task": m["verdict"],
-            "Moran's I (class − mean)": f"{m['morans_i']:.3f}",
-            "Moran's I (raw maps)": f"{m['morans_i_raw']:.3f}",
-            "normalised Dirichlet energy": f"{m['dirichlet_energy']:.3f}",
-            "mean ||z||": f"{m['activation_norm']:.3f}",
-            "train s": f"{m['train_seconds']:.1f}",
+            **structure_columns(m),
         }
         for m in models.values()
     ]

@@ -14,7 +14,6 @@ The report plots train and test MSE against the coefficient and tabulates them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -24,12 +23,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import analysis, datasets, graphs
+from .. import analysis, graphs
 from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
-from . import CLOSE, check_config, lambda_label, reconstruction_cost, tuple_fields
+from . import (
+    CLOSE,
+    check_config,
+    lambda_label,
+    load_mnist,
+    reconstruction_cost,
+    training_checks,
+    tuple_fields,
+    write_config_and_metrics,
+)
 
 TITLE = "Reconstruction cost of L1, L2 and GSR activity regularisation"
 KINDS = ("l1", "l2", "gsr")
@@ -66,11 +74,7 @@ class ReconstructionSweepConfig:
         check_config(
             "ReconstructionSweepConfig",
             latent=(self.latent, "positive_int"),
-            epochs=(self.epochs, "positive_int"),
-            batch_size=(self.batch_size, "positive_int"),
-            lr=(self.lr, "positive"),
-            n_train=(self.n_train, "optional_positive_int"),
-            n_test=(self.n_test, "optional_positive_int"),
+            **training_checks(self),
             coefficients=(self.coefficients, "weights"),
         )
         if any(c <= 0 for c in self.coefficients):
@@ -140,16 +144,13 @@ def run(
     """Train every model, write ``out/``; returns the metrics."""
     folder = RunFolder(out)
     graph = graphs.parse(config.graph)
-    data = datasets.mnist(scale="symmetric")
-    if config.n_train is not None or config.n_test is not None:
-        data = data.subset(config.n_train, config.n_test, seed=config.seed)
+    data = load_mnist(config, scale="symmetric")
     mean_image = data.X_train.mean(axis=0)
     mean_image_mse = float(np.mean((data.X_test - mean_image) ** 2))
     runs = [("none", 0.0)] + [(k, c) for k in config.regularizers for c in config.coefficients]
     results = [_train(kind, c, config, graph, data, device, progress) for kind, c in runs]
     metrics = _metrics(config, data, results, mean_image_mse)
-    folder.write_json("config.json", dataclasses.asdict(config))
-    folder.write_metrics(metrics)
+    write_config_and_metrics(folder, config, metrics)
     figure = folder.save_figure(_plot(config, metrics), "mse_vs_coefficient")
     folder.write_report(TITLE, _sections(config, metrics, figure))
     return metrics
