@@ -1,0 +1,210 @@
+"""The pbmc experiment: a quick run through the registry, and its statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+pytest.importorskip("scanpy")
+
+from gsreg import analysis  # noqa: E402
+from gsreg.experiments import registry  # noqa: E402
+from gsreg.experiments.pbmc import (  # noqa: E402
+    COARSE_GROUPS,
+    METHODS,
+    PbmcConfig,
+    coarse_labels,
+    indication_table,
+    load_pbmc,
+    mean_predictor_mse,
+    pearson_matrix,
+    scale_inputs,
+    split,
+)
+
+FIGURES = ("cells_pca", "modules_by_cell_type", "neurons_by_marker", "ari_by_seed")
+SCORE_KEYS = {"ari", "nmi", "purity", "ari_coarse", "nmi_coarse", "purity_coarse"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    folder = registry.run_experiment("pbmc", root, quick=True, seed=3, device="cpu",
+                                     progress=False)  # fmt: skip
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return folder, metrics
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_pbmc("X")
+
+
+# --------------------------------------------------------------------------- quick run
+
+
+def test_quick_run_writes_every_promised_file(quick_run):
+    folder, _ = quick_run
+    for name in ("report.html", "metrics.json", "config.json", "run.json"):
+        assert (folder / name).is_file(), name
+    for stem in FIGURES:
+        png = folder / "figures" / f"{stem}.png"
+        assert png.is_file() and png.stat().st_size > 1000, stem
+    assert sorted(p.stem for p in (folder / "figures").iterdir()) == sorted(FIGURES)
+    report = (folder / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == len(FIGURES)
+
+
+def test_config_round_trips_through_json(quick_run):
+    folder, _ = quick_run
+    config = PbmcConfig(**json.loads((folder / "config.json").read_text()))
+    assert config == PbmcConfig.quick(seed=3)
+    assert PbmcConfig(**registry.read_run(folder)["config"]) == config
+
+
+def test_metrics_have_the_promised_keys_and_sane_values(quick_run):
+    _, metrics = quick_run
+    assert {"data", "seeds", "methods", "louvain", "n_modules", "components_without_gsr",
+            "test_mse", "test_mse_no_gsr", "test_mse_mean_predictor", "cost",
+            "typical"} <= set(metrics)  # fmt: skip
+    assert metrics["data"]["n_cells"] == 700 and metrics["data"]["n_genes"] == 765
+    assert sum(metrics["data"]["cell_types"].values()) == 700
+    (row,) = metrics["seeds"]
+    assert row["seed"] == 3
+    assert set(row["scores"]) == set(METHODS)
+    for method, values in row["scores"].items():
+        assert set(values) == SCORE_KEYS, method
+        assert all(math.isfinite(v) and -1 <= v <= 1 for v in values.values()), method
+    assert sum(row["module_sizes"]) == PbmcConfig().width
+    assert row["n_modules"] == len(row["module_sizes"]) >= 1
+    assert row["components_without_gsr"] >= 1
+    # well above chance even in the quick run: the cell types are separable
+    assert row["scores"]["pca_k"]["ari"] > 0.3
+    assert row["scores"]["ae0_k"]["ari"] > 0.2
+    for key in ("test_mse", "test_mse_no_gsr", "test_mse_mean_predictor"):
+        assert math.isfinite(metrics[key]) and metrics[key] > 0, key
+    assert math.isfinite(metrics["cost"]["mse_ratio"])
+    assert metrics["cost"]["verdict"] in ("close to λ = 0", "noticeable cost",
+                                          "wrecks the primary task")  # fmt: skip
+    typical = metrics["typical"]
+    table = np.array(typical["module_cell_type_activity"])
+    assert table.shape == (row["n_modules"], 10) and np.isfinite(table).all()
+    assert [m["size"] for m in typical["modules"]] == row["module_sizes"]
+
+
+def test_headline_names_the_scores(quick_run):
+    folder, metrics = quick_run
+    headline = registry.read_run(folder)["headline"]
+    assert "GSR modules ARI (cell types / coarse groups)" in headline
+    assert "test MSE vs λ = 0" in headline
+    assert headline == registry.get_experiment("pbmc").headline(metrics)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_data_and_coarse_groups(data):
+    assert data.X.shape == data.expression.shape == (700, 765)
+    assert len(set(data.cell_types)) == 10
+    assert set(data.cell_types) == set(COARSE_GROUPS)
+    assert (data.expression >= 0).all()  # log-normalised counts
+    # scaled per gene (to about zero mean and unit variance)
+    assert np.abs(data.X.mean(axis=0)).max() < 0.1
+    assert 0.5 < data.X.std(axis=0).min() and data.X.std(axis=0).max() < 1.5
+    assert np.count_nonzero(data.coarse == "T") == sum(
+        np.count_nonzero(data.cell_types == t) for t, g in COARSE_GROUPS.items() if g == "T"
+    )
+
+
+def test_coarse_labels_rejects_an_unknown_type():
+    assert coarse_labels(np.array(["CD19+ B", "CD56+ NK"])).tolist() == ["B", "NK"]
+    with pytest.raises(ValueError, match="Megakaryocyte"):
+        coarse_labels(np.array(["CD19+ B", "Megakaryocyte"]))
+
+
+def test_split_is_stratified_and_disjoint(data):
+    train, test = split(data.cell_types, 0.2, seed=5)
+    assert len(train) + len(test) == 700
+    assert np.intersect1d(train, test).size == 0
+    for cell_type in set(data.cell_types):
+        share = np.mean(data.cell_types[test] == cell_type)
+        assert abs(share - np.mean(data.cell_types == cell_type)) < 0.02, cell_type
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="matrix"):
+        PbmcConfig(matrix="counts")
+    with pytest.raises(ValueError, match="k must be < width"):
+        PbmcConfig(k=64)
+    with pytest.raises(ValueError, match="test_fraction"):
+        PbmcConfig(test_fraction=0.7)
+    assert PbmcConfig(seed=4, n_seeds=3).seeds == (4, 5, 6)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_pearson_matrix_matches_scipy():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(40, 5))
+    B = rng.normal(size=(40, 3)) + A[:, :3]
+    corr = pearson_matrix(A, B)
+    assert corr.shape == (5, 3)
+    for i in range(5):
+        for j in range(3):
+            assert corr[i, j] == pytest.approx(stats.pearsonr(A[:, i], B[:, j])[0], abs=1e-12)
+
+
+def test_pearson_matrix_is_nan_for_a_constant_column():
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(20, 3))
+    A[:, 1] = 2.5
+    corr = pearson_matrix(A, A)
+    assert np.isnan(corr[1]).all() and np.isnan(corr[:, 1]).all()
+    np.testing.assert_allclose(corr[[0, 2]][:, [0, 2]], np.corrcoef(A[:, [0, 2]].T), atol=1e-12)
+    with pytest.raises(ValueError):
+        pearson_matrix(A, A[:10])
+
+
+def test_indication_table_matches_a_loop_and_indicate_clusters():
+    rng = np.random.default_rng(2)
+    Z = rng.gamma(1.0, size=(60, 7))
+    modules = np.array([0, 0, 1, 1, 1, 2, 2])
+    classes = rng.choice(["a", "b", "c", "d"], size=60)
+    activity = analysis.module_activity(Z, modules)
+    table, ids = indication_table(activity, classes)
+    assert ids.tolist() == ["a", "b", "c", "d"]
+    score = np.empty_like(activity)
+    for n in range(len(Z)):
+        for m in range(3):
+            column = activity[:, m]
+            score[n, m] = (activity[n, m] - np.median(column)) / np.std(column)
+    for m in range(3):
+        for c, name in enumerate(ids):
+            assert table[m, c] == pytest.approx(score[classes == name, m].mean(), abs=1e-12)
+    # the score is the one cells are assigned by
+    np.testing.assert_array_equal(score.argmax(axis=1), analysis.indicate_clusters(Z, modules))
+
+
+def test_indication_table_scores_a_constant_module_zero():
+    activity = np.column_stack([np.arange(6.0), np.full(6, 3.0)])
+    table, _ = indication_table(activity, np.array([0, 0, 0, 1, 1, 1]))
+    np.testing.assert_array_equal(table[1], [0.0, 0.0])
+
+
+def test_mean_predictor_mse_and_input_scale():
+    rng = np.random.default_rng(3)
+    X = rng.normal(2.0, 3.0, size=(50, 4)).astype(np.float32)
+    train, test = np.arange(40), np.arange(40, 50)
+    expected = np.mean([(X[n, g] - X[train, g].astype(np.float64).mean()) ** 2
+                        for n in test for g in range(4)])  # fmt: skip
+    assert mean_predictor_mse(X[train], X[test]) == pytest.approx(expected, rel=1e-12)
+    Xs, scale = scale_inputs(X, train)
+    # an MSE on the scaled inputs times scale**2 is the MSE in the original units
+    assert mean_predictor_mse(Xs[train], Xs[test]) * scale**2 == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(Xs[train].mean(axis=0), 0, atol=1e-5)
+    assert np.mean(Xs[train].astype(np.float64) ** 2) == pytest.approx(1.0, rel=1e-5)
