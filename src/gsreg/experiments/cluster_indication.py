@@ -25,10 +25,11 @@ Data sets: :func:`gsreg.datasets.modules` with 3, 4 and 5 planted modules,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -237,6 +238,7 @@ class Trained:
     mse: float = math.nan
     mse_baseline: float = math.nan
     seconds: float = 0.0
+    baseline: nn.Module | None = None  # the same model trained with weight 0
 
 
 def make_dataset(kind: str, n_modules: int, seed: int, config: ClusterIndicationConfig):
@@ -297,6 +299,7 @@ def train(
     return Trained(
         dataset_kind, n_modules, seed, setting, data, model, layer, learned, graph, step, history,
         mse=mse, mse_baseline=mse_baseline, seconds=time.perf_counter() - start,
+        baseline=baseline,
     )  # fmt: skip
 
 
@@ -347,11 +350,26 @@ def measure(run: Trained) -> dict:
     return row
 
 
+#: ``extra(trained) -> dict``: further read-outs of a trained run, added to its row
+Extra = Callable[[Trained], dict]
+
+
 def run_one(
-    dataset_kind: str, n_modules: int, seed: int, setting: str, config: ClusterIndicationConfig
+    dataset_kind: str,
+    n_modules: int,
+    seed: int,
+    setting: str,
+    config: ClusterIndicationConfig,
+    extra: Extra | None = None,
 ) -> dict:
-    """Train and measure one run: a JSON-able row (see :func:`measure`)."""
-    return measure(train(dataset_kind, n_modules, seed, setting, config))
+    """Train and measure one run: a JSON-able row (see :func:`measure`). ``extra`` adds
+    the keys it returns (read-outs that need the trained models; the row is JSON-able
+    only if they are)."""
+    run = train(dataset_kind, n_modules, seed, setting, config)
+    row = measure(run)
+    if extra is not None:
+        row.update(extra(run))
+    return row
 
 
 def jobs(config: ClusterIndicationConfig) -> list[tuple[str, int, int, str]]:
@@ -364,9 +382,9 @@ def jobs(config: ClusterIndicationConfig) -> list[tuple[str, int, int, str]]:
     ]
 
 
-def _run_job(job: tuple) -> dict:
+def _run_job(job: tuple, extra: Extra | None = None) -> dict:
     kind, n, seed, setting, config = job
-    return run_one(kind, n, seed, setting, config)
+    return run_one(kind, n, seed, setting, config, extra)
 
 
 def _one_thread() -> None:
@@ -374,19 +392,25 @@ def _one_thread() -> None:
 
 
 def run_many(
-    jobs_: Sequence[tuple], workers: int = 1, desc: str = "runs", progress: bool = True
+    jobs_: Sequence[tuple],
+    workers: int = 1,
+    desc: str = "runs",
+    progress: bool = True,
+    extra: Extra | None = None,
 ) -> list[dict]:
     """:func:`run_one` of every ``(kind, n_modules, seed, setting, config)`` job, rows in job
     order. ``workers > 1`` runs them in that many processes (one torch thread each); runs
-    are seeded, so the rows do not depend on ``workers``."""
+    are seeded, so the rows do not depend on ``workers``. ``extra`` (see :func:`run_one`)
+    must then be a module-level function, and what it returns must pickle."""
     from tqdm.auto import tqdm
 
     jobs_ = list(jobs_)
+    run_job = functools.partial(_run_job, extra=extra)
     with tqdm(total=len(jobs_), desc=desc, disable=not progress, unit="run") as bar:
         if workers <= 1 or len(jobs_) <= 1:
             rows = []
             for job in jobs_:
-                rows.append(_run_job(job))
+                rows.append(run_job(job))
                 bar.update()
             return rows
         import multiprocessing
@@ -395,7 +419,7 @@ def run_many(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
             rows = []
-            for row in pool.map(_run_job, jobs_):
+            for row in pool.map(run_job, jobs_):
                 rows.append(row)
                 bar.update()
             return rows
@@ -418,13 +442,18 @@ def run_study(config: ClusterIndicationConfig, progress: bool = True, workers: i
 # ----------------------------------------------------------------------------- read-outs
 
 
+def indicated_modules(Z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) the module each sample of Z (N, n) drives most (``analysis.indicate_clusters``
+    with neuron modules ``labels`` (n,)); all 0 when no module varies."""
+    try:
+        return analysis.indicate_clusters(Z, labels)
+    except ValueError:  # no module varies: every sample is indicated alike
+        return np.zeros(len(Z), dtype=np.int64)
+
+
 def _indication_scores(Z: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> dict:
     """ARI, NMI and purity of the samples' modules (indicate_clusters) against ``truth``."""
-    try:
-        pred = analysis.indicate_clusters(Z, labels)
-    except ValueError:  # no module varies: every sample is indicated alike
-        pred = np.zeros(len(Z), dtype=np.int64)
-    return analysis.cluster_scores(pred, truth)
+    return analysis.cluster_scores(indicated_modules(Z, labels), truth)
 
 
 def module_drivers(Z: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> list[list[int]]:

@@ -1,0 +1,286 @@
+"""The ``modules`` and ``hierarchy`` experiments: quick runs and the statistics they define."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gsreg.experiments import CLOSE, COSTLY, WRECKED, hierarchy, modules, registry
+from gsreg.experiments import _cluster_report as cr
+
+FIGURES = {
+    "modules": ("learned_graphs", "module_cluster_heatmaps", "components_history",
+                "ari_by_seed", "weight_sweep"),
+    "hierarchy": ("module_fine_heatmaps", "bit_module_correlation", "ari_coarse_vs_fine",
+                  "weight_sweep"),
+}
+CONFIGS = {"modules": modules.ModulesConfig, "hierarchy": hierarchy.HierarchyConfig}
+VERDICTS = (CLOSE, COSTLY, WRECKED)
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """Both experiments, quick, through run_experiment (seed 3)."""
+    root = tmp_path_factory.mktemp("runs")
+    return {name: registry.run_experiment(name, root, quick=True, seed=3, device="cpu",
+                                          progress=False)
+            for name in FIGURES}
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+# --------------------------------------------------------------------------- quick runs
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_quick_run_writes_every_promised_file(quick_runs, name):
+    folder = quick_runs[name]
+    for file in ("report.html", "metrics.json", "config.json", "run.json"):
+        assert (folder / file).stat().st_size > 0
+    for figure in FIGURES[name]:
+        assert (folder / "figures" / f"{figure}.png").stat().st_size > 1000, figure
+    assert len(list((folder / "figures").iterdir())) == len(FIGURES[name])
+    html = (folder / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES[name])
+    assert "Summary" in html and "λ = 0" in html
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_config_json_rebuilds_the_config(quick_runs, name):
+    saved = json.loads((quick_runs[name] / "config.json").read_text())
+    config = CONFIGS[name].quick(seed=3)
+    assert CONFIGS[name](**saved) == config
+    assert config.seeds == (3,)
+    run = registry.read_run(quick_runs[name])
+    assert run["experiment"] == name and run["seed"] == 3
+    assert run["headline"] and all(isinstance(v, str) for v in run["headline"].values())
+
+
+def _check_cost(cost: dict) -> None:
+    assert cost["mse_mean"] > 0 and cost["mse_baseline_mean"] > 0
+    assert cost["mse_ratio"] == pytest.approx(cost["mse_mean"] / cost["mse_baseline_mean"])
+    assert cost["verdict"] in VERDICTS
+    assert all(math.isfinite(r) and r > 0 for r in cost["mse_ratios"])
+
+
+def test_modules_metrics(quick_runs):
+    metrics = _metrics(quick_runs["modules"])
+    for key in ("data", "seeds", "settings", "groups", "overall", "sweep", "sweep_by_weight",
+                "weakest_weight_with_modules", "wrecked", "runs", "sweep_runs"):
+        assert key in metrics
+    assert metrics["seeds"] == [3] and set(metrics["settings"]) == {"gsreg", "authors"}
+    assert [(g["n_modules"], g["setting"]) for g in metrics["groups"]] == [
+        (3, "gsreg"), (3, "authors")]
+    for group in metrics["groups"]:
+        _check_cost(group["cost"])
+        assert 0 <= group["purity_mean"] <= 1
+        assert -1 <= group["kmeans_layer_ari_mean"] <= 1
+    for row in metrics["runs"]:
+        assert not any(key.startswith("_") for key in row)
+        assert -1 <= row["kmeans_raw_ari"] <= 1 and -1 <= row["kmeans_layer_ari"] <= 1
+    gsreg = metrics["overall"]["gsreg"]
+    assert gsreg["ari_mean"] > 0.5  # chance is 0; three modules form even in the quick run
+    assert metrics["runs"][0]["kmeans_raw_ari"] > 0.9  # the clusters are easy to find
+    weights = [r["weight"] for r in metrics["sweep_by_weight"]]
+    assert weights == [0.0, 0.1]
+    zero = metrics["sweep_by_weight"][0]
+    # weight 0 learns a graph but trains exactly the unpenalised model
+    assert zero["cost"]["mse_ratio"] == pytest.approx(1.0, rel=1e-6)
+    assert zero["cost"]["verdict"] == CLOSE
+    for record in metrics["sweep"]:
+        _check_cost(record["cost"])
+    # the sweep point at the setting's own weight is the main run, trained once
+    main = next(r for r in metrics["runs"] if r["setting"] == "gsreg")
+    swept = next(r for r in metrics["sweep_runs"] if r["weight"] == 0.1)
+    assert {k: v for k, v in swept.items() if k != "kmeans_raw_ari"} == {
+        k: v for k, v in main.items() if k != "kmeans_raw_ari"}
+
+
+def test_hierarchy_metrics(quick_runs):
+    metrics = _metrics(quick_runs["hierarchy"])
+    for key in ("data", "groups", "hierarchical", "binary", "kmeans", "sweep", "wrecked",
+                "runs", "sweep_runs"):
+        assert key in metrics
+    assert {(g["dataset"], g["setting"]) for g in metrics["groups"]} == {
+        (kind, s) for kind in ("hierarchical", "binary_modules") for s in ("gsreg", "authors")}
+    for group in metrics["groups"]:
+        _check_cost(group["cost"])
+    for h in metrics["hierarchical"].values():
+        assert h["level"] in ("coarse", "fine", "neither")
+        assert 0 <= h["merged"] <= h["modules"] and 0 <= h["split"] <= h["modules"]
+        _check_cost(h["cost"])
+    for b in metrics["binary"].values():
+        assert b["level"] in ("bits", "patterns", "neither")
+        assert -1 <= b["bit_match_mean"] <= 1
+        _check_cost(b["cost"])
+    gsreg = metrics["hierarchical"]["gsreg"]
+    assert gsreg["ari_coarse_mean"] > 0.5  # above chance even in the quick run
+    k = metrics["kmeans"]["mean"]
+    assert k["k_fine_ari_fine"] > 0.9 and k["binary_ari"] > 0.9
+    assert 0 < k["coarse_labels_fine_ari"] < 1
+    for row in metrics["runs"]:
+        if row["dataset"] == "hierarchical" and row["components"] > 0:
+            assert len(row["subtypes"]["majority"]) == 6
+    assert [r["weight"] for r in metrics["sweep"]] == [0.0, 0.1]
+
+
+def test_run_keys_trains_each_run_once_and_workers_do_not_change_rows():
+    config = modules.ModulesConfig.quick(n_samples=600, gsreg_epochs=8, sweep_weights=(0.1,))
+    keys = cr.main_keys(config, [("modules", 3)])[:1] * 2
+    assert keys[0][3:] == ("gsreg", 0.1)
+    serial = cr.run_keys(config, keys, modules.readout, False, "test")
+    parallel = cr.run_keys(dataclasses.replace(config, workers=2), keys, modules.readout,
+                           False, "test")
+    assert list(serial) == keys[:1] == list(parallel)
+    a, b = (cr.public(rows[keys[0]]) for rows in (serial, parallel))
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b and a["weight"] == 0.1 and "kmeans_layer_ari" in a
+
+
+def test_configs_reject_bad_values():
+    with pytest.raises(ValueError, match="n_seeds"):
+        modules.ModulesConfig(n_seeds=0)
+    with pytest.raises(ValueError, match="settings"):
+        modules.ModulesConfig(settings=("nope",))
+    with pytest.raises(ValueError, match="n_modules"):
+        modules.ModulesConfig(n_modules=(1,))
+    with pytest.raises(ValueError, match="sweep_weights"):
+        hierarchy.HierarchyConfig(sweep_weights=(-1.0,))
+    with pytest.raises(ValueError, match="bits"):
+        hierarchy.HierarchyConfig(bits=1)
+    config = modules.ModulesConfig(seed=2, n_seeds=3)
+    assert config.seeds == (2, 3, 4)
+    study = config.study([("modules", 3)], gsreg_weight=0.03)
+    assert study.gsreg.weight == 0.03 and study.authors.weight == config.setting_weight("authors")
+    assert modules.ModulesConfig(**json.loads(json.dumps(dataclasses.asdict(config)))) == config
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _ari_by_pairs(a, b) -> float:
+    """Adjusted Rand index from pair counts, by a plain loop over all sample pairs."""
+    n = len(a)
+    both = only_a = only_b = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            same_a, same_b = a[i] == a[j], b[i] == b[j]
+            both += same_a and same_b
+            only_a += same_a and not same_b
+            only_b += same_b and not same_a
+    pairs = n * (n - 1) / 2
+    sum_a, sum_b = both + only_a, both + only_b
+    expected = sum_a * sum_b / pairs
+    return (both - expected) / ((sum_a + sum_b) / 2 - expected)
+
+
+def test_kmeans_ari_matches_pair_counting():
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(3), 30)
+    X = rng.normal(size=(90, 4)) + 1.2 * truth[:, None]  # overlapping blobs: ARI below 1
+    pred = KMeans(n_clusters=3, n_init=10, random_state=5).fit_predict(X)
+    value = cr.kmeans_ari(X, truth, 3, seed=5)
+    assert value == pytest.approx(_ari_by_pairs(pred, truth))
+    assert 0 < value < 1
+    separated = rng.normal(size=(90, 4)) + 50 * truth[:, None]
+    assert cr.kmeans_ari(separated, truth, 3, seed=0) == pytest.approx(1.0)
+
+
+def test_majority_modules_matches_a_counting_loop():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        n_classes = 5
+        classes = rng.integers(0, n_classes - 1, size=40)  # the last class has no samples
+        pred = rng.choice([0, 2, 7], size=40)
+        expected = []
+        for c in range(n_classes):
+            counts = Counter(pred[classes == c].tolist())
+            if not counts:
+                expected.append(-1)
+                continue
+            top = max(counts.values())
+            expected.append(min(m for m, k in counts.items() if k == top))
+        assert hierarchy.majority_modules(pred, classes, n_classes).tolist() == expected
+
+
+def test_subtype_split_matches_a_loop():
+    rng = np.random.default_rng(2)
+    for subtypes in (2, 3):
+        for _ in range(20):
+            fine = np.repeat(np.arange(3 * subtypes), 10)
+            pred = rng.integers(0, 4, size=fine.size)
+            got = hierarchy.subtype_split(pred, fine, subtypes)
+            majority = hierarchy.majority_modules(pred, fine, 3 * subtypes)
+            merged = split = 0
+            for j in range(3):
+                owners = {int(majority[j * subtypes + t]) for t in range(subtypes)}
+                merged += len(owners) == 1
+                split += len(owners) == subtypes
+            assert got == {"modules": 3, "merged": merged, "split": split,
+                           "majority": majority.tolist()}
+    fine = np.repeat(np.arange(6), 4)
+    coarse_pred = fine // 2
+    assert hierarchy.subtype_split(coarse_pred, fine, 2)["merged"] == 3
+    assert hierarchy.subtype_split(fine, fine, 2)["split"] == 3
+
+
+def test_levels():
+    assert hierarchy.hierarchy_level(1.0, 0.57) == "coarse"
+    assert hierarchy.hierarchy_level(0.57, 1.0) == "fine"
+    assert hierarchy.hierarchy_level(0.6, 0.4) == "neither"
+    assert hierarchy.hierarchy_level(None, 0.4) == "neither"
+    assert hierarchy.binary_level(0.95, 0.3) == "bits"
+    assert hierarchy.binary_level(0.5, 0.95) == "patterns"
+    assert hierarchy.binary_level(0.5, None) == "neither"
+
+
+def test_weakest_weight_with_modules():
+    records = [{"weight": 0.0, "ari_mean": 1.0}, {"weight": 0.01, "ari_mean": 0.5},
+               {"weight": 0.03, "ari_mean": 0.92}, {"weight": 0.1, "ari_mean": 0.99},
+               {"weight": 0.3, "ari_mean": None}]
+    assert modules.weakest_weight_with_modules(records)["weight"] == 0.03
+    assert modules.weakest_weight_with_modules(records, ari=0.995) is None
+
+
+def test_indicates_needs_the_ari_and_the_exact_count():
+    record = {"exact": 4, "seeds": 5, "ari_mean": 0.95}
+    assert modules.indicates(record)
+    assert not modules.indicates({**record, "exact": 3})
+    assert not modules.indicates({**record, "ari_mean": 0.85})
+    assert not modules.indicates({**record, "ari_mean": None})
+    assert modules.indicates({"exact": 1, "seeds": 1, "ari_mean": 0.9})
+
+
+def test_cost_typical_and_mean_sd():
+    rows = [{"mse": 2.0, "mse_baseline": 1.0, "mse_ratio": 2.0},
+            {"mse": 1.0, "mse_baseline": 1.0, "mse_ratio": 1.0}]
+    cost = cr.cost(rows)
+    assert cost["mse_ratio"] == pytest.approx(1.5) and cost["verdict"] == COSTLY
+    assert cost["mse_ratios"] == [2.0, 1.0]
+    assert cr.cost(rows[:1])["verdict"] == WRECKED and cr.cost(rows[1:])["verdict"] == CLOSE
+    runs = [{"seed": s, "ari": a} for s, a in enumerate([0.9, None, 0.2, 1.0])]
+    assert cr.typical(runs)["seed"] == 2  # lower median of (None, 0.2, 0.9, 1.0)
+    assert cr.typical(runs[:1])["seed"] == 0
+    values = [0.2, None, 0.5, 0.9]
+    kept = [0.2, 0.5, 0.9]
+    assert cr.mean_sd(values) == f"{statistics.mean(kept):.2f} ± {statistics.stdev(kept):.2f}"
+    assert cr.mean_sd([None]) == "n/a" and cr.mean_sd([0.5]) == "0.50 ± 0.00"
+    assert cr.mean_of(values) == pytest.approx(statistics.mean(kept))
+    assert cr.mean_of([None]) is None
+
+
+def test_lambda_positions_put_zero_a_decade_left():
+    xs, ticks, labels = cr.lambda_positions([0.0, 0.01, 0.1])
+    assert xs.tolist() == pytest.approx([0.001, 0.01, 0.1])
+    assert labels == ["0", "1e-2", "0.1"] and ticks == pytest.approx([0.001, 0.01, 0.1])
