@@ -31,10 +31,10 @@ KEY_FIGURES = {
     "mnist-grid-classifier": ("tradeoff", "class_maps_minus_mean"),
     "reconstruction-sweep": ("mse_vs_coefficient",),
     "rotation": ("peak_polar",),
-    "modules": (),
-    "hierarchy": (),
-    "trajectory": (),
-    "pbmc": (),
+    "modules": ("weight_sweep", "module_cluster_heatmaps"),
+    "hierarchy": ("module_fine_heatmaps",),
+    "trajectory": ("line_activity", "module_branch"),
+    "pbmc": ("neurons_by_marker", "ari_by_seed"),
     "capsules": (),
 }
 RESULTS = ROOT / "docs" / "results" / "experiments"

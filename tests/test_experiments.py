@@ -157,11 +157,14 @@ def test_rotation_metrics(quick_runs):
 # --------------------------------------------------------------------------- registry
 
 
+ALL_NAMES = (*NAMES, "modules", "hierarchy", "trajectory", "pbmc", "capsules")
+
+
 def test_list_and_lookup():
-    assert [e.name for e in registry.list_experiments()] == list(NAMES)
+    assert [e.name for e in registry.list_experiments()] == list(ALL_NAMES)
     lines = registry.format_list().splitlines()
-    assert len(lines) == len(NAMES)
-    for line, name in zip(lines, NAMES, strict=True):
+    assert len(lines) == len(ALL_NAMES)
+    for line, name in zip(lines, ALL_NAMES, strict=True):
         assert line.startswith(name) and "min on 2 CPU cores" in line
     for experiment in registry.list_experiments():
         assert experiment.minutes <= 15

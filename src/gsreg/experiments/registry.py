@@ -137,7 +137,7 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         "modules",
         "synthetic data with 3, 4 and 5 planted modules, a learned co-activation graph: "
         "do its components indicate the clusters? (ARI against the planted labels)",
-        minutes=5,
+        minutes=6,
         module="gsreg.experiments.modules",
         config_name="ModulesConfig",
     ),
@@ -145,7 +145,7 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         "hierarchy",
         "modules with sub-types and on/off modules: which level of the hierarchy do the "
         "learned graph's components indicate?",
-        minutes=5,
+        minutes=4,
         module="gsreg.experiments.hierarchy",
         config_name="HierarchyConfig",
     ),
@@ -153,7 +153,7 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         "trajectory",
         "branching data (DLA tree, krumsiek11 myeloid tree): a 1x10 line layer orders "
         "neurons along pseudotime; a learned graph forms branch modules",
-        minutes=6,
+        minutes=5,
         module="gsreg.experiments.trajectory",
         config_name="TrajectoryConfig",
     ),
@@ -161,7 +161,7 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         "pbmc",
         "pbmc68k_reduced (700 cells, 10 cell types): learned-graph neuron modules against "
         "cell types and marker genes, beside PCA + k-means",
-        minutes=4,
+        minutes=3,
         module="gsreg.experiments.pbmc",
         config_name="PbmcConfig",
     ),
