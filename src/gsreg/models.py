@@ -3,11 +3,13 @@
 Every hidden layer is an ``nn.Sequential(Linear, LeakyReLU)`` block, so hooking its dotted
 name (e.g. ``"decoder.0"``) yields the post-activation output, where GSR is applied.
 Each model keeps its constructor arguments in ``model.config`` (JSON-able), so
-``type(model)(**model.config)`` rebuilds it.
+``type(model)(**model.config)`` rebuilds it. :class:`CapsuleNet` is the exception to the
+block rule: its pose layer is ``digit_caps`` (capsules, see its docstring).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -15,6 +17,18 @@ import torch
 from torch import nn
 
 from ._util import check_positive_int as _check_positive_int
+
+__all__ = [
+    "OUTPUT_ACTIVATIONS",
+    "CapsuleNet",
+    "ConvClassifier",
+    "DenseAutoencoder",
+    "DenseClassifier",
+    "DigitCapsules",
+    "GaussianNoise",
+    "PrimaryCapsules",
+    "squash",
+]
 
 OUTPUT_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
@@ -214,6 +228,166 @@ class DenseClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_features) -> logits (B, n_classes)."""
         return self.out(self.dropout(self.fc(self.features(x))))
+
+
+def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
+    """Capsule non-linearity ``|s|^2 / (1 + |s|^2) * s / |s|`` along ``dim`` (any shape):
+    keeps the direction, maps the length into [0, 1)."""
+    norm2 = (s * s).sum(dim, keepdim=True)
+    return norm2 / (1 + norm2) * s / torch.sqrt(norm2 + eps)
+
+
+class PrimaryCapsules(nn.Module):
+    """A convolution read as capsules: (B, C_in, H, W) -> squashed (B, types*h*w, dim).
+
+    The conv has ``types * dim`` output channels; channel ``t * dim + j`` is component j
+    of capsule type t, and capsules are ordered type-major, then row-major over the
+    (h, w) output grid.
+    """
+
+    def __init__(self, in_channels: int, types: int, dim: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.types, self.dim = types, dim
+        self.conv = nn.Conv2d(in_channels, types * dim, kernel, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.conv(x)  # (B, types*dim, h, w)
+        B = u.shape[0]
+        u = u.reshape(B, self.types, self.dim, -1).transpose(2, 3)
+        return squash(u.reshape(B, -1, self.dim))
+
+
+class DigitCapsules(nn.Module):
+    """Dynamic routing by agreement (Sabour et al. 2017): (B, n_in, in_dim) -> (B, n_out, out_dim).
+
+    Each input capsule i predicts every output capsule j as ``u_hat_ij = W_ij u_i``;
+    ``iterations`` rounds of routing weigh the predictions by coupling coefficients
+    (softmax over j of logits that grow with the agreement ``u_hat_ij . v_j``), and
+    ``v_j = squash(sum_i c_ij u_hat_ij)``. The predictions are detached in the agreement
+    updates, so gradients flow through the last round only (a common shortcut that
+    trains like the full unrolled routing at a fraction of the cost).
+    """
+
+    def __init__(self, n_in: int, in_dim: int, n_out: int, out_dim: int, iterations: int = 3,
+                 init_std: float = 0.05) -> None:
+        super().__init__()
+        _check_positive_int("iterations", iterations)
+        self.n_out, self.out_dim, self.iterations = n_out, out_dim, iterations
+        self.weight = nn.Parameter(init_std * torch.randn(n_in, n_out * out_dim, in_dim))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        B, n_in = u.shape[:2]
+        u_hat = torch.einsum("nod,bnd->bno", self.weight, u)
+        u_hat = u_hat.reshape(B, n_in, self.n_out, self.out_dim)
+        logits = u_hat.new_zeros(B, n_in, self.n_out)
+        for r in range(self.iterations):
+            last = r == self.iterations - 1
+            prediction = u_hat if last else u_hat.detach()
+            coupling = logits.softmax(dim=2).unsqueeze(-1)  # (B, n_in, n_out, 1)
+            v = squash((coupling * prediction).sum(dim=1))  # (B, n_out, out_dim)
+            if not last:
+                logits = logits + (prediction * v.unsqueeze(1)).sum(-1)
+        return v
+
+
+class CapsuleNet(nn.Module):
+    """A small capsule network (Sabour et al. 2017) with a reconstruction decoder.
+
+    ``conv`` (``conv_kernel`` x ``conv_kernel``, ``conv_channels``, ReLU) -> ``primary``
+    (:class:`PrimaryCapsules`: a ``primary_kernel`` conv with stride ``primary_stride``,
+    ``primary_types`` capsule types of ``primary_dim`` dims on its output grid) ->
+    ``digit_caps`` (:class:`DigitCapsules`, ``routing_iterations`` rounds; output
+    (B, n_classes, capsule_dim), one pose vector per class whose length is the class
+    probability) -> ``decoder`` (dense ReLU layers ``decoder_hidden``, then sigmoid pixels)
+    reading the digit capsules with every capsule but one masked to zero.
+
+    GSR on the poses: hook ``"digit_caps"`` with ``nodes="flatten"``: node ``c * capsule_dim
+    + k`` is dimension k of capsule c, the node order of ``graphs.capsules(n_classes,
+    capsule_dim)``. Input (B, C, H, W) or flat (B, C*H*W). ``model.config`` holds the
+    constructor arguments.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int] = (1, 28, 28),
+        n_classes: int = 10,
+        conv_channels: int = 64,
+        conv_kernel: int = 9,
+        primary_types: int = 8,
+        primary_dim: int = 8,
+        primary_kernel: int = 9,
+        primary_stride: int = 2,
+        capsule_dim: int = 16,
+        routing_iterations: int = 3,
+        decoder_hidden: Sequence[int] = (256, 512),
+    ) -> None:
+        super().__init__()
+        in_shape = _check_sizes("in_shape", in_shape)
+        decoder_hidden = _check_sizes("decoder_hidden", decoder_hidden)
+        sizes = {"n_classes": n_classes, "conv_channels": conv_channels,
+                 "conv_kernel": conv_kernel, "primary_types": primary_types,
+                 "primary_dim": primary_dim, "primary_kernel": primary_kernel,
+                 "primary_stride": primary_stride, "capsule_dim": capsule_dim,
+                 "routing_iterations": routing_iterations}
+        for name, value in sizes.items():
+            _check_positive_int(name, value)
+        if len(in_shape) != 3:
+            raise ValueError(f"in_shape must be (channels, height, width), got {in_shape}")
+        grid = [(s - conv_kernel + 1 - primary_kernel) // primary_stride + 1
+                for s in in_shape[1:]]
+        if min(grid) < 1:
+            raise ValueError(f"in_shape {in_shape} is too small for a {conv_kernel}x"
+                             f"{conv_kernel} conv and a {primary_kernel}x{primary_kernel} "
+                             "primary conv")
+        self.config = {"in_shape": list(in_shape), **sizes,
+                       "decoder_hidden": list(decoder_hidden)}
+        self.in_shape = in_shape
+        self.n_classes, self.capsule_dim = n_classes, capsule_dim
+        self.conv = nn.Sequential(OrderedDict(
+            conv=nn.Conv2d(in_shape[0], conv_channels, conv_kernel), act=nn.ReLU()))
+        self.primary = PrimaryCapsules(conv_channels, primary_types, primary_dim,
+                                       primary_kernel, primary_stride)
+        self.digit_caps = DigitCapsules(primary_types * grid[0] * grid[1], primary_dim,
+                                        n_classes, capsule_dim, routing_iterations)
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        width = n_classes * capsule_dim
+        for i, n_out in enumerate(decoder_hidden):
+            layers[str(i)] = nn.Sequential(nn.Linear(width, n_out), nn.ReLU())
+            width = n_out
+        layers["out"] = nn.Linear(width, math.prod(in_shape))
+        layers["out_activation"] = nn.Sigmoid()
+        self.decoder = nn.Sequential(layers)
+
+    def poses(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) or (B, C*H*W) -> digit capsules (B, n_classes, capsule_dim)."""
+        return self.digit_caps(self.primary(self.conv(self._as_images(x))))
+
+    def decode(self, poses: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Reconstruct from capsule ``classes`` (B,) of ``poses`` (B, n_classes,
+        capsule_dim), the others masked to zero -> flat images (B, C*H*W)."""
+        mask = nn.functional.one_hot(classes, self.n_classes).to(poses.dtype)
+        return self.decoder((poses * mask.unsqueeze(-1)).flatten(1))
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class lengths (B, n_classes) and the reconstruction (B, C*H*W) from the capsule
+        of class ``y`` (B,) when given (training), else from the longest capsule."""
+        v = self.poses(x)
+        lengths = v.norm(dim=-1)
+        classes = lengths.argmax(dim=1) if y is None else y
+        return lengths, self.decode(v, classes)
+
+    def _as_images(self, x: torch.Tensor) -> torch.Tensor:
+        shape = tuple(self.in_shape)
+        if x.ndim == 2 and x.shape[1] == math.prod(shape):
+            return x.reshape(-1, *shape)
+        if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+            raise ValueError(
+                f"CapsuleNet expects input (B, {', '.join(map(str, shape))}) or"
+                f" (B, {math.prod(shape)}), got {tuple(x.shape)}"
+            )
+        return x
 
 
 def _block(n_in: int, n_out: int, negative_slope: float) -> nn.Sequential:
