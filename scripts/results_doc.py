@@ -35,7 +35,7 @@ KEY_FIGURES = {
     "hierarchy": ("module_fine_heatmaps",),
     "trajectory": ("line_activity", "module_branch"),
     "pbmc": ("neurons_by_marker", "ari_by_seed"),
-    "capsules": (),
+    "capsules": ("consistency_matrix",)
 }
 RESULTS = ROOT / "docs" / "results" / "experiments"
 IMAGES = ROOT / "docs" / "images" / "results"
