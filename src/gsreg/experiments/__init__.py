@@ -16,9 +16,10 @@ subset of a config, training a list of variants, writing config and metrics, and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -186,6 +187,59 @@ def write_config_and_metrics(
     folder.write_metrics(metrics)
 
 
+#: how a structured bottleneck is read: the linear layer itself, or standardised
+LAYOUTS = ("plain", "standardised")
+
+
+def bottleneck_autoencoder(
+    n_features: int,
+    hidden: Sequence[int],
+    width: int,
+    layout: str,
+    name: str,
+    decoder_hidden: Sequence[int] | None = None,
+):
+    """A DenseAutoencoder with a ``width``-unit bottleneck for a graph layer, and the name
+    of the layer the graph goes on: ``(model, layer)``.
+
+    ``layout="plain"``: the linear bottleneck ``encoder.latent``. ``"standardised"``: the
+    bottleneck standardised per neuron over the batch (``BatchNorm1d``) and then per sample
+    (``LayerNorm``), neither with learned scales, the last one added as ``encoder.<name>``.
+    The plain penalty can be lowered by shrinking activations and ignores the constant
+    mode; standardising closes both holes.
+    """
+    from torch import nn
+
+    from ..models import DenseAutoencoder
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    model = DenseAutoencoder(n_features, hidden=hidden, latent=width,
+                             decoder_hidden=decoder_hidden)
+    if layout == "plain":
+        return model, "encoder.latent"
+    model.encoder.add_module("standardize", nn.BatchNorm1d(width, affine=False))
+    model.encoder.add_module(name, nn.LayerNorm(width, elementwise_affine=False))
+    return model, f"encoder.{name}"
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch and the BLAS / OpenMP pools of numpy and scikit-learn on one thread, then
+    restore them. For experiments whose models are tiny: more threads only add
+    synchronisation, and on a busy machine they slow training and k-means down many times."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def plot_tradeoff(
     weights: Sequence[float],
     primary: Sequence[float],
@@ -243,10 +297,13 @@ __all__ = [
     "MSE_CLOSE",
     "MSE_WRECKED",
     "WRECKED",
+    "LAYOUTS",
     "accuracy_cost",
+    "bottleneck_autoencoder",
     "check_config",
     "lambda_label",
     "load_mnist",
+    "one_thread",
     "plot_tradeoff",
     "public_fields",
     "reconstruction_cost",

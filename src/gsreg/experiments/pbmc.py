@@ -41,10 +41,8 @@ them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -58,7 +56,15 @@ from ..coactivation import CoactivationGraph
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
-from . import MSE_CLOSE, MSE_WRECKED, WRECKED, check_config, reconstruction_cost, tuple_fields
+from . import (
+    MSE_CLOSE,
+    MSE_WRECKED,
+    WRECKED,
+    check_config,
+    one_thread,
+    reconstruction_cost,
+    tuple_fields,
+)
 from .cluster_indication import GraphLayerAutoencoder
 
 TITLE = "Neuron modules on blood cells (pbmc68k_reduced)"
@@ -453,22 +459,6 @@ def run(config: PbmcConfig, out: str, device: str = "auto", progress: bool = Tru
     }
     folder.write_report(TITLE, _sections(config, metrics, figures))
     return metrics
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch and the BLAS / OpenMP pools of numpy and scikit-learn on one thread, then
-    restore them. The models are tiny (700 cells): more threads only add synchronisation,
-    and on a busy machine they slow training and k-means down many times over."""
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _typical(rows: list[dict]) -> dict:
@@ -872,7 +862,6 @@ __all__ = [
     "indication_table",
     "load_pbmc",
     "mean_predictor_mse",
-    "one_thread",
     "pearson_matrix",
     "run",
     "run_seed",

@@ -34,16 +34,22 @@ import torch
 from torch import nn
 
 from .. import analysis, datasets, graphs
-from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
-from . import WRECKED, check_config, lambda_label, reconstruction_cost, tuple_fields
+from . import (
+    LAYOUTS,
+    WRECKED,
+    bottleneck_autoencoder,
+    check_config,
+    lambda_label,
+    reconstruction_cost,
+    tuple_fields,
+)
 
 TITLE = "A ring layer on a rotating object"
 #: |circular correlation| from which a restart counts as following the angle
 TRACKING = 0.9
-LAYOUTS = ("plain", "standardised")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -182,15 +188,8 @@ def _variants(config: RotationConfig) -> list[_Variant]:
 
 def ring_autoencoder(config: RotationConfig, layout: str) -> tuple[nn.Module, str]:
     """The autoencoder and the name of its ring layer (``layout``: plain or standardised)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    model = DenseAutoencoder(config.size * config.size, hidden=config.hidden,
-                             latent=config.ring, decoder_hidden=config.decoder_hidden)
-    if layout == "plain":
-        return model, "encoder.latent"
-    model.encoder.add_module("standardize", nn.BatchNorm1d(config.ring, affine=False))
-    model.encoder.add_module("ring", nn.LayerNorm(config.ring, elementwise_affine=False))
-    return model, "encoder.ring"
+    return bottleneck_autoencoder(config.size * config.size, config.hidden, config.ring,
+                                  layout, "ring", decoder_hidden=config.decoder_hidden)
 
 
 # --------------------------------------------------------------------------- run

@@ -54,8 +54,7 @@ import importlib
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -66,16 +65,23 @@ from torch import nn
 from .. import analysis, graphs, plotting
 from ..coactivation import CoactivationGraph
 from ..datasets.base import stratified_indices
-from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
-from . import WRECKED, check_config, lambda_label, reconstruction_cost, tuple_fields
+from . import (
+    LAYOUTS,
+    WRECKED,
+    bottleneck_autoencoder,
+    check_config,
+    lambda_label,
+    one_thread,
+    reconstruction_cost,
+    tuple_fields,
+)
 from .cluster_indication import GraphLayerAutoencoder, indicated_modules, module_drivers
 
 TITLE = "Trajectories: a line layer and a learned graph on branching data"
 DATASETS = ("dla", "krumsiek11")
-LAYOUTS = ("plain", "standardised")
 #: the stem cell type of krumsiek11, shared by every run
 KRUMSIEK_STEM = "progenitor"
 #: how much higher a median |rho| must be than at lambda = 0 to count as an improvement
@@ -501,19 +507,9 @@ def _variants(config: TrajectoryConfig) -> list[_Variant]:
 def line_autoencoder(
     n_features: int, config: TrajectoryConfig, layout: str
 ) -> tuple[nn.Module, str]:
-    """The autoencoder with a ``config.line``-neuron line layer and that layer's name.
-
-    ``plain``: the linear bottleneck ``encoder.latent``; ``standardised``: the bottleneck
-    through BatchNorm1d and LayerNorm without learned scales, ``encoder.line``.
-    """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    model = DenseAutoencoder(n_features, hidden=config.hidden, latent=config.line)
-    if layout == "plain":
-        return model, "encoder.latent"
-    model.encoder.add_module("standardize", nn.BatchNorm1d(config.line, affine=False))
-    model.encoder.add_module("line", nn.LayerNorm(config.line, elementwise_affine=False))
-    return model, "encoder.line"
+    """The autoencoder with a ``config.line``-neuron line layer and that layer's name
+    (``layout``: plain or standardised, see :func:`bottleneck_autoencoder`)."""
+    return bottleneck_autoencoder(n_features, config.hidden, config.line, layout, "line")
 
 
 # --------------------------------------------------------------------------- run
@@ -524,7 +520,7 @@ def run(config: TrajectoryConfig, out: str, device: str = "auto", progress: bool
     returns the metrics."""
     folder = RunFolder(out)
     results = {}
-    with _one_thread():
+    with one_thread():
         for name in config.datasets:
             data = split(load(name, config), config.test_fraction, config.seed)
             results[name] = {
@@ -541,18 +537,6 @@ def run(config: TrajectoryConfig, out: str, device: str = "auto", progress: bool
     figures = _figures(folder, config, results, metrics)
     folder.write_report(TITLE, _sections(config, metrics, figures))
     return metrics
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """One torch CPU thread while inside, the previous count restored after. The models are
-    tiny: on two busy cores a second intra-op thread made training up to 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train_line(variant, data: Split, config, seed, device, progress) -> dict:
@@ -931,35 +915,38 @@ def _plot_summary(results, metrics) -> plt.Figure:
 
 
 def _plot_module_tables(results) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.4),
-                             layout="constrained", squeeze=False)
-    for ax, (name, result) in zip(axes[0], results.items(), strict=True):
-        typical = _typical_learned(result["learned"])
-        if typical["_table"] is None:
-            ax.text(0.5, 0.5, "no graph learned", ha="center", va="center")
-            ax.set_axis_off()
-            continue
+    def draw(ax, name, typical):
         table, names = typical["_table"]
         plotting.plot_module_class_heatmap(table, list(range(len(table))), names, ax=ax)
         ax.set_xlabel("branch")
-        ari = typical["ari"]
-        ax.set_title(f"{name} (seed {typical['seed']}, ARI {ari:.2f})", fontsize=9)
-    return fig
+        ax.set_title(f"{name} (seed {typical['seed']}, ARI {typical['ari']:.2f})", fontsize=9)
+
+    return _per_data_set_learned(results, (5.2, 4.4), draw)
 
 
 def _plot_learned_graphs(results) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(results), figsize=(5.6 * len(results), 4.6),
+    def draw(ax, name, typical):
+        plotting.plot_modules(typical["_graph"], typical["_labels"], ax=ax)
+        count = typical["components"]
+        ax.set_title(f"{name}: learned graph of seed {typical['seed']}, {count} "
+                     f"module{'' if count == 1 else 's'}", fontsize=9)
+
+    return _per_data_set_learned(results, (5.6, 4.6), draw)
+
+
+def _per_data_set_learned(results, size, draw) -> plt.Figure:
+    """One panel per data set: ``draw(ax, name, typical)`` with the typical learned-graph
+    run, or "no graph learned" where that run never built a graph."""
+    width, height = size
+    fig, axes = plt.subplots(1, len(results), figsize=(width * len(results), height),
                              layout="constrained", squeeze=False)
     for ax, (name, result) in zip(axes[0], results.items(), strict=True):
         typical = _typical_learned(result["learned"])
         if typical["_graph"] is None:
             ax.text(0.5, 0.5, "no graph learned", ha="center", va="center")
             ax.set_axis_off()
-            continue
-        plotting.plot_modules(typical["_graph"], typical["_labels"], ax=ax)
-        count = typical["components"]
-        ax.set_title(f"{name}: learned graph of seed {typical['seed']}, {count} "
-                     f"module{'' if count == 1 else 's'}", fontsize=9)
+        else:
+            draw(ax, name, typical)
     return fig
 
 
