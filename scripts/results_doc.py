@@ -102,7 +102,9 @@ def page(results: Path = RESULTS, images: Path = IMAGES, page_path: Path = PAGE)
         "them (`--run` reruns every experiment first). What each experiment measures: "
         "[experiments.md](experiments.md). Each experiment's report.html says in words "
         "what its figures show; the headline numbers here state the cost to the primary "
-        "task beside the structure.",
+        "task beside the structure. *minutes* is the wall-clock time of that run; a "
+        "run made while other work shared the machine's cores takes longer than the "
+        "idle-machine estimate `gsreg list` gives.",
         "",
         "| experiment | headline | minutes |",
         "|---|---|---|",

@@ -169,7 +169,7 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         "capsules",
         "a capsule network on MNIST with the 10x16 capsule graph: does the same node encode "
         "the same transformation in every capsule?",
-        minutes=10,
+        minutes=6,
         module="gsreg.experiments.capsules",
         config_name="CapsulesConfig",
     ),
