@@ -3,6 +3,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 from scipy.sparse.csgraph import laplacian as scipy_laplacian
 from torch import nn
@@ -302,3 +303,25 @@ def test_activations_check_inputs():
         analysis.activations(model, torch.randn(0, 5), "decoder")
     with pytest.raises(ValueError, match="empty"):
         analysis.activations(model, torch.randn(2, 5), [])
+
+
+def test_column_correlations_matches_scipy():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(40, 5))
+    B = rng.normal(size=(40, 3)) + A[:, :3]
+    corr = analysis.column_correlations(A, B)
+    assert corr.shape == (5, 3)
+    for i in range(5):
+        for j in range(3):
+            assert corr[i, j] == pytest.approx(scipy.stats.pearsonr(A[:, i], B[:, j])[0], abs=1e-12)
+
+
+def test_column_correlations_is_nan_for_a_constant_column():
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(20, 3))
+    A[:, 1] = 2.5
+    corr = analysis.column_correlations(A, A)
+    assert np.isnan(corr[1]).all() and np.isnan(corr[:, 1]).all()
+    np.testing.assert_allclose(corr[[0, 2]][:, [0, 2]], np.corrcoef(A[:, [0, 2]].T), atol=1e-12)
+    with pytest.raises(ValueError):
+        analysis.column_correlations(A, A[:10])

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
 
 pytest.importorskip("scanpy")
 
@@ -21,7 +20,6 @@ from gsreg.experiments.pbmc import (  # noqa: E402
     indication_table,
     load_pbmc,
     mean_predictor_mse,
-    pearson_matrix,
     scale_inputs,
     split,
 )
@@ -146,28 +144,6 @@ def test_config_checks():
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def test_pearson_matrix_matches_scipy():
-    rng = np.random.default_rng(0)
-    A = rng.normal(size=(40, 5))
-    B = rng.normal(size=(40, 3)) + A[:, :3]
-    corr = pearson_matrix(A, B)
-    assert corr.shape == (5, 3)
-    for i in range(5):
-        for j in range(3):
-            assert corr[i, j] == pytest.approx(stats.pearsonr(A[:, i], B[:, j])[0], abs=1e-12)
-
-
-def test_pearson_matrix_is_nan_for_a_constant_column():
-    rng = np.random.default_rng(1)
-    A = rng.normal(size=(20, 3))
-    A[:, 1] = 2.5
-    corr = pearson_matrix(A, A)
-    assert np.isnan(corr[1]).all() and np.isnan(corr[:, 1]).all()
-    np.testing.assert_allclose(corr[[0, 2]][:, [0, 2]], np.corrcoef(A[:, [0, 2]].T), atol=1e-12)
-    with pytest.raises(ValueError):
-        pearson_matrix(A, A[:10])
 
 
 def test_indication_table_matches_a_loop_and_indicate_clusters():

@@ -25,6 +25,7 @@ __all__ = [
     "class_deviation_maps",
     "class_maps",
     "cluster_scores",
+    "column_correlations",
     "dirichlet_energy",
     "global_mean",
     "indicate_clusters",
@@ -521,6 +522,27 @@ def cluster_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         "nmi": float(normalized_mutual_info_score(truth, pred)),
         "purity": float(counts.max(axis=1).sum() / pred.size),
     }
+
+
+def column_correlations(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """(p, q) Pearson correlations between the columns of A (N, p) and B (N, q).
+
+    Entry (i, j) is the correlation over the N rows of column i of A with column j of B
+    (e.g. neurons against marker genes, or module activity against known factors); NaN
+    where either column is constant (no variance, no correlation).
+    """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if A.ndim != 2 or B.ndim != 2 or len(A) != len(B) or len(A) < 2:
+        raise ValueError(f"need (N, p) and (N, q) with N >= 2, got {A.shape} and {B.shape}")
+    a = A - A.mean(axis=0)
+    b = B - B.mean(axis=0)
+    norm_a = np.sqrt((a * a).sum(axis=0))
+    norm_b = np.sqrt((b * b).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (a.T @ b) / np.outer(norm_a, norm_b)
+    corr[(norm_a == 0)[:, None] | (norm_b == 0)[None, :]] = np.nan
+    return np.clip(corr, -1.0, 1.0)
 
 
 def _check_modules(activations: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

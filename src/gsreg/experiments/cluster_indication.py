@@ -482,7 +482,7 @@ def bit_scores(Z: np.ndarray, labels: np.ndarray | None, bits: np.ndarray) -> di
     if labels is None:
         return {"bit_corr": [], "bit_owner": [], "bit_match": 0.0, "bits_owned": 0}
     activity = analysis.module_activity(Z, labels)
-    corr = _correlation(activity, bits.astype(np.float64))
+    corr = np.nan_to_num(analysis.column_correlations(activity, bits), nan=0.0)
     rows, cols = linear_sum_assignment(-corr)
     owner = corr.argmax(axis=0)
     distinct = sum(int(np.sum(owner == owner[j]) == 1) for j in range(k))
@@ -492,17 +492,6 @@ def bit_scores(Z: np.ndarray, labels: np.ndarray | None, bits: np.ndarray) -> di
         "bit_match": float(corr[rows, cols].sum() / k),
         "bits_owned": distinct,
     }
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(p, q) Pearson correlations of the columns of a (N, p) and b (N, q); 0 where a
-    column is constant."""
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    norm = np.outer(np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = (a.T @ b) / norm
-    return np.where(norm > 0, corr, 0.0)
 
 
 # ----------------------------------------------------------------------------- summary

@@ -116,26 +116,6 @@ def method_labels(config: PbmcConfig) -> dict[str, str]:
 # --------------------------------------------------------------------------- statistics
 
 
-def pearson_matrix(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """(p, q) Pearson correlations between the columns of A (N, p) and B (N, q).
-
-    Entry (i, j) is the correlation over the N rows of column i of A with column j of
-    B; NaN where either column is constant (no variance, no correlation).
-    """
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    if A.ndim != 2 or B.ndim != 2 or len(A) != len(B) or len(A) < 2:
-        raise ValueError(f"need (N, p) and (N, q) with N >= 2, got {A.shape} and {B.shape}")
-    a = A - A.mean(axis=0)
-    b = B - B.mean(axis=0)
-    norm_a = np.sqrt((a * a).sum(axis=0))
-    norm_b = np.sqrt((b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = (a.T @ b) / np.outer(norm_a, norm_b)
-    corr[(norm_a == 0)[:, None] | (norm_b == 0)[None, :]] = np.nan
-    return np.clip(corr, -1.0, 1.0)
-
-
 def coarse_labels(cell_types: np.ndarray) -> np.ndarray:
     """(N,) coarse group (:data:`COARSE_GROUPS`) of each bulk label in ``cell_types`` (N,)."""
     cell_types = np.asarray(cell_types).astype(str)
@@ -475,7 +455,7 @@ def _typical_detail(row: dict, data: PbmcData, markers: list[str]) -> dict:
     activity = analysis.module_activity(Z, modules)
     scores_, _ = indication_table(activity, data.cell_types)
     columns = [data.genes.index(g) for g in markers]
-    corr = pearson_matrix(Z, data.expression[:, columns])
+    corr = analysis.column_correlations(Z, data.expression[:, columns])
     order = np.lexsort((np.arange(len(modules)), modules))
     summary = []
     for m in module_ids:
@@ -862,7 +842,6 @@ __all__ = [
     "indication_table",
     "load_pbmc",
     "mean_predictor_mse",
-    "pearson_matrix",
     "run",
     "run_seed",
     "scale_inputs",
