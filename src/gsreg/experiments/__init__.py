@@ -191,6 +191,30 @@ def write_config_and_metrics(
 LAYOUTS = ("plain", "standardised")
 
 
+@dataclasses.dataclass(frozen=True)
+class LayoutVariant:
+    """One model of a layout comparison: ``key`` (for metrics), ``label`` (for people),
+    ``layout`` (one of :data:`LAYOUTS`) and the GSR ``weight``."""
+
+    key: str
+    label: str
+    layout: str
+    weight: float
+
+
+def layout_variants(
+    weights: Sequence[float], standardised_weights: Sequence[float]
+) -> list[LayoutVariant]:
+    """The plain bottleneck at each of ``weights``, then the standardised one at each of
+    ``standardised_weights`` (each sorted, duplicates dropped)."""
+    return [
+        LayoutVariant(f"{layout}_lambda_{lambda_label(w)}", f"{layout} λ={lambda_label(w)}",
+                      layout, float(w))
+        for layout, values in zip(LAYOUTS, (weights, standardised_weights), strict=True)
+        for w in sorted(set(values))
+    ]
+
+
 def bottleneck_autoencoder(
     n_features: int,
     hidden: Sequence[int],
@@ -298,10 +322,12 @@ __all__ = [
     "MSE_WRECKED",
     "WRECKED",
     "LAYOUTS",
+    "LayoutVariant",
     "accuracy_cost",
     "bottleneck_autoencoder",
     "check_config",
     "lambda_label",
+    "layout_variants",
     "load_mnist",
     "one_thread",
     "plot_tradeoff",

@@ -40,9 +40,10 @@ from ..training import evaluate, fit
 from . import (
     LAYOUTS,
     WRECKED,
+    LayoutVariant,
     bottleneck_autoencoder,
     check_config,
-    lambda_label,
+    layout_variants,
     reconstruction_cost,
     tuple_fields,
 )
@@ -169,21 +170,8 @@ class RotationConfig:
 Config = RotationConfig
 
 
-@dataclass(frozen=True)
-class _Variant:
-    key: str
-    label: str
-    layout: str
-    weight: float
-
-
-def _variants(config: RotationConfig) -> list[_Variant]:
-    out = [_Variant(f"plain_lambda_{lambda_label(w)}", f"plain λ={lambda_label(w)}",
-                    "plain", float(w)) for w in sorted(set(config.weights))]
-    out += [_Variant(f"standardised_lambda_{lambda_label(w)}",
-                     f"standardised λ={lambda_label(w)}", "standardised", float(w))
-            for w in sorted(set(config.standardised_weights))]
-    return out
+def _variants(config: RotationConfig) -> list[LayoutVariant]:
+    return layout_variants(config.weights, config.standardised_weights)
 
 
 def ring_autoencoder(config: RotationConfig, layout: str) -> tuple[nn.Module, str]:

@@ -71,9 +71,11 @@ from ..training import evaluate, fit
 from . import (
     LAYOUTS,
     WRECKED,
+    LayoutVariant,
     bottleneck_autoencoder,
     check_config,
     lambda_label,
+    layout_variants,
     one_thread,
     reconstruction_cost,
     tuple_fields,
@@ -486,22 +488,8 @@ Config = TrajectoryConfig
 # --------------------------------------------------------------------------- models
 
 
-@dataclass(frozen=True)
-class _Variant:
-    key: str
-    label: str
-    layout: str
-    weight: float
-
-
-def _variants(config: TrajectoryConfig) -> list[_Variant]:
-    out = []
-    for layout, weights in (("plain", config.weights),
-                            ("standardised", config.standardised_weights)):
-        out += [_Variant(f"{layout}_lambda_{lambda_label(w)}",
-                         f"{layout} λ={lambda_label(w)}", layout, float(w))
-                for w in sorted(set(weights))]
-    return out
+def _variants(config: TrajectoryConfig) -> list[LayoutVariant]:
+    return layout_variants(config.weights, config.standardised_weights)
 
 
 def line_autoencoder(
