@@ -17,8 +17,8 @@ import torch
 from scipy.linalg import eigh
 from torch import nn
 
-from ._util import model_device as _model_device
-from .graphs import LAPLACIAN_KINDS, Graph, rank_by_size
+from .._util import model_device as _model_device
+from ..graphs import LAPLACIAN_KINDS, Graph, rank_by_size
 
 __all__ = [
     "activations",
