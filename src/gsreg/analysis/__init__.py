@@ -19,22 +19,44 @@ from torch import nn
 
 from .._util import model_device as _model_device
 from ..graphs import LAPLACIAN_KINDS, Graph, rank_by_size
+from ._structure import (
+    cluster_samples,
+    contiguity_null,
+    decodability,
+    map_structure,
+    module_ari_null,
+    morans_i_null,
+    participation_ratio,
+    posthoc_modules,
+    segmentation_contiguity,
+    territories,
+)
 
 __all__ = [
     "activations",
     "class_deviation_maps",
     "class_maps",
+    "cluster_samples",
     "cluster_scores",
     "column_correlations",
+    "contiguity_null",
+    "decodability",
     "dirichlet_energy",
     "global_mean",
     "indicate_clusters",
     "localization",
+    "map_structure",
     "module_activity",
+    "module_ari_null",
     "module_class_table",
     "modules",
     "morans_i",
+    "morans_i_null",
+    "participation_ratio",
+    "posthoc_modules",
     "segmentation",
+    "segmentation_contiguity",
+    "territories",
 ]
 
 
