@@ -16,6 +16,7 @@ from . import graphs
 from .coactivation import CoactivationGraph
 from .graphs import Graph
 from .io import load, save
+from .placement import arrange
 from .penalty import GraphPenalty
 from .regularizer import GraphRegularizer
 
@@ -36,6 +37,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "CoactivationGraph",
+    "arrange",
     "GSRAutoencoder",
     "GSRClassifier",
     "Graph",

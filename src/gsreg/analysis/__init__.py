@@ -19,6 +19,7 @@ from torch import nn
 
 from .._util import model_device as _model_device
 from ..graphs import LAPLACIAN_KINDS, Graph, rank_by_size
+from ._arrangement import arrangement
 from ._structure import (
     cluster_samples,
     contiguity_null,
@@ -57,6 +58,7 @@ __all__ = [
     "segmentation",
     "segmentation_contiguity",
     "territories",
+    "arrangement",
 ]
 
 
