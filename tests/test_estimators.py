@@ -12,7 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import gsreg
 from gsreg import GSRAutoencoder, GSRClassifier, analysis, graphs
-from gsreg.estimators import MAX_EPOCHS, MIN_EPOCHS, auto_epochs
+from gsreg.estimators import MAX_EPOCHS, MIN_EPOCHS, arrange_epochs, auto_epochs
 from gsreg.models import DenseAutoencoder
 from gsreg.training import fit
 
@@ -70,6 +70,12 @@ def test_parameters_are_stored_verbatim_and_checked_in_fit():
         fast_ae(graph="hexagon:3").fit(X)
     with pytest.raises(TypeError, match="bad learned_options"):
         fast_ae(graph="learned", learned_options={"colour": 1}).fit(X)
+    with pytest.raises(TypeError, match="arrange must be True or False"):
+        fast_ae(arrange="yes").fit(X)
+    with pytest.raises(ValueError, match="arrange=True needs a fixed graph"):
+        fast_ae(graph="learned", arrange=True).fit(X)
+    with pytest.raises(ValueError, match="needs epochs >= 2"):
+        fast_clf(arrange=True, epochs=1).fit(X, np.arange(20) % 2)
 
 
 def test_auto_epochs_scale_with_the_data():
@@ -288,6 +294,53 @@ def test_estimators_work_in_pipelines(digits):
     assert pipe.transform(digits.X_test).shape == (300, 3)
 
 
+def standardised_energy(Z, graph):
+    """Dirichlet energy per sample of the units standardised over the samples."""
+    S = (Z - Z.mean(axis=0)) / np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
+    return analysis.dirichlet_energy(S, graph, normalize=False)
+
+
+def test_arrange_trains_a_quarter_without_gsr_then_arranges_in_place_and_trains_on(
+    digits, monkeypatch
+):
+    X = digits.X_train[:256]
+    calls = []
+    real = gsreg.placement.arrange
+
+    def spy(model, layer, graph, rows, **kw):
+        before = model(rows).detach().clone()
+        perm = real(model, layer, graph, rows, **kw)
+        calls.append(dict(layer=layer, graph=graph, n_rows=len(rows), perm=perm,
+                          weight=model.decoder[0][0].weight.detach().clone()))
+        torch.testing.assert_close(model(rows).detach(), before, rtol=1e-5, atol=1e-5)
+        return perm
+
+    monkeypatch.setattr(gsreg.placement, "arrange", spy)
+    est = fast_ae(arrange=True, epochs=8, batch_size=64).fit(X)
+    assert len(calls) == 1
+    call = calls[0]
+    assert call["layer"] == "decoder.0" and call["graph"] == graphs.grid(2, 3)
+    assert call["n_rows"] == 256
+    assert arrange_epochs(8) == 2 and est.arrange_step_ == 2 * 4 and est.n_steps_ == 8 * 4
+    np.testing.assert_array_equal(est.arrangement_, call["perm"])
+    weights = est.history_["gsr/decoder.0/weight"]
+    assert weights[:2] == [0.0, 0.0] and all(w == pytest.approx(3e-3) for w in weights[2:])
+    assert est.history_["epoch"] == list(range(1, 9))
+    # training went on after the arrangement
+    assert not torch.equal(est.model_.decoder[0][0].weight, call["weight"])
+
+
+def test_arrange_gives_a_smoother_layer_than_training_with_gsr_alone(digits):
+    settings = dict(graph="grid:4x4", weight=1e-2, hidden=(16,), latent=4, epochs=12,
+                    batch_size=100, lr=1e-2, random_state=0, device="cpu")
+    plain = GSRAutoencoder(**settings).fit(digits.X_train)
+    arranged = GSRAutoencoder(arrange=True, **settings).fit(digits.X_train)
+    assert plain.n_steps_ == arranged.n_steps_ and plain.arrangement_ is None
+    g = graphs.grid(4, 4)
+    energy = [standardised_energy(e.activations(digits.X_test), g) for e in (plain, arranged)]
+    assert energy[1] < 0.8 * energy[0]
+
+
 # --------------------------------------------------------------------------- saving
 
 
@@ -306,6 +359,7 @@ def test_autoencoder_save_load_reproduces_transform_exactly(tmp_path, digits, gr
     assert again.n_features_in_ == 64 and again.n_iter_ == est.n_iter_
     if est.modules_ is not None:
         np.testing.assert_array_equal(again.modules_, est.modules_)
+    assert again.arrangement_ is None and again.arrange_step_ is None
     with pytest.raises(ValueError, match="not a GSRClassifier"):
         GSRClassifier.load(path)
 
@@ -315,8 +369,10 @@ def test_classifier_save_load_reproduces_predictions_exactly(tmp_path, digits):
 
     X = pd.DataFrame(digits.X_train[:150], columns=[f"px{i}" for i in range(64)])
     y = np.array(["odd", "even"])[digits.y_train[:150] % 2]
-    clf = fast_clf().fit(X, y)
+    clf = fast_clf(arrange=True).fit(X, y)
     again = GSRClassifier.load(clf.save(tmp_path / "clf.safetensors"))
+    np.testing.assert_array_equal(again.arrangement_, clf.arrangement_)
+    assert again.arrange_step_ == clf.arrange_step_ == 2 * 3
     Xt = pd.DataFrame(digits.X_test, columns=X.columns)
     np.testing.assert_array_equal(again.predict_proba(Xt), clf.predict_proba(Xt))
     np.testing.assert_array_equal(again.predict(Xt), clf.predict(Xt))

@@ -11,6 +11,12 @@ Both estimators follow scikit-learn's conventions (``get_params``/``set_params``
 model with :func:`gsreg.training.fit` and a :class:`~gsreg.GraphRegularizer` on one layer.
 ``weight=0`` trains the same model from the same initial weights on the same batches
 without the penalty: the baseline to compare with.
+
+``arrange=True`` (fixed graphs) trains the first :data:`ARRANGE_FRACTION` of the epochs
+without the penalty, places the structured layer's units on the graph with
+:func:`gsreg.arrange` (same function, smoothest placement of their activations on the
+training data), then trains the remaining epochs with GSR: the fine-tuning starts from a
+layer that is already as smooth as a post-hoc arrangement makes it.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from . import analysis, graphs
+from . import analysis, graphs, placement
 from . import io as gsreg_io
 from .coactivation import CoactivationGraph
 from .graphs import Graph
@@ -44,7 +50,7 @@ from .models import DenseAutoencoder, DenseClassifier
 from .regularizer import GraphRegularizer
 from .training import History, fit, resolve_device
 
-__all__ = ["GSRAutoencoder", "GSRClassifier", "auto_epochs"]
+__all__ = ["ARRANGE_FRACTION", "GSRAutoencoder", "GSRClassifier", "arrange_epochs", "auto_epochs"]
 
 LEARNED = "learned"
 SCALES = ("global", "standard", None)
@@ -52,6 +58,11 @@ TARGET_STEPS = 3000
 """Optimiser steps that ``epochs="auto"`` aims for (see :func:`auto_epochs`)."""
 MIN_EPOCHS, MAX_EPOCHS = 10, 1000
 _PREDICT_BATCH = 4096
+ARRANGE_FRACTION = 0.25
+"""Share of the epochs that ``arrange=True`` trains without the penalty before arranging
+(the same quarter that a learned graph warms up for)."""
+ARRANGE_ROWS = 5000
+"""Training rows (at most; a seeded sample) whose activations place the units."""
 
 
 def auto_epochs(n_samples: int, batch_size: int) -> int:
@@ -65,6 +76,12 @@ def auto_epochs(n_samples: int, batch_size: int) -> int:
     """
     steps_per_epoch = max(1, math.ceil(n_samples / batch_size))
     return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch))))
+
+
+def arrange_epochs(epochs: int) -> int:
+    """Epochs that ``arrange=True`` trains without the penalty before arranging the units:
+    ``max(1, floor(ARRANGE_FRACTION * epochs))`` (2 of 10, 25 of 100); ``epochs >= 2``."""
+    return max(1, int(ARRANGE_FRACTION * epochs))
 
 
 # ---------------------------------------------------------------------------- base
@@ -115,6 +132,18 @@ class _GSRBase(BaseEstimator):
             )
         if not _is_int(self.verbose, 0):
             raise ValueError(f"{name}: verbose must be an int >= 0, got {self.verbose!r}")
+        if not isinstance(self.arrange, (bool, np.bool_)):
+            raise TypeError(f"{name}: arrange must be True or False, got {self.arrange!r}")
+        if self.arrange and isinstance(graph, str) and graph.strip().lower() == LEARNED:
+            raise ValueError(
+                f"{name}: arrange=True needs a fixed graph to arrange the units on, got "
+                "graph='learned'"
+            )
+        if self.arrange and self.epochs != "auto" and self.epochs < 2:
+            raise ValueError(
+                f"{name}: arrange=True trains before and after arranging and needs "
+                f"epochs >= 2, got {self.epochs!r}"
+            )
 
     def _resolve_graph(self) -> tuple[Graph | None, int]:
         """The fixed graph (None for "learned") and the width of the structured layer."""
@@ -209,32 +238,52 @@ class _GSRBase(BaseEstimator):
             torch.manual_seed(seed)
             model = self._build_model(X.shape[1], width, n_outputs)
             layer = self._structured_layer()
-            reg = GraphRegularizer(
-                model,
-                {layer: learned if learned is not None else graph},
-                weight=float(self.weight),
-                laplacian=self.laplacian or "combinatorial",
-                normalize=self.normalize,
-            )
             if sp.issparse(X):  # kept on the host, densified and scaled batch by batch
                 Xs, transform = X, self._batch_scaler(device)
             else:
                 Xs, transform = self._scaled(X, device), None
             y_t = None if y is None else torch.as_tensor(y, dtype=torch.int64, device=device)
-            try:
-                history = fit(
-                    model, Xs, y_t, task=self._task, regularizer=reg, epochs=epochs,
-                    batch_size=batch_size, lr=float(self.lr), device=device, seed=seed,
-                    progress=self.verbose > 0, desc=type(self).__name__, transform=transform,
-                )  # fmt: skip
-            finally:
-                reg.remove()
+
+            def train(weight: float, n_epochs: int, run_seed: int) -> tuple[History, int]:
+                reg = GraphRegularizer(
+                    model,
+                    {layer: learned if learned is not None else graph},
+                    weight=weight,
+                    laplacian=self.laplacian or "combinatorial",
+                    normalize=self.normalize,
+                )
+                try:
+                    run = fit(
+                        model, Xs, y_t, task=self._task, regularizer=reg, epochs=n_epochs,
+                        batch_size=batch_size, lr=float(self.lr), device=device,
+                        seed=run_seed, progress=self.verbose > 0,
+                        desc=type(self).__name__, transform=transform,
+                    )  # fmt: skip
+                finally:
+                    reg.remove()
+                return run, reg.step_count
+
+            perm, arrange_step = None, None
+            if self.arrange:
+                before = arrange_epochs(epochs)
+                history, steps = train(0.0, before, seed)
+                perm = placement.arrange(model, layer, graph, self._arrange_rows(X, seed, device),
+                                         random_state=seed)  # fmt: skip
+                # a fresh optimiser and the next seed's batches: Adam's moments belong to
+                # the units' old order
+                rest, more = train(float(self.weight), epochs - before, seed + 1)
+                history.epochs += [{**e, "epoch": e["epoch"] + before} for e in rest.epochs]
+                arrange_step, steps = steps, steps + more
+            else:
+                history, steps = train(float(self.weight), epochs, seed)
         model.eval()
         self.model_ = model
         self.layer_ = layer
         self.history_ = history
         self.n_iter_ = epochs
-        self.n_steps_ = reg.step_count
+        self.n_steps_ = steps
+        self.arrangement_ = perm
+        self.arrange_step_ = arrange_step
         self.seed_ = seed
         self.coactivation_ = learned
         if learned is None:
@@ -252,6 +301,16 @@ class _GSRBase(BaseEstimator):
                 self.modules_ = None
             else:
                 self.modules_ = learned.modules()
+
+    def _arrange_rows(self, X, seed: int, device: torch.device) -> torch.Tensor:
+        """Scaled float32 rows (at most :data:`ARRANGE_ROWS`, a seeded sample in the
+        data's order) of training data X whose activations place the units."""
+        rows = np.arange(X.shape[0])
+        if len(rows) > ARRANGE_ROWS:
+            rng = np.random.default_rng(seed)
+            rows = np.sort(rng.choice(len(rows), ARRANGE_ROWS, replace=False))
+        block = X[rows]
+        return self._scaled(block.toarray() if sp.issparse(block) else block, device)
 
     # -- read-outs -----------------------------------------------------------------------
     def activations(self, X, layer: str | None = None) -> np.ndarray:
@@ -319,6 +378,8 @@ class _GSRBase(BaseEstimator):
             "n_iter_": self.n_iter_,
             "n_steps_": self.n_steps_,
             "seed_": self.seed_,
+            "arrangement_": None if self.arrangement_ is None else self.arrangement_.tolist(),
+            "arrange_step_": self.arrange_step_,
             **self._extra_fitted(),
         }
         try:
@@ -348,6 +409,9 @@ class _GSRBase(BaseEstimator):
         names = fitted.pop("feature_names_in_")
         if names is not None:
             est.feature_names_in_ = np.asarray(names, dtype=object)
+        perm = fitted.pop("arrangement_", None)  # absent in files of older versions
+        est.arrangement_ = None if perm is None else np.asarray(perm, dtype=np.int64)
+        est.arrange_step_ = fitted.pop("arrange_step_", None)
         est._restore_extra(fitted)
         for key in ("n_features_in_", "layer_", "n_iter_", "n_steps_", "seed_"):
             setattr(est, key, fitted[key])
@@ -410,6 +474,12 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         laplacian: None (combinatorial for fixed graphs, normalised for learned ones),
             "combinatorial", "normalized" or "random_walk".
         normalize: False (the plain penalty), "rayleigh" or "centered" (scale-free forms).
+        arrange: fixed graphs only: train the first :func:`arrange_epochs` epochs (a
+            quarter) with weight 0, place the layer's units on the graph with
+            :func:`gsreg.arrange` (the smoothest placement of their activations on at most
+            :data:`ARRANGE_ROWS` training rows; the function is unchanged), then train
+            the remaining epochs with GSR (a fresh Adam, the batches of seed + 1). The
+            same number of steps in all; ``arrangement_`` holds the permutation.
         epochs: "auto" (:func:`auto_epochs`: about 3000 optimiser steps, 10 to 1000
             epochs) or a number.
         batch_size, lr: Adam's mini-batch size (cut to N for smaller data) and rate.
@@ -426,6 +496,8 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
     ``graph_`` (the fixed or final learned graph), ``modules_`` ((n,) neuron modules of a
     learned graph, else None), ``coactivation_`` (the learned graph's state),
     ``history_`` (per-epoch losses), ``layer_``, ``n_iter_`` (epochs), ``n_steps_``,
+    ``arrangement_`` ((n,) int64 ``perm[node] = unit`` of ``arrange=True``, else None),
+    ``arrange_step_`` (the optimiser steps before the units were arranged, else None),
     ``input_mean_``, ``input_scale_``, ``n_features_in_``, ``feature_names_in_``.
     """
 
@@ -445,6 +517,7 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         learned_options: dict | None = None,
         laplacian: str | None = None,
         normalize: bool | str = False,
+        arrange: bool = False,
         epochs: int | str = "auto",
         batch_size: int = 500,
         lr: float = 1e-3,
@@ -524,12 +597,14 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
     ``n_features -> hidden -> fc (graph's width, structured) -> dropout -> n_classes``
     (:class:`DenseClassifier`), trained with cross-entropy plus
     ``weight * mean_b z_b^T L z_b`` on ``fc``. Arguments as for :class:`GSRAutoencoder`
-    (no ``layer``, ``latent``, ``decoder_hidden``), plus ``dropout`` after ``fc``.
+    (no ``layer``, ``latent``, ``decoder_hidden``; ``arrange`` included), plus
+    ``dropout`` after ``fc``.
     ``scale`` defaults to "standard" (each feature to unit variance).
 
     Fitted attributes: ``classes_``, ``model_``, ``graph_``, ``modules_``,
     ``coactivation_``, ``history_``, ``layer_`` ("fc"), ``n_iter_``, ``n_steps_``,
-    ``input_mean_``, ``input_scale_``, ``n_features_in_``, ``feature_names_in_``.
+    ``arrangement_``, ``arrange_step_``, ``input_mean_``, ``input_scale_``,
+    ``n_features_in_``, ``feature_names_in_``.
     """
 
     _task = "classification"
@@ -546,6 +621,7 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
         learned_options: dict | None = None,
         laplacian: str | None = None,
         normalize: bool | str = False,
+        arrange: bool = False,
         epochs: int | str = "auto",
         batch_size: int = 500,
         lr: float = 1e-3,
