@@ -198,7 +198,7 @@ def _write_run(config, graph, loaded, perm, Z_before, Z_after, y, path: Path) ->
     _save_model(path / "model.safetensors", loaded, config, graph, perm)
     folder.write_json("config", dataclasses.asdict(config))
     folder.write_metrics(metrics)
-    folder.write_report(f"gsreg arrange: {config.layer} of {Path(config.model).name}",
+    folder.write_report(f"gsreg arrange: {config.layer} of {_model_name(config.model)}",
                         _sections(config, metrics, figures, y is not None))  # fmt: skip
     return metrics
 
@@ -293,11 +293,17 @@ def _save_model(path: Path, loaded, config, graph: Graph, perm: np.ndarray) -> N
             reg.remove()
 
 
+def _model_name(model: str) -> str:
+    """The file's name, with its folder when that names the run (``fit-x/model.safetensors``)."""
+    path = Path(model).resolve()
+    return f"{path.parent.name}/{path.name}" if path.stem == "model" else path.name
+
+
 def _sections(config, metrics: dict, figures: list, labelled: bool) -> list[Section]:
     before, after = metrics["before"], metrics["after"]
     text = (
         f"The {metrics['n_units']} units of layer '{config.layer}' of "
-        f"{Path(config.model).name} were placed on the graph {metrics['graph']} so that "
+        f"{_model_name(config.model)} were placed on the graph {metrics['graph']} so that "
         f"their activations on the {metrics['n_samples']} samples of "
         f"{Path(config.data).name} are smooth on it (gsreg.arrange, seed {config.seed}); "
         "the model computes the same function. Before: unit i on node i. The scores are on "
