@@ -44,6 +44,28 @@ def test_quick_demo_metrics_and_report_content(quick_run):
     assert "Moran" in html and f"{metrics['test_mse_gsr']:.5f}" in html
 
 
+def test_quick_demo_judges_gsr_against_the_arranged_lambda_0_layer(quick_run):
+    _, out = quick_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    none = metrics["models"]["none"]
+    assert metrics["morans_i_no_gsr_arranged"] == none["arranged"]["morans_i"]
+    # same model, units only placed differently: the arrangement cannot change these
+    assert none["arranged"]["decodability"] == none["decodability"]
+    assert none["arranged"]["activation_norm"] == pytest.approx(none["activation_norm"])
+    energy = none["arranged"]["arrangement_energy"]
+    assert energy["arranged"] <= energy["identity"]
+    for key in ("gsr", "gsr_centered"):
+        verdict = metrics["models"][key]["verdict_vs_controls"]
+        assert verdict == metrics[f"verdict_{key}"]
+        best = max(none["morans_i"], none["arranged"]["morans_i"])
+        assert verdict["control_score"] == best
+        assert verdict["margin"] == pytest.approx(metrics["models"][key]["morans_i"] - best)
+        assert verdict["helps"] == (verdict["margin"] > 0 and verdict["distinct"]
+                                    and verdict["informative"])
+    html = (out / "report.html").read_text()
+    assert "the best control" in html and "no GSR arranged" in html
+
+
 def test_demo_prints_where_the_report_is(tmp_path, capsys):
     out = tmp_path / "d"
     assert cli.main(["demo", "--quick", "--quiet", "--epochs", "1", "--out", str(out)]) == 0

@@ -109,6 +109,29 @@ def test_mnist_grid_ae_metrics(quick_runs):
         assert key in metrics
 
 
+@pytest.mark.parametrize("name", ["mnist-grid-ae", "mnist-grid-classifier"])
+def test_mnist_grid_experiments_judge_every_gsr_model_against_the_best_control(
+        quick_runs, name):
+    metrics = _metrics(quick_runs[1][name])
+    controls = metrics["controls"]
+    assert set(controls) == {"λ=0", "λ=0 arranged"}
+    reference = metrics["models"]["lambda_0"]
+    assert controls["λ=0 arranged"]["morans_i"] == reference["arranged"]["morans_i"]
+    for model in metrics["models"].values():
+        assert 0 <= model["morans_i_p"] <= 1 and model["participation_ratio"] >= 1
+        assert model["arranged"]["decodability"] == model["decodability"]
+        if model["weight"] == 0:
+            assert "verdict_vs_controls" not in model
+            continue
+        verdict = model["verdict_vs_controls"]
+        assert verdict["margin"] == pytest.approx(verdict["gsr_score"]
+                                                  - verdict["control_score"])
+        if verdict["margin"] <= 0:
+            assert verdict["helps"] is False
+    html = (quick_runs[1][name] / "report.html").read_text()
+    assert "Controls" in html and "best control" in html
+
+
 def test_mnist_grid_classifier_metrics(quick_runs):
     metrics = _metrics(quick_runs[1]["mnist-grid-classifier"])
     assert metrics["test_accuracy_no_gsr"] > 0.3  # chance is 0.1

@@ -273,13 +273,15 @@ def plot_tradeoff(
     extra: Mapping[str, tuple[float, float, float]] | None = None,
     title: str | None = None,
     structure_reference: float | None = None,
+    control: tuple[str, float] | None = None,
 ):
     """The primary task (left axis) and a structure score (right axis) against lambda.
 
     lambda = 0 is drawn one decade left of the smallest non-zero lambda and labelled
     ``0``. ``extra`` adds single models as open markers: ``{label: (weight, primary,
     structure)}`` (e.g. the centred penalty). ``structure_reference`` draws a dotted
-    line (e.g. Moran's I without spatial structure). Returns the figure.
+    line (e.g. Moran's I without spatial structure); ``control`` ``(label, value)`` a
+    dashed one (e.g. the λ = 0 layer arranged post hoc). Returns the figure.
     """
     import matplotlib.pyplot as plt
     import numpy as np
@@ -301,6 +303,10 @@ def plot_tradeoff(
     twin.set_ylabel(structure_label, color="tab:orange")
     if structure_reference is not None:
         twin.axhline(structure_reference, color="tab:orange", lw=0.8, ls=":")
+    if control is not None:
+        twin.axhline(control[1], color="tab:red", lw=1.0, ls="--")
+        twin.annotate(control[0], (0.01, control[1]), xycoords=("axes fraction", "data"),
+                      textcoords="offset points", xytext=(0, 3), fontsize=8, color="tab:red")
     for label, (w, p, s) in (extra or {}).items():
         ax.plot([x_of(w)], [p], "o", mfc="none", color="tab:blue", ms=9)
         twin.plot([x_of(w)], [s], "s", mfc="none", color="tab:orange", ms=9)

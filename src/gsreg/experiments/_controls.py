@@ -132,9 +132,24 @@ def verdict_text(result: Mapping[str, Any], gsr_label: str, cost: str) -> str:
     return head + ": GSR does not help here."
 
 
+def verdict_short(result: Mapping[str, Any], cost: str) -> str:
+    """The verdict in a headline's few words: "0.30 vs λ=0 arranged 0.60 (-0.30) at 0.99x
+    MSE: does not help"."""
+    word = "helps" if result["helps"] else "does not help"
+    return (f"{result['gsr_score']:.3f} vs {result['best_control']} "
+            f"{result['control_score']:.3f} ({result['margin']:+.3f}) at {cost}: {word}")
+
+
+def arranged_row(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A figure row (``label``, ``_maps``, ``_deviation_maps``) of a model's layer with its
+    units arranged post hoc, from a :func:`map_fields` result with a ``label``."""
+    return {"label": f"{result['label']} arranged", "_maps": result["_arranged_maps"],
+            "_deviation_maps": result["_arranged_deviation_maps"]}
+
+
 def _finite(value: float) -> float:
     return value if math.isfinite(value) else -math.inf
 
 
-__all__ = ["ARRANGE_SAMPLES", "DECODE_TOLERANCE", "controls_of", "map_fields", "verdict",
-           "verdict_text"]
+__all__ = ["ARRANGE_SAMPLES", "DECODE_TOLERANCE", "arranged_row", "controls_of", "map_fields",
+           "verdict", "verdict_short", "verdict_text"]

@@ -47,6 +47,15 @@ from . import (
     tuple_fields,
     write_config_and_metrics,
 )
+from ._controls import (
+    ARRANGE_SAMPLES,
+    arranged_row,
+    controls_of,
+    map_fields,
+    verdict,
+    verdict_short,
+    verdict_text,
+)
 
 TITLE = "MNIST autoencoder with an 8x8 GSR layer: the lambda grid"
 
@@ -141,14 +150,13 @@ def train_variant(variant, config, graph, data, device, progress):
     history, seconds = fit_with_gsr(
         model, variant, config, graph, data, device, progress, normalize=variant.normalize
     )
-    Z = analysis.activations(model, data.X_test, config.layer)
     result = {
         "label": variant.label,
         "weight": variant.weight,
         "normalize": variant.normalize,
         "test_mse": evaluate(model, data.X_test, task="reconstruction")["mse"],
         "train_seconds": seconds,
-        **class_map_fields(Z, data.y_test, graph),
+        **class_map_fields(model, config.layer, data, graph, config.seed),
     }
     return result, history
 
@@ -189,17 +197,39 @@ def fit_with_gsr(
     return history, seconds
 
 
-def class_map_fields(Z: np.ndarray, labels: np.ndarray, graph: Graph) -> dict[str, Any]:
-    """A result's scores of the grid layer's test activations Z (N, n) with class labels
-    (N,): :func:`gsreg.analysis.localization`, plus the private ``_maps`` (K, n) (class
-    means) and ``_deviation_maps`` (K, n) (class means minus the global mean) drawn by
-    :func:`class_map_figures`."""
-    maps = analysis.class_maps(Z, labels)
-    return {
-        **analysis.localization(Z, labels, graph),
-        "_maps": maps,
-        "_deviation_maps": maps - analysis.global_mean(Z),
-    }
+def class_map_fields(
+    model: nn.Module, layer: str, data: Dataset, graph: Graph, seed: int
+) -> dict[str, Any]:
+    """The grid layer's map scores as trained and arranged post hoc
+    (:func:`gsreg.experiments._controls.map_fields`): the arrangement and the decodability
+    probe are fitted on at most ``ARRANGE_SAMPLES`` training digits (drawn with ``seed``),
+    every score is on the test digits."""
+    rows = np.arange(len(data.X_train))
+    if len(rows) > ARRANGE_SAMPLES:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, ARRANGE_SAMPLES, replace=False))
+    Z_train = analysis.activations(model, data.X_train[rows], layer)
+    Z_test = analysis.activations(model, data.X_test, layer)
+    return map_fields(Z_train, data.y_train[rows], Z_test, data.y_test, graph, seed=seed)
+
+
+def with_controls(models: dict[str, dict], reference: str = "lambda_0") -> dict[str, dict]:
+    """Each model's activation scale against the λ = 0 model ``models[reference]`` and, for
+    GSR models, the :func:`gsreg.experiments._controls.verdict` against its controls."""
+    reference = models[reference]
+    out = {}
+    for key, m in models.items():
+        m = m | {"scale_vs_lambda_0": m["activation_norm"] / reference["activation_norm"]}
+        if m["weight"] > 0:
+            m["verdict_vs_controls"] = verdict(m, reference)
+        out[key] = m
+    return out
+
+
+def control_summary(reference: dict) -> dict[str, dict[str, float]]:
+    """The λ = 0 controls' headline scores for ``metrics.json``."""
+    keys = ("morans_i", "morans_i_p", "participation_ratio", "contiguity", "territories",
+            "decodability")
+    return {name: {k: fields[k] for k in keys} for name, fields in controls_of(reference).items()}
 
 
 def lambda_grid_metrics(
@@ -229,6 +259,7 @@ def lambda_grid_metrics(
         "graph": config.graph,
         "layer": config.layer,
         "models": models,
+        "controls": control_summary(reference),
         "lambdas": [m["weight"] for m in grid],
         f"{primary}_by_lambda": [m[primary] for m in grid],
         "morans_i_by_lambda": [m["morans_i"] for m in grid],
@@ -238,16 +269,17 @@ def lambda_grid_metrics(
         "wrecking_lambdas": [m["weight"] for m in wrecking_among if m["verdict"] == WRECKED],
         "best": None if best is None else {
             "lambda": best["weight"], "morans_i": best["morans_i"], cost: best[cost],
+            "verdict_vs_controls": best["verdict_vs_controls"],
         },
     }
 
 
 def _metrics(config: MnistGridAEConfig, data: Dataset, results: dict) -> dict:
     base = results["lambda_0"]["test_mse"]
-    models = {
+    models = with_controls({
         key: public_fields(r) | reconstruction_cost(r["test_mse"], base)
         for key, r in results.items()
-    }
+    })
     plain = [m for m in models.values() if m["normalize"] is False]
     # the centred model counts among the wrecking lambdas too
     shared = lambda_grid_metrics(
@@ -257,6 +289,7 @@ def _metrics(config: MnistGridAEConfig, data: Dataset, results: dict) -> dict:
         "centered": next(({
             "lambda": m["weight"], "morans_i": m["morans_i"], "mse_ratio": m["mse_ratio"],
             "activation_norm": m["activation_norm"], "verdict": m["verdict"],
+            "verdict_vs_controls": m["verdict_vs_controls"],
         } for m in models.values() if m["normalize"] == "centered"), None),
     }
 
@@ -273,10 +306,14 @@ def headline(metrics: dict) -> dict[str, str]:
     else:
         out["best λ"] = (f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
                          f"MSE {best['mse_ratio']:.2f}x")
+        out["best λ vs best control"] = verdict_short(best["verdict_vs_controls"],
+                                                      f"{best['mse_ratio']:.2f}x MSE")
     centered = metrics.get("centered")
     if centered is not None:
         out["centred form"] = (f"λ={lambda_label(centered['lambda'])}: Moran's I "
                                f"{centered['morans_i']:.3f}, MSE {centered['mse_ratio']:.2f}x")
+        out["centred vs best control"] = verdict_short(centered["verdict_vs_controls"],
+                                                       f"{centered['mse_ratio']:.2f}x MSE")
     return out
 
 
@@ -292,14 +329,21 @@ def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
         [r["weight"] for r in plain], [r["test_mse"] for r in plain],
         [r["morans_i"] for r in plain], "test MSE", extra=extra,
         structure_reference=rows[0]["morans_i_expected"],
+        control=("λ=0 arranged (control)", rows[0]["arranged"]["morans_i"]),
         title="Primary task and localisation against λ",
     )
     return {
         "tradeoff": folder.save_figure(tradeoff, "tradeoff"),
-        **class_map_figures(folder, rows, graph, names),
+        **class_map_figures(folder, with_arranged_reference(rows), graph, names),
         "history": folder.save_figure(
             plotting.plot_history(histories, keys=("task_loss",), logy=True), "training"),
     }
+
+
+def with_arranged_reference(rows: Sequence[dict]) -> list[dict]:
+    """Figure rows with the λ = 0 layer arranged post hoc right after the λ = 0 row."""
+    return [row for r in rows
+            for row in ((r, arranged_row(r)) if r["weight"] == 0 else (r,))]
 
 
 def class_map_figures(
@@ -324,30 +368,27 @@ def class_map_figures(
 
 
 def _sections(config: MnistGridAEConfig, metrics: dict, figures: dict[str, str]) -> list:
-    models = metrics["models"]
-    rows = [
-        {
-            "model": m["label"],
-            "test MSE": f"{m['test_mse']:.5f}",
-            "MSE vs λ=0": f"{m['mse_ratio']:.3f}x",
-            "primary task": m["verdict"],
-            **structure_columns(m),
-        }
-        for m in models.values()
-    ]
+    rows = table_rows(metrics["models"], lambda m: {
+        "test MSE": f"{m['test_mse']:.5f}",
+        "MSE vs λ=0": f"{m['mse_ratio']:.3f}x",
+        "primary task": m["verdict"],
+    })
     return [
         Section("Summary", text=_summary(config, metrics), table=rows),
         Section("Primary task and localisation against λ", text=(
             "Blue: test MSE (left axis); orange: Moran's I of the class maps minus the "
             "global mean (right axis). λ = 0 sits at the left end; open markers are the "
             "centred Rayleigh penalty. The dotted line is Moran's I without any spatial "
-            "structure. A useful λ raises the orange curve while the blue one stays flat."),
+            "structure, the red dashed line that of the λ = 0 layer arranged post hoc. A "
+            "useful λ lifts the orange curve above the red line while the blue one stays "
+            "flat."),
             figures=[figures["tradeoff"]]),
+        Section("Controls", text=CONTROLS_TEXT, table=verdict_rows(metrics["models"])),
         Section("Class maps", text=(
             "Each panel is the average activation of the 64 grid neurons over the test "
             "images of one digit; each row is one model, with its own colour scale. With "
             "GSR, neighbouring neurons take similar values, so the maps become blobs "
-            "rather than salt and pepper."), figures=[figures["raw"]]),
+            "rather than salt and pepper. " + ARRANGED_ROW_TEXT), figures=[figures["raw"]]),
         Section("Class maps minus the global mean", text=(
             "What sets each digit apart: red above, blue below the average map. Localised "
             "classes show one or two compact red regions."), figures=[figures["deviation"]]),
@@ -360,15 +401,68 @@ def _sections(config: MnistGridAEConfig, metrics: dict, figures: dict[str, str])
     ]
 
 
+#: what the controls are, for every report with class maps on a grid
+CONTROLS_TEXT = (
+    "Every GSR model against the best control: the λ = 0 layer as trained, or with its "
+    "units arranged post hoc onto the graph (gsreg.arrange: the same model, so the same "
+    "task loss, fitted on training activations and scored on test digits). GSR helps when "
+    "its Moran's I beats the best control while it keeps as many class territories as "
+    "λ = 0 and its class decodability within 0.01. Each Moran's I has a p-value from 999 "
+    "random placements of the units; the participation ratio counts distinct class "
+    "patterns (1: one pattern shared by every class, only scaled).")
+#: the arranged row of the class-map figures
+ARRANGED_ROW_TEXT = (
+    "The row marked 'arranged' is the λ = 0 model with its units placed post hoc on the grid: "
+    "the control GSR has to beat.")
+
+
+def verdict_rows(models: dict[str, dict]) -> list[dict[str, str]]:
+    """One table row per GSR model: its Moran's I against the best control and why it
+    helps or not."""
+    rows = []
+    for m in models.values():
+        if "verdict_vs_controls" not in m:
+            continue
+        v = m["verdict_vs_controls"]
+        rows.append({
+            "model": m["label"],
+            "Moran's I": f"{v['gsr_score']:.3f}",
+            "best control": f"{v['best_control']} {v['control_score']:.3f}",
+            "margin": f"{v['margin']:+.3f}",
+            "territories kept": "yes" if v["distinct"] else "no",
+            "class information kept": "yes" if v["informative"] else "no",
+            "GSR helps": "yes" if v["helps"] else "no",
+        })
+    return rows
+
+
+def table_rows(models: dict[str, dict], primary) -> list[dict[str, str]]:
+    """Report-table rows: per model its ``primary(model)`` columns and structure columns,
+    followed by a row of the same layer with its units arranged post hoc (same function,
+    so the same primary task)."""
+    rows = []
+    for m in models.values():
+        rows.append({"model": m["label"], **primary(m), **structure_columns(m)})
+        rows.append({"model": f"{m['label']} arranged", **{k: "=" for k in primary(m)},
+                     **structure_columns(m["arranged"] | {"train_seconds": None})})
+    return rows
+
+
 def structure_columns(model: dict) -> dict[str, str]:
-    """A model's report-table columns after its primary task: localisation, energy, mean
-    activation norm and training seconds."""
+    """A model's report-table columns after its primary task: localisation with its
+    permutation p-value, distinct structure (participation ratio, territories, contiguity),
+    class information, scale and training seconds."""
+    seconds = model.get("train_seconds")
     return {
         "Moran's I (class − mean)": f"{model['morans_i']:.3f}",
+        "p": f"{model['morans_i_p']:.3f}",
         "Moran's I (raw maps)": f"{model['morans_i_raw']:.3f}",
-        "normalised Dirichlet energy": f"{model['dirichlet_energy']:.3f}",
+        "participation ratio": f"{model['participation_ratio']:.2f}",
+        "territories": f"{model['territories']} of {model['n_classes']}",
+        "contiguity (null)": f"{model['contiguity']:.2f} ({model['contiguity_null_mean']:.2f})",
+        "decodability": f"{model['decodability']:.3f}",
         "mean ||z||": f"{model['activation_norm']:.3f}",
-        "train s": f"{model['train_seconds']:.1f}",
+        "train s": "" if seconds is None else f"{seconds:.1f}",
     }
 
 
@@ -384,7 +478,8 @@ def _summary(config: MnistGridAEConfig, metrics: dict) -> str:
         f"Scores are on {data['n_test']} test digits.",
         f"Without GSR the test MSE is {none['test_mse']:.5f} and Moran's I of the class maps "
         f"is {none['morans_i']:.3f} ({none['morans_i_expected']:.3f} means no spatial "
-        "structure, 1 perfectly smooth).",
+        "structure, 1 perfectly smooth); with the same layer's units arranged post hoc on "
+        f"the grid it is {none['arranged']['morans_i']:.3f}, at no cost.",
     ]
     best = metrics["best"]
     if best is None:
@@ -393,7 +488,9 @@ def _summary(config: MnistGridAEConfig, metrics: dict) -> str:
         lines.append(
             f"The most localised model whose MSE stays within 10% of λ = 0 is λ = "
             f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f} at "
-            f"{best['mse_ratio']:.3f}x the MSE."
+            f"{best['mse_ratio']:.3f}x the MSE. " + verdict_text(
+                best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
+                f"{best['mse_ratio']:.3f}x the MSE")
         )
     centered = metrics["centered"]
     if centered is not None:
@@ -401,7 +498,9 @@ def _summary(config: MnistGridAEConfig, metrics: dict) -> str:
             f"The centred Rayleigh form at λ = {lambda_label(centered['lambda'])} reaches "
             f"Moran's I {centered['morans_i']:.3f} at {centered['mse_ratio']:.3f}x the MSE "
             f"({centered['verdict']}), with a mean ||z|| of {centered['activation_norm']:.3f} "
-            f"against {none['activation_norm']:.3f} without GSR."
+            f"against {none['activation_norm']:.3f} without GSR. " + verdict_text(
+                centered["verdict_vs_controls"], "The centred form",
+                f"{centered['mse_ratio']:.3f}x the MSE")
         )
     wrecked = [m["label"] for m in models.values() if m["verdict"] == WRECKED]
     if wrecked:

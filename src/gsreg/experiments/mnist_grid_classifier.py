@@ -41,12 +41,18 @@ from . import (
     tuple_fields,
     write_config_and_metrics,
 )
+from ._controls import verdict_short, verdict_text
 from .mnist_grid_ae import (
+    ARRANGED_ROW_TEXT,
+    CONTROLS_TEXT,
     class_map_fields,
     class_map_figures,
     fit_with_gsr,
     lambda_grid_metrics,
-    structure_columns,
+    table_rows,
+    verdict_rows,
+    with_arranged_reference,
+    with_controls,
 )
 
 TITLE = "MNIST classifier with an 8x8 GSR layer"
@@ -210,7 +216,7 @@ def _train(variant, config, graph, data, device, progress):
         "head": variant.head,
         "test_accuracy": float(np.mean(pred == data.y_test)),
         "train_seconds": seconds,
-        **class_map_fields(Z, data.y_test, graph),
+        **class_map_fields(model, config.layer, data, graph, config.seed),
         "_Z": Z,
         "_pred": pred,
     }
@@ -272,6 +278,9 @@ def _metrics(config, data, results: dict, showcase: dict) -> dict:
         reference = base if r["head"] == "dense" else head_base
         models[key] = public_fields(r) | accuracy_cost(r["test_accuracy"], reference)
         models[key]["accuracy_vs_dense_lambda_0"] = r["test_accuracy"] - base
+    models = (with_controls({k: m for k, m in models.items() if m["head"] == "dense"})
+              | with_controls({k: m for k, m in models.items() if m["head"] == "conv"},
+                              reference="conv_head_lambda_0"))
     dense = [m for m in models.values() if m["head"] == "dense"]
     head_gsr = models[f"conv_head_lambda_{lambda_label(config.head_weight)}"]
     shared = lambda_grid_metrics(
@@ -300,6 +309,8 @@ def headline(metrics: dict) -> dict[str, str]:
         "best λ": "none keeps the accuracy within 1 point of λ=0" if best is None else (
             f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
             f"accuracy {_points(best['accuracy_drop'])} points"),
+        **({} if best is None else {"best λ vs best control": verdict_short(
+            best["verdict_vs_controls"], f"{_points(best['accuracy_drop'])} points accuracy")}),
         "conv head": (f"{head['test_accuracy_no_gsr']:.4f} without, "
                       f"{head['test_accuracy_gsr']:.4f} with GSR λ={lambda_label(head['lambda'])}"),
     }
@@ -314,6 +325,7 @@ def _figures(folder, config, graph, data, results, histories, showcase) -> dict[
         [r["weight"] for r in dense], [r["test_accuracy"] for r in dense],
         [r["morans_i"] for r in dense], "test accuracy",
         structure_reference=rows[0]["morans_i_expected"],
+        control=("λ=0 arranged (control)", rows[0]["arranged"]["morans_i"]),
         title="Primary task and localisation against λ",
     )
     mistakes = plotting.plot_class_map_comparison(
@@ -327,7 +339,7 @@ def _figures(folder, config, graph, data, results, histories, showcase) -> dict[
     )
     return {
         "tradeoff": folder.save_figure(tradeoff, "tradeoff"),
-        **class_map_figures(folder, rows, graph, names),
+        **class_map_figures(folder, with_arranged_reference(rows), graph, names),
         "mistakes": folder.save_figure(mistakes, "misclassified_maps"),
         "examples": folder.save_figure(
             _plot_examples(showcase, data, graph, config.n_examples), "misclassified_examples"),
@@ -377,27 +389,23 @@ def _diverse(wrong: np.ndarray, y: np.ndarray, pred: np.ndarray, n: int) -> list
 
 
 def _sections(config, metrics: dict, figures: dict[str, str]) -> list[Section]:
-    models = metrics["models"]
-    rows = [
-        {
-            "model": m["label"],
-            "test accuracy": f"{m['test_accuracy']:.4f}",
-            "vs λ=0 (points)": _points(m["accuracy_drop"]),
-            "primary task": m["verdict"],
-            **structure_columns(m),
-        }
-        for m in models.values()
-    ]
+    rows = table_rows(metrics["models"], lambda m: {
+        "test accuracy": f"{m['test_accuracy']:.4f}",
+        "vs λ=0 (points)": _points(m["accuracy_drop"]),
+        "primary task": m["verdict"],
+    })
     mis = metrics["misclassified"]
     return [
         Section("Summary", text=_summary(config, metrics), table=rows),
         Section("Primary task and localisation against λ", text=(
             "Blue: test accuracy (left axis); orange: Moran's I of the class maps minus the "
             "global mean (right axis); λ = 0 at the left end; the dotted line is Moran's I "
-            "without spatial structure."), figures=[figures["tradeoff"]]),
+            "without spatial structure, the red dashed line that of the λ = 0 layer "
+            "arranged post hoc."), figures=[figures["tradeoff"]]),
+        Section("Controls", text=CONTROLS_TEXT, table=verdict_rows(metrics["models"])),
         Section("Class maps", text=(
             "Average activation of the 64 grid units over the test digits of each class, "
-            "one row per model (the last two rows: the conv head)."),
+            "one row per model (the last rows: the conv head). " + ARRANGED_ROW_TEXT),
             figures=[figures["raw"]]),
         Section("Class maps minus the global mean",
                 text="What sets each digit apart: red above, blue below the average map.",
@@ -440,7 +448,7 @@ def _summary(config, metrics: dict) -> str:
         f"on {data['n_test']} test digits. Without GSR the test accuracy is "
         f"{none['test_accuracy']:.4f} and Moran's I of the class maps "
         f"{none['morans_i']:.3f} ({none['morans_i_expected']:.3f} means no spatial "
-        "structure).",
+        f"structure); {none['arranged']['morans_i']:.3f} with its units arranged post hoc.",
     ]
     best = metrics["best"]
     if best is None:
@@ -449,7 +457,9 @@ def _summary(config, metrics: dict) -> str:
         lines.append(
             f"The most localised model within 1 point of the accuracy at λ = 0 is λ = "
             f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, accuracy "
-            f"{_points(best['accuracy_drop'])} points."
+            f"{_points(best['accuracy_drop'])} points. " + verdict_text(
+                best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
+                f"{_points(best['accuracy_drop'])} points of accuracy")
         )
     wrecked = [m["label"] for m in models.values() if m["verdict"] == WRECKED]
     if wrecked:
