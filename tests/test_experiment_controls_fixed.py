@@ -13,6 +13,7 @@ import pytest
 from gsreg import analysis, graphs
 from gsreg.experiments import WRECKED, registry
 from gsreg.experiments.reconstruction_sweep import energy_null
+from gsreg.experiments.rotation import circular_correlation, rho_null, ring_peak_angle
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +108,59 @@ def test_energy_null_is_the_energy_of_randomly_ordered_units():
     assert null["null_std"] == pytest.approx(energies.std())
     assert null["p_value"] == pytest.approx((1 + np.sum(energies <= observed)) / 301)
     assert math.isnan(energy_null(np.zeros((5, 12)), graph, 10)["p_value"])
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+def test_rotation_controls_are_each_lambda_0_ring_as_trained_and_arranged(runs):
+    metrics = _metrics(runs["rotation"])
+    variants = metrics["variants"]
+    references = [v for v in variants.values() if v["weight"] == 0]
+    assert set(metrics["controls"]) == {
+        name for v in references for name in (v["label"], f"{v['label']} arranged")}
+    for v in references:
+        trained = metrics["controls"][v["label"]]
+        arranged = metrics["controls"][f"{v['label']} arranged"]
+        assert trained["median_abs_rho"] == v["median_abs_rho"]
+        assert arranged["median_abs_rho"] == v["arranged_median_abs_rho"]
+        assert arranged["median_abs_rho"] == pytest.approx(
+            np.median([abs(r["rho_arranged"]) for r in v["restarts"]]))
+    for v in variants.values():
+        for r in v["restarts"]:
+            assert 0 <= r["null_abs_rho"] <= 1 and 0 < r["p_value"] <= 1
+
+
+def test_rotation_verdict_takes_the_best_lambda_0_control(runs):
+    metrics = _metrics(runs["rotation"])
+    verdict = metrics["verdict"]
+    controls = metrics["controls"]
+    assert verdict["better"] == "higher"
+    assert verdict["control_score"] == max(c["median_abs_rho"] for c in controls.values())
+    assert controls[verdict["best_control"]]["median_abs_rho"] == verdict["control_score"]
+    gsr = next(v for v in metrics["variants"].values() if v["label"] == verdict["gsr"])
+    assert gsr["weight"] > 0 and verdict["gsr_score"] == gsr["median_abs_rho"]
+    assert verdict["gsr_arranged_score"] == gsr["arranged_median_abs_rho"]
+    assert verdict["mse_ratio"] == gsr["mse_ratio"]
+    _check_verdict(verdict)
+    if verdict["cost"] == WRECKED:
+        assert verdict["helps"] is False
+
+
+def test_rotation_report_states_the_verdict(runs):
+    folder = runs["rotation"]
+    verdict = _metrics(folder)["verdict"]
+    _check_report(folder, verdict)
+    assert "GSR against the controls" in (folder / "report.html").read_text()
+
+
+def test_rho_null_shuffles_the_units_of_the_ring():
+    angles = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    nodes = 2 * np.pi * np.arange(12) / 12
+    bump = np.exp(3 * np.cos(angles[:, None] - nodes[None, :]))  # a bump that follows
+    null = rho_null(bump, angles, 99, seed=1)
+    assert null["observed"] == pytest.approx(1.0)
+    assert null["p_value"] == pytest.approx(1 / 100) and null["null_mean"] < 0.8
+    perms = np.argsort(np.random.default_rng(1).random((99, 12)), axis=1)
+    by_hand = [abs(circular_correlation(angles, ring_peak_angle(bump[:, p]))) for p in perms]
+    assert null["null_mean"] == pytest.approx(np.mean(by_hand))

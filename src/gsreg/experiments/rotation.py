@@ -19,6 +19,15 @@ Two ring layers are compared, each with and without GSR, over several restarts:
   shrinking activations and ignores the constant mode (all neurons equal), in which
   information can hide; standardising closes both holes, so the only way to carry the
   angle cheaply is a smooth pattern that moves around the ring.
+
+The score of a ring layer stands beside its controls: each λ = 0 ring (plain and
+standardised) as trained and with its units arranged post hoc onto the ring
+(:func:`gsreg.analysis.arrangement` fitted on the training frames, scored on the test
+frames the same way), and a permutation null (the same layer with its units in random
+orders). GSR helps when its ring follows the angle better (median |ρ| over restarts) than
+the best of the λ = 0 controls without wrecking the reconstruction. Every GSR ring is
+arranged post hoc too, which shows whether its own order is as good as one found after
+training.
 """
 
 from __future__ import annotations
@@ -38,7 +47,6 @@ from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
 from . import (
-    LAYOUTS,
     WRECKED,
     LayoutVariant,
     bottleneck_autoencoder,
@@ -51,6 +59,8 @@ from . import (
 TITLE = "A ring layer on a rotating object"
 #: |circular correlation| from which a restart counts as following the angle
 TRACKING = 0.9
+#: random unit orders in the permutation null of |rho|
+N_PERMUTATIONS = 199
 
 
 # --------------------------------------------------------------------------- statistics
@@ -222,9 +232,16 @@ def _train(variant, config, graph, train, test, true, seed, device, progress) ->
     Z = analysis.activations(model, test.X, layer)
     peak = ring_peak_angle(Z)
     nodes = 2 * np.pi * np.arange(config.ring) / config.ring
+    perm = analysis.arrangement(analysis.activations(model, train.X, layer), graph,
+                                random_state=seed)
+    rho = circular_correlation(true, peak)
+    null = rho_null(Z, true, N_PERMUTATIONS, seed=seed)
     return {
         "seed": seed,
-        "rho": circular_correlation(true, peak),
+        "rho": rho,
+        "rho_arranged": circular_correlation(true, ring_peak_angle(Z[:, perm])),
+        "null_abs_rho": null["null_mean"],
+        "p_value": null["p_value"],
         "rho_argmax": circular_correlation(true, nodes[Z.argmax(axis=1)]),
         "winding": winding_number(peak),
         "test_mse": evaluate(model, test.X)["mse"],
@@ -235,19 +252,44 @@ def _train(variant, config, graph, train, test, true, seed, device, progress) ->
     }
 
 
+def rho_null(Z: np.ndarray, angles: np.ndarray, n_permutations: int = N_PERMUTATIONS,
+             seed: int = 0) -> dict[str, float]:
+    """Permutation null of |rho| of a ring layer: Z (N, n) with its units in random orders.
+
+    ``observed`` is |:func:`circular_correlation`| of ``angles`` (N,) with
+    :func:`ring_peak_angle` of Z; a null sample does the same for ``Z[:, p]``, p a random
+    order of the units. Returns ``observed``, ``null_mean``, ``null_std`` and ``p_value =
+    (1 + #{null >= observed}) / (1 + n_permutations)``; NaN correlations count as 0.
+    """
+    rng = np.random.default_rng(seed)
+    perms = np.argsort(rng.random((n_permutations, Z.shape[1])), axis=1)
+    observed = _strength(circular_correlation(angles, ring_peak_angle(Z)))
+    null = np.array([_strength(circular_correlation(angles, ring_peak_angle(Z[:, p])))
+                     for p in perms])
+    return {"observed": observed, "null_mean": float(null.mean()),
+            "null_std": float(null.std()),
+            "p_value": float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))}
+
+
+def _strength(rho: float) -> float:
+    return abs(rho) if math.isfinite(rho) else 0.0
+
+
 def _metrics(config: RotationConfig, results: dict) -> dict:
     base = float(np.mean([r["test_mse"] for r in results["plain_lambda_0"]["restarts"]]))
     variants = {}
     for key, entry in results.items():
         variant, restarts = entry["variant"], entry["restarts"]
-        strength = np.array([abs(r["rho"]) if math.isfinite(r["rho"]) else 0.0
-                             for r in restarts])
+        strength = np.array([_strength(r["rho"]) for r in restarts])
         mse = float(np.mean([r["test_mse"] for r in restarts]))
         variants[key] = {
             "label": variant.label,
             "layout": variant.layout,
             "weight": variant.weight,
             "median_abs_rho": float(np.median(strength)),
+            "arranged_median_abs_rho": float(np.median(
+                [_strength(r["rho_arranged"]) for r in restarts])),
+            "null_median_abs_rho": float(np.median([r["null_abs_rho"] for r in restarts])),
             "mean_abs_rho": float(strength.mean()),
             "best_abs_rho": float(strength.max()),
             "tracking_fraction": float(np.mean(strength >= TRACKING)),
@@ -256,35 +298,98 @@ def _metrics(config: RotationConfig, results: dict) -> dict:
             "restarts": [{k: v for k, v in r.items() if not k.startswith("_")}
                          for r in restarts],
         }
+    controls = _controls(variants)
     gsr = [v for v in variants.values() if v["weight"] > 0]
-    best = max(gsr, key=lambda v: v["median_abs_rho"], default=None)
-    none = variants["plain_lambda_0"]
     return {
         "data": {"name": "rotation", "n_frames": config.n_frames, "size": config.size,
                  "noise": config.noise},
         "graph": f"ring:{config.ring}",
         "tracking_threshold": TRACKING,
         "variants": variants,
-        "median_abs_rho_no_gsr": none["median_abs_rho"],
-        "test_mse_no_gsr": none["test_mse"],
-        "best": None if best is None else {
-            "variant": best["label"], "median_abs_rho": best["median_abs_rho"],
-            "tracking_fraction": best["tracking_fraction"], "mse_ratio": best["mse_ratio"],
-        },
+        "test_mse_no_gsr": variants["plain_lambda_0"]["test_mse"],
+        "controls": controls,
+        "verdict": _verdict(gsr, controls),
     }
+
+
+def _controls(variants: dict) -> dict[str, dict]:
+    """Each λ = 0 ring as trained and arranged post hoc: median |ρ|, share of restarts
+    that follow the angle, test MSE against the plain ring without GSR."""
+    controls = {}
+    for v in variants.values():
+        if v["weight"] != 0:
+            continue
+        strength = np.array([_strength(r["rho"]) for r in v["restarts"]])
+        arranged = np.array([_strength(r["rho_arranged"]) for r in v["restarts"]])
+        for suffix, values in (("", strength), (" arranged", arranged)):
+            controls[v["label"] + suffix] = {
+                "median_abs_rho": float(np.median(values)),
+                "tracking_fraction": float(np.mean(values >= TRACKING)),
+                "test_mse": v["test_mse"], "mse_ratio": v["mse_ratio"],
+            }
+    return controls
+
+
+def _verdict(gsr: list[dict], controls: dict[str, dict]) -> dict | None:
+    """Whether the best GSR ring follows the angle better than the best λ = 0 control.
+
+    The GSR ring judged is the one of highest median |ρ| among those that do not wreck
+    the reconstruction (among all, if every one does); the best control is the λ = 0
+    ring, as trained or arranged, of highest median |ρ|. ``margin`` is GSR's median |ρ|
+    minus the control's; GSR helps when it is positive and the reconstruction is not
+    wrecked. ``null_score`` is the median |ρ| of the GSR ring's units in random orders.
+    """
+    if not gsr:
+        return None
+    usable = [v for v in gsr if v["verdict"] != WRECKED] or gsr
+    best = max(usable, key=lambda v: v["median_abs_rho"])
+    control = max(controls, key=lambda name: controls[name]["median_abs_rho"])
+    margin = best["median_abs_rho"] - controls[control]["median_abs_rho"]
+    verdict = {
+        "gsr": best["label"],
+        "score": "median |ρ|",
+        "better": "higher",
+        "best_control": control,
+        "control_score": controls[control]["median_abs_rho"],
+        "gsr_score": best["median_abs_rho"],
+        "gsr_arranged_score": best["arranged_median_abs_rho"],
+        "null_score": best["null_median_abs_rho"],
+        "margin": margin,
+        "tracking_fraction": best["tracking_fraction"],
+        "control_tracking_fraction": controls[control]["tracking_fraction"],
+        "mse_ratio": best["mse_ratio"],
+        "cost": best["verdict"],
+        "helps": bool(margin > 0 and best["verdict"] != WRECKED),
+    }
+    return verdict | {"sentence": _verdict_sentence(verdict)}
+
+
+def _verdict_sentence(v: dict) -> str:
+    beats = v["margin"] > 0
+    head = (f"{v['gsr']} {'beats' if beats else 'does not beat'} the best control "
+            f"({v['best_control']}): median |ρ| {v['gsr_score']:.3f} against "
+            f"{v['control_score']:.3f} ({v['margin']:+.3f}; {v['null_score']:.3f} with its "
+            f"units in random orders), at {v['mse_ratio']:.2f}x the test MSE of the plain "
+            f"ring without GSR ({v['cost']})")
+    if v["helps"]:
+        return head + ": GSR helps here."
+    if beats:
+        return head + ", but the reconstruction is wrecked: GSR does not help here."
+    return head + ": GSR does not help here."
 
 
 def headline(metrics: dict) -> dict[str, str]:
     """The numbers an index page shows."""
-    out = {"median |ρ| without GSR": f"{metrics['median_abs_rho_no_gsr']:.2f}"}
-    best = metrics["best"]
-    if best is not None:
-        out["best GSR ring"] = (
-            f"{best['variant']}: median |ρ| {best['median_abs_rho']:.2f}, "
-            f"{best['tracking_fraction'] * 100:.0f}% of restarts follow the angle, "
-            f"MSE {best['mse_ratio']:.2f}x"
-        )
-    return out
+    v = metrics["verdict"]
+    if v is None:
+        return {"test MSE without GSR": f"{metrics['test_mse_no_gsr']:.5f}"}
+    return {
+        "vs best control": (
+            f"{v['gsr']} median |ρ| {v['gsr_score']:.2f} vs {v['best_control']} "
+            f"{v['control_score']:.2f} ({v['margin']:+.2f}) at {v['mse_ratio']:.2f}x MSE, "
+            f"{v['tracking_fraction'] * 100:.0f}% of restarts follow the angle: "
+            f"{'helps' if v['helps'] else 'does not help'}"),
+    }
 
 
 # --------------------------------------------------------------------------- figures
@@ -400,6 +505,8 @@ def _sections(config: RotationConfig, metrics: dict, figures: dict[str, str]) ->
         {
             "ring layer": v["label"],
             "median |ρ|": f"{v['median_abs_rho']:.3f}",
+            "arranged post hoc": f"{v['arranged_median_abs_rho']:.3f}",
+            "random unit orders": f"{v['null_median_abs_rho']:.3f}",
             "best |ρ|": f"{v['best_abs_rho']:.3f}",
             f"restarts with |ρ| ≥ {TRACKING:g}": f"{v['tracking_fraction'] * 100:.0f}%",
             "windings": ", ".join(str(r["winding"]) for r in v["restarts"]),
@@ -410,8 +517,15 @@ def _sections(config: RotationConfig, metrics: dict, figures: dict[str, str]) ->
         }
         for v in metrics["variants"].values()
     ]
-    return [
-        Section("Summary", text=_summary(config, metrics), table=rows),
+    sections = [Section("Summary", text=_summary(config, metrics), table=rows)]
+    if metrics["verdict"] is not None:
+        sections.append(Section("GSR against the controls", text=(
+            "Median |ρ| over restarts of each λ = 0 ring as trained and with its units "
+            "arranged post hoc onto the ring (fitted on the training frames, scored on the "
+            "test frames), beside the GSR ring that is judged. Random unit orders give "
+            f"the permutation null ({N_PERMUTATIONS} orders per restart)."),
+            table=_controls_table(metrics)))
+    return sections + [
         Section("The data", text=(
             f"{config.n_frames} frames of an asymmetric glyph rotating counter-clockwise "
             f"through 360°, {config.size}x{config.size} pixels; the models are tested on "
@@ -439,6 +553,25 @@ def _sections(config: RotationConfig, metrics: dict, figures: dict[str, str]) ->
     ]
 
 
+def _controls_table(metrics: dict) -> list[dict]:
+    v = metrics["verdict"]
+    tracking = f"restarts with |ρ| ≥ {TRACKING:g}"
+
+    def row(name, score, fraction, mse_ratio, margin=""):
+        return {"ring layer": name, "median |ρ|": f"{score:.3f}",
+                tracking: "" if fraction is None else f"{fraction * 100:.0f}%",
+                "MSE vs plain λ=0": f"{mse_ratio:.2f}x", "margin of GSR": margin}
+
+    return [
+        *(row(name, c["median_abs_rho"], c["tracking_fraction"], c["mse_ratio"])
+          for name, c in metrics["controls"].items()),
+        row(v["gsr"], v["gsr_score"], v["tracking_fraction"], v["mse_ratio"],
+            f"{v['margin']:+.3f}"),
+        row(f"{v['gsr']} arranged", v["gsr_arranged_score"], None, v["mse_ratio"]),
+        row(f"{v['gsr']}, random unit orders", v["null_score"], None, v["mse_ratio"]),
+    ]
+
+
 def _summary(config: RotationConfig, metrics: dict) -> str:
     variants = metrics["variants"]
     none = variants["plain_lambda_0"]
@@ -448,46 +581,33 @@ def _summary(config: RotationConfig, metrics: dict) -> str:
         f"{config.seed + config.n_restarts - 1}). The circular correlation ρ between the "
         "ring's peak angle and the true angle is ±1 when the peak follows the object, "
         f"about 0 when it does not; a restart with |ρ| ≥ {TRACKING:g} counts as following "
-        "it.",
-        f"Without GSR the median |ρ| of the plain ring is {none['median_abs_rho']:.2f}: its "
-        "neurons have no order along the ring, so the peak jumps between unrelated "
-        "neurons.",
+        "it. Each ring is also scored with its units arranged post hoc onto the ring "
+        "(fitted on the training frames) and in random orders.",
     ]
-    for layout in LAYOUTS:
-        own = [v for v in variants.values() if v["layout"] == layout]
-        reference = next((v for v in own if v["weight"] == 0), None)
-        for v in own:
-            if v is reference:
-                continue
-            against = "" if reference is None else (
-                f" (λ = 0: {reference['median_abs_rho']:.2f})")
+    for v in variants.values():
+        if v["weight"] == 0:
+            continue
+        lines.append(
+            f"{v['label']}: median |ρ| {v['median_abs_rho']:.2f} (arranged post hoc "
+            f"{v['arranged_median_abs_rho']:.2f}), best {v['best_abs_rho']:.2f}, "
+            f"{v['tracking_fraction'] * 100:.0f}% of restarts follow the angle; test MSE "
+            f"{v['mse_ratio']:.2f}x that of the plain ring without GSR ({v['verdict']})."
+        )
+    verdict = metrics["verdict"]
+    if verdict is not None:
+        lines.append(verdict["sentence"])
+        if verdict["helps"] and verdict["tracking_fraction"] >= 0.5:
+            lines.append(f"With {verdict['gsr']} the peak follows the rotation in most "
+                         "restarts.")
+        elif verdict["helps"]:
             lines.append(
-                f"{v['label']}: median |ρ| {v['median_abs_rho']:.2f}{against}, best "
-                f"{v['best_abs_rho']:.2f}, {v['tracking_fraction'] * 100:.0f}% of restarts "
-                f"follow the angle; test MSE {v['mse_ratio']:.2f}x that of the plain ring "
-                f"without GSR ({v['verdict']})."
+                "GSR orders the ring: the activity moves along it as the object turns "
+                "(diagonal stripes below), but it folds back or slips in most restarts, so "
+                "the peak does not follow the angle over a whole turn reliably. The penalty "
+                "is no higher for a pattern that stays in place and changes its sign or "
+                "strength than for one that travels (on the plain ring it is lower, since "
+                "the constant mode is free), so nothing in it prefers the travelling one."
             )
-    standardised = variants.get("standardised_lambda_0")
-    if standardised is not None and standardised["median_abs_rho"] > none["median_abs_rho"] + 0.1:
-        lines.append(
-            f"The standardised ring reaches a median |ρ| of {standardised['median_abs_rho']:.2f} "
-            "even without GSR: part of the order comes from the standardisation, not from "
-            "the penalty."
-        )
-    best = metrics["best"]
-    if best is not None and best["tracking_fraction"] >= 0.5:
-        lines.append(f"With {best['variant']} the peak follows the rotation in most restarts.")
-    elif best is not None and best["median_abs_rho"] > none["median_abs_rho"] + 0.1:
-        lines.append(
-            "GSR orders the ring: the activity moves along it as the object turns (diagonal "
-            "stripes below), but it folds back or slips in most restarts, so the peak does "
-            "not follow the angle over a whole turn reliably. The penalty is no higher for a "
-            "pattern that stays in place and changes its sign or strength than for one that "
-            "travels (on the plain ring it is lower, since the constant mode is free), so "
-            "nothing in it prefers the travelling one."
-        )
-    else:
-        lines.append("In this setting GSR does not make the ring's peak follow the angle.")
     wrecked = [v["label"] for v in variants.values() if v["verdict"] == WRECKED]
     if wrecked:
         lines.append(
@@ -504,6 +624,7 @@ __all__ = [
     "circular_correlation",
     "headline",
     "ring_autoencoder",
+    "rho_null",
     "ring_peak_angle",
     "run",
     "winding_number",
