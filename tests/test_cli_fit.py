@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from gsreg import GSRAutoencoder, cli
+import gsreg
+from gsreg import GSRAutoencoder, analysis, cli, graphs
 from gsreg.experiments import fit_data
 
 N = 120
@@ -136,6 +137,155 @@ def test_default_out_folder(tmp_path, data, capsys, monkeypatch):
     assert (tmp_path / "runs" / "fit-cells" / "report.html").exists()
 
 
+# --------------------------------------------------------------------------- controls
+
+
+def metrics_of(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_a_fixed_graph_with_labels_stands_beside_lambda_zero_as_trained_and_arranged(
+    tmp_path, data, capsys
+):
+    X, y = data
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "run"
+    code, stdout, err = run([tmp_path / "x.npy", "--graph", "grid:4x4", "--labels",
+                             tmp_path / "y.npy", "--out", out], capsys)
+    assert code == 0, err
+    metrics = metrics_of(out)
+    controls = metrics["controls"]
+    assert controls["kind"] == "maps"
+    assert controls["lambda0"]["steps"] == metrics["steps"] and controls["lambda0"]["seed"] == 0
+    assert controls["mse_ratio"] == pytest.approx(metrics["train_mse"]
+                                                  / controls["lambda0"]["train_mse"])
+    assert controls["rows"] == {"fit": N // 2, "score": N - N // 2}
+    scores, verdict = controls["scores"], controls["verdict"]
+    assert set(scores) == {"GSR", "λ=0", "λ=0 arranged"}
+    best = max(("λ=0", "λ=0 arranged"), key=lambda name: scores[name]["morans_i"])
+    assert verdict["best_control"] == best
+    assert verdict["control_score"] == scores[best]["morans_i"]
+    assert verdict["gsr_score"] == scores["GSR"]["morans_i"]
+    assert verdict["margin"] == pytest.approx(verdict["gsr_score"] - verdict["control_score"])
+    assert verdict["helps"] == (verdict["margin"] > 0 and verdict["distinct"]
+                                and verdict["informative"])
+    # arranging a layer never makes its standardised activations rougher
+    energy = scores["λ=0 arranged"]["arrangement_energy"]
+    assert energy["arranged"] <= energy["identity"] + 1e-9
+    assert controls["verdict_text"] in stdout
+    assert ("beats" if verdict["margin"] > 0 else "does not beat") in controls["verdict_text"]
+    html = (out / "report.html").read_text()
+    assert "Controls" in html and "λ=0 arranged" in html
+
+
+def test_without_labels_the_controls_compare_the_smoothness_of_standardised_activations(
+    tmp_path, data, capsys
+):
+    X, _ = data
+    np.save(tmp_path / "x.npy", X)
+    out = tmp_path / "run"
+    code, stdout, err = run([tmp_path / "x.npy", "--graph", "grid:3x3", "--out", out], capsys)
+    assert code == 0, err
+    controls = metrics_of(out)["controls"]
+    assert controls["kind"] == "smoothness"
+    scores, verdict = controls["scores"], controls["verdict"]
+    energies = {name: value["dirichlet_energy"] for name, value in scores.items()}
+    best = min(("λ=0", "λ=0 arranged"), key=energies.get)
+    assert verdict["best_control"] == best
+    assert verdict["margin"] == pytest.approx(energies[best] - energies["GSR"])
+    assert verdict["helps"] == (verdict["margin"] > 0)
+    assert energies["λ=0 arranged"] <= energies["λ=0"] + 1e-9
+    # the energy is the one analysis.arrangement minimises, on the scored rows
+    _, rows = fit_data._split(N, 0)
+    est = GSRAutoencoder.load(out / "model.safetensors")
+    _, reference = analysis.arrangement(est.activations(X)[rows], graphs.grid(3, 3),
+                                        return_energy=True)
+    assert energies["GSR"] == pytest.approx(reference["identity"], rel=1e-6)
+    assert controls["verdict_text"] in stdout
+
+
+def test_no_controls_trains_once_and_writes_none(tmp_path, data, capsys, monkeypatch):
+    X, y = data
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    fits = []
+    real = GSRAutoencoder.fit
+    monkeypatch.setattr(GSRAutoencoder, "fit",
+                        lambda self, *a, **k: fits.append(self.weight) or real(self, *a, **k))
+    out = tmp_path / "run"
+    code, stdout, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--labels",
+                             tmp_path / "y.npy", "--out", out, "--no-controls"], capsys)
+    assert code == 0, err
+    assert fits == [3e-3]
+    assert "controls" not in metrics_of(out)
+    assert json.loads((out / "config.json").read_text())["controls"] is False
+    assert "best control" not in stdout and "Controls" not in (out / "report.html").read_text()
+    fits.clear()
+    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", tmp_path / "b"],
+                       capsys)
+    assert code == 0, err
+    assert fits == [3e-3, 0.0]  # the λ = 0 twin, on by default
+
+
+def test_a_learned_graph_in_one_piece_says_so_and_what_to_try(tmp_path, data, capsys,
+                                                              monkeypatch):
+    X, y = data
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    monkeypatch.setattr(gsreg.CoactivationGraph, "modules",
+                        lambda self: np.zeros(self.n_nodes, dtype=np.int64))
+    out = tmp_path / "run"
+    code, stdout, err = run([tmp_path / "x.npy", "--graph", "learned", "--labels",
+                             tmp_path / "y.npy", "--out", out], capsys)
+    assert code == 0, err
+    metrics = metrics_of(out)
+    assert metrics["n_modules"] == 1
+    note = metrics["note"]
+    assert "stayed in one piece (1 module)" in note and "--weight" in note
+    assert note in stdout and note in (out / "report.html").read_text()
+    controls = metrics["controls"]
+    assert controls["kind"] == "modules" and controls["k"] == 10  # as many as labels
+    ari, verdict = controls["ari"], controls["verdict"]
+    assert ari["GSR modules"] == 0.0
+    assert {"λ=0 k-means modules", "k-means of samples on the λ=0 layer",
+            "k-means of samples on the raw input"} <= set(ari)
+    assert ("λ=0 Leiden modules" in ari) == controls["leiden"]
+    best = max((name for name in ari if name != "GSR modules"), key=ari.get)
+    assert verdict["best_control"] == best and verdict["control_ari"] == ari[best]
+    assert verdict["margin"] == pytest.approx(verdict["gsr_ari"] - verdict["control_ari"])
+    assert verdict["helps"] is False and verdict["modules"] is False
+    assert controls["null"] == {"null_mean": None, "p_value": None}
+    assert sum(controls["posthoc_module_sizes"]["λ=0 k-means modules"]) == 64
+    assert controls["verdict_text"] in stdout
+
+
+def test_learned_modules_get_an_ari_null_and_a_verdict_that_needs_it(tmp_path, data, capsys,
+                                                                     monkeypatch):
+    X, y = data
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    monkeypatch.setattr(gsreg.CoactivationGraph, "modules",
+                        lambda self: np.arange(self.n_nodes, dtype=np.int64) % 4)
+    code, stdout, err = run([tmp_path / "x.npy", "--graph", "learned", "--labels",
+                             tmp_path / "y.npy", "--out", tmp_path / "run"], capsys)
+    assert code == 0, err
+    metrics = metrics_of(tmp_path / "run")
+    assert metrics["n_modules"] == 4 and "note" not in metrics
+    controls = metrics["controls"]
+    assert controls["k"] == 4
+    assert all(len(sizes) == 4 for sizes in controls["posthoc_module_sizes"].values())
+    verdict, null = controls["verdict"], controls["null"]
+    assert 0 < null["p_value"] <= 1 and verdict["p_value"] == null["p_value"]
+    assert verdict["helps"] == (verdict["margin"] > 0 and null["p_value"] < fit_data.P_LEVEL)
+
+
+def test_single_module_note_names_the_case_and_the_next_step():
+    assert fit_data.single_module_note(3, 100) is None
+    assert "one piece" in fit_data.single_module_note(1, 100)
+    assert "No graph was learned in 100 steps" in fit_data.single_module_note(None, 100)
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -223,7 +373,7 @@ def test_fit_help_names_the_formats_and_options(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for word in (".npy", ".csv", ".tsv", ".h5ad", "--graph", "--labels", "--out", "--epochs",
-                 "--weight", "--seed", "--quiet", "learned"):
+                 "--weight", "--seed", "--quiet", "learned", "--no-controls", "lambda = 0"):
         assert word in text
     with pytest.raises(SystemExit) as exc:
         cli.main(["fit", "x.csv"])  # --graph is required
