@@ -15,8 +15,12 @@ Two data sets with more than one level of structure, the learned-graph runs of
 
 The cost to the primary task (test MSE against the same model trained without the
 penalty) is reported beside; a weight sweep of the gsreg setting on the hierarchical data
-shows whether a weaker penalty lets the sub-types split; k-means on the raw data says how
-separable each level is without any graph.
+shows whether a weaker penalty lets the sub-types split; k-means on the raw data with
+k = coarse and k = fine says how separable each level is without any graph. Every module
+ARI (coarse, or patterns) stands beside its controls (``_cluster_report.module_controls``,
+as many groups as the GSR run found modules): the λ = 0 layer's neurons clustered into
+modules and read out the same way, the samples clustered on that layer and on the raw
+data, and a permutation null; the verdict says whether GSR beats the best of them.
 """
 
 from __future__ import annotations
@@ -142,25 +146,33 @@ def binary_level(bit_match: float | None, ari_patterns: float | None,
 
 
 def readout(run: ci.Trained) -> dict:
-    """Read-outs of a trained run beyond ``ci.measure``: for hierarchical data the
-    :func:`subtype_split` of the indicated modules and (private, for the figures) the
-    module x fine-class mean-activity table."""
-    if run.dataset_kind != HIERARCHICAL or run.graph is None:
-        return {"subtypes": None, "_table": None}
+    """Read-outs of a trained run beyond ``ci.measure``: the ``controls`` of its modules
+    against the labels its ARI is scored on (coarse modules, or patterns), k = the number
+    of modules the run found (the number of labels when no graph was built); for
+    hierarchical data the :func:`subtype_split` of the indicated modules and (private, for
+    the figures) the module x fine-class mean-activity table."""
     data = run.data
     Z = analysis.activations(run.model, data.X_test, run.layer)
-    labels = analysis.modules(run.graph)
+    Z0 = analysis.activations(run.baseline, data.X_test, run.layer)
+    truth = data.y_test
+    if run.dataset_kind == HIERARCHICAL:
+        truth = datasets.coarse_labels(data.y_test, len(data.classes) // run.n_modules)
+    labels = None if run.graph is None else analysis.modules(run.graph)
+    k = len(np.unique(truth)) if labels is None else int(labels.max()) + 1
+    out = {"controls": cr.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
+           "subtypes": None, "_table": None}
+    if run.dataset_kind != HIERARCHICAL or labels is None:
+        return out
     pred = ci.indicated_modules(Z, labels)
     subtypes = len(data.classes) // run.n_modules
-    return {"subtypes": subtype_split(pred, data.y_test, subtypes),
+    return {**out, "subtypes": subtype_split(pred, data.y_test, subtypes),
             "_table": analysis.module_class_table(Z, labels, data.y_test)}
 
 
 def raw_kmeans(config: HierarchyConfig) -> dict[int, dict]:
-    """Per seed, k-means on the raw test data: for the hierarchical data with k = coarse
-    and k = fine, the ARI of each against both levels; for the binary data with k = 2**bits,
-    the ARI against the patterns. Also the fine ARI of the coarse labels themselves (what
-    a perfect coarse indication scores)."""
+    """Per seed, k-means on the raw hierarchical test data with k = coarse and k = fine,
+    the ARI of each against both levels (how separable each level is), and the fine ARI of
+    the coarse labels themselves (what a perfect coarse indication scores)."""
     study = config.study(datasets_of(config))
     out = {}
     for seed in config.seeds:
@@ -171,8 +183,6 @@ def raw_kmeans(config: HierarchyConfig) -> dict[int, dict]:
         for name, k in (("coarse", config.n_modules), ("fine", len(hier.classes))):
             record[f"k_{name}_ari_coarse"] = cr.kmeans_ari(hier.X_test, coarse, k, seed)
             record[f"k_{name}_ari_fine"] = cr.kmeans_ari(hier.X_test, fine, k, seed)
-        binary = ci.make_dataset(BINARY, config.bits, seed, study)
-        record["binary_ari"] = cr.kmeans_ari(binary.X_test, binary.y_test, 2**config.bits, seed)
         out[seed] = record
     return out
 
@@ -211,12 +221,28 @@ def _metrics(config: HierarchyConfig, rows: list[dict], sweep_rows: list[dict],
         "hierarchical": {s: _hierarchical(_rows(rows, HIERARCHICAL, s)) for s in config.settings},
         "binary": {s: _binary(_rows(rows, BINARY, s)) for s in config.settings},
         "kmeans": {"per_seed": {str(seed): k for seed, k in kmeans.items()}, "mean": mean_k},
+        "controls": {"k": K_RULE, "labels": dict(cr.CONTROL_LABELS),
+                     "permutations": cr.NULL_PERMUTATIONS, "p_level": cr.P_LEVEL,
+                     "leiden": cr.leiden_available()},
+        "verdict": {kind: {s: _verdict(_rows(rows, kind, s)) for s in config.settings}
+                    for kind in (HIERARCHICAL, BINARY)},
         "sweep": cr.sweep_records(sweep_rows),
         "wrecked": [f"{_data_label(r['dataset'])}, {cr.SETTING_LABELS[r['setting']]}"
                     for r in groups if r["cost"]["verdict"] == WRECKED],
         "runs": [cr.public(r) for r in rows],
         "sweep_runs": [cr.public(r) for r in sweep_rows],
     }
+
+
+#: how many groups each control gets in this experiment
+K_RULE = ("as many groups as the GSR run found modules (the number of labels where no graph "
+          "was built)")
+
+
+def _verdict(rows: Sequence[Mapping]) -> dict:
+    """:func:`cr.module_verdict` of one data set and setting, scored on the ARI of the rows
+    (coarse modules, or patterns)."""
+    return cr.module_verdict(rows, cr.cost(rows)["mse_ratio"])
 
 
 def _rows(rows: Sequence[Mapping], kind: str, setting: str) -> list[Mapping]:
@@ -257,10 +283,10 @@ def headline(metrics: dict) -> dict[str, str]:
             f"hierarchical: level {h['level']}, ARI coarse {cr.fmt(h['ari_coarse_mean'])} / "
             f"fine {cr.fmt(h['ari_fine_mean'])}, MSE {h['cost']['mse_ratio']:.2f}x; binary: "
             f"bit match {cr.fmt(b['bit_match_mean'])}, MSE {b['cost']['mse_ratio']:.2f}x")
-    k = metrics["kmeans"]["mean"]
-    out["k-means on the raw data"] = (
-        f"k = fine: fine ARI {k['k_fine_ari_fine']:.2f}; k = patterns: "
-        f"ARI {k['binary_ari']:.2f}")
+    for kind, verdicts in metrics["verdict"].items():
+        for setting, verdict in verdicts.items():
+            key = f"vs best control ({_data_label(kind)}, {cr.SETTING_LABELS[setting]})"
+            out[key] = cr.verdict_entry(verdict)
     return out
 
 
@@ -361,6 +387,8 @@ def _sections(config: HierarchyConfig, metrics: dict, figures: dict[str, str]) -
     reference = metrics["kmeans"]["mean"]["coarse_labels_fine_ari"]
     return [
         Section("Summary", text=_summary(config, metrics), table=_group_table(metrics)),
+        Section("Controls", text=_controls_text(config, metrics),
+                table=_controls_table(metrics)),
         Section("Coarse or fine (hierarchical data)", text=(
             "ARI of the indicated clusters against the coarse modules (x) and against the "
             "sub-types (y), one dot per seed. A perfect coarse indication sits at the star "
@@ -386,6 +414,26 @@ def _sections(config: HierarchyConfig, metrics: dict, figures: dict[str, str]) -
         Section("The weight trade-off (hierarchical data)", text=_sweep_text(metrics),
                 figures=[figures["sweep"]]),
     ]
+
+
+def _verdict_sentence(kind: str, setting: str, verdict: Mapping) -> str:
+    target = "coarse modules" if kind == HIERARCHICAL else "patterns"
+    return cr.verdict_sentence(
+        verdict, f"On the {_data_label(kind)} data (ARI against the {target}), the "
+        f"{cr.SETTING_LABELS[setting]}'s modules")
+
+
+def _controls_table(metrics: dict) -> list[dict]:
+    return [cr.controls_row(f"{_data_label(kind)}, {cr.SETTING_LABELS[s]}", v)
+            for kind, verdicts in metrics["verdict"].items() for s, v in verdicts.items()]
+
+
+def _controls_text(config: HierarchyConfig, metrics: dict) -> str:
+    lines = [cr.controls_rule(K_RULE) + " ARI against the coarse modules (hierarchical data) "
+             "or the patterns (binary data), means over seeds."]
+    lines += [_verdict_sentence(kind, s, v) for kind, verdicts in metrics["verdict"].items()
+              for s, v in verdicts.items()]
+    return "\n\n".join(lines)
 
 
 def _group_table(metrics: dict) -> list[dict]:
@@ -453,9 +501,9 @@ def _summary(config: HierarchyConfig, metrics: dict) -> str:
     lines.append(
         f"Both levels are present in the input: k-means on the raw hierarchical data with "
         f"k = {config.n_modules} reaches a coarse ARI of {k['k_coarse_ari_coarse']:.2f}, with "
-        f"k = {2 * config.n_modules} a fine ARI of {k['k_fine_ari_fine']:.2f}; on the binary "
-        f"data k-means with k = {2**config.bits} finds the patterns with ARI "
-        f"{k['binary_ari']:.2f}.")
+        f"k = {2 * config.n_modules} a fine ARI of {k['k_fine_ari_fine']:.2f}.")
+    lines += [_verdict_sentence(kind, s, v) for kind, verdicts in metrics["verdict"].items()
+              for s, v in verdicts.items()]
     if metrics["wrecked"]:
         lines.append(
             f"The penalty wrecks the primary task (test MSE above {MSE_WRECKED:g}x that of "

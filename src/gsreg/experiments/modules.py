@@ -13,8 +13,11 @@ the first disconnection).
 
 Beside the structure, the cost: the test MSE against the same model trained without the
 penalty. A weight sweep of the gsreg setting shows the trade-off between modules and
-cost, and k-means (k = planted) on the raw data and on the unregularised model's layer
-says how separable the clusters are without any graph.
+cost. Every module ARI stands beside its controls (``_cluster_report.module_controls``,
+as many groups as the GSR run found modules): the neurons of the same model trained at
+λ = 0 clustered into modules after training and read out the same way, the samples
+clustered on that layer and on the raw data, and a permutation null of the module ARI;
+the verdict says whether GSR beats the best of them, and at what cost.
 """
 
 from __future__ import annotations
@@ -80,27 +83,19 @@ def datasets_of(config: ModulesConfig, field: str = "n_modules") -> list[tuple[s
 
 
 def readout(run: ci.Trained) -> dict:
-    """Read-outs of a trained run beyond ``ci.measure``: ARI of k-means (k = planted) on the
-    weight-0 model's layer activations of the test samples, and for the figures (private
-    keys) the graph read as modules and its module x cluster mean-activity table."""
+    """Read-outs of a trained run beyond ``ci.measure``: the ``controls`` of its modules
+    (``cr.module_controls`` on the test samples, k = the number of modules the run found,
+    the planted number when no graph was built), and for the figures (private keys) the
+    graph read as modules and its module x cluster mean-activity table."""
     data, truth = run.data, run.data.y_test
+    Z = analysis.activations(run.model, data.X_test, run.layer)
     Z0 = analysis.activations(run.baseline, data.X_test, run.layer)
-    out = {"kmeans_layer_ari": cr.kmeans_ari(Z0, truth, run.n_modules, run.seed),
+    labels = None if run.graph is None else analysis.modules(run.graph)
+    k = run.n_modules if labels is None else int(labels.max()) + 1
+    out = {"controls": cr.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
            "_graph": run.graph, "_table": None}
-    if run.graph is not None:
-        Z = analysis.activations(run.model, data.X_test, run.layer)
-        out["_table"] = analysis.module_class_table(Z, analysis.modules(run.graph), truth)
-    return out
-
-
-def raw_kmeans(config: ModulesConfig) -> dict[tuple[int, int], float]:
-    """``{(n_modules, seed): ARI}`` of k-means (k = planted) on the raw test data."""
-    study = config.study(datasets_of(config))
-    out = {}
-    for n in config.n_modules:
-        for seed in config.seeds:
-            data = ci.make_dataset("modules", n, seed, study)
-            out[(n, seed)] = cr.kmeans_ari(data.X_test, data.y_test, n, seed)
+    if labels is not None:
+        out["_table"] = analysis.module_class_table(Z, labels, truth)
     return out
 
 
@@ -123,8 +118,7 @@ def run(config: ModulesConfig, out: str, device: str = "auto", progress: bool = 
     main = cr.main_keys(config, datasets_of(config))
     sweep = cr.sweep_keys(config, datasets_of(config, "sweep_modules"))
     rows = cr.run_keys(config, main + sweep, readout, progress, "modules")
-    raw = raw_kmeans(config)
-    main_rows = [{**rows[k], "kmeans_raw_ari": raw[(k[1], k[2])]} for k in main]
+    main_rows = [rows[k] for k in main]
     sweep_rows = [rows[k] for k in sweep]
     metrics = _metrics(config, main_rows, sweep_rows)
     folder.write_json("config.json", dataclasses.asdict(config))
@@ -139,12 +133,13 @@ def _metrics(config: ModulesConfig, rows: list[dict], sweep_rows: list[dict]) ->
     for record in groups:
         group = _group_rows(rows, record["n_modules"], record["setting"])
         record["purity_mean"] = cr.mean_of([r["purity"] for r in group])
-        record["kmeans_layer_ari_mean"] = float(np.mean([r["kmeans_layer_ari"] for r in group]))
-        record["kmeans_raw_ari_mean"] = float(np.mean([r["kmeans_raw_ari"] for r in group]))
+        record["verdict"] = cr.module_verdict(group, record["cost"]["mse_ratio"])
     by_weight = [_overall(w, [r for r in sweep_rows if r["weight"] == w])
                  for w in sorted({r["weight"] for r in sweep_rows})]
     weakest = weakest_weight_with_modules(by_weight)
     study = config.study(datasets_of(config))
+    overall = {s: _overall(config.setting_weight(s), [r for r in rows if r["setting"] == s])
+               for s in config.settings}
     return {
         "data": {"name": "modules", "n_modules": list(config.n_modules),
                  "n_samples": config.n_samples},
@@ -152,8 +147,9 @@ def _metrics(config: ModulesConfig, rows: list[dict], sweep_rows: list[dict]) ->
         "settings": {s: dataclasses.asdict(study.setting(s)) for s in config.settings},
         "ari_good": ARI_GOOD,
         "groups": groups,
-        "overall": {s: _overall(config.setting_weight(s), [r for r in rows if r["setting"] == s])
-                    for s in config.settings},
+        "overall": overall,
+        "controls": _controls_info(),
+        "verdict": {s: o["verdict"] for s, o in overall.items()},
         "sweep": cr.sweep_records(sweep_rows),
         "sweep_by_weight": by_weight,
         "weakest_weight_with_modules": None if weakest is None else weakest["weight"],
@@ -164,11 +160,25 @@ def _metrics(config: ModulesConfig, rows: list[dict], sweep_rows: list[dict]) ->
 
 
 def _overall(weight: float, rows: Sequence[Mapping]) -> dict:
-    """Exact matches, mean ARI and cost of all ``rows`` (one setting or sweep weight)."""
+    """Exact matches, mean ARI, cost and the verdict against the controls of all ``rows``
+    (one setting or sweep weight)."""
+    cost = cr.cost(rows)
     return {"weight": weight, "runs": len(rows), "exact": sum(bool(r["exact"]) for r in rows),
             "ari_mean": cr.mean_of([r["ari"] for r in rows]),
             "components_mean": float(np.mean([r["components"] for r in rows])),
-            "cost": cr.cost(rows)}
+            "cost": cost, "verdict": cr.module_verdict(rows, cost["mse_ratio"])}
+
+
+#: how many groups each control gets in this experiment
+K_RULE = ("as many groups as the GSR run found modules (the planted number where no graph "
+          "was built)")
+
+
+def _controls_info() -> dict:
+    """What the controls are, for metrics.json (their ARIs sit in every run's row)."""
+    return {"k": K_RULE, "labels": dict(cr.CONTROL_LABELS),
+            "permutations": cr.NULL_PERMUTATIONS, "p_level": cr.P_LEVEL,
+            "leiden": cr.leiden_available()}
 
 
 def _group_rows(rows: Sequence[Mapping], n: int, setting: str) -> list[Mapping]:
@@ -195,10 +205,8 @@ def headline(metrics: dict) -> dict[str, str]:
         out["weight sweep"] = (f"smallest λ with mean ARI ≥ {metrics['ari_good']:g}: "
                                f"{lambda_label(weakest)}, MSE {w['cost']['mse_ratio']:.2f}x "
                                f"({w['cost']['verdict']})")
-    runs = metrics["runs"]
-    out["k-means (k = planted)"] = (
-        f"ARI {np.mean([r['kmeans_raw_ari'] for r in runs]):.2f} on the raw data, "
-        f"{np.mean([r['kmeans_layer_ari'] for r in runs]):.2f} on the λ = 0 layer")
+    for setting, verdict in metrics["verdict"].items():
+        out[f"vs best control ({cr.SETTING_LABELS[setting]})"] = cr.verdict_entry(verdict)
     return out
 
 
@@ -278,13 +286,17 @@ def _plot_ari(config: ModulesConfig, rows: Sequence[Mapping]) -> plt.Figure:
                            layout="constrained")
     series = [(s, cr.SETTING_COLORS[s], cr.SETTING_LABELS[s], "ari", "o")
               for s in config.settings]
-    series += [(config.settings[0], "grey", "k-means on the λ = 0 layer", "kmeans_layer_ari",
-                "x"),
-               (config.settings[0], "black", "k-means on the raw data", "kmeans_raw_ari", "+")]
+    series += [(s, cr.SETTING_COLORS[s], f"best control ({cr.SETTING_LABELS[s]})", None, "x")
+               for s in config.settings]
     offsets = np.linspace(-0.3, 0.3, len(series))
     for x, n in enumerate(config.n_modules):
         for (setting, color, label, key, marker), dx in zip(series, offsets, strict=True):
-            values = [r[key] for r in _group_rows(rows, n, setting)]
+            group = _group_rows(rows, n, setting)
+            if key is None:  # the group's best control, per run
+                best = cr.module_verdict(group, 1.0)["best_control_key"]
+                values = [r["controls"][best] for r in group]
+            else:
+                values = [r[key] for r in group]
             cr.dots(ax, x + dx, values, color, label if x == 0 else None, marker)
     ax.set_xticks(range(len(config.n_modules)), [f"{n} planted" for n in config.n_modules])
     ax.set_ylim(-0.05, 1.05)
@@ -299,7 +311,6 @@ def _plot_ari(config: ModulesConfig, rows: Sequence[Mapping]) -> plt.Figure:
 
 
 def _sections(config: ModulesConfig, metrics: dict, figures: dict[str, str]) -> list[Section]:
-    reference = cr.SETTING_LABELS[config.settings[0]]
     return [
         Section("Summary", text=_summary(config, metrics), table=_group_table(metrics)),
         Section("The learned graphs", text=(
@@ -319,14 +330,29 @@ def _sections(config: ModulesConfig, metrics: dict, figures: dict[str, str]) -> 
             "setting rebuilds the graph every 100 steps all run long; the authors' setting "
             "stops at the first graph that falls apart, whose components are read as "
             "modules (the last point of its lines)."), figures=[figures["history"]]),
+        Section("Controls", text=_controls_text(config, metrics),
+                table=_controls_table(metrics)),
         Section("ARI per seed", text=(
             "ARI of the indicated clusters against the planted ones, one dot per seed, per "
-            "setting; for context, k-means with k = planted on the layer of the model "
-            f"trained without the penalty (the {reference}'s model) and on the raw test data. "
-            f"Dotted: ARI {ARI_GOOD:g}."), figures=[figures["ari"]]),
+            "setting (circles), beside the best control of the same runs (crosses; see "
+            f"Controls). Dotted: ARI {ARI_GOOD:g}."), figures=[figures["ari"]]),
         Section("The weight trade-off", text=_sweep_text(metrics),
                 table=_sweep_table(metrics), figures=[figures["sweep"]]),
     ]
+
+
+def _controls_table(metrics: dict) -> list[dict]:
+    rows = [cr.controls_row(_group_label(r), r["verdict"]) for r in metrics["groups"]]
+    rows += [cr.controls_row(f"all planted counts, {cr.SETTING_LABELS[s]}", v)
+             for s, v in metrics["verdict"].items()]
+    return rows
+
+
+def _controls_text(config: ModulesConfig, metrics: dict) -> str:
+    lines = [cr.controls_rule(K_RULE) + " One row per planted count and setting (means over "
+             "seeds), then each setting over all of its runs."]
+    lines += [_verdict_sentence(s, metrics["verdict"][s]) for s in config.settings]
+    return "\n\n".join(lines)
 
 
 def _group_table(metrics: dict) -> list[dict]:
@@ -341,7 +367,9 @@ def _group_table(metrics: dict) -> list[dict]:
             "ARI": cr.mean_sd([r["ari"] for r in group]),
             "NMI": cr.mean_sd([r["nmi"] for r in group]),
             "purity": cr.mean_sd([r["purity"] for r in group]),
-            "k-means on λ = 0 layer (ARI)": f"{record['kmeans_layer_ari_mean']:.2f}",
+            "best control (ARI)": (f"{record['verdict']['best_control']} "
+                                   f"({record['verdict']['control_ari']:.2f})"),
+            "GSR helps": "yes" if record["verdict"]["helps"] else "no",
             "test MSE vs λ = 0 (per-seed range)": cr.cost_cell(record),
         })
     return table
@@ -418,15 +446,13 @@ def _summary(config: ModulesConfig, metrics: dict) -> str:
             "that is much worse than without the penalty; the paper's \"without significantly "
             "impacting performance on the primary task\" does not hold for these settings.")
     lines.append(_claim(metrics))
-    runs = metrics["runs"]
-    raw = np.mean([r["kmeans_raw_ari"] for r in runs])
-    layer = np.mean([r["kmeans_layer_ari"] for r in runs])
-    lines.append(
-        f"For context, k-means with k = planted separates the clusters in the raw data with "
-        f"mean ARI {raw:.2f} and in the layer of the model trained without the penalty with "
-        f"{layer:.2f}: the clusters are easy to find. What the learned graph adds is not "
-        "separability but a grouping of the neurons into modules, one per cluster.")
+    lines += [_verdict_sentence(s, metrics["verdict"][s]) for s in config.settings]
     return "\n\n".join(lines)
+
+
+def _verdict_sentence(setting: str, verdict: Mapping) -> str:
+    return cr.verdict_sentence(verdict, f"Against its controls, the {cr.SETTING_LABELS[setting]}'s"
+                               " modules (all planted counts together)")
 
 
 def _cost_words(verdict: str) -> str:
