@@ -15,18 +15,21 @@ unit variance (over these 700 cells the gene means lie within 0.1 of 0, the stan
 deviations between 0.57 and 1.40). ``adata.raw`` holds the log-normalised values of the
 same 765 genes (this reduced object keeps no others). On the scaled matrix every gene
 weighs about the same in the reconstruction loss, so the lowly expressed genes that set
-small populations apart count as much as the highly expressed ones; the PCA baseline
-reads the same matrix, so both see the same numbers. On the tuning seeds both matrices
+small populations apart count as much as the highly expressed ones; the controls that
+cluster the input read the same matrix, so both see the same numbers. On the tuning seeds both matrices
 gave modules of about the same quality (see :class:`PbmcConfig`). The marker-gene
 correlations use the log-normalised values: they are the expression levels.
 
 Read-outs: the module x cell-type table of mean module activity, the Pearson
 correlation of every neuron with the usual PBMC marker genes (neurons ordered by
-module), and baselines on the same cells: PCA + k-means with k = 10 and with k = the
-number of modules, and k-means on the same layer of the same autoencoder trained at
-lambda = 0 (with the same weight-0 learned graph attached: it shows whether the graph
-falls apart without the penalty). The cost: the test MSE on held-out cells against that
-lambda = 0 model.
+module), and the controls on the same cells (``_cluster_report.module_controls``, as
+many groups as the GSR run found modules): the neurons of the same autoencoder trained
+at lambda = 0 (with the same weight-0 learned graph attached: it shows whether the graph
+falls apart without the penalty) clustered into modules after training and read out the
+same way, the cells clustered on that layer and on the input matrix (k-means and
+Leiden), and a permutation null of the module ARI. The verdict says whether the modules
+beat the best control against the cell types. The cost: the test MSE on held-out cells
+against that lambda = 0 model.
 
 The 10 labels are "bulk" labels (Zheng et al. 2017): each cell got the label of the
 purified reference population whose expression profile its own resembled most. Several
@@ -65,6 +68,7 @@ from . import (
     reconstruction_cost,
     tuple_fields,
 )
+from . import _cluster_report as cr
 from .cluster_indication import GraphLayerAutoencoder
 
 TITLE = "Neuron modules on blood cells (pbmc68k_reduced)"
@@ -91,26 +95,19 @@ MARKER_CELLS = {
     "CST3": "myeloid, dendritic", "HBB": "erythrocyte",
 }  # fmt: skip
 
-#: clusterings compared with the cell types, in figure order
-METHODS = ("gsr", "pca_k", "pca_modules", "ae0_k", "ae0_modules")
-#: ARI difference below which two clusterings count as equally good
-ARI_MARGIN = 0.05
+#: clusterings compared with the cell types, in figure order: GSR, then its controls
+METHODS = ("gsr", *cr.CONTROLS)
+#: how many groups each control gets in this experiment
+K_RULE = "as many groups as the GSR run found modules"
 #: mean indication score from which a module points clearly to a cell type
 CLEAR_SCORE = 1.0
 #: the layer of :class:`GraphLayerAutoencoder` that carries the learned graph
 LAYER = GraphLayerAutoencoder.layer
 
 
-def method_labels(config: PbmcConfig) -> dict[str, str]:
+def method_labels() -> dict[str, str]:
     """Plain names of the clusterings of :data:`METHODS`."""
-    k = config.n_clusters
-    return {
-        "gsr": "GSR modules (indicated)",
-        "pca_k": f"PCA + k-means (k = {k})",
-        "pca_modules": "PCA + k-means (k = modules)",
-        "ae0_k": f"λ = 0 layer + k-means (k = {k})",
-        "ae0_modules": "λ = 0 layer + k-means (k = modules)",
-    }
+    return {"gsr": "GSR modules (indicated)", **cr.CONTROL_LABELS}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -193,7 +190,6 @@ class PbmcConfig:
     batch_size: int = 64
     lr: float = 1e-3
     n_pcs: int = 50
-    n_clusters: int = 10
     markers: tuple[str, ...] = tuple(MARKER_CELLS)
     seed: int = 0
 
@@ -214,7 +210,6 @@ class PbmcConfig:
             batch_size=(self.batch_size, "positive_int"),
             lr=(self.lr, "positive"),
             n_pcs=(self.n_pcs, "positive_int"),
-            n_clusters=(self.n_clusters, "positive_int"),
         )
         if self.matrix not in MATRICES:
             raise ValueError(f"PbmcConfig.matrix must be one of {MATRICES}, got {self.matrix!r}")
@@ -336,13 +331,6 @@ def train_model(
     return model, learned
 
 
-def kmeans(X: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """(N,) k-means labels of the rows of X (N, d), 10 restarts, ``random_state=seed``."""
-    from sklearn.cluster import KMeans
-
-    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(X)
-
-
 def pca_scores(X: np.ndarray, n_pcs: int) -> np.ndarray:
     """(N, n_pcs) principal-component scores of X (N, G) (exact SVD, deterministic)."""
     from sklearn.decomposition import PCA
@@ -374,11 +362,11 @@ def scores(pred: np.ndarray, data: PbmcData) -> dict[str, float]:
 
 
 def run_seed(
-    data: PbmcData, pcs: np.ndarray, config: PbmcConfig, seed: int, device: str,
+    data: PbmcData, config: PbmcConfig, seed: int, device: str,
     progress: bool,
 ) -> dict:
-    """Train both models of one seed and score every clustering; keys starting with ``_``
-    hold arrays for the figures."""
+    """Train both models of one seed and score GSR's modules and their controls (None for
+    a control that was not run); keys starting with ``_`` hold arrays for the figures."""
     start = time.perf_counter()
     train, test = split(data.cell_types, config.test_fraction, seed)
     Xs, scale = scale_inputs(data.X, train)
@@ -389,13 +377,8 @@ def run_seed(
     modules = module_labels(learned)
     n_modules = int(modules.max()) + 1
     indicated = indicate(Z, modules)
-    predictions = {
-        "gsr": indicated,
-        "pca_k": kmeans(pcs, config.n_clusters, seed),
-        "pca_modules": kmeans(pcs, n_modules, seed),
-        "ae0_k": kmeans(Z0, config.n_clusters, seed),
-        "ae0_modules": kmeans(Z0, n_modules, seed),
-    }
+    predictions = {"gsr": indicated, **cr.control_predictions(Z0, data.X, n_modules, seed)}
+    null = cr.module_null(Z, modules, data.cell_types, seed)
     mse, mse0 = (evaluate(m, Xs[test])["mse"] * scale**2 for m in (model, model0))
     return {
         "seed": seed,
@@ -403,7 +386,10 @@ def run_seed(
         "module_sizes": np.bincount(modules).tolist(),
         "components_without_gsr": int(module_labels(learned0).max()) + 1,
         "graph_updates": learned.n_updates,
-        "scores": {method: scores(pred, data) for method, pred in predictions.items()},
+        "scores": {method: None if pred is None else scores(pred, data)
+                   for method, pred in predictions.items()},
+        "null": null,
+        "indicated": len(np.unique(indicated)),
         "test_mse": mse,
         "test_mse_no_gsr": mse0,
         "test_mse_mean_predictor": mean_predictor_mse(data.X[train], data.X[test]),
@@ -424,7 +410,7 @@ def run(config: PbmcConfig, out: str, device: str = "auto", progress: bool = Tru
     data = load_pbmc(config.matrix)
     with one_thread():
         pcs = pca_scores(data.X, config.n_pcs)
-        rows = [run_seed(data, pcs, config, seed, device, progress) for seed in config.seeds]
+        rows = [run_seed(data, config, seed, device, progress) for seed in config.seeds]
     typical = _typical(rows)
     markers = [g for g in config.markers if g in data.genes]
     detail = _typical_detail(typical, data, markers)
@@ -493,10 +479,11 @@ def _metrics(config, data, rows, typical, detail, markers) -> dict:
     public_rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     mse = float(np.mean([r["test_mse"] for r in rows]))
     mse0 = float(np.mean([r["test_mse_no_gsr"] for r in rows]))
-    labels = method_labels(config)
+    labels = method_labels()
     methods = {m: {"label": labels[m], **_mean_scores([r["scores"][m] for r in rows])}
                for m in METHODS}  # fmt: skip
     louvain = scores(data.louvain, data)
+    cost = reconstruction_cost(mse, mse0)
     counts = dict(zip(*np.unique(data.cell_types, return_counts=True), strict=True))
     return {
         "data": {
@@ -513,32 +500,51 @@ def _metrics(config, data, rows, typical, detail, markers) -> dict:
         "test_mse": mse,
         "test_mse_no_gsr": mse0,
         "test_mse_mean_predictor": float(np.mean([r["test_mse_mean_predictor"] for r in rows])),
-        "cost": reconstruction_cost(mse, mse0),
+        "cost": cost,
+        "controls": {"k": K_RULE, "labels": dict(cr.CONTROL_LABELS),
+                     "permutations": cr.NULL_PERMUTATIONS, "p_level": cr.P_LEVEL,
+                     "leiden": cr.leiden_available(), "raw_input": f"adata.{config.matrix}"},
+        "verdict": cr.module_verdict(_verdict_rows(rows), cost["mse_ratio"]),
         "typical": {k: v for k, v in detail.items() if not k.startswith("_")},
     }
 
 
-def _mean_scores(per_seed: list[dict]) -> dict[str, float]:
-    """Mean and standard deviation (ddof 1; 0 for one seed) over seeds of every score."""
-    out = {}
-    for key in per_seed[0]:
-        values = np.array([s[key] for s in per_seed])
-        out[f"{key}_mean"] = float(values.mean())
-        out[f"{key}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+def _verdict_rows(rows: list[dict]) -> list[dict]:
+    """The seeds as ``cr.module_verdict`` reads them: ARI against the cell types."""
+    return [{"ari": r["scores"]["gsr"]["ari"], "components": r["n_modules"],
+             "controls": {"k": r["n_modules"], **r["null"], "indicated": r["indicated"],
+                          **{m: None if r["scores"][m] is None else r["scores"][m]["ari"]
+                             for m in cr.CONTROLS}}}
+            for r in rows]
+
+
+def _mean_scores(per_seed: list[dict | None]) -> dict[str, float | None]:
+    """Mean and standard deviation (ddof 1; 0 for one seed) over seeds of every score,
+    seeds without scores (None) left out; None when no seed has them."""
+    kept = [s for s in per_seed if s is not None]
+    out: dict[str, float | None] = {}
+    for key in SCORE_KEYS:
+        values = np.array([s[key] for s in kept])
+        out[f"{key}_mean"] = float(values.mean()) if len(values) else None
+        out[f"{key}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else (
+            0.0 if len(values) else None)
     return out
+
+
+#: the scores of every clustering (:func:`scores`)
+SCORE_KEYS = ("ari", "nmi", "purity", "ari_coarse", "nmi_coarse", "purity_coarse")
 
 
 def headline(metrics: dict) -> dict[str, str]:
     """The numbers an index page shows."""
-    methods = metrics["methods"]
-    gsr, pca = methods["gsr"], methods["pca_k"]
+    gsr = metrics["methods"]["gsr"]
     counts = metrics["n_modules"]
     cost = metrics["cost"]
     return {
         "GSR modules ARI (cell types / coarse groups)":
             f"{gsr['ari_mean']:.2f} ± {gsr['ari_sd']:.2f} / "
             f"{gsr['ari_coarse_mean']:.2f} ± {gsr['ari_coarse_sd']:.2f}",
-        f"{pca['label']} ARI": f"{pca['ari_mean']:.2f} / {pca['ari_coarse_mean']:.2f}",
+        "vs best control": cr.verdict_entry(metrics["verdict"]),
         "modules found": f"{min(counts)}-{max(counts)} (median {np.median(counts):g})",
         "test MSE vs λ = 0": f"{cost['mse_ratio']:.2f}x ({cost['verdict']})",
     }  # fmt: skip
@@ -605,14 +611,16 @@ def _plot_markers(detail: dict, markers: list[str]) -> plt.Figure:
 
 
 def _plot_ari(config: PbmcConfig, metrics: dict) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained", sharey=True)
-    labels = method_labels(config)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained", sharey=True)
+    labels = method_labels()
     seeds = metrics["seeds"]
     colours = plt.get_cmap("tab10")
     for ax, key, title in ((axes[0], "ari", "against the 10 cell types"),
                            (axes[1], "ari_coarse", "against the coarse groups")):
         for x, method in enumerate(METHODS):
-            values = [s["scores"][method][key] for s in seeds]
+            values = [s["scores"][method][key] for s in seeds if s["scores"][method]]
+            if not values:
+                continue
             jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
             ax.scatter(x + np.asarray(jitter), values, s=22, zorder=3,
                        c=[colours(i % 10) for i in range(len(values))])  # fmt: skip
@@ -660,17 +668,23 @@ def _sections(config: PbmcConfig, metrics: dict, figures: dict[str, str]) -> lis
             "Neurons are grouped by module (black lines); grey marks a neuron that never "
             "varies. Neurons of a module that tracks a cell type share a colour pattern, "
             "red for the markers of that type."), figures=[figures["markers"]]),
+        Section("Controls", text=(
+            cr.controls_rule(K_RULE) + " The raw input is the matrix the autoencoder reads "
+            "(all genes). ARI against the 10 cell types, means over seeds.\n\n"
+            + _verdict_sentence(metrics)),
+            table=[cr.controls_row("all seeds", metrics["verdict"])]),
         Section("ARI per seed", text=(
-            "Each dot is one seed, the bar the mean. Left: against the 10 bulk labels; "
-            "right: against the coarse groups. The dotted line is the Louvain clustering "
-            "shipped with the data (scanpy's neighbour graph on all genes' PCA), for scale."),
+            "Each dot is one seed, the bar the mean: the GSR modules, then their controls. "
+            "Left: against the 10 bulk labels; right: against the coarse groups. The dotted "
+            "line is the Louvain clustering shipped with the data (scanpy's neighbour graph "
+            "on all genes' PCA), for scale."),
             figures=[figures["ari"]]),
     ]
 
 
 def _summary(config: PbmcConfig, metrics: dict) -> str:
     methods, counts = metrics["methods"], metrics["n_modules"]
-    gsr, pca, ae0 = methods["gsr"], methods["pca_k"], methods["ae0_k"]
+    gsr = methods["gsr"]
     cost = metrics["cost"]
     lines = [
         f"Over {config.n_seeds} seed(s) the learned graph (λ = {config.weight:g}) fell apart "
@@ -680,9 +694,7 @@ def _summary(config: PbmcConfig, metrics: dict) -> str:
         f"Assigning every cell to the module it drives most gives ARI "
         f"{gsr['ari_mean']:.2f} ± {gsr['ari_sd']:.2f} (NMI {gsr['nmi_mean']:.2f}) against "
         f"the cell types and {gsr['ari_coarse_mean']:.2f} ± {gsr['ari_coarse_sd']:.2f} "
-        f"against the coarse groups; {pca['label']} gives {pca['ari_mean']:.2f} / "
-        f"{pca['ari_coarse_mean']:.2f}, and k-means on the same layer at λ = 0 "
-        f"{ae0['ari_mean']:.2f} / {ae0['ari_coarse_mean']:.2f}. " + _verdict(metrics),
+        f"against the coarse groups. " + _verdict_sentence(metrics),
         "Reading the ARI: the bulk labels come from reference populations that overlap "
         "(five T-cell subsets), so even a good clustering of these cells scores well below "
         "1 against them; the coarse groups pool the T cells.",
@@ -708,27 +720,9 @@ def _control_text(components: list[int]) -> str:
             "the penalty's doing.")
 
 
-def _verdict(metrics: dict) -> str:
-    """How the modules compare with PCA + k-means (k fixed) and with the baselines that
-    use as many clusters as there are modules, in words."""
-    methods = metrics["methods"]
-    gsr = methods["gsr"]
-    gap = gsr["ari_mean"] - methods["pca_k"]["ari_mean"]
-    if gap >= ARI_MARGIN:
-        text = "The modules indicate the cell types better than PCA + k-means."
-    elif gap > -ARI_MARGIN:
-        text = "The modules indicate the cell types about as well as PCA + k-means."
-    else:
-        text = f"The modules indicate the cell types less well than PCA + k-means (ARI {gap:+.2f})."
-    better = [m for m in ("pca_modules", "ae0_k", "ae0_modules")
-              if methods[m]["ari_mean"] >= gsr["ari_mean"] + ARI_MARGIN
-              or methods[m]["ari_coarse_mean"] >= gsr["ari_coarse_mean"] + ARI_MARGIN]
-    if better:
-        listed = "; ".join(f"{methods[m]['label']}: {methods[m]['ari_mean']:.2f} / "
-                           f"{methods[m]['ari_coarse_mean']:.2f}" for m in better)
-        text += (f" Other clusterings of the same cells do better ({listed}), so the "
-                 "modules are a readable summary of the layer, not a better clustering.")
-    return text
+def _verdict_sentence(metrics: dict) -> str:
+    """Whether the modules beat the best control against the cell types, in words."""
+    return cr.verdict_sentence(metrics["verdict"], "Against the cell types, the GSR modules")
 
 
 def _cost_rule() -> str:
@@ -774,7 +768,8 @@ def _method_table(metrics: dict) -> list[dict]:
 
 
 def _score_cells(v: dict) -> dict[str, str]:
-    return {name: f"{v[key + '_mean']:.2f} ± {v[key + '_sd']:.2f}"
+    return {name: ("n/a" if v[key + "_mean"] is None
+                   else f"{v[key + '_mean']:.2f} ± {v[key + '_sd']:.2f}")
             for name, key in (("ARI", "ari"), ("NMI", "nmi"), ("ARI coarse", "ari_coarse"),
                               ("NMI coarse", "nmi_coarse"))}  # fmt: skip
 
@@ -785,10 +780,10 @@ def _seed_table(metrics: dict) -> list[dict]:
             "seed": r["seed"],
             "modules (sizes)": f"{r['n_modules']} ({', '.join(map(str, r['module_sizes']))})",
             "components at λ = 0": r["components_without_gsr"],
-            "ARI GSR": f"{r['scores']['gsr']['ari']:.2f}",
-            "ARI PCA k-means": f"{r['scores']['pca_k']['ari']:.2f}",
-            "ARI PCA k = modules": f"{r['scores']['pca_modules']['ari']:.2f}",
-            "ARI λ = 0 layer k-means": f"{r['scores']['ae0_k']['ari']:.2f}",
+            "ARI GSR (null p)": (f"{r['scores']['gsr']['ari']:.2f} "
+                                 f"({cr.fmt(r['null']['p_value'], 3)})"),
+            **{f"ARI {cr.CONTROL_LABELS[m]}": cr.fmt(r["scores"][m] and r["scores"][m]["ari"])
+               for m in cr.CONTROLS},
             "test MSE": f"{r['test_mse']:.3f}",
             "test MSE λ = 0": f"{r['test_mse_no_gsr']:.3f}",
             "ratio": f"{r['mse_ratio']:.2f}x",
