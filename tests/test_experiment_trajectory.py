@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 
@@ -11,6 +12,7 @@ import torch
 from scipy.stats import spearmanr
 
 from gsreg.experiments import CLOSE, COSTLY, WRECKED, registry
+from gsreg.experiments import _cluster_report as cr
 from gsreg.experiments import trajectory as T
 
 NAME = "trajectory"
@@ -100,8 +102,59 @@ def test_quick_metrics(quick_run):
 def test_headline_names_both_data_sets(quick_run):
     _, metrics = quick_run
     lines = T.headline(metrics)
-    assert set(lines) == {"dla line layer", "dla learned modules", "krumsiek11 line layer",
-                          "krumsiek11 learned modules"}
+    assert set(lines) == {f"{name} {part}" for name in ("dla", "krumsiek11")
+                          for part in ("line layer", "learned modules",
+                                       "line layer vs best control",
+                                       "learned modules vs best control")}
+
+
+def test_line_and_modules_stand_beside_their_controls_with_a_verdict(quick_run):
+    folder, metrics = quick_run
+    report = html.unescape((folder / "report.html").read_text())
+    headline = registry.read_run(folder)["headline"]
+    for name, m in metrics["datasets"].items():
+        variants = m["line"]["variants"]
+        for v in variants.values():
+            if v["weight"] == 0:  # the λ = 0 units arranged onto the line post hoc
+                assert _in_unit(v["arranged_median_abs_rho_peak"])
+                assert _in_unit(v["arranged_median_abs_rho_com"])
+                (restart,) = v["restarts"]
+                assert len(restart["arranged_rho_com"]) == len(m["data"]["lineages"])
+            else:
+                assert "arranged_median_abs_rho_com" not in v
+        best = m["line"]["best"]
+        line = best["controls_verdict"]
+        own = next(v for v in variants.values()
+                   if v["weight"] == 0 and v["label"].split()[0] == best["variant"].split()[0])
+        expected = {"λ=0 as trained": own["median_abs_rho_com"],
+                    "λ=0 arranged": own["arranged_median_abs_rho_com"],
+                    "neurons shuffled": best["shuffled_abs_rho_com"]}
+        assert line["controls"] == pytest.approx(expected)
+        assert line["control_rho"] == pytest.approx(max(expected.values()))
+        assert line["gsr_rho"] == best["median_abs_rho_com"]
+        assert line["margin"] == pytest.approx(line["gsr_rho"] - line["control_rho"])
+        assert line["helps"] == (line["margin"] > 0)
+        assert line["mse_ratio"] == best["mse_ratio"]
+        assert T._line_verdict_sentence(name, line) in report
+        assert headline[f"{name} line layer vs best control"] == T.line_verdict_entry(line)
+
+        learned = m["learned"]
+        verdict = learned["controls_verdict"]
+        (row,) = learned["restarts"]
+        controls = row["controls"]
+        assert controls["k"] == max(row["components"], 1)
+        kept = {c: controls[c] for c in cr.CONTROLS if controls[c] is not None}
+        assert {"neurons_kmeans", "layer_kmeans", "raw_kmeans"} <= set(kept)
+        assert verdict["control_ari"] == pytest.approx(max(kept.values()))
+        assert verdict["gsr_ari"] == pytest.approx(row["ari"])
+        assert verdict["margin"] == pytest.approx(verdict["gsr_ari"] - verdict["control_ari"])
+        assert verdict["mse_ratio"] == pytest.approx(learned["mse_ratio"])
+        if verdict["margin"] <= 0 or row["components"] <= 1:
+            assert verdict["helps"] is False
+        if row["components"] > 1:
+            assert 0 < controls["p_value"] <= 1
+        assert T._learned_verdict_sentence(name, m) in report
+        assert headline[f"{name} learned modules vs best control"] == cr.verdict_entry(verdict)
 
 
 # --------------------------------------------------------------------------- statistics

@@ -34,17 +34,23 @@ pseudotime (:func:`lineage_spearman`) says whether the line orders its neurons a
 the trajectory. The median |rho| over lineages and restarts is compared with and
 without GSR, beside a chance level, the same read-outs with the neurons put on the line
 in random orders (:func:`shuffled_order_rho`: what the neurons' tuning gives without
-their order), and a linear reference, the |rho| of each lineage's own first principal
-component (:func:`reference_spearman`).
+their order), the λ = 0 layer's neurons arranged onto the line after training
+(:func:`gsreg.analysis.arrangement` fitted on the training samples, scored on the
+held-out ones), and a linear reference, the |rho| of each lineage's own first principal
+component (:func:`reference_spearman`). The verdict: does the best GSR line (centre
+read-out) beat the best of λ = 0 as trained, λ = 0 arranged and the shuffled chance?
 
 (b) Learned graph. A 100-unit LeakyReLU layer (:class:`~gsreg.experiments.
 cluster_indication.GraphLayerAutoencoder`) learns its graph from co-activations
 (:class:`gsreg.CoactivationGraph`, kNN on standardised activations, updated all run
 long) while GSR smooths it; the components are neuron modules, each held-out sample is
 assigned to the module it drives most (:func:`gsreg.analysis.indicate_clusters`) and the
-assignment is scored against the branches (ARI, NMI). Two references: the same model
-without GSR, whose co-activation graph is built after training, (i) as it is and (ii)
-cut post hoc by spectral clustering into as many modules as the GSR run has.
+assignment is scored against the branches (ARI, NMI). The same model without GSR gives
+the controls (``_cluster_report.module_controls``, as many groups as the GSR run found
+modules): its neurons clustered into modules after training and read out the same way,
+and the held-out samples clustered on its layer and on the raw input; beside them a
+permutation null of the module ARI and the verdict. The co-activation graph of the model
+without GSR, built after training, says whether the layer falls apart by itself.
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ from . import (
     reconstruction_cost,
     tuple_fields,
 )
+from . import _cluster_report as cr
 from .cluster_indication import GraphLayerAutoencoder, indicated_modules, module_drivers
 
 TITLE = "Trajectories: a line layer and a learned graph on branching data"
@@ -550,6 +557,13 @@ def _train_line(variant, data: Split, config, seed, device, progress) -> dict:
     rho_com = lineage_spearman(test_time, centre_of_mass(Z), test_lineage, n)
     chance_peak, chance_com = shuffled_order_rho(Z, test_time, test_lineage, n,
                                                  config.n_shuffles, seed)
+    arranged = {"arranged_rho_peak": None, "arranged_rho_com": None}
+    if variant.weight == 0:  # the post-hoc control: λ = 0 units arranged onto the line
+        perm = analysis.arrangement(Z_all[data.train], graph, random_state=seed)
+        Z_arranged = Z[:, perm]
+        arranged = {key: lineage_spearman(test_time, read(Z_arranged), test_lineage, n).tolist()
+                    for key, read in (("arranged_rho_peak", peak_position),
+                                      ("arranged_rho_com", centre_of_mass))}
     return {
         "seed": seed,
         "rho_peak": rho_peak.tolist(),
@@ -558,6 +572,7 @@ def _train_line(variant, data: Split, config, seed, device, progress) -> dict:
         "median_abs_rho_com": float(np.median(_abs_or_zero(rho_com))),
         "shuffled_abs_rho_peak": chance_peak,
         "shuffled_abs_rho_com": chance_com,
+        **arranged,
         "test_mse": evaluate(model, data.X[data.test])["mse"],
         "dirichlet_energy": analysis.dirichlet_energy(Z, graph, normalize=True),
         "activation_norm": float(np.linalg.norm(Z, axis=1).mean()),
@@ -604,15 +619,9 @@ def _train_learned(data: Split, config: TrajectoryConfig, seed, device, progress
            "test_mse_no_gsr": evaluate(baseline, X_test)["mse"],
            "n_updates": learned.n_updates, "_graph": learned.graph, "_Z": Z}
     row.update(_module_scores(Z, learned.graph, truth, data.data.branch_names, seed))
-    base_labels = analysis.modules(base_graph)
-    row["no_gsr_components"] = int(base_labels.max()) + 1
-    row["no_gsr_ari"] = analysis.cluster_scores(indicated_modules(Z_base, base_labels),
-                                                truth)["ari"]
-    row["posthoc_ari"] = row["posthoc_nmi"] = None
-    if row["components"] > 1:
-        cut = analysis.modules(base_graph, n_modules=row["components"], seed=seed)
-        scores = analysis.cluster_scores(indicated_modules(Z_base, cut), truth)
-        row["posthoc_ari"], row["posthoc_nmi"] = scores["ari"], scores["nmi"]
+    row["no_gsr_components"] = int(analysis.modules(base_graph).max()) + 1
+    k = row["components"] or len(data.data.branch_names)
+    row["controls"] = cr.module_controls(Z, row["_labels"], Z_base, X_test, truth, k, seed)
     return row
 
 
@@ -655,6 +664,12 @@ def _line_metrics(line: dict) -> dict:
         peak = np.concatenate([_abs_or_zero(np.array(r["rho_peak"])) for r in restarts])
         com = np.concatenate([_abs_or_zero(np.array(r["rho_com"])) for r in restarts])
         mse = float(np.mean([r["test_mse"] for r in restarts]))
+        arranged = {}
+        if variant.weight == 0:
+            for k in ("peak", "com"):
+                values = np.concatenate([_abs_or_zero(np.array(r[f"arranged_rho_{k}"]))
+                                         for r in restarts])
+                arranged[f"arranged_median_abs_rho_{k}"] = float(np.median(values))
         out[key] = {
             "label": variant.label, "layout": variant.layout, "weight": variant.weight,
             "median_abs_rho_peak": float(np.median(peak)),
@@ -664,6 +679,7 @@ def _line_metrics(line: dict) -> dict:
                                                       for r in restarts])),
             "shuffled_abs_rho_com": float(np.median([r["shuffled_abs_rho_com"]
                                                      for r in restarts])),
+            **arranged,
             "test_mse": mse, **reconstruction_cost(mse, base),
             "dirichlet_energy": float(np.mean([r["dirichlet_energy"] for r in restarts])),
             "activation_norm": float(np.mean([r["activation_norm"] for r in restarts])),
@@ -689,7 +705,38 @@ def _best(variants: dict) -> dict | None:
         "no_gsr_median_abs_rho_com": None if own is None else own["median_abs_rho_com"],
         "no_gsr_median_abs_rho_peak": None if own is None else own["median_abs_rho_peak"],
         "mse_ratio": best["mse_ratio"], "verdict": best["verdict"],
+        "controls_verdict": line_verdict(best, own),
     }
+
+
+#: the controls of a line layer's centre-of-mass |rho|, by their key in the variant records
+LINE_CONTROLS = {"median_abs_rho_com": "λ=0 as trained",
+                 "arranged_median_abs_rho_com": "λ=0 arranged",
+                 "shuffled_abs_rho_com": "neurons shuffled"}
+
+
+def line_verdict(best: dict, own: dict | None) -> dict:
+    """Whether the best GSR line (median centre-of-mass |rho|) beats its controls: the
+    λ = 0 model of its layout as trained and with its units arranged onto the line post
+    hoc, and the GSR model with its neurons shuffled along the line (chance). ``helps``
+    when it beats the best of them; ``mse_ratio`` against plain λ = 0."""
+    controls = {LINE_CONTROLS["shuffled_abs_rho_com"]: best["shuffled_abs_rho_com"]}
+    if own is not None:
+        controls |= {LINE_CONTROLS[k]: own[k] for k in ("median_abs_rho_com",
+                                                        "arranged_median_abs_rho_com")}
+    name = max(controls, key=controls.get)
+    margin = best["median_abs_rho_com"] - controls[name]
+    return {"score": "median |ρ| centre", "best_control": name,
+            "control_rho": controls[name], "gsr_rho": best["median_abs_rho_com"],
+            "margin": margin, "helps": bool(margin > 0), "mse_ratio": best["mse_ratio"],
+            "controls": controls}
+
+
+def line_verdict_entry(verdict: dict) -> str:
+    """The line verdict in a headline, as :func:`cr.verdict_entry` for |rho|."""
+    return (f"GSR {verdict['gsr_rho']:.2f} vs {verdict['best_control']} "
+            f"{verdict['control_rho']:.2f} ({verdict['margin']:+.2f}) at "
+            f"{verdict['mse_ratio']:.2f}x MSE: {cr.verdict_words(verdict)}")
 
 
 def _learned_metrics(rows: list[dict]) -> dict:
@@ -700,9 +747,8 @@ def _learned_metrics(rows: list[dict]) -> dict:
         "nmi_median": _median([r["nmi"] for r in rows]),
         "components_median": float(np.median([r["components"] for r in rows])),
         "no_gsr_components_median": float(np.median([r["no_gsr_components"] for r in rows])),
-        "no_gsr_ari_median": _median([r["no_gsr_ari"] for r in rows]),
-        "posthoc_ari_median": _median([r["posthoc_ari"] for r in rows]),
         "test_mse": gsr, "test_mse_no_gsr": none, **reconstruction_cost(gsr, none),
+        "controls_verdict": cr.module_verdict(rows, gsr / none),
         "restarts": [_public(r) for r in rows],
     }
 
@@ -750,6 +796,11 @@ def headline(metrics: dict) -> dict[str, str]:
         out[f"{name} learned modules"] = (
             f"{learned['components_median']:.0f} modules, ARI vs branches "
             f"{'n/a' if ari is None else f'{ari:.2f}'}, MSE {learned['mse_ratio']:.2f}x")
+        if best is not None:
+            out[f"{name} line layer vs best control"] = line_verdict_entry(
+                best["controls_verdict"])
+        out[f"{name} learned modules vs best control"] = cr.verdict_entry(
+            learned["controls_verdict"])
     return out
 
 
@@ -951,6 +1002,9 @@ def _line_rows(metrics: dict) -> list[dict]:
                 "median |ρ| centre": f"{v['median_abs_rho_com']:.3f}",
                 "shuffled order: peak / centre": (f"{v['shuffled_abs_rho_peak']:.3f} / "
                                                   f"{v['shuffled_abs_rho_com']:.3f}"),
+                "λ=0 arranged: peak / centre": (
+                    f"{v['arranged_median_abs_rho_peak']:.3f} / "
+                    f"{v['arranged_median_abs_rho_com']:.3f}" if v["weight"] == 0 else ""),
                 "first-PC reference": f"{m['reference_median_abs_rho']:.3f}",
                 "test MSE": f"{v['test_mse']:.4f}",
                 "MSE vs plain λ=0": f"{v['mse_ratio']:.2f}x",
@@ -973,7 +1027,9 @@ def _learned_rows(metrics: dict) -> list[dict]:
                 "module sizes": ", ".join(map(str, r["module_sizes"])),
                 "ARI": _fmt(r["ari"]), "NMI": _fmt(r["nmi"]),
                 "no GSR: components": r["no_gsr_components"],
-                "no GSR cut post hoc: ARI": _fmt(r["posthoc_ari"]),
+                "null mean (p)": (f"{_fmt(r['controls']['null_mean'])} "
+                                  f"({_fmt(r['controls']['p_value'])})"),
+                "k-means on λ=0 neurons: ARI": _fmt(r["controls"]["neurons_kmeans"]),
                 "test MSE": f"{r['test_mse']:.4f}",
                 "MSE no GSR": f"{r['test_mse_no_gsr']:.4f}",
                 "modules driven by": "; ".join("/".join(d) for d in r["drivers"]),
@@ -1019,13 +1075,53 @@ def _sections(config: TrajectoryConfig, metrics: dict, figures: dict[str, str]) 
             f"k = {config.k}) with GSR weight {lambda_label(config.learned_weight)}. Each "
             "row of the table is one restart: its modules (connected components), the ARI "
             "and NMI of the module every held-out sample drives most against the branches, "
-            "the same model without GSR (its co-activation graph's components, and that "
-            "graph cut post hoc into as many modules by spectral clustering), and which "
+            "the components of the co-activation graph of the same model without GSR, the "
+            "permutation null and one control (all controls: next section), and which "
             "branches drive each module. The heatmap gives each module's mean activity per "
             "branch for the restart at the median ARI, the graph below its modules."),
             table=_learned_rows(metrics),
             figures=[figures["modules"], figures["graph"]]),
+        Section("Controls", text=_controls_text(metrics), table=_controls_rows(metrics)),
     ]
+
+
+def _controls_rows(metrics: dict) -> list[dict]:
+    return [cr.controls_row(f"{name}, learned graph", m["learned"]["controls_verdict"])
+            for name, m in metrics["datasets"].items()]
+
+
+def _controls_text(metrics: dict) -> str:
+    lines = ["Line layer: the best GSR line (highest median centre-of-mass |ρ|) against the "
+             "λ = 0 model of its layout as trained, the same λ = 0 model with its units "
+             "arranged onto the line after training (the smoothest placement on the training "
+             "samples, scored on the held-out ones), and the GSR model with its neurons "
+             "shuffled along the line (chance). GSR helps when it beats the best of them."]
+    for name, m in metrics["datasets"].items():
+        if m["line"]["best"] is not None:
+            lines.append(_line_verdict_sentence(name, m["line"]["best"]["controls_verdict"]))
+    lines.append("Learned graph, against the branches: "
+                 + cr.controls_rule(K_RULE) + " Means over restarts.")
+    lines += [_learned_verdict_sentence(name, m) for name, m in metrics["datasets"].items()]
+    return "\n\n".join(lines)
+
+
+#: how many groups each learned-graph control gets in this experiment
+K_RULE = ("as many groups as the GSR run found modules (the number of branches where no "
+          "graph was built)")
+
+
+def _line_verdict_sentence(name: str, verdict: dict) -> str:
+    margin = verdict["margin"]
+    text = (f"{name}, line layer: the best GSR line {'beats' if margin > 0 else 'does not beat'}"
+            f" the best control ({verdict['best_control']}): median |ρ| (centre) "
+            f"{verdict['gsr_rho']:.2f} against {verdict['control_rho']:.2f} ({margin:+.2f}), "
+            f"at {verdict['mse_ratio']:.2f}x the test MSE of plain λ = 0")
+    return text + (": GSR helps here." if verdict["helps"] else ": GSR does not help here.")
+
+
+def _learned_verdict_sentence(name: str, m: dict) -> str:
+    return cr.verdict_sentence(m["learned"]["controls_verdict"],
+                               f"{name}, learned graph: the GSR modules")
 
 
 def _line_verdict(name: str, m: dict) -> str:
@@ -1081,20 +1177,15 @@ def _line_conclusion(layout: str, base: dict, own: list[dict], reference: float)
 
 def _learned_verdict(name: str, m: dict) -> str:
     learned = m["learned"]
-    ari, posthoc = learned["ari_median"], learned["posthoc_ari_median"]
+    ari = learned["ari_median"]
     if ari is None:
         return f"{name}: no graph was learned (training shorter than the warm-up)."
-    text = (f"{name}, learned graph: a median of {learned['components_median']:.0f} modules "
+    return (f"{name}, learned graph: a median of {learned['components_median']:.0f} modules "
             f"for {len(m['data']['branches'])} branches, ARI {ari:.2f} and NMI "
             f"{learned['nmi_median']:.2f} against the branches (no GSR: "
             f"{learned['no_gsr_components_median']:.0f} component(s) in the co-activation "
-            f"graph, ARI {learned['no_gsr_ari_median']:.2f}; cut post hoc "
-            f"into as many modules, ARI {_fmt(posthoc)}); test MSE "
-            f"{learned['mse_ratio']:.2f}x that without GSR ({learned['verdict']}).")
-    if posthoc is not None and posthoc >= ari:
-        text += (" Clustering the neurons of the model without GSR separates the branches "
-                 "as well, so the modules owe little to the penalty.")
-    return text
+            f"graph); test MSE {learned['mse_ratio']:.2f}x that without GSR "
+            f"({learned['verdict']}). " + _learned_verdict_sentence(name, m))
 
 
 def _summary(config: TrajectoryConfig, metrics: dict) -> str:
@@ -1112,6 +1203,8 @@ def _summary(config: TrajectoryConfig, metrics: dict) -> str:
     ]
     for name, m in metrics["datasets"].items():
         paragraphs.append(_line_verdict(name, m))
+        if m["line"]["best"] is not None:
+            paragraphs.append(_line_verdict_sentence(name, m["line"]["best"]["controls_verdict"]))
         paragraphs.append(_learned_verdict(name, m))
         cost = _cost_note(name, m)
         if cost:
