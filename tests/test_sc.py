@@ -204,6 +204,44 @@ def test_plots_return_figures_and_save_like_scanpy(fitted, tmp_path):
 # ---------------------------------------------------------------------------- bad input
 
 
+def test_groupby_writes_the_gsr_modules_beside_their_controls_into_uns(pbmc, fitted, tmp_path):
+    adata = pbmc.copy()
+    est = gsreg.sc.fit(adata, groupby="bulk_labels", **QUICK)
+    controls = adata.uns["gsr"]["controls"]
+    assert controls["groupby"] == "bulk_labels" and controls["kind"] == "modules"
+    assert controls["lambda0"]["weight"] == 0.0 and controls["lambda0"]["steps"] == est.n_steps_
+    assert controls["n_modules"] == len(np.unique(est.modules_)) == controls["k"]
+    ari, verdict = controls["ari"], controls["verdict"]
+    best = max((name for name in ari if name != "GSR modules"), key=ari.get)
+    assert verdict["best_control"] == best and verdict["gsr_ari"] == ari["GSR modules"]
+    assert verdict["margin"] == pytest.approx(ari["GSR modules"] - ari[best])
+    assert verdict["helps"] == (verdict["margin"] > 0 and verdict["p_value"] < 0.05)
+    # the same model as without controls: the twin does not touch the GSR fit
+    np.testing.assert_array_equal(adata.obsm["X_gsr"], fitted[0].obsm["X_gsr"])
+    adata.write_h5ad(tmp_path / "controls.h5ad")
+    again = anndata.read_h5ad(tmp_path / "controls.h5ad").uns["gsr"]["controls"]
+    assert again["verdict_text"] == controls["verdict_text"]
+    assert again["ari"]["GSR modules"] == pytest.approx(ari["GSR modules"])
+    assert "controls" not in fitted[0].uns["gsr"]  # no groupby: no controls
+    gsreg.sc.fit(adata, groupby="bulk_labels", controls=False, **QUICK)
+    assert "controls" not in adata.uns["gsr"]
+
+
+def test_groupby_on_a_fixed_graph_scores_maps_as_trained_and_arranged(pbmc):
+    adata = pbmc.copy()
+    gsreg.sc.fit(adata, graph="grid:3x3", groupby="bulk_labels", epochs=20, device="cpu")
+    controls = adata.uns["gsr"]["controls"]
+    assert controls["kind"] == "maps"
+    scores, verdict = controls["scores"], controls["verdict"]
+    assert set(scores) == {"GSR", "λ=0", "λ=0 arranged"}
+    assert verdict["control_score"] == max(scores["λ=0"]["morans_i"],
+                                           scores["λ=0 arranged"]["morans_i"])
+    assert verdict["margin"] == pytest.approx(scores["GSR"]["morans_i"]
+                                              - verdict["control_score"])
+    assert verdict["helps"] is False or verdict["margin"] > 0
+    assert controls["verdict_text"].startswith("The GSR layer")
+
+
 def test_bad_inputs_give_clear_errors(pbmc):
     adata = pbmc.copy()
     with pytest.raises(KeyError, match="layer 'counts' is not in adata.layers"):
@@ -218,6 +256,8 @@ def test_bad_inputs_give_clear_errors(pbmc):
         gsreg.sc.fit(adata, n_neurons=3, **QUICK)
     with pytest.raises(TypeError, match="AnnData"):
         gsreg.sc.fit(adata.X, **QUICK)
+    with pytest.raises(KeyError, match="groupby 'cell_type' is not a column of adata.obs"):
+        gsreg.sc.fit(adata, groupby="cell_type", **QUICK)
     bad = adata.copy()
     bad.X[3, 5] = np.nan
     with pytest.raises(ValueError, match=r"adata.X contains NaN or Inf \(first at row 3, column 5"):

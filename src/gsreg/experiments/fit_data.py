@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import clone
 
 from .. import analysis, graphs, plotting
@@ -466,7 +467,8 @@ def controls(est: GSRAutoencoder, twin: GSRAutoencoder, X: np.ndarray, y: np.nda
              *, Z: np.ndarray | None = None, seed: int = 0) -> dict:
     """The GSR layer of ``est`` beside its controls, from its λ = 0 ``twin`` (the same
     estimator fitted with ``weight=0``), on the training data X (N, d) and labels y (N,)
-    or None. JSON-able.
+    or None; X may be scipy sparse (only a sample of at most :data:`CONTROL_ROWS` rows is
+    densified). JSON-able.
 
     Always: ``lambda0`` (the twin's ``train_mse`` and ``steps``) and ``mse_ratio`` (GSR's
     training MSE over the twin's). Then by ``kind``:
@@ -604,6 +606,7 @@ def _module_controls(est, Z, Z0, X, y, seed: int, cost: str) -> dict:
     n_modules = None if est.modules_ is None else int(len(np.unique(est.modules_)))
     rows = _sample(len(Z), seed)
     Zs, Z0s, Xs = Z[rows], Z0[rows], X[rows]
+    Xs = Xs.toarray() if sp.issparse(Xs) else np.asarray(Xs)
     n_labels = None if y is None else int(len(np.unique(y)))
     k = n_modules if n_modules is not None and n_modules > 1 else (n_labels or 2)
     k = min(k, Z0.shape[1])

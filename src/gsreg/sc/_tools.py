@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from sklearn.base import clone
 
 from .. import analysis
 from ..estimators import GSRAutoencoder
@@ -44,6 +45,8 @@ def fit(
     random_state: int | None = 0,
     copy: bool = False,
     verbose: int = 0,
+    groupby: str | None = None,
+    controls: bool = True,
     **estimator_options: Any,
 ) -> GSRAutoencoder | tuple[AnnData, GSRAutoencoder]:
     """Train a GSR autoencoder on the cells of ``adata`` and write its structured layer.
@@ -66,6 +69,14 @@ def fit(
         random_state: seed of initial weights and batch order (int), or None.
         copy: write into a copy of ``adata`` and return ``(copy, estimator)``.
         verbose: 1 shows a progress bar.
+        groupby: a column of ``adata.obs`` with a label per cell (cell types, clusters);
+            with ``controls`` the GSR layer is scored against its controls on these labels.
+        controls: with ``groupby``, also train the same model with weight 0 (same seed,
+            same steps: twice the training time) and write the GSR layer beside its
+            controls into ``uns[base]["controls"]`` (see docs/scanpy.md): for a fixed
+            graph the λ = 0 layer as trained and arranged post hoc onto the graph, for a
+            learned graph post-hoc modules of the λ = 0 neurons and clusterings of the
+            cells, with the permutation null of the modules' ARI and a ``verdict_text``.
         **estimator_options: other :class:`gsreg.GSRAutoencoder` parameters (``hidden``,
             ``latent``, ``n_structured``, ``learned_options``, ``batch_size``, ``lr``,
             ``scale``, ``device``, ...); the network layer that carries the graph is
@@ -77,7 +88,8 @@ def fit(
 
     Writes ``obsm[key_added]`` (n_obs, n_units) float32, ``uns[base]`` and, when the graph
     has modules, one ``obs`` column per module (mean module activity) plus the module each
-    cell drives most (see :func:`transform`).
+    cell drives most (see :func:`transform`); with ``groupby`` and ``controls``,
+    ``uns[base]["controls"]``.
     """
     _check_adata(adata)
     if copy:
@@ -91,14 +103,50 @@ def fit(
     if unknown:
         names = sorted((allowed - set(_RENAMED.values())) | set(_RENAMED))
         raise TypeError(f"gsreg.sc.fit: unknown option(s) {unknown}; GSRAutoencoder takes {names}")
+    labels = _labels(adata, groupby)
     if weight is None:
         weight = DEFAULT_WEIGHT_LEARNED if _is_learned(graph) else DEFAULT_WEIGHT_FIXED
     est = GSRAutoencoder(graph=graph, weight=weight, epochs=epochs, random_state=random_state,
                          verbose=verbose, **options)  # fmt: skip
     rows.check_finite()
-    est.fit(rows.matrix())
+    X = rows.matrix()
+    est.fit(X)
     _write(adata, est, rows, key_added, _input_params(layer, use_rep))
+    if labels is not None and controls:
+        from ..experiments.fit_data import controls as score_controls
+
+        twin = est if weight == 0 and not est.arrange else clone(est).set_params(
+            weight=0.0, arrange=False).fit(X)
+        result = score_controls(est, twin, X, labels, Z=adata.obsm[key_added],
+                                seed=int(est.seed_))  # fmt: skip
+        adata.uns[_names(key_added)[0]]["controls"] = {"groupby": groupby,
+                                                       **_h5ad_tree(result)}
     return (adata, est) if copy else est
+
+
+def _labels(adata: AnnData, groupby: str | None) -> np.ndarray | None:
+    """The cells' labels (n_obs,) as strings from ``obs[groupby]``, or None."""
+    if groupby is None:
+        return None
+    if groupby not in adata.obs.columns:
+        raise KeyError(f"groupby {groupby!r} is not a column of adata.obs (columns: "
+                       f"{list(adata.obs.columns)[:12]})")  # fmt: skip
+    values = adata.obs[groupby]
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise ValueError(f"groupby column {groupby!r} has no label for cell {row}")
+    return values.astype(str).to_numpy()
+
+
+def _h5ad_tree(value: Any) -> Any:
+    """A JSON-like result as h5ad-writable values: dicts of str keys, lists as arrays, None
+    left out (a missing key means None)."""
+    if isinstance(value, dict):
+        items = {str(k): _h5ad_tree(v) for k, v in value.items()}
+        return {k: v for k, v in items.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value)
+    return value
 
 
 def transform(
