@@ -19,6 +19,7 @@ from gsreg.experiments.capsules import (
     STRONG,
     CapsulesConfig,
     alignment_pvalue,
+    capsule_arrangement,
     claim_verdict,
     consistency_matrix,
     consistency_summary,
@@ -315,7 +316,7 @@ def _summary(alignments, p_values, consistency, verdict="close to λ = 0"):
             "verdict": verdict}
 
 
-def test_claim_verdict():
+def test_claim_verdict_against_the_best_control():
     none = _summary([-0.02, 0.01], [0.8, 0.4], 0.0)
     assert claim_verdict(_summary([0.6, 0.55], [0.001, 0.001], 0.6), none) == "reproduced"
     assert claim_verdict(_summary([0.1, 0.08], [0.001, 0.001], 0.1), none) == "weak"
@@ -323,6 +324,38 @@ def test_claim_verdict():
     assert claim_verdict(_summary([0.1, 0.005], [0.001, 0.001], 0.1), none) == "not reproduced"
     wrecked = _summary([0.6, 0.6], [0.001, 0.001], 0.6, "wrecks the primary task")
     assert claim_verdict(wrecked, none) == "not reproduced"
+
+
+def test_capsule_arrangement_undoes_a_planted_relabelling():
+    rng = np.random.default_rng(8)
+    C, D, F = 6, 7, 9
+    shared = rng.normal(size=(D, F))
+    signatures = shared + 0.2 * rng.normal(size=(C, D, F))
+    planted = np.argsort(rng.random((C, D)), axis=1)  # capsule c keeps dim k at planted[c, k]
+    scrambled = np.empty_like(signatures)
+    for c in range(C):
+        scrambled[c, planted[c]] = signatures[c]
+    perm = capsule_arrangement(cosine_table(scrambled).reshape(C * D, C * D), C, D)
+    assert perm.shape == (C, D) and perm.dtype == np.int64
+    assert all(sorted(row) == list(range(D)) for row in perm)
+    relabelled = np.take_along_axis(scrambled, perm[:, :, None], axis=1)
+    # the same labels up to one relabelling shared by every capsule
+    assert all((perm[c][np.argsort(perm[0])] == planted[c][np.argsort(planted[0])]).all()
+               for c in range(C))
+    summary = consistency_summary(consistency_matrix(relabelled))
+    assert summary["alignment"] == pytest.approx(
+        consistency_summary(consistency_matrix(signatures))["alignment"])
+
+
+def test_capsule_arrangement_is_never_worse_than_the_identity():
+    rng = np.random.default_rng(9)
+    C, D = 5, 6
+    for _ in range(5):
+        sig = rng.normal(size=(C, D, 9))
+        perm = capsule_arrangement(cosine_table(sig).reshape(C * D, C * D), C, D)
+        identity = np.broadcast_to(np.arange(D), (1, C, D))
+        assert permuted_consistency(sig, perm[None])[0] >= (
+            permuted_consistency(sig, identity)[0] - 1e-12)
 
 
 def test_margin_loss_against_a_loop():

@@ -164,3 +164,46 @@ def test_rho_null_shuffles_the_units_of_the_ring():
     perms = np.argsort(np.random.default_rng(1).random((99, 12)), axis=1)
     by_hand = [abs(circular_correlation(angles, ring_peak_angle(bump[:, p]))) for p in perms]
     assert null["null_mean"] == pytest.approx(np.mean(by_hand))
+
+
+# --------------------------------------------------------------------------- capsules
+
+
+def test_capsules_controls_are_lambda_0_as_trained_and_relabelled(runs):
+    metrics = _metrics(runs["capsules"])
+    none = metrics["by_weight"]["0"]
+    controls = metrics["controls"]
+    assert set(controls) == {"λ=0", "λ=0 arranged"}
+    assert controls["λ=0"]["alignment_mean"] == none["alignment_mean"]
+    assert controls["λ=0 arranged"]["alignment_mean"] == none["arranged"]["alignment_mean"]
+    for m in metrics["models"].values():
+        arranged = m["arranged"]
+        assert arranged["alignment"] == pytest.approx(
+            arranged["consistency"] - arranged["shuffled"])
+        assert 0 < arranged["p_value"] <= 1 and 0 <= arranged["relabelled_fraction"] <= 1
+    relabelled = [m["arranged"]["alignment"] for m in metrics["models"].values()
+                  if m["weight"] == 0]
+    assert controls["λ=0 arranged"]["alignment_by_restart"] == relabelled
+
+
+def test_capsules_verdict_takes_the_best_control(runs):
+    metrics = _metrics(runs["capsules"])
+    verdict, best = metrics["verdict"], metrics["best"]
+    assert verdict["better"] == "higher" and verdict["gsr"] == best["label"]
+    assert verdict["control_score"] == max(c["alignment_mean"]
+                                           for c in metrics["controls"].values())
+    assert verdict["gsr_score"] == best["alignment_mean"]
+    assert verdict["gsr_arranged_score"] == best["arranged"]["alignment_mean"]
+    assert verdict["accuracy_drop"] == best["accuracy_drop"]
+    _check_verdict(verdict)
+    if verdict["cost"] == WRECKED:
+        assert verdict["helps"] is False
+    if metrics["claim"] != "not reproduced":
+        assert verdict["margin"] > 0
+
+
+def test_capsules_report_states_the_verdict(runs):
+    folder = runs["capsules"]
+    verdict = _metrics(folder)["verdict"]
+    _check_report(folder, verdict)
+    assert "GSR against the controls" in (folder / "report.html").read_text()
