@@ -20,6 +20,25 @@ from torch import nn
 from .._util import model_device as _model_device
 from ..graphs import LAPLACIAN_KINDS, Graph, rank_by_size
 from ._arrangement import arrangement
+from ._controls import (
+    ARRANGE_SAMPLES,
+    DECODE_TOLERANCE,
+    MODULE_CONTROL_LABELS,
+    MODULE_CONTROLS,
+    NULL_PERMUTATIONS,
+    P_LEVEL,
+    indicated_modules,
+    leiden_available,
+    map_control_scores,
+    map_controls,
+    map_verdict,
+    map_verdict_short,
+    map_verdict_text,
+    module_control_labels,
+    module_controls,
+    module_null,
+    module_verdict,
+)
 from ._structure import (
     cluster_samples,
     contiguity_null,
@@ -59,6 +78,23 @@ __all__ = [
     "segmentation_contiguity",
     "territories",
     "arrangement",
+    "ARRANGE_SAMPLES",
+    "DECODE_TOLERANCE",
+    "MODULE_CONTROLS",
+    "MODULE_CONTROL_LABELS",
+    "NULL_PERMUTATIONS",
+    "P_LEVEL",
+    "indicated_modules",
+    "leiden_available",
+    "map_control_scores",
+    "map_controls",
+    "map_verdict",
+    "map_verdict_short",
+    "map_verdict_text",
+    "module_control_labels",
+    "module_controls",
+    "module_null",
+    "module_verdict",
 ]
 
 

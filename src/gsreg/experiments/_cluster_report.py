@@ -8,8 +8,9 @@ of the gsreg setting, and the k-means baselines. A run is identified by its key
 ``(dataset kind, n_modules, seed, setting, weight)``; runs asked for twice (a sweep weight
 equal to the setting's own) are trained once.
 
-The controls of a learned graph's modules (also used by ``pbmc`` and ``trajectory``):
-:func:`module_controls` per run, :func:`module_verdict` per group of runs, and their words.
+The words and tables of the controls of a learned graph's modules (also used by ``pbmc``
+and ``trajectory``); :func:`gsreg.analysis.module_controls` and
+:func:`gsreg.analysis.module_verdict` compute them.
 """
 
 from __future__ import annotations
@@ -315,127 +316,7 @@ def dots(ax: plt.Axes, x: float, values: Sequence[float | None], color: str, lab
 
 
 # --------------------------------------------------------------------------- controls
-
-#: the controls of a learned graph's modules, in table order: post-hoc modules of the
-#: λ = 0 layer's neurons (read out like GSR modules), and clusterings of the samples on
-#: the λ = 0 layer and on the raw input
-CONTROLS = ("neurons_kmeans", "neurons_leiden", "layer_kmeans", "layer_leiden", "raw_kmeans",
-            "raw_leiden")
-CONTROL_LABELS = {
-    "neurons_kmeans": "k-means on λ=0 neurons",
-    "neurons_leiden": "Leiden on λ=0 neurons",
-    "layer_kmeans": "k-means of samples on the λ=0 layer",
-    "layer_leiden": "Leiden of samples on the λ=0 layer",
-    "raw_kmeans": "k-means of samples on the raw input",
-    "raw_leiden": "Leiden of samples on the raw input",
-}
-#: permutations of the module ARI null (p-values down to 0.005)
-NULL_PERMUTATIONS = 199
-#: the null's p-value below which the GSR modules beat "any grouping of their sizes"
-P_LEVEL = 0.05
-
-
-def leiden_available() -> bool:
-    """Whether the optional ``igraph`` (Leiden) is installed; without it the Leiden
-    controls are recorded as None."""
-    try:
-        import igraph  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def control_predictions(Z0: np.ndarray, X: np.ndarray, k: int, seed: int
-                        ) -> dict[str, np.ndarray | None]:
-    """The sample labels (N,) of every control in :data:`CONTROLS`, ``k`` groups each.
-
-    ``Z0`` (N, n): the λ = 0 layer's activations, ``X`` (N, d): the raw input of the same
-    samples. ``neurons_*``: ``analysis.posthoc_modules(Z0, k)`` read out with
-    ``indicate_clusters`` exactly like GSR modules; ``layer_*`` and ``raw_*``:
-    ``analysis.cluster_samples`` of Z0 and of X. Leiden entries are None without igraph,
-    and None where no resolution gives ``k`` groups (e.g. k = 1 on a kNN graph that falls
-    apart): a control with another number of groups is not comparable.
-    """
-    out: dict[str, np.ndarray | None] = {}
-    methods = ("kmeans", "leiden") if leiden_available() else ("kmeans",)
-    for method in ("kmeans", "leiden"):
-        if method not in methods:
-            out.update({f"{kind}_{method}": None for kind in ("neurons", "layer", "raw")})
-            continue
-        modules = analysis.posthoc_modules(Z0, min(k, Z0.shape[1]), method, seed)
-        groups = {"neurons": modules,
-                  "layer": analysis.cluster_samples(Z0, min(k, len(Z0)), method, seed),
-                  "raw": analysis.cluster_samples(X, min(k, len(X)), method, seed)}
-        for kind, labels in groups.items():
-            if method == "leiden" and len(np.unique(labels)) != k:
-                out[f"{kind}_{method}"] = None
-            elif kind == "neurons":
-                out[f"{kind}_{method}"] = ci.indicated_modules(Z0, labels)
-            else:
-                out[f"{kind}_{method}"] = labels
-    return {name: out[name] for name in CONTROLS}
-
-
-def module_null(Z: np.ndarray, labels: np.ndarray | None, truth: np.ndarray, seed: int,
-                n_permutations: int = NULL_PERMUTATIONS) -> dict[str, float | None]:
-    """``{"null_mean", "p_value"}`` of ``analysis.module_ari_null`` for GSR modules
-    ``labels`` (n,) on activations Z (N, n); both None when there is no graph, a single
-    module or no module that varies (no indication to test)."""
-    if labels is None or len(np.unique(labels)) < 2:
-        return {"null_mean": None, "p_value": None}
-    try:
-        null = analysis.module_ari_null(Z, labels, truth, n_permutations, seed)
-    except ValueError:  # no module varies
-        return {"null_mean": None, "p_value": None}
-    return {"null_mean": null["null_mean"], "p_value": null["p_value"]}
-
-
-def module_controls(Z: np.ndarray, labels: np.ndarray | None, Z0: np.ndarray, X: np.ndarray,
-                    truth: np.ndarray, k: int, seed: int) -> dict:
-    """The controls of one run's GSR modules, JSON-able.
-
-    ``Z`` (N, n) and ``labels`` (n,) (None without a graph): the GSR layer and its modules;
-    ``Z0``: the λ = 0 layer, ``X`` the raw input, ``truth`` (N,) the clusters, all on the
-    same N samples; ``k`` groups per control (the caller says whose count). Returns ``k``,
-    the ARI against ``truth`` of every control (:func:`control_predictions`), the module
-    null (:func:`module_null`) and ``indicated``: how many distinct modules the samples
-    are indicated by (1 or 0: no indication).
-    """
-    k = max(int(k), 1)
-    aris = {name: None if pred is None else analysis.cluster_scores(pred, truth)["ari"]
-            for name, pred in control_predictions(Z0, X, k, seed).items()}
-    indicated = 0 if labels is None else len(np.unique(ci.indicated_modules(Z, labels)))
-    return {"k": k, **aris, **module_null(Z, labels, truth, seed), "indicated": indicated}
-
-
-def module_verdict(rows: Sequence[Mapping], mse_ratio: float) -> dict:
-    """Whether a group of runs' GSR modules beat their controls, at test MSE ratio
-    ``mse_ratio`` (against λ = 0).
-
-    Each row holds ``ari`` (None without a graph: counted 0), ``components`` and
-    ``controls`` (:func:`module_controls`). Scores are means over the rows; the best
-    control is the one of highest mean ARI. The p-value is the largest of the rows' (a
-    row without a null counts 1): GSR must beat the null in every run. GSR helps when it
-    beats the best control (``margin > 0``), the null (``p_value < P_LEVEL``) and has more
-    than one module that samples are indicated by in every run (``modules``).
-    """
-    gsr = float(np.mean([r["ari"] or 0.0 for r in rows]))
-    means = {name: mean_of([r["controls"][name] for r in rows]) for name in CONTROLS}
-    kept = {name: value for name, value in means.items() if value is not None}
-    best = max(kept, key=kept.get)
-    p_value = max(1.0 if r["controls"]["p_value"] is None else r["controls"]["p_value"]
-                  for r in rows)
-    modules = all(r["components"] > 1 and r["controls"]["indicated"] > 1 for r in rows)
-    margin = gsr - kept[best]
-    return {
-        "best_control": CONTROL_LABELS[best], "best_control_key": best,
-        "control_ari": kept[best], "gsr_ari": gsr, "margin": margin,
-        "p_value": p_value, "null_mean": mean_of([r["controls"]["null_mean"] for r in rows]),
-        "modules": modules, "mse_ratio": float(mse_ratio),
-        "helps": bool(margin > 0 and p_value < P_LEVEL and modules),
-        "controls": means, "k": [r["controls"]["k"] for r in rows],
-    }
-
+# (computed by gsreg.analysis.module_controls / module_verdict; words and tables here)
 
 def verdict_words(verdict: Mapping) -> str:
     """``"helps"`` or ``"does not help"``."""
@@ -466,7 +347,7 @@ def verdict_sentence(verdict: Mapping, subject: str) -> str:
         reasons.append("a clustering without GSR indicates the clusters at least as well")
     if not verdict["modules"]:
         reasons.append("some run has a single module or indicates every sample by one")
-    if verdict["p_value"] >= P_LEVEL:
+    if verdict["p_value"] >= analysis.P_LEVEL:
         reasons.append(f"the modules do not beat the permutation null in every run "
                        f"(largest p {verdict['p_value']:.3f})")
     return text + f": GSR does not help here ({'; '.join(reasons)})."
@@ -479,7 +360,8 @@ def controls_row(label: str, verdict: Mapping) -> dict[str, str]:
         "k (per run)": ", ".join(map(str, verdict["k"])),
         "GSR modules ARI": f"{verdict['gsr_ari']:.2f}",
         "null mean (largest p)": f"{fmt(verdict['null_mean'])} ({verdict['p_value']:.3f})",
-        **{CONTROL_LABELS[name]: fmt(verdict["controls"][name]) for name in CONTROLS},
+        **{analysis.MODULE_CONTROL_LABELS[name]: fmt(verdict["controls"][name])
+           for name in analysis.MODULE_CONTROLS},
         "margin vs best": f"{verdict['margin']:+.2f}",
         "test MSE vs λ = 0": f"{verdict['mse_ratio']:.2f}x",
         "GSR helps": "yes" if verdict["helps"] else "no",
@@ -494,9 +376,9 @@ def controls_rule(k_rule: str) -> str:
         "clustered into modules after training (k-means and Leiden on their activation "
         "profiles) and read out exactly like the GSR modules, and the samples clustered "
         "directly (k-means and Leiden) on that λ = 0 layer and on the raw input. The null: "
-        f"the GSR modules' ARI against {NULL_PERMUTATIONS} random groupings of the neurons "
-        "with the same module sizes (mean and p-value; the largest p over runs counts). GSR "
-        "helps only when its mean ARI beats the best control, it beats the null "
-        f"(p < {P_LEVEL:g}) in every run, and every run has more than one module that "
-        "samples are indicated by." + ("" if leiden_available() else
+        f"the GSR modules' ARI against {analysis.NULL_PERMUTATIONS} random groupings of the "
+        "neurons with the same module sizes (mean and p-value; the largest p over runs "
+        "counts). GSR helps only when its mean ARI beats the best control, it beats the null "
+        f"(p < {analysis.P_LEVEL:g}) in every run, and every run has more than one module that "
+        "samples are indicated by." + ("" if analysis.leiden_available() else
                                        " igraph is not installed: no Leiden controls."))

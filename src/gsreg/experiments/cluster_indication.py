@@ -442,18 +442,9 @@ def run_study(config: ClusterIndicationConfig, progress: bool = True, workers: i
 # ----------------------------------------------------------------------------- read-outs
 
 
-def indicated_modules(Z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(N,) the module each sample of Z (N, n) drives most (``analysis.indicate_clusters``
-    with neuron modules ``labels`` (n,)); all 0 when no module varies."""
-    try:
-        return analysis.indicate_clusters(Z, labels)
-    except ValueError:  # no module varies: every sample is indicated alike
-        return np.zeros(len(Z), dtype=np.int64)
-
-
 def _indication_scores(Z: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> dict:
     """ARI, NMI and purity of the samples' modules (indicate_clusters) against ``truth``."""
-    return analysis.cluster_scores(indicated_modules(Z, labels), truth)
+    return analysis.cluster_scores(analysis.indicated_modules(Z, labels), truth)
 
 
 def module_drivers(Z: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> list[list[int]]:

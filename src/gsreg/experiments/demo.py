@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import graphs, plotting
+from .. import analysis, graphs, plotting
 from ..report import RunFolder, Section
 from . import load_mnist, public_fields, train_variants, write_config_and_metrics
-from ._controls import verdict_text
 from .mnist_grid_ae import (
     ARRANGED_ROW_TEXT,
     CONTROLS_TEXT,
@@ -132,9 +131,9 @@ def _sections(config: DemoConfig, metrics: dict, figures: dict[str, str]) -> lis
         "spatial structure, 1 perfectly smooth). But the layer without GSR, its units "
         "arranged post hoc on the grid (same model, same MSE), reaches "
         f"{none['arranged']['morans_i']:.3f}.\n\n"
-        + verdict_text(gsr["verdict_vs_controls"], f"GSR λ={config.weight:g}",
+        + analysis.map_verdict_text(gsr["verdict_vs_controls"], f"GSR λ={config.weight:g}",
                        f"{gsr['mse_ratio']:.3f}x the MSE") + " "
-        + verdict_text(centred["verdict_vs_controls"], "The centred form",
+        + analysis.map_verdict_text(centred["verdict_vs_controls"], "The centred form",
                        f"{centred['mse_ratio']:.3f}x the MSE") + "\n\n"
         "The plain penalty can also be lowered by shrinking activations: compare mean ||z|| "
         f"({gsr['scale_vs_lambda_0']:.2f}x that without GSR). The centred Rayleigh form is "

@@ -7,7 +7,7 @@ trains :class:`gsreg.GSRAutoencoder` on it and writes ``report.html``, ``metrics
 run that fails leaves nothing behind.
 
 Unless ``controls=False``, the same model is also trained with λ = 0 (same seed, same
-steps) and the GSR layer's scores stand beside its controls (:func:`controls`): for a
+steps) and the GSR layer's scores stand beside its controls (:func:`gsreg.controls.score`): for a
 fixed graph the λ = 0 layer as trained and with its units arranged post hoc onto the
 graph, for a learned graph post-hoc modules of the λ = 0 layer and clusterings of the
 samples, each with a verdict sentence.
@@ -27,31 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import clone
 
 from .. import analysis, graphs, plotting
+from .. import controls as twin_controls
 from ..estimators import LEARNED, GSRAutoencoder
 from ..report import RunFolder, Section
-from . import _controls
 
 SUFFIXES = (".npy", ".csv", ".tsv", ".h5ad")
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-nan", "#n/a"})
 MAX_CLASS_PANELS = 24  # class maps drawn for at most this many (most frequent) labels
 OUTPUTS = ("report.html", "metrics.json", "config.json", "model.safetensors",
            "embedding.npy", "embedding.csv", "figures")  # fmt: skip
-CONTROL_ROWS = _controls.ARRANGE_SAMPLES
-"""Samples (at most, a seeded draw) on which each control is fitted and each score taken:
-fixed graphs fit the arrangement (and the decodability probe) on one such set and score on
-another, so that the arrangement is not scored on the samples it was fitted to."""
-NULL_PERMUTATIONS = 199
-"""Permutations of the learned modules' ARI null (p-values down to 0.005)."""
-MIN_CONTROL_SAMPLES = 4
-"""Fewer samples than this get no controls (two per set to fit and score on)."""
-P_LEVEL = 0.05
-"""The null's p-value below which learned modules beat "any grouping of their sizes"."""
-
-
 @dataclass(frozen=True)
 class FitConfig:
     """Everything that defines a ``gsreg fit`` run; written to ``config.json``."""
@@ -433,7 +420,7 @@ def _write_run(config: FitConfig, table: Table, folder_path: Path, progress: boo
             start = time.perf_counter()
             twin.fit(X)
             twin_seconds = time.perf_counter() - start
-        metrics["controls"] = controls(est, twin, X, y, Z=Z, seed=config.seed)
+        metrics["controls"] = twin_controls.score(est, twin, X, y, Z=Z, seed=config.seed)
         metrics["controls"]["lambda0"]["train_seconds"] = twin_seconds
     history = est.history_.epochs
     training = folder.save_figure(
@@ -461,205 +448,6 @@ def single_module_note(n_modules: int | None, steps: int) -> str | None:
         return ("The learned graph stayed in one piece (1 module), so it found no neuron "
                 "modules; try a larger --weight (e.g. 10 times larger) or more --epochs.")
     return None
-
-
-def controls(est: GSRAutoencoder, twin: GSRAutoencoder, X: np.ndarray, y: np.ndarray | None,
-             *, Z: np.ndarray | None = None, seed: int = 0) -> dict:
-    """The GSR layer of ``est`` beside its controls, from its λ = 0 ``twin`` (the same
-    estimator fitted with ``weight=0``), on the training data X (N, d) and labels y (N,)
-    or None; X may be scipy sparse (only a sample of at most :data:`CONTROL_ROWS` rows is
-    densified). JSON-able.
-
-    Always: ``lambda0`` (the twin's ``train_mse`` and ``steps``) and ``mse_ratio`` (GSR's
-    training MSE over the twin's). Then by ``kind``:
-
-    - ``"maps"`` (fixed graph, labels): :func:`_controls.map_fields` of both layers
-      (arrangement and decodability probe fitted on one set of rows, scored on another,
-      :data:`CONTROL_ROWS` each at most) under ``scores`` ("GSR", "λ=0", "λ=0
-      arranged") and :func:`_controls.verdict` on Moran's I under ``verdict``;
-    - ``"smoothness"`` (fixed graph, no labels, or one class in a set of rows): ``scores``
-      hold ``dirichlet_energy`` (per sample, of the units standardised over the samples;
-      lower is smoother) and ``morans_i_mean_map``; ``verdict`` compares the energies:
-      ``margin`` = best control's energy minus GSR's, ``helps`` when it is > 0;
-    - ``"modules"`` (learned graph): post-hoc modules of the λ = 0 neurons (k-means and,
-      with igraph, Leiden, as many as GSR found; as many as labels when GSR found fewer
-      than 2) and, with labels, k-means of the samples on the λ = 0 layer and on the raw
-      input, the ARI of each against the labels, the GSR modules' ARI permutation null and
-      ``verdict`` (``helps``: beats the best control and the null, with > 1 module).
-
-    ``verdict_text`` is one plain sentence. ``kind="none"`` (fewer than
-    :data:`MIN_CONTROL_SAMPLES` samples, or a graph without edges) has only that sentence.
-    """
-    Z = est.activations(X) if Z is None else Z
-    Z0 = Z if twin is est else twin.activations(X)
-    mse, mse0 = -est.score(X), -twin.score(X)
-    ratio = mse / mse0 if mse0 > 0 else float("nan")
-    out: dict = {
-        "lambda0": {"weight": 0.0, "seed": int(twin.seed_), "steps": int(twin.n_steps_),
-                    "train_mse": mse0, "same_model": twin is est},
-        "mse_ratio": ratio,
-    }
-    cost = f"{ratio:.2f}x the training MSE of λ = 0"
-    if len(X) < MIN_CONTROL_SAMPLES:
-        out.update(kind="none", verdict_text=f"With {len(X)} samples there are too few to fit "
-                   f"and score the controls (at least {MIN_CONTROL_SAMPLES}).")
-    elif est.coactivation_ is not None:
-        out.update(_module_controls(est, Z, Z0, X, y, seed, cost))
-    elif est.graph_.n_edges == 0:
-        out.update(kind="none", verdict_text=f"{est.graph_.name} has no edges: there is no "
-                   "structure to compare with controls.")
-    elif y is not None and all(len(np.unique(y[rows])) > 1 for rows in _split(len(X), seed)):
-        out.update(_map_controls(est.graph_, Z, Z0, y, seed, cost))
-    else:
-        out.update(_smoothness_controls(est.graph_, Z, Z0, seed, cost))
-    return out
-
-
-def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two disjoint sorted row sets of a seeded shuffle (halves, :data:`CONTROL_ROWS` each
-    at most): one fits the controls, the other scores them."""
-    order = np.random.default_rng(seed).permutation(n)
-    half = max(1, n // 2)
-    return np.sort(order[:half][:CONTROL_ROWS]), np.sort(order[half:][:CONTROL_ROWS])
-
-
-def _sample(n: int, seed: int) -> np.ndarray:
-    """All n rows, or a seeded sorted draw of :data:`CONTROL_ROWS` of them."""
-    if n <= CONTROL_ROWS:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, CONTROL_ROWS, replace=False))
-
-
-def _public(result: dict) -> dict:
-    return {k: v for k, v in result.items() if not k.startswith("_") and k != "arranged"}
-
-
-def _map_controls(graph, Z, Z0, y, seed: int, cost: str) -> dict:
-    fit_rows, score_rows = _split(len(Z), seed)
-    norm0 = float(np.linalg.norm(Z0[score_rows], axis=1).mean())
-    fields = [_controls.map_fields(A[fit_rows], y[fit_rows], A[score_rows], y[score_rows],
-                                   graph, reference_norm=norm0, seed=seed) for A in (Z, Z0)]
-    gsr, reference = fields
-    result = _controls.verdict(gsr, reference)
-    scores = {"GSR": _public(gsr), **{name: _public(value) for name, value in
-                                      _controls.controls_of(reference).items()}}
-    return {"kind": "maps", "rows": {"fit": len(fit_rows), "score": len(score_rows)},
-            "scores": scores, "verdict": result,
-            "verdict_text": _controls.verdict_text(result, "The GSR layer", cost)}
-
-
-def standardised_energy(Z: np.ndarray, graph) -> float:
-    """Dirichlet energy per sample of the columns of Z (N, n) standardised over the
-    samples (constant columns as zeros): the energy :func:`gsreg.analysis.arrangement`
-    minimises, a smoothness that scaling the activations cannot change."""
-    Z = np.asarray(Z, dtype=np.float64)
-    sd = Z.std(axis=0)
-    S = np.divide(Z - Z.mean(axis=0), sd, out=np.zeros_like(Z), where=sd > 0)
-    return analysis.dirichlet_energy(S, graph, normalize=False)
-
-
-def _smoothness_controls(graph, Z, Z0, seed: int, cost: str) -> dict:
-    fit_rows, score_rows = _split(len(Z), seed)
-    perm = analysis.arrangement(Z0[fit_rows], graph, random_state=seed)
-    layers = {"GSR": Z[score_rows], "λ=0": Z0[score_rows], "λ=0 arranged": Z0[score_rows][:, perm]}
-    scores = {name: {"dirichlet_energy": standardised_energy(A, graph),
-                     "morans_i_mean_map": _morans_i(A.mean(axis=0), graph)}
-              for name, A in layers.items()}
-    best = min(("λ=0", "λ=0 arranged"), key=lambda name: scores[name]["dirichlet_energy"])
-    control, gsr = scores[best]["dirichlet_energy"], scores["GSR"]["dirichlet_energy"]
-    margin = control - gsr
-    result = {"score": "dirichlet_energy", "best_control": best, "control_score": control,
-              "gsr_score": gsr, "margin": margin, "helps": bool(margin > 0)}
-    text = (f"The GSR layer is {'smoother' if margin > 0 else 'not smoother'} than the best "
-            f"control ({best}): Dirichlet energy of its standardised activations {gsr:.3g} "
-            f"against {control:.3g} (lower is smoother), at {cost}"
-            + (": GSR helps here." if margin > 0 else ": GSR does not help here."))
-    return {"kind": "smoothness", "rows": {"fit": len(fit_rows), "score": len(score_rows)},
-            "scores": scores, "verdict": result, "verdict_text": text}
-
-
-def _morans_i(values: np.ndarray, graph) -> float:
-    return float(analysis.morans_i(values, graph)) if np.ptp(values) > 0 else float("nan")
-
-
-def _leiden_available() -> bool:
-    try:
-        import igraph  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _indicated_ari(Z: np.ndarray, modules: np.ndarray, y: np.ndarray) -> float:
-    """ARI against y of the samples' cluster indication by ``modules`` (0 when no module
-    varies or there is a single one: every sample in one cluster)."""
-    if len(np.unique(modules)) < 2:
-        return 0.0
-    try:
-        pred = analysis.indicate_clusters(Z, modules)
-    except ValueError:  # no module varies
-        return 0.0
-    return analysis.cluster_scores(pred, y)["ari"]
-
-
-def _module_controls(est, Z, Z0, X, y, seed: int, cost: str) -> dict:
-    n_modules = None if est.modules_ is None else int(len(np.unique(est.modules_)))
-    rows = _sample(len(Z), seed)
-    Zs, Z0s, Xs = Z[rows], Z0[rows], X[rows]
-    Xs = Xs.toarray() if sp.issparse(Xs) else np.asarray(Xs)
-    n_labels = None if y is None else int(len(np.unique(y)))
-    k = n_modules if n_modules is not None and n_modules > 1 else (n_labels or 2)
-    k = min(k, Z0.shape[1])
-    methods = ("kmeans", "leiden") if _leiden_available() else ("kmeans",)
-    posthoc = {method: analysis.posthoc_modules(Z0s, k, method, seed) for method in methods}
-    out: dict = {"kind": "modules", "rows": {"score": len(rows)}, "n_modules": n_modules,
-                 "k": k, "leiden": "leiden" in methods,
-                 "posthoc_module_sizes": {f"λ=0 {_NAMES[m]} modules":
-                                          np.bincount(labels).tolist()
-                                          for m, labels in posthoc.items()}}
-    if y is None:
-        out["verdict_text"] = ("Without labels the modules cannot be scored against their "
-                               "controls; pass --labels to compare them.")
-        return out
-    ys = y[rows]
-    gsr = 0.0 if est.modules_ is None else _indicated_ari(Zs, est.modules_, ys)
-    aris = {f"λ=0 {_NAMES[m]} modules": _indicated_ari(Z0s, labels, ys)
-            for m, labels in posthoc.items()}
-    groups = min(n_labels, len(rows))
-    for name, data in (("λ=0 layer", Z0s), ("raw input", Xs)):
-        pred = analysis.cluster_samples(data, groups, "kmeans", seed)
-        aris[f"k-means of samples on the {name}"] = analysis.cluster_scores(pred, ys)["ari"]
-    null = {"null_mean": None, "p_value": None}
-    if n_modules is not None and n_modules > 1:
-        try:
-            found = analysis.module_ari_null(Zs, est.modules_, ys, NULL_PERMUTATIONS, seed)
-            null = {"null_mean": found["null_mean"], "p_value": found["p_value"]}
-        except ValueError:  # no module varies
-            pass
-    best = max(aris, key=aris.get)
-    margin = gsr - aris[best]
-    beats_null = null["p_value"] is not None and null["p_value"] < P_LEVEL
-    modules = n_modules is not None and n_modules > 1
-    result = {"best_control": best, "control_ari": aris[best], "gsr_ari": gsr,
-              "margin": margin, "p_value": null["p_value"], "null_mean": null["null_mean"],
-              "modules": modules, "helps": bool(margin > 0 and beats_null and modules)}
-    text = (f"The GSR modules {'beat' if margin > 0 else 'do not beat'} the best control "
-            f"({best}): ARI against the labels {gsr:.2f} against {aris[best]:.2f} "
-            f"({margin:+.2f}), at {cost}")
-    if result["helps"]:
-        text += f", and their permutation null (p = {null['p_value']:.3f}): GSR helps here."
-    elif not modules:
-        text += ": with fewer than 2 modules GSR does not help here."
-    elif margin > 0:
-        text += (f", but not their permutation null (p = {null['p_value']}): GSR does not "
-                 "help here.")
-    else:
-        text += ": GSR does not help here."
-    out.update(ari={"GSR modules": gsr, **aris}, null=null, verdict=result, verdict_text=text)
-    return out
-
-
-_NAMES = {"kmeans": "k-means", "leiden": "Leiden"}
 
 
 def _maps(folder: RunFolder, est, Z: np.ndarray, y, figures: list) -> dict:

@@ -17,7 +17,7 @@ The cost to the primary task (test MSE against the same model trained without th
 penalty) is reported beside; a weight sweep of the gsreg setting on the hierarchical data
 shows whether a weaker penalty lets the sub-types split; k-means on the raw data with
 k = coarse and k = fine says how separable each level is without any graph. Every module
-ARI (coarse, or patterns) stands beside its controls (``_cluster_report.module_controls``,
+ARI (coarse, or patterns) stands beside its controls (``analysis.module_controls``,
 as many groups as the GSR run found modules): the λ = 0 layer's neurons clustered into
 modules and read out the same way, the samples clustered on that layer and on the raw
 data, and a permutation null; the verdict says whether GSR beats the best of them.
@@ -159,11 +159,11 @@ def readout(run: ci.Trained) -> dict:
         truth = datasets.coarse_labels(data.y_test, len(data.classes) // run.n_modules)
     labels = None if run.graph is None else analysis.modules(run.graph)
     k = len(np.unique(truth)) if labels is None else int(labels.max()) + 1
-    out = {"controls": cr.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
+    out = {"controls": analysis.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
            "subtypes": None, "_table": None}
     if run.dataset_kind != HIERARCHICAL or labels is None:
         return out
-    pred = ci.indicated_modules(Z, labels)
+    pred = analysis.indicated_modules(Z, labels)
     subtypes = len(data.classes) // run.n_modules
     return {**out, "subtypes": subtype_split(pred, data.y_test, subtypes),
             "_table": analysis.module_class_table(Z, labels, data.y_test)}
@@ -221,9 +221,9 @@ def _metrics(config: HierarchyConfig, rows: list[dict], sweep_rows: list[dict],
         "hierarchical": {s: _hierarchical(_rows(rows, HIERARCHICAL, s)) for s in config.settings},
         "binary": {s: _binary(_rows(rows, BINARY, s)) for s in config.settings},
         "kmeans": {"per_seed": {str(seed): k for seed, k in kmeans.items()}, "mean": mean_k},
-        "controls": {"k": K_RULE, "labels": dict(cr.CONTROL_LABELS),
-                     "permutations": cr.NULL_PERMUTATIONS, "p_level": cr.P_LEVEL,
-                     "leiden": cr.leiden_available()},
+        "controls": {"k": K_RULE, "labels": dict(analysis.MODULE_CONTROL_LABELS),
+                     "permutations": analysis.NULL_PERMUTATIONS, "p_level": analysis.P_LEVEL,
+                     "leiden": analysis.leiden_available()},
         "verdict": {kind: {s: _verdict(_rows(rows, kind, s)) for s in config.settings}
                     for kind in (HIERARCHICAL, BINARY)},
         "sweep": cr.sweep_records(sweep_rows),
@@ -240,9 +240,9 @@ K_RULE = ("as many groups as the GSR run found modules (the number of labels whe
 
 
 def _verdict(rows: Sequence[Mapping]) -> dict:
-    """:func:`cr.module_verdict` of one data set and setting, scored on the ARI of the rows
-    (coarse modules, or patterns)."""
-    return cr.module_verdict(rows, cr.cost(rows)["mse_ratio"])
+    """:func:`gsreg.analysis.module_verdict` of one data set and setting, scored on the ARI
+    of the rows (coarse modules, or patterns)."""
+    return analysis.module_verdict(rows, cr.cost(rows)["mse_ratio"])
 
 
 def _rows(rows: Sequence[Mapping], kind: str, setting: str) -> list[Mapping]:

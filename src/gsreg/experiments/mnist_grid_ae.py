@@ -47,15 +47,6 @@ from . import (
     tuple_fields,
     write_config_and_metrics,
 )
-from ._controls import (
-    ARRANGE_SAMPLES,
-    arranged_row,
-    controls_of,
-    map_fields,
-    verdict,
-    verdict_short,
-    verdict_text,
-)
 
 TITLE = "MNIST autoencoder with an 8x8 GSR layer: the lambda grid"
 
@@ -201,26 +192,28 @@ def class_map_fields(
     model: nn.Module, layer: str, data: Dataset, graph: Graph, seed: int
 ) -> dict[str, Any]:
     """The grid layer's map scores as trained and arranged post hoc
-    (:func:`gsreg.experiments._controls.map_fields`): the arrangement and the decodability
-    probe are fitted on at most ``ARRANGE_SAMPLES`` training digits (drawn with ``seed``),
+    (:func:`gsreg.analysis.map_controls`): the arrangement and the decodability probe are
+    fitted on at most ``analysis.ARRANGE_SAMPLES`` training digits (drawn with ``seed``),
     every score is on the test digits."""
     rows = np.arange(len(data.X_train))
-    if len(rows) > ARRANGE_SAMPLES:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, ARRANGE_SAMPLES, replace=False))
+    if len(rows) > analysis.ARRANGE_SAMPLES:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, analysis.ARRANGE_SAMPLES,
+                                                          replace=False))
     Z_train = analysis.activations(model, data.X_train[rows], layer)
     Z_test = analysis.activations(model, data.X_test, layer)
-    return map_fields(Z_train, data.y_train[rows], Z_test, data.y_test, graph, seed=seed)
+    return analysis.map_controls(Z_train, data.y_train[rows], Z_test, data.y_test, graph,
+                                 seed=seed)
 
 
 def with_controls(models: dict[str, dict], reference: str = "lambda_0") -> dict[str, dict]:
     """Each model's activation scale against the λ = 0 model ``models[reference]`` and, for
-    GSR models, the :func:`gsreg.experiments._controls.verdict` against its controls."""
+    GSR models, the :func:`gsreg.analysis.map_verdict` against its controls."""
     reference = models[reference]
     out = {}
     for key, m in models.items():
         m = m | {"scale_vs_lambda_0": m["activation_norm"] / reference["activation_norm"]}
         if m["weight"] > 0:
-            m["verdict_vs_controls"] = verdict(m, reference)
+            m["verdict_vs_controls"] = analysis.map_verdict(m, reference)
         out[key] = m
     return out
 
@@ -229,7 +222,8 @@ def control_summary(reference: dict) -> dict[str, dict[str, float]]:
     """The λ = 0 controls' headline scores for ``metrics.json``."""
     keys = ("morans_i", "morans_i_p", "participation_ratio", "contiguity", "territories",
             "decodability")
-    return {name: {k: fields[k] for k in keys} for name, fields in controls_of(reference).items()}
+    return {name: {k: fields[k] for k in keys}
+            for name, fields in analysis.map_control_scores(reference).items()}
 
 
 def lambda_grid_metrics(
@@ -306,14 +300,14 @@ def headline(metrics: dict) -> dict[str, str]:
     else:
         out["best λ"] = (f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
                          f"MSE {best['mse_ratio']:.2f}x")
-        out["best λ vs best control"] = verdict_short(best["verdict_vs_controls"],
-                                                      f"{best['mse_ratio']:.2f}x MSE")
+        out["best λ vs best control"] = analysis.map_verdict_short(
+            best["verdict_vs_controls"], f"{best['mse_ratio']:.2f}x MSE")
     centered = metrics.get("centered")
     if centered is not None:
         out["centred form"] = (f"λ={lambda_label(centered['lambda'])}: Moran's I "
                                f"{centered['morans_i']:.3f}, MSE {centered['mse_ratio']:.2f}x")
-        out["centred vs best control"] = verdict_short(centered["verdict_vs_controls"],
-                                                       f"{centered['mse_ratio']:.2f}x MSE")
+        out["centred vs best control"] = analysis.map_verdict_short(
+            centered["verdict_vs_controls"], f"{centered['mse_ratio']:.2f}x MSE")
     return out
 
 
@@ -338,6 +332,13 @@ def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
         "history": folder.save_figure(
             plotting.plot_history(histories, keys=("task_loss",), logy=True), "training"),
     }
+
+
+def arranged_row(result: dict) -> dict[str, Any]:
+    """A figure row (``label``, ``_maps``, ``_deviation_maps``) of a model's layer with its
+    units arranged post hoc, from a result with :func:`class_map_fields`."""
+    return {"label": f"{result['label']} arranged", "_maps": result["_arranged_maps"],
+            "_deviation_maps": result["_arranged_deviation_maps"]}
 
 
 def with_arranged_reference(rows: Sequence[dict]) -> list[dict]:
@@ -488,7 +489,7 @@ def _summary(config: MnistGridAEConfig, metrics: dict) -> str:
         lines.append(
             f"The most localised model whose MSE stays within 10% of λ = 0 is λ = "
             f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f} at "
-            f"{best['mse_ratio']:.3f}x the MSE. " + verdict_text(
+            f"{best['mse_ratio']:.3f}x the MSE. " + analysis.map_verdict_text(
                 best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
                 f"{best['mse_ratio']:.3f}x the MSE")
         )
@@ -498,7 +499,7 @@ def _summary(config: MnistGridAEConfig, metrics: dict) -> str:
             f"The centred Rayleigh form at λ = {lambda_label(centered['lambda'])} reaches "
             f"Moran's I {centered['morans_i']:.3f} at {centered['mse_ratio']:.3f}x the MSE "
             f"({centered['verdict']}), with a mean ||z|| of {centered['activation_norm']:.3f} "
-            f"against {none['activation_norm']:.3f} without GSR. " + verdict_text(
+            f"against {none['activation_norm']:.3f} without GSR. " + analysis.map_verdict_text(
                 centered["verdict_vs_controls"], "The centred form",
                 f"{centered['mse_ratio']:.3f}x the MSE")
         )

@@ -41,7 +41,6 @@ from . import (
     tuple_fields,
     write_config_and_metrics,
 )
-from ._controls import verdict_short, verdict_text
 from .mnist_grid_ae import (
     ARRANGED_ROW_TEXT,
     CONTROLS_TEXT,
@@ -309,7 +308,7 @@ def headline(metrics: dict) -> dict[str, str]:
         "best λ": "none keeps the accuracy within 1 point of λ=0" if best is None else (
             f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
             f"accuracy {_points(best['accuracy_drop'])} points"),
-        **({} if best is None else {"best λ vs best control": verdict_short(
+        **({} if best is None else {"best λ vs best control": analysis.map_verdict_short(
             best["verdict_vs_controls"], f"{_points(best['accuracy_drop'])} points accuracy")}),
         "conv head": (f"{head['test_accuracy_no_gsr']:.4f} without, "
                       f"{head['test_accuracy_gsr']:.4f} with GSR λ={lambda_label(head['lambda'])}"),
@@ -457,7 +456,7 @@ def _summary(config, metrics: dict) -> str:
         lines.append(
             f"The most localised model within 1 point of the accuracy at λ = 0 is λ = "
             f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, accuracy "
-            f"{_points(best['accuracy_drop'])} points. " + verdict_text(
+            f"{_points(best['accuracy_drop'])} points. " + analysis.map_verdict_text(
                 best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
                 f"{_points(best['accuracy_drop'])} points of accuracy")
         )

@@ -13,7 +13,7 @@ the first disconnection).
 
 Beside the structure, the cost: the test MSE against the same model trained without the
 penalty. A weight sweep of the gsreg setting shows the trade-off between modules and
-cost. Every module ARI stands beside its controls (``_cluster_report.module_controls``,
+cost. Every module ARI stands beside its controls (``analysis.module_controls``,
 as many groups as the GSR run found modules): the neurons of the same model trained at
 λ = 0 clustered into modules after training and read out the same way, the samples
 clustered on that layer and on the raw data, and a permutation null of the module ARI;
@@ -84,7 +84,7 @@ def datasets_of(config: ModulesConfig, field: str = "n_modules") -> list[tuple[s
 
 def readout(run: ci.Trained) -> dict:
     """Read-outs of a trained run beyond ``ci.measure``: the ``controls`` of its modules
-    (``cr.module_controls`` on the test samples, k = the number of modules the run found,
+    (``analysis.module_controls`` on the test samples, k = the number of modules the run found,
     the planted number when no graph was built), and for the figures (private keys) the
     graph read as modules and its module x cluster mean-activity table."""
     data, truth = run.data, run.data.y_test
@@ -92,7 +92,7 @@ def readout(run: ci.Trained) -> dict:
     Z0 = analysis.activations(run.baseline, data.X_test, run.layer)
     labels = None if run.graph is None else analysis.modules(run.graph)
     k = run.n_modules if labels is None else int(labels.max()) + 1
-    out = {"controls": cr.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
+    out = {"controls": analysis.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
            "_graph": run.graph, "_table": None}
     if labels is not None:
         out["_table"] = analysis.module_class_table(Z, labels, truth)
@@ -133,7 +133,7 @@ def _metrics(config: ModulesConfig, rows: list[dict], sweep_rows: list[dict]) ->
     for record in groups:
         group = _group_rows(rows, record["n_modules"], record["setting"])
         record["purity_mean"] = cr.mean_of([r["purity"] for r in group])
-        record["verdict"] = cr.module_verdict(group, record["cost"]["mse_ratio"])
+        record["verdict"] = analysis.module_verdict(group, record["cost"]["mse_ratio"])
     by_weight = [_overall(w, [r for r in sweep_rows if r["weight"] == w])
                  for w in sorted({r["weight"] for r in sweep_rows})]
     weakest = weakest_weight_with_modules(by_weight)
@@ -166,7 +166,7 @@ def _overall(weight: float, rows: Sequence[Mapping]) -> dict:
     return {"weight": weight, "runs": len(rows), "exact": sum(bool(r["exact"]) for r in rows),
             "ari_mean": cr.mean_of([r["ari"] for r in rows]),
             "components_mean": float(np.mean([r["components"] for r in rows])),
-            "cost": cost, "verdict": cr.module_verdict(rows, cost["mse_ratio"])}
+            "cost": cost, "verdict": analysis.module_verdict(rows, cost["mse_ratio"])}
 
 
 #: how many groups each control gets in this experiment
@@ -176,9 +176,9 @@ K_RULE = ("as many groups as the GSR run found modules (the planted number where
 
 def _controls_info() -> dict:
     """What the controls are, for metrics.json (their ARIs sit in every run's row)."""
-    return {"k": K_RULE, "labels": dict(cr.CONTROL_LABELS),
-            "permutations": cr.NULL_PERMUTATIONS, "p_level": cr.P_LEVEL,
-            "leiden": cr.leiden_available()}
+    return {"k": K_RULE, "labels": dict(analysis.MODULE_CONTROL_LABELS),
+            "permutations": analysis.NULL_PERMUTATIONS, "p_level": analysis.P_LEVEL,
+            "leiden": analysis.leiden_available()}
 
 
 def _group_rows(rows: Sequence[Mapping], n: int, setting: str) -> list[Mapping]:
@@ -293,7 +293,7 @@ def _plot_ari(config: ModulesConfig, rows: Sequence[Mapping]) -> plt.Figure:
         for (setting, color, label, key, marker), dx in zip(series, offsets, strict=True):
             group = _group_rows(rows, n, setting)
             if key is None:  # the group's best control, per run
-                best = cr.module_verdict(group, 1.0)["best_control_key"]
+                best = analysis.module_verdict(group, 1.0)["best_control_key"]
                 values = [r["controls"][best] for r in group]
             else:
                 values = [r[key] for r in group]

@@ -16,13 +16,13 @@ deviations between 0.57 and 1.40). ``adata.raw`` holds the log-normalised values
 same 765 genes (this reduced object keeps no others). On the scaled matrix every gene
 weighs about the same in the reconstruction loss, so the lowly expressed genes that set
 small populations apart count as much as the highly expressed ones; the controls that
-cluster the input read the same matrix, so both see the same numbers. On the tuning seeds both matrices
-gave modules of about the same quality (see :class:`PbmcConfig`). The marker-gene
+cluster the input read the same matrix, so both see the same numbers. On the tuning seeds
+both matrices gave modules of about the same quality (see :class:`PbmcConfig`). The marker-gene
 correlations use the log-normalised values: they are the expression levels.
 
 Read-outs: the module x cell-type table of mean module activity, the Pearson
 correlation of every neuron with the usual PBMC marker genes (neurons ordered by
-module), and the controls on the same cells (``_cluster_report.module_controls``, as
+module), and the controls on the same cells (``analysis.module_controls``, as
 many groups as the GSR run found modules): the neurons of the same autoencoder trained
 at lambda = 0 (with the same weight-0 learned graph attached: it shows whether the graph
 falls apart without the penalty) clustered into modules after training and read out the
@@ -96,7 +96,7 @@ MARKER_CELLS = {
 }  # fmt: skip
 
 #: clusterings compared with the cell types, in figure order: GSR, then its controls
-METHODS = ("gsr", *cr.CONTROLS)
+METHODS = ("gsr", *analysis.MODULE_CONTROLS)
 #: how many groups each control gets in this experiment
 K_RULE = "as many groups as the GSR run found modules"
 #: mean indication score from which a module points clearly to a cell type
@@ -107,7 +107,7 @@ LAYER = GraphLayerAutoencoder.layer
 
 def method_labels() -> dict[str, str]:
     """Plain names of the clusterings of :data:`METHODS`."""
-    return {"gsr": "GSR modules (indicated)", **cr.CONTROL_LABELS}
+    return {"gsr": "GSR modules (indicated)", **analysis.MODULE_CONTROL_LABELS}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -377,8 +377,8 @@ def run_seed(
     modules = module_labels(learned)
     n_modules = int(modules.max()) + 1
     indicated = indicate(Z, modules)
-    predictions = {"gsr": indicated, **cr.control_predictions(Z0, data.X, n_modules, seed)}
-    null = cr.module_null(Z, modules, data.cell_types, seed)
+    predictions = {"gsr": indicated, **analysis.module_control_labels(Z0, data.X, n_modules, seed)}
+    null = analysis.module_null(Z, modules, data.cell_types, seed)
     mse, mse0 = (evaluate(m, Xs[test])["mse"] * scale**2 for m in (model, model0))
     return {
         "seed": seed,
@@ -501,20 +501,20 @@ def _metrics(config, data, rows, typical, detail, markers) -> dict:
         "test_mse_no_gsr": mse0,
         "test_mse_mean_predictor": float(np.mean([r["test_mse_mean_predictor"] for r in rows])),
         "cost": cost,
-        "controls": {"k": K_RULE, "labels": dict(cr.CONTROL_LABELS),
-                     "permutations": cr.NULL_PERMUTATIONS, "p_level": cr.P_LEVEL,
-                     "leiden": cr.leiden_available(), "raw_input": f"adata.{config.matrix}"},
-        "verdict": cr.module_verdict(_verdict_rows(rows), cost["mse_ratio"]),
+        "controls": {"k": K_RULE, "labels": dict(analysis.MODULE_CONTROL_LABELS),
+                     "permutations": analysis.NULL_PERMUTATIONS, "p_level": analysis.P_LEVEL,
+                     "leiden": analysis.leiden_available(), "raw_input": f"adata.{config.matrix}"},
+        "verdict": analysis.module_verdict(_verdict_rows(rows), cost["mse_ratio"]),
         "typical": {k: v for k, v in detail.items() if not k.startswith("_")},
     }
 
 
 def _verdict_rows(rows: list[dict]) -> list[dict]:
-    """The seeds as ``cr.module_verdict`` reads them: ARI against the cell types."""
+    """The seeds as ``analysis.module_verdict`` reads them: ARI against the cell types."""
     return [{"ari": r["scores"]["gsr"]["ari"], "components": r["n_modules"],
              "controls": {"k": r["n_modules"], **r["null"], "indicated": r["indicated"],
                           **{m: None if r["scores"][m] is None else r["scores"][m]["ari"]
-                             for m in cr.CONTROLS}}}
+                             for m in analysis.MODULE_CONTROLS}}}
             for r in rows]
 
 
@@ -782,8 +782,8 @@ def _seed_table(metrics: dict) -> list[dict]:
             "components at λ = 0": r["components_without_gsr"],
             "ARI GSR (null p)": (f"{r['scores']['gsr']['ari']:.2f} "
                                  f"({cr.fmt(r['null']['p_value'], 3)})"),
-            **{f"ARI {cr.CONTROL_LABELS[m]}": cr.fmt(r["scores"][m] and r["scores"][m]["ari"])
-               for m in cr.CONTROLS},
+            **{f"ARI {analysis.MODULE_CONTROL_LABELS[m]}":
+               cr.fmt(r["scores"][m] and r["scores"][m]["ari"]) for m in analysis.MODULE_CONTROLS},
             "test MSE": f"{r['test_mse']:.3f}",
             "test MSE λ = 0": f"{r['test_mse_no_gsr']:.3f}",
             "ratio": f"{r['mse_ratio']:.2f}x",

@@ -46,7 +46,7 @@ cluster_indication.GraphLayerAutoencoder`) learns its graph from co-activations
 long) while GSR smooths it; the components are neuron modules, each held-out sample is
 assigned to the module it drives most (:func:`gsreg.analysis.indicate_clusters`) and the
 assignment is scored against the branches (ARI, NMI). The same model without GSR gives
-the controls (``_cluster_report.module_controls``, as many groups as the GSR run found
+the controls (``analysis.module_controls``, as many groups as the GSR run found
 modules): its neurons clustered into modules after training and read out the same way,
 and the held-out samples clustered on its layer and on the raw input; beside them a
 permutation null of the module ARI and the verdict. The co-activation graph of the model
@@ -87,7 +87,7 @@ from . import (
     tuple_fields,
 )
 from . import _cluster_report as cr
-from .cluster_indication import GraphLayerAutoencoder, indicated_modules, module_drivers
+from .cluster_indication import GraphLayerAutoencoder, module_drivers
 
 TITLE = "Trajectories: a line layer and a learned graph on branching data"
 DATASETS = ("dla", "krumsiek11")
@@ -621,7 +621,7 @@ def _train_learned(data: Split, config: TrajectoryConfig, seed, device, progress
     row.update(_module_scores(Z, learned.graph, truth, data.data.branch_names, seed))
     row["no_gsr_components"] = int(analysis.modules(base_graph).max()) + 1
     k = row["components"] or len(data.data.branch_names)
-    row["controls"] = cr.module_controls(Z, row["_labels"], Z_base, X_test, truth, k, seed)
+    row["controls"] = analysis.module_controls(Z, row["_labels"], Z_base, X_test, truth, k, seed)
     return row
 
 
@@ -637,7 +637,7 @@ def _module_scores(Z, graph, truth, branch_names, seed) -> dict:
     return {
         "components": int(labels.max()) + 1,
         "module_sizes": np.bincount(labels).tolist(),
-        **analysis.cluster_scores(indicated_modules(Z, labels), truth),
+        **analysis.cluster_scores(analysis.indicated_modules(Z, labels), truth),
         "drivers": [[branch_names[c] for c in d] for d in module_drivers(Z, labels, truth)],
         "_labels": labels,
         "_table": (table, names),
@@ -748,7 +748,7 @@ def _learned_metrics(rows: list[dict]) -> dict:
         "components_median": float(np.median([r["components"] for r in rows])),
         "no_gsr_components_median": float(np.median([r["no_gsr_components"] for r in rows])),
         "test_mse": gsr, "test_mse_no_gsr": none, **reconstruction_cost(gsr, none),
-        "controls_verdict": cr.module_verdict(rows, gsr / none),
+        "controls_verdict": analysis.module_verdict(rows, gsr / none),
         "restarts": [_public(r) for r in rows],
     }
 

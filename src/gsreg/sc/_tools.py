@@ -16,6 +16,7 @@ from anndata import AnnData
 from sklearn.base import clone
 
 from .. import analysis
+from ..controls import score as score_controls
 from ..estimators import GSRAutoencoder
 from ..graphs import Graph
 from ..training import History
@@ -113,8 +114,6 @@ def fit(
     est.fit(X)
     _write(adata, est, rows, key_added, _input_params(layer, use_rep))
     if labels is not None and controls:
-        from ..experiments.fit_data import controls as score_controls
-
         twin = est if weight == 0 and not est.arrange else clone(est).set_params(
             weight=0.0, arrange=False).fit(X)
         result = score_controls(est, twin, X, labels, Z=adata.obsm[key_added],
