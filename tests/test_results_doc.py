@@ -25,7 +25,8 @@ def results_doc():
 @dataclass(frozen=True)
 class _Fake(registry.Experiment):
     def headline(self, metrics):
-        return {"score": f"{metrics['score']:.2f}", "cost": f"MSE {metrics['ratio']:.2f}x"}
+        return {"score": f"{metrics['score']:.2f}", "cost": f"MSE {metrics['ratio']:.2f}x",
+                "GSR vs best control": f"{metrics['score']:.2f} vs 0.90: does not help"}
 
 
 @pytest.fixture
@@ -57,7 +58,10 @@ def test_page_is_written_from_the_copied_metrics(tmp_path, fake_registry, result
     assert (images / "fake-a-curve.png").read_bytes() == b"\x89PNG fake"
     # the runs may go away: the page needs only the copies
     text = results_doc.page(results, images, tmp_path / "docs" / "results.md")
-    assert "| [`fake-a`](#fake-a) | score: 0.81<br>cost: MSE 1.04x | 2.5 |" in text
+    # the table holds the verdict against the controls; the section every headline entry
+    row = "| [`fake-a`](#fake-a) | GSR vs best control: 0.81 vs 0.90: does not help | 2.5 |"
+    assert row in text
+    assert "- score: 0.81" in text and "- cost: MSE 1.04x" in text
     assert "stale" not in text  # the headline is recomputed from metrics.json
     assert "![fake-a: curve](img/fake-a-curve.png)" in text
     assert "[metrics.json](results/fake-a/metrics.json)" in text
