@@ -16,8 +16,8 @@ from . import graphs
 from .coactivation import CoactivationGraph
 from .graphs import Graph
 from .io import load, save
-from .placement import arrange
 from .penalty import GraphPenalty
+from .placement import arrange
 from .regularizer import GraphRegularizer
 
 __version__ = "0.1.0"
