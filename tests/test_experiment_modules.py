@@ -144,10 +144,10 @@ def _group_rows(runs, group):
 def check_controls(row: dict) -> None:
     """A run's controls: every control's ARI (None only for Leiden), the null, k."""
     controls = row["controls"]
-    assert set(cr.CONTROLS) <= set(controls)
-    for name in cr.CONTROLS:
+    assert set(analysis.MODULE_CONTROLS) <= set(controls)
+    for name in analysis.MODULE_CONTROLS:
         value = controls[name]
-        if name.endswith("kmeans") or cr.leiden_available() and value is not None:
+        if name.endswith("kmeans") or analysis.leiden_available() and value is not None:
             assert -1 <= value <= 1, name
     assert controls["k"] == max(row["components"], 1) or row["components"] == 0
     if row["components"] > 1 and controls["p_value"] is not None:
@@ -162,15 +162,15 @@ def check_verdict(verdict: dict, rows: list[dict]) -> None:
                 "p_value", "null_mean", "modules", "controls"):
         assert key in verdict
     assert verdict["gsr_ari"] == pytest.approx(np.mean([r["ari"] or 0.0 for r in rows]))
-    for name in cr.CONTROLS:
+    for name in analysis.MODULE_CONTROLS:
         values = [r["controls"][name] for r in rows if r["controls"][name] is not None]
         if values:
             assert verdict["controls"][name] == pytest.approx(np.mean(values))
     best = max(v for v in verdict["controls"].values() if v is not None)
     assert verdict["control_ari"] == pytest.approx(best)
-    assert verdict["best_control"] == cr.CONTROL_LABELS[verdict["best_control_key"]]
+    assert verdict["best_control"] == analysis.MODULE_CONTROL_LABELS[verdict["best_control_key"]]
     assert verdict["margin"] == pytest.approx(verdict["gsr_ari"] - verdict["control_ari"])
-    assert verdict["helps"] == (verdict["margin"] > 0 and verdict["p_value"] < cr.P_LEVEL
+    assert verdict["helps"] == (verdict["margin"] > 0 and verdict["p_value"] < analysis.P_LEVEL
                                 and verdict["modules"])
     if verdict["margin"] <= 0:
         assert verdict["helps"] is False
@@ -185,7 +185,7 @@ def _report_text(folder: Path) -> str:
 def test_modules_results_stand_beside_their_controls_with_a_verdict(quick_runs):
     folder = quick_runs["modules"]
     metrics = _metrics(folder)
-    assert metrics["controls"]["permutations"] == cr.NULL_PERMUTATIONS
+    assert metrics["controls"]["permutations"] == analysis.NULL_PERMUTATIONS
     report = _report_text(folder)
     headline = registry.read_run(folder)["headline"]
     for setting, verdict in metrics["verdict"].items():
@@ -219,7 +219,7 @@ def test_hierarchy_results_stand_beside_their_controls_with_a_verdict(quick_runs
 
 
 def _verdict_rows(aris, components, controls, p_values):
-    keys = dict.fromkeys(cr.CONTROLS)
+    keys = dict.fromkeys(analysis.MODULE_CONTROLS)
     return [{"ari": a, "components": c,
              "controls": {**keys, **k, "k": c, "p_value": p, "null_mean": 0.4,
                           "indicated": c}}
@@ -230,7 +230,7 @@ def test_module_verdict_needs_the_best_control_the_null_and_several_modules():
     beaten = [{"neurons_kmeans": 0.5, "raw_kmeans": 0.5}, {"neurons_kmeans": 0.7,
                                                            "raw_kmeans": 0.6}]
     rows = _verdict_rows([0.9, 0.8], [3, 3], beaten, [0.005, 0.01])
-    verdict = cr.module_verdict(rows, 1.02)
+    verdict = analysis.module_verdict(rows, 1.02)
     assert verdict["best_control_key"] == "neurons_kmeans"
     assert verdict["control_ari"] == pytest.approx(0.6)
     assert verdict["gsr_ari"] == pytest.approx(0.85)
@@ -241,16 +241,16 @@ def test_module_verdict_needs_the_best_control_the_null_and_several_modules():
         "GSR 0.85 vs k-means on λ=0 neurons 0.60 (+0.25) at 1.02x MSE: helps")
     assert "GSR helps here" in cr.verdict_sentence(verdict, "The modules")
     # the null not beaten in one run
-    assert not cr.module_verdict(_verdict_rows([0.9, 0.8], [3, 3], beaten, [0.005, 0.2]),
+    assert not analysis.module_verdict(_verdict_rows([0.9, 0.8], [3, 3], beaten, [0.005, 0.2]),
                                  1.0)["helps"]
     # one run without a graph (ARI None counts 0, no null) or with one module
-    assert not cr.module_verdict(_verdict_rows([0.9, None], [3, 0], beaten, [0.005, None]),
+    assert not analysis.module_verdict(_verdict_rows([0.9, None], [3, 0], beaten, [0.005, None]),
                                  1.0)["helps"]
-    single = cr.module_verdict(_verdict_rows([0.9, 0.9], [3, 1], beaten, [0.005, 0.005]), 1.0)
+    single = analysis.module_verdict(_verdict_rows([0.9, 0.9], [3, 1], beaten, [0.005, 0.005]), 1.0)
     assert single["modules"] is False and single["helps"] is False
     assert "single module" in cr.verdict_sentence(single, "The modules")
     # a control as good as GSR: no help, said plainly
-    tie = cr.module_verdict(_verdict_rows([0.6, 0.6], [3, 3], beaten, [0.005, 0.005]), 1.0)
+    tie = analysis.module_verdict(_verdict_rows([0.6, 0.6], [3, 3], beaten, [0.005, 0.005]), 1.0)
     assert tie["margin"] == pytest.approx(0.0) and tie["helps"] is False
     sentence = cr.verdict_sentence(tie, "The modules")
     assert sentence.startswith("The modules do not beat the best control (k-means on λ=0 "
@@ -263,18 +263,18 @@ def test_controls_read_posthoc_modules_like_gsr_modules():
     truth = np.repeat(np.arange(3), 40)
     X = rng.normal(size=(120, 6)) + 6.0 * np.eye(3, 6)[truth]
     Z0 = np.maximum(X @ rng.normal(size=(6, 12)), 0.0)
-    predictions = cr.control_predictions(Z0, X, 3, seed=1)
-    assert set(predictions) == set(cr.CONTROLS)
+    predictions = analysis.module_control_labels(Z0, X, 3, seed=1)
+    assert set(predictions) == set(analysis.MODULE_CONTROLS)
     modules_ = analysis.posthoc_modules(Z0, 3, "kmeans", 1)
     np.testing.assert_array_equal(predictions["neurons_kmeans"],
                                   analysis.indicate_clusters(Z0, modules_))
     np.testing.assert_array_equal(predictions["raw_kmeans"],
                                   analysis.cluster_samples(X, 3, "kmeans", 1))
-    controls = cr.module_controls(Z0, modules_, Z0, X, truth, 3, seed=1)
+    controls = analysis.module_controls(Z0, modules_, Z0, X, truth, 3, seed=1)
     assert controls["raw_kmeans"] == pytest.approx(1.0)
-    null = analysis.module_ari_null(Z0, modules_, truth, cr.NULL_PERMUTATIONS, 1)
+    null = analysis.module_ari_null(Z0, modules_, truth, analysis.NULL_PERMUTATIONS, 1)
     assert controls["p_value"] == null["p_value"] and controls["indicated"] == 3
-    assert cr.module_null(Z0, np.zeros(12, dtype=np.int64), truth, 1)["p_value"] is None
+    assert analysis.module_null(Z0, np.zeros(12, dtype=np.int64), truth, 1)["p_value"] is None
 
 
 def test_a_leiden_control_with_another_number_of_groups_is_left_out(monkeypatch):
@@ -288,8 +288,8 @@ def test_a_leiden_control_with_another_number_of_groups_is_left_out(monkeypatch)
             return np.arange(len(points)) % 2  # as if no resolution gave k groups
         return real(points, k, method, seed)
 
-    monkeypatch.setattr(cr.analysis, "cluster_samples", two_groups_for_leiden)
-    predictions = cr.control_predictions(np.abs(X), X, 3, seed=0)
+    monkeypatch.setattr(analysis, "cluster_samples", two_groups_for_leiden)
+    predictions = analysis.module_control_labels(np.abs(X), X, 3, seed=0)
     assert predictions["raw_leiden"] is None and predictions["layer_leiden"] is None
     assert len(np.unique(predictions["raw_kmeans"])) == 3
 

@@ -104,9 +104,10 @@ def test_the_modules_stand_beside_their_controls_with_a_verdict(quick_run):
     folder, metrics = quick_run
     (row,) = metrics["seeds"]
     verdict = metrics["verdict"]
-    controls = {m: row["scores"][m] and row["scores"][m]["ari"] for m in cr.CONTROLS}
+    names = analysis.MODULE_CONTROLS
+    controls = {m: row["scores"][m] and row["scores"][m]["ari"] for m in names}
     kept = {m: v for m, v in controls.items() if v is not None}
-    assert set(cr.CONTROLS) - set(kept) <= {"neurons_leiden", "layer_leiden", "raw_leiden"}
+    assert set(names) - set(kept) <= {"neurons_leiden", "layer_leiden", "raw_leiden"}
     best = max(kept, key=kept.get)
     assert verdict["best_control_key"] == best
     assert verdict["control_ari"] == pytest.approx(kept[best])
@@ -114,7 +115,7 @@ def test_the_modules_stand_beside_their_controls_with_a_verdict(quick_run):
     assert verdict["margin"] == pytest.approx(verdict["gsr_ari"] - verdict["control_ari"])
     assert verdict["mse_ratio"] == pytest.approx(metrics["cost"]["mse_ratio"])
     assert verdict["p_value"] == row["null"]["p_value"] and 0 < verdict["p_value"] <= 1
-    assert verdict["helps"] == (verdict["margin"] > 0 and verdict["p_value"] < cr.P_LEVEL
+    assert verdict["helps"] == (verdict["margin"] > 0 and verdict["p_value"] < analysis.P_LEVEL
                                 and row["n_modules"] > 1 and row["indicated"] > 1)
     if verdict["margin"] <= 0:
         assert verdict["helps"] is False

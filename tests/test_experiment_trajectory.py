@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from gsreg import analysis
 from gsreg.experiments import CLOSE, COSTLY, WRECKED, registry
 from gsreg.experiments import _cluster_report as cr
 from gsreg.experiments import trajectory as T
@@ -143,7 +144,7 @@ def test_line_and_modules_stand_beside_their_controls_with_a_verdict(quick_run):
         (row,) = learned["restarts"]
         controls = row["controls"]
         assert controls["k"] == max(row["components"], 1)
-        kept = {c: controls[c] for c in cr.CONTROLS if controls[c] is not None}
+        kept = {c: controls[c] for c in analysis.MODULE_CONTROLS if controls[c] is not None}
         assert {"neurons_kmeans", "layer_kmeans", "raw_kmeans"} <= set(kept)
         assert verdict["control_ari"] == pytest.approx(max(kept.values()))
         assert verdict["gsr_ari"] == pytest.approx(row["ari"])
