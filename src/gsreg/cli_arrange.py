@@ -11,12 +11,8 @@ only when everything succeeded.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +86,7 @@ def run(config: ArrangeConfig, out: str | os.PathLike) -> dict:
     perm = arrange(loaded.model, config.layer, graph, X, consumer=config.consumer,
                    random_state=config.seed)  # fmt: skip
     Z_after = _unit_maps(loaded.model, X, config.layer, graph.n_nodes)
-    with _staged(out) as staging:
+    with fit_data.staged(out) as staging:
         metrics = _write_run(config, graph, loaded, perm, Z_before, Z_after, table.labels,
                              staging)  # fmt: skip
     return metrics
@@ -157,28 +153,6 @@ def _unit_maps(model, X: np.ndarray, layer: str, n_units: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- output
-
-
-@contextlib.contextmanager
-def _staged(out: Path) -> Iterator[Path]:
-    """A fresh folder next to ``out``, moved into place (fit_data's way) when the block
-    succeeds; removed again, with any parent folder made for it, when it fails."""
-    parent = out.resolve().parent
-    created = [p for p in (parent, *parent.parents) if not p.exists()]
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
-    os.chmod(staging, 0o755)  # mkdtemp makes it private; a run folder is meant to be shared
-    done = False
-    try:
-        yield staging
-        fit_data._move_into_place(staging, out)
-        done = True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not done:
-            for folder in created:  # deepest first
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
 
 
 def _write_run(config, graph, loaded, perm, Z_before, Z_after, y, path: Path) -> dict:

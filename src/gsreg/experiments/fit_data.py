@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,6 +347,15 @@ def run(config: FitConfig, out: str | os.PathLike, table: Table | None = None,
     out = prepare_out(out)
     if table is None:
         table = load_data(config.data, config.labels)
+    with staged(out) as staging:
+        return _write_run(config, table, staging, progress)
+
+
+@contextlib.contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A fresh hidden folder next to ``out`` to write a run into, moved into place
+    (:func:`_move_into_place`) when the block succeeds; removed again, with any parent
+    folder made for it, when it fails."""
     parent = out.resolve().parent
     created = [p for p in (parent, *parent.parents) if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
@@ -353,7 +363,7 @@ def run(config: FitConfig, out: str | os.PathLike, table: Table | None = None,
     os.chmod(staging, 0o755)  # mkdtemp makes it private; a run folder is meant to be shared
     done = False
     try:
-        metrics = _write_run(config, table, staging, progress)
+        yield staging
         _move_into_place(staging, out)
         done = True
     finally:
@@ -362,7 +372,6 @@ def run(config: FitConfig, out: str | os.PathLike, table: Table | None = None,
             for folder in created:  # deepest first
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-    return metrics
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
