@@ -169,7 +169,7 @@ def test_a_fixed_graph_with_labels_stands_beside_lambda_zero_as_trained_and_arra
     assert verdict["gsr_score"] == scores["GSR"]["morans_i"]
     assert verdict["margin"] == pytest.approx(verdict["gsr_score"] - verdict["control_score"])
     assert verdict["helps"] == (verdict["margin"] > 0 and verdict["distinct"]
-                                and verdict["informative"])
+                                and verdict["patterns"] and verdict["informative"])
     # arranging a layer never makes its standardised activations rougher
     energy = scores["λ=0 arranged"]["arrangement_energy"]
     assert energy["arranged"] <= energy["identity"] + 1e-9

@@ -61,7 +61,7 @@ def test_quick_demo_judges_gsr_against_the_arranged_lambda_0_layer(quick_run):
         assert verdict["control_score"] == best
         assert verdict["margin"] == pytest.approx(metrics["models"][key]["morans_i"] - best)
         assert verdict["helps"] == (verdict["margin"] > 0 and verdict["distinct"]
-                                    and verdict["informative"])
+                                    and verdict["patterns"] and verdict["informative"])
     html = (out / "report.html").read_text()
     assert "the best control" in html and "no GSR arranged" in html
 

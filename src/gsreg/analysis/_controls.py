@@ -7,7 +7,7 @@ Maps on a fixed graph (:func:`map_controls`, :func:`map_verdict`): the λ = 0 la
 trained, and with its units arranged post hoc onto the graph
 (:func:`gsreg.analysis.arrangement`, fitted on training activations, scored on test
 activations). GSR helps when it beats the best control while keeping as many distinct
-territories and as much class information as the λ = 0 layer.
+territories and class patterns and as much class information as the λ = 0 layer.
 
 Modules of a learned graph (:func:`module_controls`, :func:`module_verdict`): the λ = 0
 layer's units clustered into modules post hoc (k-means, Leiden) and read out like GSR
@@ -32,6 +32,10 @@ ARRANGE_SAMPLES = 5000
 #: a GSR layer may decode the class this much (accuracy) worse than λ = 0 and still count
 #: as keeping its class information
 DECODE_TOLERANCE = 0.01
+#: a GSR layer's class-deviation maps must keep this share of the λ = 0 layer's
+#: participation ratio (distinct class patterns): one ramp lit by every class, only
+#: scaled, has 1; λ = 0 MNIST layers have 2 to 6
+PATTERN_SHARE = 0.75
 
 
 def map_controls(
@@ -102,15 +106,19 @@ def map_verdict(
 
     ``gsr`` and ``reference`` (the λ = 0 model) are :func:`map_controls` results. The GSR
     layer helps when its ``score`` exceeds that of the best control (λ = 0 as trained or
-    arranged) and it keeps at least as many territories as the λ = 0 layer and its class
-    decodability within :data:`DECODE_TOLERANCE`. Returns ``best_control``,
-    ``control_score``, ``gsr_score``, ``margin`` (GSR minus best control), ``distinct``,
-    ``informative`` and ``helps``.
+    arranged) and it keeps at least as many territories as the λ = 0 layer (``distinct``),
+    :data:`PATTERN_SHARE` of its participation ratio (``patterns``: not one pattern shared
+    by every class) and its class decodability within :data:`DECODE_TOLERANCE`
+    (``informative``). Returns ``best_control``, ``control_score``, ``gsr_score``,
+    ``margin`` (GSR minus best control), ``distinct``, ``patterns``, ``informative`` and
+    ``helps``.
     """
     controls = map_control_scores(reference)
     best = max(controls, key=lambda name: _finite(controls[name][score]))
     margin = gsr[score] - controls[best][score]
     distinct = gsr["territories"] >= reference["territories"]
+    patterns = not (gsr["participation_ratio"]
+                    < PATTERN_SHARE * reference["participation_ratio"])
     informative = not gsr["decodability"] < reference["decodability"] - DECODE_TOLERANCE
     return {
         "best_control": best,
@@ -118,8 +126,9 @@ def map_verdict(
         "gsr_score": gsr[score],
         "margin": margin,
         "distinct": bool(distinct),
+        "patterns": bool(patterns),
         "informative": bool(informative),
-        "helps": bool(margin > 0 and distinct and informative),
+        "helps": bool(margin > 0 and distinct and patterns and informative),
     }
 
 
@@ -131,8 +140,10 @@ def map_verdict_text(result: Mapping[str, Any], gsr_label: str, cost: str) -> st
             f"({result['best_control']}): Moran's I {result['gsr_score']:.3f} against "
             f"{result['control_score']:.3f} ({margin:+.3f}), at {cost}")
     if result["helps"]:
-        return head + ", with as many territories and as much class information as λ = 0."
+        return head + (", with as many territories, distinct class patterns and as much "
+                       "class information as λ = 0.")
     missing = [text for ok, text in ((result["distinct"], "fewer class territories"),
+                                     (result["patterns"], "fewer distinct class patterns"),
                                      (result["informative"], "less class information"))
                if not ok]
     if margin > 0 and missing:

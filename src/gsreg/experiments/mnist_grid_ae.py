@@ -408,7 +408,8 @@ CONTROLS_TEXT = (
     "units arranged post hoc onto the graph (gsreg.arrange: the same model, so the same "
     "task loss, fitted on training activations and scored on test digits). GSR helps when "
     "its Moran's I beats the best control while it keeps as many class territories as "
-    "λ = 0 and its class decodability within 0.01. Each Moran's I has a p-value from 999 "
+    "λ = 0, three quarters of its participation ratio (distinct class patterns) and its "
+    "class decodability within 0.01. Each Moran's I has a p-value from 999 "
     "random placements of the units; the participation ratio counts distinct class "
     "patterns (1: one pattern shared by every class, only scaled).")
 #: the arranged row of the class-map figures
@@ -431,6 +432,7 @@ def verdict_rows(models: dict[str, dict]) -> list[dict[str, str]]:
             "best control": f"{v['best_control']} {v['control_score']:.3f}",
             "margin": f"{v['margin']:+.3f}",
             "territories kept": "yes" if v["distinct"] else "no",
+            "class patterns kept": "yes" if v["patterns"] else "no",
             "class information kept": "yes" if v["informative"] else "no",
             "GSR helps": "yes" if v["helps"] else "no",
         })
