@@ -32,6 +32,9 @@ ARRANGE_SAMPLES = 5000
 #: a GSR layer may decode the class this much (accuracy) worse than λ = 0 and still count
 #: as keeping its class information
 DECODE_TOLERANCE = 0.01
+#: a test MSE above this many times that of λ = 0 wrecks the primary task: structure
+#: bought that way is not "almost no cost" and does not count as GSR helping
+MSE_WRECKED = 1.5
 #: a GSR layer's class-deviation maps must keep this share of the λ = 0 layer's
 #: participation ratio (distinct class patterns): one ramp lit by every class, only
 #: scaled, has 1; λ = 0 MNIST layers have 2 to 6
@@ -274,8 +277,9 @@ def module_verdict(rows: Sequence[Mapping], mse_ratio: float) -> dict:
     ``controls`` (:func:`module_controls`). Scores are means over the rows; the best
     control is the one of highest mean ARI. The p-value is the largest of the rows' (a
     row without a null counts 1): GSR must beat the null in every run. GSR helps when it
-    beats the best control (``margin > 0``), the null (``p_value < P_LEVEL``) and has more
-    than one module that samples are indicated by in every run (``modules``).
+    beats the best control (``margin > 0``), the null (``p_value < P_LEVEL``), has more
+    than one module that samples are indicated by in every run (``modules``) and does not
+    wreck the primary task (``affordable``: ``mse_ratio`` at most :data:`MSE_WRECKED`).
     """
     gsr = float(np.mean([r["ari"] or 0.0 for r in rows]))
     means = {name: _mean_of([r["controls"][name] for r in rows]) for name in MODULE_CONTROLS}
@@ -290,7 +294,9 @@ def module_verdict(rows: Sequence[Mapping], mse_ratio: float) -> dict:
         "control_ari": kept[best], "gsr_ari": gsr, "margin": margin,
         "p_value": p_value, "null_mean": _mean_of([r["controls"]["null_mean"] for r in rows]),
         "modules": modules, "mse_ratio": float(mse_ratio),
-        "helps": bool(margin > 0 and p_value < P_LEVEL and modules),
+        "affordable": bool(mse_ratio <= MSE_WRECKED),
+        "helps": bool(margin > 0 and p_value < P_LEVEL and modules
+                      and mse_ratio <= MSE_WRECKED),
         "controls": means, "k": [r["controls"]["k"] for r in rows],
     }
 

@@ -22,14 +22,14 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..analysis._controls import MSE_WRECKED
+
 if TYPE_CHECKING:
     from ..datasets import Dataset
     from ..report import RunFolder
 
 #: test MSE at most this many times that at lambda = 0: "close to lambda = 0"
 MSE_CLOSE = 1.1
-#: test MSE above this many times that at lambda = 0: the lambda wrecks the primary task
-MSE_WRECKED = 1.5
 #: accuracy lower by at most this much (absolute) than at lambda = 0: "close"
 ACCURACY_CLOSE = 0.01
 #: accuracy lower by more than this: the lambda wrecks the primary task

@@ -347,6 +347,9 @@ def verdict_sentence(verdict: Mapping, subject: str) -> str:
         reasons.append("a clustering without GSR indicates the clusters at least as well")
     if not verdict["modules"]:
         reasons.append("some run has a single module or indicates every sample by one")
+    if not verdict.get("affordable", True):
+        reasons.append(f"it wrecks the primary task ({verdict['mse_ratio']:.2f}x the test "
+                       "MSE of λ = 0)")
     if verdict["p_value"] >= analysis.P_LEVEL:
         reasons.append(f"the modules do not beat the permutation null in every run "
                        f"(largest p {verdict['p_value']:.3f})")

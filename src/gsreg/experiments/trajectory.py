@@ -719,7 +719,8 @@ def line_verdict(best: dict, own: dict | None) -> dict:
     """Whether the best GSR line (median centre-of-mass |rho|) beats its controls: the
     λ = 0 model of its layout as trained and with its units arranged onto the line post
     hoc, and the GSR model with its neurons shuffled along the line (chance). ``helps``
-    when it beats the best of them; ``mse_ratio`` against plain λ = 0."""
+    when it beats the best of them without wrecking the reconstruction; ``mse_ratio``
+    against plain λ = 0."""
     controls = {LINE_CONTROLS["shuffled_abs_rho_com"]: best["shuffled_abs_rho_com"]}
     if own is not None:
         controls |= {LINE_CONTROLS[k]: own[k] for k in ("median_abs_rho_com",
@@ -728,7 +729,8 @@ def line_verdict(best: dict, own: dict | None) -> dict:
     margin = best["median_abs_rho_com"] - controls[name]
     return {"score": "median |ρ| centre", "best_control": name,
             "control_rho": controls[name], "gsr_rho": best["median_abs_rho_com"],
-            "margin": margin, "helps": bool(margin > 0), "mse_ratio": best["mse_ratio"],
+            "margin": margin, "helps": bool(margin > 0 and best["verdict"] != WRECKED),
+            "mse_ratio": best["mse_ratio"],
             "controls": controls}
 
 
@@ -1095,7 +1097,8 @@ def _controls_text(metrics: dict) -> str:
              "λ = 0 model of its layout as trained, the same λ = 0 model with its units "
              "arranged onto the line after training (the smoothest placement on the training "
              "samples, scored on the held-out ones), and the GSR model with its neurons "
-             "shuffled along the line (chance). GSR helps when it beats the best of them."]
+             "shuffled along the line (chance). GSR helps when it beats the best of them "
+             "without wrecking the reconstruction (test MSE above 1.5x that of λ = 0)."]
     for name, m in metrics["datasets"].items():
         if m["line"]["best"] is not None:
             lines.append(_line_verdict_sentence(name, m["line"]["best"]["controls_verdict"]))
@@ -1116,7 +1119,11 @@ def _line_verdict_sentence(name: str, verdict: dict) -> str:
             f" the best control ({verdict['best_control']}): median |ρ| (centre) "
             f"{verdict['gsr_rho']:.2f} against {verdict['control_rho']:.2f} ({margin:+.2f}), "
             f"at {verdict['mse_ratio']:.2f}x the test MSE of plain λ = 0")
-    return text + (": GSR helps here." if verdict["helps"] else ": GSR does not help here.")
+    if verdict["helps"]:
+        return text + ": GSR helps here."
+    if margin > 0:
+        return text + ", but that wrecks the reconstruction: GSR does not help here."
+    return text + ": GSR does not help here."
 
 
 def _learned_verdict_sentence(name: str, m: dict) -> str:
