@@ -521,7 +521,10 @@ def arrange_section(data: dict) -> list[str]:
         "square grid (20 Gaussian bumps, noise 0.5), one thread; energy is the Dirichlet "
         "energy of the standardised activations relative to the planted placement (1 finds "
         "it; below 1 is smoother than planted). The contender is scipy's FAQ "
-        "(`quadratic_assignment`) alone from its default start, in the same process.",
+        "(`quadratic_assignment`) alone from its default start, in the same process: the "
+        "Laplacian's rows sum to zero, so FAQ's gradient at that start (the barycentre) "
+        "vanishes and it stops after one step, which is why it is fast and far from the "
+        "planted placement. gsreg starts FAQ from a spectral seriation instead.",
         "",
         table(["units", "seconds", "energy vs planted", "scipy FAQ alone", "time vs FAQ"],
               rows),
