@@ -7,6 +7,9 @@
     # or a graph learned from the layer's co-activations
     reg = GraphRegularizer(model, {"decoder.0": CoactivationGraph(k=5)}, weight=1e-3)
 
+    # a trained layer's units placed on a graph post hoc, the model's function unchanged
+    perm = gsreg.arrange(model, "decoder.0", graphs.grid(8, 8), X)
+
     # scikit-learn estimators, and saving without pickle
     ae = GSRAutoencoder(graph="grid:8x8").fit(X); Z = ae.transform(X)
     gsreg.save("model.safetensors", model, regularizer=reg); gsreg.load("model.safetensors")
