@@ -71,3 +71,19 @@ def test_map_controls_scores_the_arranged_layer_on_rows_it_was_not_fitted_on():
     # the same units, only placed: scale and class information do not change
     assert result["arranged"]["decodability"] == result["decodability"]
     assert result["arranged"]["activation_norm"] == pytest.approx(result["activation_norm"])
+
+
+def test_a_scalar_score_is_judged_against_its_best_control_and_its_task_cost():
+    from gsreg.experiments import CLOSE, WRECKED, against_controls, verdict_ending
+
+    higher = against_controls(0.7, {"λ=0": 0.2, "λ=0 arranged": 0.5, "bad": float("nan")},
+                              CLOSE)
+    assert higher["best_control"] == "λ=0 arranged" and higher["margin"] == pytest.approx(0.2)
+    assert higher["helps"] is True and verdict_ending(higher, "x") == ": GSR helps here."
+    lower = against_controls(0.25, {"λ=0": 4.9, "λ=0 arranged": 1.29}, CLOSE, better="lower")
+    assert lower["best_control"] == "λ=0 arranged" and lower["margin"] == pytest.approx(1.04)
+    wrecked = against_controls(0.9, {"λ=0": 0.6}, WRECKED)
+    assert wrecked["margin"] > 0 and wrecked["helps"] is False
+    assert "the reconstruction is wrecked" in verdict_ending(wrecked, "the reconstruction")
+    with pytest.raises(ValueError, match="better"):
+        against_controls(0.1, {"λ=0": 0.2}, CLOSE, better="smaller")

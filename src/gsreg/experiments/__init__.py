@@ -72,6 +72,38 @@ def accuracy_cost(accuracy: float, baseline: float) -> dict[str, float | str]:
     return {"accuracy_drop": drop, "verdict": verdict}
 
 
+def against_controls(
+    gsr_score: float, controls: Mapping[str, float], cost: str, better: str = "higher"
+) -> dict[str, Any]:
+    """The verdict rule of a scalar structure score (|ρ|, alignment, energy) against its
+    controls: the best control (highest score, or lowest with ``better="lower"``; NaN never
+    wins), ``margin`` (how far GSR is ahead of it: positive is better) and ``helps``
+    (margin > 0 and ``cost``, a primary-task verdict, not :data:`WRECKED`).
+
+    Returns ``{"best_control", "control_score", "gsr_score", "margin", "better",
+    "cost", "helps"}``.
+    """
+    if better not in ("higher", "lower"):
+        raise ValueError(f"better must be 'higher' or 'lower', got {better!r}")
+    sign = 1.0 if better == "higher" else -1.0
+    best = max(controls, key=lambda name: sign * controls[name]
+               if math.isfinite(controls[name]) else -math.inf)
+    margin = sign * (gsr_score - controls[best])
+    return {"best_control": best, "control_score": controls[best], "gsr_score": gsr_score,
+            "margin": margin, "better": better, "cost": cost,
+            "helps": bool(margin > 0 and cost != WRECKED)}
+
+
+def verdict_ending(verdict: Mapping[str, Any], task: str) -> str:
+    """How a verdict sentence ends: GSR helps, beats the control but wrecks ``task`` (e.g.
+    "the reconstruction"), or does not beat it."""
+    if verdict["helps"]:
+        return ": GSR helps here."
+    if verdict["margin"] > 0:
+        return f", but {task} is wrecked: GSR does not help here."
+    return ": GSR does not help here."
+
+
 def lambda_label(value: float) -> str:
     """A weight as a short label: ``0``, ``1e-4``, ``3e-2``, ``1e5``, ``0.25``."""
     if value == 0:
@@ -330,6 +362,7 @@ __all__ = [
     "LAYOUTS",
     "LayoutVariant",
     "accuracy_cost",
+    "against_controls",
     "bottleneck_autoencoder",
     "check_config",
     "lambda_label",
@@ -341,6 +374,7 @@ __all__ = [
     "reconstruction_cost",
     "train_variants",
     "training_checks",
+    "verdict_ending",
     "tuple_fields",
     "write_config_and_metrics",
 ]

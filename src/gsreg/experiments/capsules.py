@@ -60,10 +60,12 @@ from ..training import resolve_device
 from . import (
     WRECKED,
     accuracy_cost,
+    against_controls,
     check_config,
     lambda_label,
     reconstruction_cost,
     tuple_fields,
+    verdict_ending,
 )
 
 TITLE = "Capsule network with the capsule graph"
@@ -702,23 +704,17 @@ def _verdict(best: dict, controls: dict[str, dict]) -> dict:
     mean alignment; ``margin`` is GSR's mean alignment minus the control's. GSR helps when
     the margin is positive and the classification is not wrecked.
     """
-    name = max(controls, key=lambda k: controls[k]["alignment_mean"])
-    margin = best["alignment_mean"] - controls[name]["alignment_mean"]
-    verdict = {
+    verdict = against_controls(best["alignment_mean"],
+                               {k: c["alignment_mean"] for k, c in controls.items()},
+                               best["verdict"])
+    verdict |= {
         "gsr": best["label"],
         "score": "alignment",
-        "better": "higher",
-        "best_control": name,
-        "control_score": controls[name]["alignment_mean"],
-        "gsr_score": best["alignment_mean"],
         "gsr_arranged_score": best["arranged"]["alignment_mean"],
-        "margin": margin,
         "gsr_p_values": best["p_values"],
-        "control_p_values": controls[name]["p_values"],
+        "control_p_values": controls[verdict["best_control"]]["p_values"],
         "accuracy_drop": best["accuracy_drop"],
         "mse_ratio": best["mse_ratio"],
-        "cost": best["verdict"],
-        "helps": bool(margin > 0 and best["verdict"] != WRECKED),
     }
     return verdict | {"sentence": _verdict_sentence(verdict)}
 
@@ -732,11 +728,7 @@ def _verdict_sentence(v: dict) -> str:
             f"{', '.join(f'{p:.4f}' for p in v['control_p_values'])}), at "
             f"{-v['accuracy_drop'] * 100:+.2f} points of test accuracy ({v['cost']}) and "
             f"{v['mse_ratio']:.2f}x the reconstruction MSE of λ = 0")
-    if v["helps"]:
-        return head + ": GSR helps here."
-    if beats:
-        return head + ", but the classification is wrecked: GSR does not help here."
-    return head + ": GSR does not help here."
+    return head + verdict_ending(v, "the classification")
 
 
 def _weight_summary(weight: float, models: dict, base_accuracy: float, base_mse: float) -> dict:

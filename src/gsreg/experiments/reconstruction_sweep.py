@@ -44,6 +44,7 @@ from ..training import evaluate, fit
 from . import (
     CLOSE,
     WRECKED,
+    against_controls,
     check_config,
     lambda_label,
     load_mnist,
@@ -63,8 +64,6 @@ COLLAPSE_FRACTION = 0.9
 ARRANGE_SAMPLES = 5000
 #: random unit orders in the permutation null of the energy
 N_PERMUTATIONS = 999
-#: the controls of a GSR latent, in the order the verdict tries them
-CONTROLS = ("λ=0", "λ=0 arranged")
 
 
 @dataclass(frozen=True)
@@ -328,29 +327,20 @@ def _gsr_verdict(r: dict, base: dict) -> dict:
     does not wreck the reconstruction (:data:`gsreg.experiments.MSE_WRECKED`).
     """
     controls = {"λ=0": base["latent_energy"], "λ=0 arranged": base["arranged_energy"]}
-    best = min(CONTROLS, key=lambda name: _finite(controls[name]))
-    margin = controls[best] - r["latent_energy"]
+    cost = r["verdict"] if r["status"] == "ok" else WRECKED  # diverged or collapsed
+    verdict = against_controls(r["latent_energy"], controls, cost, better="lower")
     return {
         "coefficient": r["coefficient"],
         "label": r["label"],
         "score": "normalised Dirichlet energy",
-        "better": "lower",
-        "best_control": best,
-        "control_score": controls[best],
-        "gsr_score": r["latent_energy"],
+        **verdict,
+        "cost": r["verdict"],
         "gsr_arranged_score": r["arranged_energy"],
-        "margin": margin,
         "energy_p_value": r["energy_p_value"],
         "mse_ratio": r["mse_ratio"],
-        "cost": r["verdict"],
         "norm_ratio": r["norm_ratio"],
         "status": r["status"],
-        "helps": bool(margin > 0 and r["status"] == "ok" and r["verdict"] != WRECKED),
     }
-
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else math.inf
 
 
 def _overall_verdict(gsr: list[dict]) -> dict | None:

@@ -49,11 +49,13 @@ from ..training import evaluate, fit
 from . import (
     WRECKED,
     LayoutVariant,
+    against_controls,
     bottleneck_autoencoder,
     check_config,
     layout_variants,
     reconstruction_cost,
     tuple_fields,
+    verdict_ending,
 )
 
 TITLE = "A ring layer on a rotating object"
@@ -343,23 +345,17 @@ def _verdict(gsr: list[dict], controls: dict[str, dict]) -> dict | None:
         return None
     usable = [v for v in gsr if v["verdict"] != WRECKED] or gsr
     best = max(usable, key=lambda v: v["median_abs_rho"])
-    control = max(controls, key=lambda name: controls[name]["median_abs_rho"])
-    margin = best["median_abs_rho"] - controls[control]["median_abs_rho"]
-    verdict = {
+    verdict = against_controls(best["median_abs_rho"],
+                               {k: c["median_abs_rho"] for k, c in controls.items()},
+                               best["verdict"])
+    verdict |= {
         "gsr": best["label"],
         "score": "median |ρ|",
-        "better": "higher",
-        "best_control": control,
-        "control_score": controls[control]["median_abs_rho"],
-        "gsr_score": best["median_abs_rho"],
         "gsr_arranged_score": best["arranged_median_abs_rho"],
         "null_score": best["null_median_abs_rho"],
-        "margin": margin,
         "tracking_fraction": best["tracking_fraction"],
-        "control_tracking_fraction": controls[control]["tracking_fraction"],
+        "control_tracking_fraction": controls[verdict["best_control"]]["tracking_fraction"],
         "mse_ratio": best["mse_ratio"],
-        "cost": best["verdict"],
-        "helps": bool(margin > 0 and best["verdict"] != WRECKED),
     }
     return verdict | {"sentence": _verdict_sentence(verdict)}
 
@@ -371,11 +367,7 @@ def _verdict_sentence(v: dict) -> str:
             f"{v['control_score']:.3f} ({v['margin']:+.3f}; {v['null_score']:.3f} with its "
             f"units in random orders), at {v['mse_ratio']:.2f}x the test MSE of the plain "
             f"ring without GSR ({v['cost']})")
-    if v["helps"]:
-        return head + ": GSR helps here."
-    if beats:
-        return head + ", but the reconstruction is wrecked: GSR does not help here."
-    return head + ": GSR does not help here."
+    return head + verdict_ending(v, "the reconstruction")
 
 
 def headline(metrics: dict) -> dict[str, str]:

@@ -78,6 +78,7 @@ from . import (
     LAYOUTS,
     WRECKED,
     LayoutVariant,
+    against_controls,
     bottleneck_autoencoder,
     check_config,
     lambda_label,
@@ -85,6 +86,7 @@ from . import (
     one_thread,
     reconstruction_cost,
     tuple_fields,
+    verdict_ending,
 )
 from . import _cluster_report as cr
 from .cluster_indication import GraphLayerAutoencoder, module_drivers
@@ -725,13 +727,11 @@ def line_verdict(best: dict, own: dict | None) -> dict:
     if own is not None:
         controls |= {LINE_CONTROLS[k]: own[k] for k in ("median_abs_rho_com",
                                                         "arranged_median_abs_rho_com")}
-    name = max(controls, key=controls.get)
-    margin = best["median_abs_rho_com"] - controls[name]
-    return {"score": "median |ρ| centre", "best_control": name,
-            "control_rho": controls[name], "gsr_rho": best["median_abs_rho_com"],
-            "margin": margin, "helps": bool(margin > 0 and best["verdict"] != WRECKED),
-            "mse_ratio": best["mse_ratio"],
-            "controls": controls}
+    verdict = against_controls(best["median_abs_rho_com"], controls, best["verdict"])
+    return {"score": "median |ρ| centre", "best_control": verdict["best_control"],
+            "control_rho": verdict["control_score"], "gsr_rho": verdict["gsr_score"],
+            "margin": verdict["margin"], "helps": verdict["helps"],
+            "mse_ratio": best["mse_ratio"], "controls": controls}
 
 
 def line_verdict_entry(verdict: dict) -> str:
@@ -1119,11 +1119,7 @@ def _line_verdict_sentence(name: str, verdict: dict) -> str:
             f" the best control ({verdict['best_control']}): median |ρ| (centre) "
             f"{verdict['gsr_rho']:.2f} against {verdict['control_rho']:.2f} ({margin:+.2f}), "
             f"at {verdict['mse_ratio']:.2f}x the test MSE of plain λ = 0")
-    if verdict["helps"]:
-        return text + ": GSR helps here."
-    if margin > 0:
-        return text + ", but that wrecks the reconstruction: GSR does not help here."
-    return text + ": GSR does not help here."
+    return text + verdict_ending(verdict, "the reconstruction")
 
 
 def _learned_verdict_sentence(name: str, m: dict) -> str:
