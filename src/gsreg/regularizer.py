@@ -21,6 +21,7 @@ from torch import nn
 
 from . import graphs
 from ._util import model_device as _model_device
+from .budget import TaskBudget
 from .coactivation import CoactivationGraph
 from .graphs import Graph
 from .penalty import GraphPenalty
@@ -100,7 +101,16 @@ class GraphRegularizer:
         layers: ``{dotted module name: target}``; a target is a :class:`Graph`, a spec
             string for :func:`graphs.parse` ("grid:8x8"), a ready :class:`GraphPenalty` or a
             :class:`CoactivationGraph` (a graph learned from the layer, one layer each).
-        weight: lambda, one float or ``{name: float}`` covering every layer.
+        weight: lambda, one float or ``{name: float}`` covering every layer (default
+            1e-3 without a budget).
+        budget: instead of a weight, the share of the task loss that GSR may cost (0.05:
+            at most 5% more task loss than without it); the weights are then set during
+            training (:class:`gsreg.budget.TaskBudget`: a multiplier on the task-loss
+            constraint, against the task loss at the end of the weight-0 warm-up, which
+            must then last at least ``budget.MIN_WARMUP_STEPS`` steps) and
+            ``reg.step(task_loss)`` must be given the task loss of every step.
+        reference: with a budget, a task loss to budget against instead of the warm-up's
+            (e.g. the final loss of a run without the penalty).
         laplacian, normalize: used to build the penalty of Graph / spec targets (a
             CoactivationGraph carries its own).
         nodes: how a layer's output maps to graph nodes, one value or ``{name: value}``:
@@ -111,7 +121,8 @@ class GraphRegularizer:
             "channels" or "flatten", whichever matches the graph size; a learned graph of
             unknown width on a conv map needs "channels" or "flatten").
         warmup_steps: steps with weight 0 before the penalty starts.
-        decay: ``(rate, every)`` staircase decay of the weight after warm-up, or None.
+        decay: ``(rate, every)`` staircase decay of the weight after warm-up, or None
+            (not with a budget, which sets the weights itself).
 
     Penalties are collected only while the hooked module is in training mode with
     autograd enabled, and only
@@ -125,8 +136,10 @@ class GraphRegularizer:
         self,
         model: nn.Module,
         layers: Mapping[str, Graph | str | GraphPenalty | CoactivationGraph],
-        weight: float | Mapping[str, float] = 1e-3,
+        weight: float | Mapping[str, float] | None = None,
         *,
+        budget: float | None = None,
+        reference: float | None = None,
         laplacian: str = "combinatorial",
         normalize: bool | str = False,
         nodes: str | Mapping[str, str] = "auto",
@@ -140,6 +153,16 @@ class GraphRegularizer:
         self.model = model
         self._step = 0
         self._zeros: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        if budget is not None and (weight is not None or decay is not None):
+            given = "weight" if weight is not None else "decay"
+            raise ValueError(f"give a budget or a {given}, not both: a budget sets the weights")
+        if budget is None and reference is not None:
+            raise ValueError("reference= is the task loss a budget is measured against; "
+                             "it needs budget=")
+        if budget is not None:
+            weight = 1.0  # the schedule only says when the penalty is on; the budget sets λ
+        elif weight is None:
+            weight = 1e-3
         rate, every = decay if decay is not None else (1.0, 0)
         modules = dict(model.named_modules())
         self._layers: dict[str, _HookedLayer] = {}
@@ -156,6 +179,8 @@ class GraphRegularizer:
             schedule = WeightSchedule(float(_per_layer(weight, name, "weight")),
                                       warmup_steps, rate, every)
             self._layers[name] = _HookedLayer(name, module, target, mode, schedule)
+        self._budget = None if budget is None else TaskBudget(
+            budget, warmup_steps, list(self._layers), reference)
         for layer in self._layers.values():
             layer.handle = layer.module.register_forward_hook(self._hook_for(layer))
         self._root_handle = model.register_forward_pre_hook(lambda module, inputs: self.clear())
@@ -213,9 +238,30 @@ class GraphRegularizer:
         """How layer ``name``'s output maps to graph nodes ("auto", "last", ...)."""
         return self._layers[name].nodes
 
+    @property
+    def budget(self) -> TaskBudget | None:
+        """The task-loss budget that sets the weights, or None (fixed weights)."""
+        return self._budget
+
     def weight(self, name: str) -> float:
-        """The current weight (lambda) of layer ``name``."""
-        return self._layers[name].schedule(self._step)
+        """The current weight (lambda) of layer ``name`` (with a budget: 0.0 during the
+        warm-up and before the layer's first penalty; reads the value back from the
+        device)."""
+        if self._budget is None:
+            return self._layers[name].schedule(self._step)
+        value = self._budget.weight(name)
+        return 0.0 if value is None else float(value)
+
+    def _current_weight(self, name: str) -> torch.Tensor | float:
+        """The weight as the penalty uses it: a float, or a 0-d device tensor under a
+        budget (sized from the layer's first penalty)."""
+        if self._budget is None:
+            return self._layers[name].schedule(self._step)
+        value = self._layers[name].value
+        if value is not None:
+            self._budget.size(name, value)
+        weight = self._budget.weight(name)
+        return 0.0 if weight is None else weight
 
     def penalty(self) -> torch.Tensor:
         """Sum over layers of weight x penalty from the last training forward (0-d tensor).
@@ -226,7 +272,7 @@ class GraphRegularizer:
         total = None
         for name, layer in self._layers.items():
             if layer.value is not None:
-                term = self.weight(name) * layer.value
+                term = self._current_weight(name) * layer.value
                 total = term if total is None else total + term
         if total is None:
             return self._zero()
@@ -243,8 +289,16 @@ class GraphRegularizer:
                 zero = self._zeros[key] = torch.zeros((), device=key[0])
         return zero
 
-    def step(self) -> None:
-        """Advance the schedules by one optimiser step; learned graphs update when due."""
+    def step(self, task_loss: torch.Tensor | float | None = None) -> None:
+        """Advance the schedules by one optimiser step; learned graphs update when due.
+
+        ``task_loss``: the step's task loss (without the penalty), needed with a budget
+        (a tensor stays on the device); ignored otherwise."""
+        if self._budget is not None:
+            if task_loss is None:
+                raise ValueError("a budget sets the weights from the task loss: call "
+                                 "reg.step(task_loss) with each step's task loss")
+            self._budget.update(task_loss)
         self._step += 1
         for learned in self.learned_graphs().values():
             learned.step(self._step)
@@ -254,10 +308,22 @@ class GraphRegularizer:
         activation: the plain penalty can be lowered by shrinking activations, so watch
         both), ``gsr/NAME/weight`` and, for learned graphs, ``gsr/NAME/components``
         (connected components of the current graph, 0 before the first). Values are
-        detached tensors or Python numbers: no host syncs."""
+        detached tensors or Python numbers: no host syncs. With a budget, also
+        ``gsr/budget/cost`` (moving average of the task loss over the reference, minus 1)
+        and ``gsr/budget/at_floor`` (1 when the weights sit at their lower bound: the
+        budget cannot be met)."""
         out: dict[str, torch.Tensor | float] = {}
+        budget = self._budget
+        if budget is not None:
+            for key, value in (("cost", budget.cost()), ("at_floor", budget.at_floor())):
+                if value is not None:
+                    out[f"gsr/budget/{key}"] = value
         for name, layer in self._layers.items():
-            out[f"gsr/{name}/weight"] = self.weight(name)
+            if budget is None:
+                out[f"gsr/{name}/weight"] = self.weight(name)
+            else:
+                weight = budget.weight(name)
+                out[f"gsr/{name}/weight"] = 0.0 if weight is None else weight.detach()
             if layer.learned is not None:
                 out[f"gsr/{name}/components"] = layer.learned.n_components
             if layer.value is not None:
@@ -269,6 +335,8 @@ class GraphRegularizer:
         """``{"step": int}``, plus ``"learned": {name: CoactivationGraph.state_dict()}``
         when some layer learns its graph."""
         state: dict = {"step": self._step}
+        if self._budget is not None:
+            state["budget"] = self._budget.state_dict()
         learned = self.learned_graphs()
         if learned:
             state["learned"] = {name: lg.state_dict() for name, lg in learned.items()}
@@ -287,6 +355,10 @@ class GraphRegularizer:
             )
         for name, lg_state in saved.items():
             learned[name].load_state_dict(lg_state)
+        if ("budget" in state) != (self._budget is not None):
+            raise ValueError("state_dict and regularizer disagree on having a budget")
+        if self._budget is not None:
+            self._budget.load_state_dict(state["budget"], _model_device(self.model))
         self._step = step
 
     def remove(self) -> None:
@@ -305,11 +377,13 @@ class GraphRegularizer:
         self.remove()
 
     def __repr__(self) -> str:
+        strength = ("budget" if self._budget is not None else "w={:g}")
         inner = ", ".join(
-            f"{n!r}: {layer.describe()} (w={layer.schedule.base:g})"
+            f"{n!r}: {layer.describe()} ({strength.format(layer.schedule.base)})"
             for n, layer in self._layers.items()
         )
-        return f"GraphRegularizer({{{inner}}}, step={self._step})"
+        tail = "" if self._budget is None else f", budget={self._budget.budget:g}"
+        return f"GraphRegularizer({{{inner}}}{tail}, step={self._step})"
 
 
 def layer_activations(output, nodes: str, n_nodes: int | None, layer: str) -> torch.Tensor:

@@ -10,6 +10,7 @@ per-step host syncs).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,11 +32,13 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Regularizer(Protocol):
-    """What `fit` needs from a regularizer (e.g. ``gsreg.GraphRegularizer``)."""
+    """What `fit` needs from a regularizer (e.g. ``gsreg.GraphRegularizer``). ``step``
+    gets the step's task loss when it takes an argument (a budget needs it); a
+    ``step()`` without parameters is called as such."""
 
     def penalty(self) -> torch.Tensor | float: ...
 
-    def step(self) -> None: ...
+    def step(self, task_loss: torch.Tensor | None = None) -> None: ...
 
     def logs(self) -> dict[str, torch.Tensor | float]: ...
 
@@ -106,7 +109,8 @@ def fit(
     ``task="reconstruction"``: MSE between ``model(x)`` and ``x`` (y is ignored);
     ``"classification"``: cross-entropy between logits (B, K) and labels y (N,).
     With a ``regularizer``, the loss is ``task_loss + regularizer.penalty()`` and
-    ``regularizer.step()`` runs after every optimizer step. ``seed`` fixes batch order and
+    ``regularizer.step(task_loss)`` runs after every optimizer step (a budget sets its
+    weights from the task loss). ``seed`` fixes batch order and
     the global torch RNG (dropout, noise); the model's initial weights are the caller's.
     The model is moved to ``device`` and left in the train/eval mode it had.
     Raises RuntimeError at the end of an epoch whose loss was not finite.
@@ -132,11 +136,13 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     history = History()
     bar = tqdm(range(1, epochs + 1), desc=desc or "fit", disable=not progress, unit="epoch")
+    step = None if regularizer is None else _step_function(regularizer)
     try:
         for epoch in bar:
             start = time.perf_counter()
             model.train()
-            trace = _train_epoch(model, X_t, y_t, task, regularizer, optimizer, batch_size, gen)
+            trace = _train_epoch(model, X_t, y_t, task, regularizer, step, optimizer,
+                                 batch_size, gen)
             record = {"epoch": epoch, **_finish_epoch(trace, epoch)}
             if X_val is not None:
                 metrics = _evaluate(model, X_val, y_val, task, batch_size, dev)
@@ -167,6 +173,7 @@ def _train_epoch(
     y: torch.Tensor | None,
     task: str,
     regularizer: Regularizer | None,
+    step: Callable[[torch.Tensor], None] | None,
     optimizer: torch.optim.Optimizer,
     batch_size: int,
     gen: torch.Generator,
@@ -194,7 +201,7 @@ def _train_epoch(
         task_losses.append(task_loss.detach())
         batch_sizes.append(len(idx))
         if regularizer is not None:
-            regularizer.step()
+            step(task_loss.detach())
             for name, value in regularizer.logs().items():
                 value = _detach(value, X.device)
                 log_sums[name] = log_sums[name] + value if name in log_sums else value
@@ -207,6 +214,18 @@ def _train_epoch(
         log_sums=log_sums,
         log_counts=log_counts,
     )
+
+
+def _step_function(regularizer: Regularizer) -> Callable[[torch.Tensor], None]:
+    """``regularizer.step`` as a function of the task loss (ignored by a ``step()``
+    without parameters)."""
+    try:
+        takes_loss = bool(inspect.signature(regularizer.step).parameters)
+    except (TypeError, ValueError):  # no signature to read: assume the documented one
+        takes_loss = True
+    if takes_loss:
+        return regularizer.step
+    return lambda task_loss: regularizer.step()
 
 
 def _finish_epoch(trace: _EpochTrace, epoch: int) -> dict[str, float]:

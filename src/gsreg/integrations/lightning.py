@@ -66,9 +66,10 @@ class GSRCallback(pl.Callback):
     - ``on_train_batch_end``: logs ``regularizer.logs()`` with ``pl_module.log`` (on_step,
       not on the progress bar, not synchronised across ranks): the tensors (penalties,
       RMS activations) as they are, so no host syncs, and the numbers (weights, component
-      counts) when they change; then calls ``regularizer.step()`` if
+      counts) when they change; then calls ``regularizer.step(task_loss)`` if
       ``trainer.global_step`` advanced, i.e. if an optimiser stepped on this batch (not
-      while gradients accumulate).
+      while gradients accumulate). ``task_loss`` is ``outputs["task_loss"]`` when
+      ``training_step`` returns a dict with it, which a ``budget=`` needs.
     - ``teardown`` (or an exception): removes the hooks and the attribute. The regularizer
       stays readable as :attr:`regularizer` (learned graphs, step count).
 
@@ -79,7 +80,7 @@ class GSRCallback(pl.Callback):
     def __init__(
         self,
         layers: Mapping[str, Graph | str | GraphPenalty | CoactivationGraph],
-        weight: float | Mapping[str, float] = 1e-3,
+        weight: float | Mapping[str, float] | None = None,
         *,
         attribute: str = "gsr",
         **regularizer_kwargs: Any,
@@ -163,7 +164,8 @@ class GSRCallback(pl.Callback):
         # and is the same on every rank, so learned graphs (collectives) update in lockstep
         if trainer.global_step > self._last_global_step:
             self._last_global_step = trainer.global_step
-            reg.step()
+            task_loss = outputs.get("task_loss") if isinstance(outputs, Mapping) else None
+            reg.step(task_loss)
 
     # -- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
