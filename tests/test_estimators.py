@@ -12,26 +12,38 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import gsreg
 from gsreg import GSRAutoencoder, GSRClassifier, analysis, graphs
-from gsreg.estimators import MAX_EPOCHS, MIN_EPOCHS, arrange_epochs, auto_epochs
+from gsreg.estimators import (
+    BUDGET,
+    MAX_EPOCHS,
+    MIN_EPOCHS,
+    arrange_epochs,
+    auto_epochs,
+    budget_epochs,
+)
 from gsreg.models import DenseAutoencoder
 from gsreg.training import fit
 
 FAST = dict(epochs=3, batch_size=64, lr=1e-2, random_state=0, device="cpu")
+# a fixed weight unless a test says budget: most tests here check the training mechanics
+FIXED = dict(weight=3e-3, arrange=False)
 
 
 def fast_ae(**kw):
-    return GSRAutoencoder(**{"graph": "grid:2x3", "hidden": (8,), "latent": 3, **FAST, **kw})
+    return GSRAutoencoder(**{"graph": "grid:2x3", "hidden": (8,), "latent": 3, **FAST, **FIXED,
+                             **kw})
 
 
 def fast_clf(**kw):
-    return GSRClassifier(**{"graph": "grid:2x3", "hidden": (8,), **FAST, "epochs": 10,
+    return GSRClassifier(**{"graph": "grid:2x3", "hidden": (8,), **FAST, **FIXED, "epochs": 10,
                             "lr": 3e-2, **kw})
 
 
 # Every scikit-learn estimator check passes with these small settings; none is expected to
 # fail (check_array_api_input is skipped by scikit-learn itself unless SCIPY_ARRAY_API=1).
 @parametrize_with_checks(
-    [fast_ae(graph="grid:2x2", latent=2), fast_clf()],
+    [fast_ae(graph="grid:2x2", latent=2), fast_clf(),
+     fast_ae(graph="grid:2x2", latent=2, weight=None, arrange="auto"),
+     fast_clf(weight=None, arrange="auto")],
     expected_failed_checks=lambda estimator: {},
 )
 def test_sklearn_estimator_checks(estimator, check):
@@ -56,7 +68,7 @@ def test_parameters_are_stored_verbatim_and_checked_in_fit():
     copy = clone(est)
     assert copy.get_params() == est.get_params()
     X = np.random.default_rng(0).normal(size=(20, 4))
-    with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="weight must be None .* or a finite number >= 0"):
         est.fit(X)
     with pytest.raises(ValueError, match="epochs must be 'auto'"):
         fast_ae(epochs=0).fit(X)
@@ -70,7 +82,11 @@ def test_parameters_are_stored_verbatim_and_checked_in_fit():
         fast_ae(graph="hexagon:3").fit(X)
     with pytest.raises(TypeError, match="bad learned_options"):
         fast_ae(graph="learned", learned_options={"colour": 1}).fit(X)
-    with pytest.raises(TypeError, match="arrange must be True or False"):
+    with pytest.raises(ValueError, match="give a weight or a budget"):
+        fast_ae(weight=None, budget=None).fit(X)
+    with pytest.raises(ValueError, match="budget must be"):
+        fast_ae(weight=None, budget=0.0).fit(X)
+    with pytest.raises(TypeError, match="arrange must be 'auto', True or False"):
         fast_ae(arrange="yes").fit(X)
     with pytest.raises(ValueError, match="arrange=True needs a fixed graph"):
         fast_ae(graph="learned", arrange=True).fit(X)
@@ -381,3 +397,40 @@ def test_classifier_save_load_reproduces_predictions_exactly(tmp_path, digits):
     loaded = gsreg.load(tmp_path / "clf.safetensors")
     assert type(loaded.model).__name__ == "DenseClassifier"
     assert loaded.graphs["fc"] == graphs.grid(2, 3)
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def test_budget_default_trains_the_weight_zero_run_then_fine_tunes_within_the_budget(digits):
+    """With the default budget (learned graph: no arrangement) the first ``epochs`` are the
+    weight=0 run step for step; the fine-tuning epochs that follow carry the weight the
+    budget sets, and the report states the reference and the spend."""
+    X = digits.X_train[:300]
+    kw = dict(graph="learned", n_structured=12, learned_options={"k": 3}, epochs=40,
+              batch_size=64, lr=1e-2, random_state=0, device="cpu", hidden=(8,), latent=3)
+    twin = GSRAutoencoder(weight=0.0, **kw).fit(X)
+    est = GSRAutoencoder(**kw).fit(X)
+    assert est.weight is None and est.budget == BUDGET
+    extra = budget_epochs(40)
+    assert est.n_iter_ == 40 + extra == len(est.history_)
+    assert est.history_["task_loss"][:40] == twin.history_["task_loss"]
+    weights = est.history_["gsr/decoder.0/weight"]
+    assert weights[:40] == [0.0] * 40 and all(w > 0 for w in weights[41:])
+    report = est.budget_report_
+    assert report["budget"] == BUDGET and report["reference"] > 0
+    assert report["weights"]["decoder.0"] == pytest.approx(est._final_weight())
+    assert est.arrangement_ is None
+
+
+def test_budget_with_a_fixed_graph_arranges_the_units_before_fine_tuning(digits, tmp_path):
+    X = digits.X_train[:256]
+    est = fast_ae(weight=None, arrange="auto", epochs=6).fit(X)
+    assert est.arrangement_ is not None and est.arrange_step_ == 6 * 4
+    assert est.n_steps_ == (6 + budget_epochs(6)) * 4
+    again = GSRAutoencoder.load(est.save(tmp_path / "b.safetensors"))
+    assert again.budget_report_ == est.budget_report_
+    np.testing.assert_array_equal(again.transform(X), est.transform(X))
+    # an explicit weight keeps the fixed-weight training, no arrangement under "auto"
+    fixed = fast_ae(weight=1e-3, arrange="auto", epochs=6).fit(X)
+    assert fixed.arrangement_ is None and fixed.budget_report_ is None

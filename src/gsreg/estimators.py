@@ -44,13 +44,15 @@ from torch import nn
 
 from . import analysis, graphs, placement
 from . import io as gsreg_io
+from .budget import EMA_STEPS, MIN_WARMUP_STEPS, check_budget
 from .coactivation import CoactivationGraph
 from .graphs import Graph
 from .models import DenseAutoencoder, DenseClassifier
 from .regularizer import GraphRegularizer
 from .training import History, fit, resolve_device
 
-__all__ = ["ARRANGE_FRACTION", "GSRAutoencoder", "GSRClassifier", "arrange_epochs", "auto_epochs"]
+__all__ = ["ARRANGE_FRACTION", "BUDGET", "BUDGET_FRACTION", "GSRAutoencoder", "GSRClassifier",
+           "arrange_epochs", "auto_epochs", "budget_epochs"]
 
 LEARNED = "learned"
 SCALES = ("global", "standard", None)
@@ -76,6 +78,26 @@ def auto_epochs(n_samples: int, batch_size: int) -> int:
     """
     steps_per_epoch = max(1, math.ceil(n_samples / batch_size))
     return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch))))
+
+
+BUDGET = 0.05
+"""The default ``budget``: GSR may cost at most 5% of the task loss (see docs/estimators.md)."""
+BUDGET_FRACTION = 0.15
+"""Epochs of the budget's fine-tuning phase, as a share of ``epochs`` (see
+:func:`budget_epochs`)."""
+
+
+def budget_epochs(epochs: int) -> int:
+    """Epochs of fine-tuning with the budget after the ``epochs`` trained without the
+    penalty: ``max(1, ceil(BUDGET_FRACTION * epochs))`` (2 of 10, 15 of 100)."""
+    return max(1, math.ceil(BUDGET_FRACTION * epochs))
+
+
+def _final_task_loss(history: History, steps_per_epoch: int) -> float:
+    """The training task loss at the end of a run: the mean over its last epochs that hold
+    at least ``budget.EMA_STEPS`` steps (all epochs of a short run), weighted by steps."""
+    last = max(1, math.ceil(EMA_STEPS / steps_per_epoch))
+    return float(np.mean(history["task_loss"][-last:]))
 
 
 def arrange_epochs(epochs: int) -> int:
@@ -111,8 +133,17 @@ class _GSRBase(BaseEstimator):
                 f"{name}: graph must be a spec string such as 'grid:8x8', a gsreg Graph or "
                 f"'learned', got {type(graph).__name__}"
             )
-        if not _is_real(self.weight) or not (math.isfinite(self.weight) and self.weight >= 0):
-            raise ValueError(f"{name}: weight must be a finite number >= 0, got {self.weight!r}")
+        if self.weight is not None and (
+            not _is_real(self.weight) or not (math.isfinite(self.weight) and self.weight >= 0)
+        ):
+            raise ValueError(
+                f"{name}: weight must be None (set by the budget) or a finite number >= 0, "
+                f"got {self.weight!r}"
+            )
+        if self.weight is None:
+            if self.budget is None:
+                raise ValueError(f"{name}: give a weight or a budget (both are None)")
+            check_budget(self.budget, f"{name}: budget")
         if not (self.epochs == "auto" or _is_int(self.epochs, 1)):
             raise ValueError(f"{name}: epochs must be 'auto' or an int >= 1, got {self.epochs!r}")
         if not _is_int(self.batch_size, 1):
@@ -132,18 +163,28 @@ class _GSRBase(BaseEstimator):
             )
         if not _is_int(self.verbose, 0):
             raise ValueError(f"{name}: verbose must be an int >= 0, got {self.verbose!r}")
-        if not isinstance(self.arrange, (bool, np.bool_)):
-            raise TypeError(f"{name}: arrange must be True or False, got {self.arrange!r}")
-        if self.arrange and isinstance(graph, str) and graph.strip().lower() == LEARNED:
+        if not (isinstance(self.arrange, (bool, np.bool_)) or self.arrange == "auto"):
+            raise TypeError(
+                f"{name}: arrange must be 'auto', True or False, got {self.arrange!r}"
+            )
+        if self.arrange is True and isinstance(graph, str) and graph.strip().lower() == LEARNED:
             raise ValueError(
                 f"{name}: arrange=True needs a fixed graph to arrange the units on, got "
                 "graph='learned'"
             )
-        if self.arrange and self.epochs != "auto" and self.epochs < 2:
+        if self.arrange is True and self.weight is not None and self.epochs != "auto" \
+                and self.epochs < 2:
             raise ValueError(
                 f"{name}: arrange=True trains before and after arranging and needs "
                 f"epochs >= 2, got {self.epochs!r}"
             )
+
+    def _arranges(self, graph: Graph | None) -> bool:
+        """Whether the units are arranged on the graph: ``arrange=True``, or "auto" with a
+        fixed graph and the weight set by the budget."""
+        if self.arrange == "auto":
+            return graph is not None and self.weight is None
+        return bool(self.arrange)
 
     def _resolve_graph(self) -> tuple[Graph | None, int]:
         """The fixed graph (None for "learned") and the width of the structured layer."""
@@ -154,10 +195,12 @@ class _GSRBase(BaseEstimator):
         graph = graphs.parse(self.graph)
         return graph, graph.n_nodes
 
-    def _coactivation(self, width: int, total_steps: int) -> CoactivationGraph:
-        """The learned graph: the estimator's schedule defaults, then ``learned_options``."""
+    def _coactivation(self, width: int, total_steps: int,
+                      warmup_steps: int | None = None) -> CoactivationGraph:
+        """The learned graph: the estimator's schedule defaults (a quarter of
+        ``total_steps`` warm-up, or ``warmup_steps``), then ``learned_options``."""
         options: dict[str, Any] = {
-            "warmup_steps": total_steps // 4,
+            "warmup_steps": total_steps // 4 if warmup_steps is None else warmup_steps,
             "update_every": max(1, total_steps // 20),
         }
         if self.laplacian is not None:
@@ -224,6 +267,9 @@ class _GSRBase(BaseEstimator):
     def _train(self, X, y: np.ndarray | None, n_outputs: int) -> None:
         """Build the model and the regularizer, train, and set the fitted attributes."""
         self._check_params()
+        if X.shape[0] < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 samples to train and "
+                             f"measure on, got n_samples = {X.shape[0]}")
         graph, width = self._resolve_graph()
         self.input_mean_, self.input_scale_ = self._scaler(X)
         seed = _seed(self.random_state)
@@ -231,8 +277,18 @@ class _GSRBase(BaseEstimator):
         n = X.shape[0]
         batch_size = min(int(self.batch_size), n)
         epochs = auto_epochs(n, batch_size) if self.epochs == "auto" else int(self.epochs)
-        total_steps = epochs * math.ceil(n / batch_size)
-        learned = None if graph is not None else self._coactivation(width, total_steps)
+        steps_per_epoch = math.ceil(n / batch_size)
+        total_steps = epochs * steps_per_epoch
+        arrange = self._arranges(graph)
+        # with a budget: one run whose warm-up is the weight-0 run, unless the units are
+        # arranged between the two or the weight-0 run is too short to measure a reference
+        one_run = self.weight is None and not arrange and total_steps >= MIN_WARMUP_STEPS
+        learned = None
+        if graph is None and self.weight is None:  # the graph forms in the fine-tuning phase
+            learned = self._coactivation(width, budget_epochs(epochs) * steps_per_epoch,
+                                         warmup_steps=total_steps if one_run else 0)
+        elif graph is None:
+            learned = self._coactivation(width, total_steps)
         fork = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(seed)
@@ -244,13 +300,21 @@ class _GSRBase(BaseEstimator):
                 Xs, transform = self._scaled(X, device), None
             y_t = None if y is None else torch.as_tensor(y, dtype=torch.int64, device=device)
 
-            def train(weight: float, n_epochs: int, run_seed: int) -> tuple[History, int]:
+            def train(n_epochs: int, run_seed: int, target, **strength) -> tuple[History, int]:
+                if target is None:  # without the penalty: a plain run
+                    run = fit(
+                        model, Xs, y_t, task=self._task, epochs=n_epochs, batch_size=batch_size,
+                        lr=float(self.lr), device=device, seed=run_seed,
+                        progress=self.verbose > 0, desc=type(self).__name__,
+                        transform=transform,
+                    )  # fmt: skip
+                    return run, n_epochs * math.ceil(n / batch_size)
                 reg = GraphRegularizer(
                     model,
-                    {layer: learned if learned is not None else graph},
-                    weight=weight,
+                    {layer: target},
                     laplacian=self.laplacian or "combinatorial",
                     normalize=self.normalize,
+                    **strength,
                 )
                 try:
                     run = fit(
@@ -261,26 +325,49 @@ class _GSRBase(BaseEstimator):
                     )  # fmt: skip
                 finally:
                     reg.remove()
+                self.budget_report_ = reg.budget.summary() if reg.budget is not None else None
                 return run, reg.step_count
 
+            target = learned if learned is not None else graph
             perm, arrange_step = None, None
-            if self.arrange:
+            if one_run:
+                # the budget: the whole run without the penalty first (the steps of the
+                # weight=0 model, whose final task loss is the reference), then a
+                # fine-tuning phase in which the budget sets the weight; one optimiser
+                history, steps = train(epochs + budget_epochs(epochs), seed, target,
+                                       budget=float(self.budget), warmup_steps=total_steps)
+            elif self.weight is None:
+                # the same in two runs, the units arranged on the graph between them (a
+                # fresh optimiser: Adam's moments belong to the units' old order)
+                history, steps = train(epochs, seed, None)
+                reference = _final_task_loss(history, steps_per_epoch)
+                if arrange:
+                    perm = placement.arrange(model, layer, graph,
+                                             self._arrange_rows(X, seed, device),
+                                             random_state=seed)  # fmt: skip
+                    arrange_step = steps
+                rest, more = train(budget_epochs(epochs), seed + 1, target,
+                                   budget=float(self.budget), reference=reference)
+                history.epochs += [{**e, "epoch": e["epoch"] + epochs} for e in rest.epochs]
+                steps += more
+            elif arrange:
                 before = arrange_epochs(epochs)
-                history, steps = train(0.0, before, seed)
+                history, steps = train(before, seed, target, weight=0.0)
                 perm = placement.arrange(model, layer, graph, self._arrange_rows(X, seed, device),
                                          random_state=seed)  # fmt: skip
                 # a fresh optimiser and the next seed's batches: Adam's moments belong to
                 # the units' old order
-                rest, more = train(float(self.weight), epochs - before, seed + 1)
+                rest, more = train(epochs - before, seed + 1, target, weight=float(self.weight))
                 history.epochs += [{**e, "epoch": e["epoch"] + before} for e in rest.epochs]
                 arrange_step, steps = steps, steps + more
             else:
-                history, steps = train(float(self.weight), epochs, seed)
+                history, steps = train(epochs, seed, target, weight=float(self.weight))
+                self.budget_report_ = None
         model.eval()
         self.model_ = model
         self.layer_ = layer
         self.history_ = history
-        self.n_iter_ = epochs
+        self.n_iter_ = len(history)
         self.n_steps_ = steps
         self.arrangement_ = perm
         self.arrange_step_ = arrange_step
@@ -355,12 +442,12 @@ class _GSRBase(BaseEstimator):
         reg = None
         if self.coactivation_ is not None:
             reg = GraphRegularizer(self.model_, {self.layer_: self.coactivation_},
-                                   weight=float(self.weight))  # fmt: skip
+                                   weight=self._final_weight())  # fmt: skip
             reg.load_state_dict({"step": self.n_steps_,
                                  "learned": {self.layer_: self.coactivation_.state_dict()}})
         elif self.graph_ is not None:
             reg = GraphRegularizer(self.model_, {self.layer_: self.graph_},
-                                   weight=float(self.weight),
+                                   weight=self._final_weight(),
                                    laplacian=self.laplacian or "combinatorial",
                                    normalize=self.normalize)  # fmt: skip
         params = self.get_params(deep=False)
@@ -380,6 +467,7 @@ class _GSRBase(BaseEstimator):
             "seed_": self.seed_,
             "arrangement_": None if self.arrangement_ is None else self.arrangement_.tolist(),
             "arrange_step_": self.arrange_step_,
+            "budget_report_": self.budget_report_,
             **self._extra_fitted(),
         }
         try:
@@ -389,6 +477,13 @@ class _GSRBase(BaseEstimator):
         finally:
             if reg is not None:
                 reg.remove()
+
+    def _final_weight(self) -> float:
+        """The fixed weight, or the last one the budget set (0.0 if it set none)."""
+        if self.weight is not None:
+            return float(self.weight)
+        weights = (self.budget_report_ or {}).get("weights", {})
+        return float(weights.get(self.layer_, 0.0))
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu"):
@@ -412,6 +507,7 @@ class _GSRBase(BaseEstimator):
         perm = fitted.pop("arrangement_", None)  # absent in files of older versions
         est.arrangement_ = None if perm is None else np.asarray(perm, dtype=np.int64)
         est.arrange_step_ = fitted.pop("arrange_step_", None)
+        est.budget_report_ = fitted.pop("budget_report_", None)
         est._restore_extra(fitted)
         for key in ("n_features_in_", "layer_", "n_iter_", "n_steps_", "seed_"):
             setattr(est, key, fitted[key])
@@ -507,8 +603,9 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
     def __init__(
         self,
         graph: str | Graph = "grid:8x8",
-        weight: float = 3e-3,
+        weight: float | None = None,
         *,
+        budget: float | None = BUDGET,
         layer: str = "decoder.0",
         hidden: Sequence[int] = (50, 50),
         latent: int = 16,
@@ -517,7 +614,7 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         learned_options: dict | None = None,
         laplacian: str | None = None,
         normalize: bool | str = False,
-        arrange: bool = False,
+        arrange: bool | str = "auto",
         epochs: int | str = "auto",
         batch_size: int = 500,
         lr: float = 1e-3,
@@ -613,15 +710,16 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
     def __init__(
         self,
         graph: str | Graph = "grid:8x8",
-        weight: float = 3e-3,
+        weight: float | None = None,
         *,
+        budget: float | None = BUDGET,
         hidden: Sequence[int] = (50,),
         dropout: float = 0.0,
         n_structured: int = 64,
         learned_options: dict | None = None,
         laplacian: str | None = None,
         normalize: bool | str = False,
-        arrange: bool = False,
+        arrange: bool | str = "auto",
         epochs: int | str = "auto",
         batch_size: int = 500,
         lr: float = 1e-3,
