@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 
 import gsreg
 from gsreg import GSRAutoencoder, analysis, cli, graphs
+from gsreg.estimators import budget_epochs
 from gsreg.experiments import fit_data
 
 N = 120
@@ -51,7 +52,9 @@ def test_csv_with_a_label_column_writes_the_whole_run_folder(tmp_path, data, cap
         assert (out / "figures" / f"{png}.png").stat().st_size > 1000
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["n_samples"] == N and metrics["data"]["n_features"] == 64
-    assert metrics["data"]["n_labels"] == 10 and metrics["epochs"] == 2
+    # 2 epochs without the penalty, then the budget's fine-tuning epoch
+    assert metrics["data"]["n_labels"] == 10 and metrics["epochs"] == 2 + budget_epochs(2)
+    assert metrics["budget"] == 0.05 and metrics["budget_report"]["reference"] > 0
     assert -1 <= metrics["localization"]["morans_i"] <= 1
     config = json.loads((out / "config.json").read_text())
     assert config["graph"] == "grid:4x4" and config["labels"] == "digit"
@@ -125,7 +128,7 @@ def test_an_existing_run_folder_keeps_other_files(tmp_path, data, capsys):
     code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", out], capsys)
     assert code == 0, err
     assert (out / "notes.txt").read_text() == "mine"
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2 + budget_epochs(2)
 
 
 def test_default_out_folder(tmp_path, data, capsys, monkeypatch):
@@ -157,7 +160,8 @@ def test_a_fixed_graph_with_labels_stands_beside_lambda_zero_as_trained_and_arra
     metrics = metrics_of(out)
     controls = metrics["controls"]
     assert controls["kind"] == "maps"
-    assert controls["lambda0"]["steps"] == metrics["steps"] and controls["lambda0"]["seed"] == 0
+    assert controls["lambda0"]["steps"] == metrics["steps"] * 2 // (2 + budget_epochs(2))
+    assert controls["lambda0"]["seed"] == 0
     assert controls["mse_ratio"] == pytest.approx(metrics["train_mse"]
                                                   / controls["lambda0"]["train_mse"])
     assert controls["rows"] == {"fit": N // 2, "score": N - N // 2}
@@ -217,7 +221,7 @@ def test_no_controls_trains_once_and_writes_none(tmp_path, data, capsys, monkeyp
     code, stdout, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--labels",
                              tmp_path / "y.npy", "--out", out, "--no-controls"], capsys)
     assert code == 0, err
-    assert fits == [3e-3]
+    assert fits == [None]  # the budget sets the weight
     assert "controls" not in metrics_of(out)
     assert json.loads((out / "config.json").read_text())["controls"] is False
     assert "best control" not in stdout and "Controls" not in (out / "report.html").read_text()
@@ -225,7 +229,7 @@ def test_no_controls_trains_once_and_writes_none(tmp_path, data, capsys, monkeyp
     code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", tmp_path / "b"],
                        capsys)
     assert code == 0, err
-    assert fits == [3e-3, 0.0]  # the λ = 0 twin, on by default
+    assert fits == [None, 0.0]  # the λ = 0 twin, on by default
 
 
 def test_a_learned_graph_in_one_piece_says_so_and_what_to_try(tmp_path, data, capsys,
@@ -242,7 +246,7 @@ def test_a_learned_graph_in_one_piece_says_so_and_what_to_try(tmp_path, data, ca
     metrics = metrics_of(out)
     assert metrics["n_modules"] == 1
     note = metrics["note"]
-    assert "stayed in one piece (1 module)" in note and "--weight" in note
+    assert "stayed in one piece (1 module)" in note and "--budget" in note
     assert note in stdout and note in (out / "report.html").read_text()
     controls = metrics["controls"]
     assert controls["kind"] == "modules" and controls["k"] == 10  # as many as labels
@@ -377,3 +381,19 @@ def test_fit_help_names_the_formats_and_options(capsys):
     assert exc.value.code == 2
     with pytest.raises(SystemExit):
         cli.main(["fit", "x.csv", "--graph", "grid:2x2", "--weight", "-1"])
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--budget", "0"], ["--budget", "(0, 10)"]),
+    (["--budget", "nan"], ["--budget", "(0, 10)"]),
+    (["--budget", "12"], ["--budget", "(0, 10)"]),
+    (["--budget", "0.1", "--weight", "0.01"], ["not allowed with argument"]),
+])
+def test_bad_budgets_are_refused_before_any_work(tmp_path, capsys, args, words):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fit", str(tmp_path / "x.npy"), "--graph", "grid:2x2", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err, err
+    assert list(tmp_path.iterdir()) == []

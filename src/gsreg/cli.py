@@ -70,8 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=_positive_int,
                      help="number of epochs (default: auto, about 3000 optimiser steps, 10 to 1000 "
                      "epochs)")
-    fit.add_argument("--weight", type=_non_negative_float, default=3e-3,
-                     help="GSR weight lambda (default: 0.003; 0 trains without GSR)")
+    strength = fit.add_mutually_exclusive_group()
+    strength.add_argument("--budget", type=_budget, default=0.05,
+                          help="share of the reconstruction loss GSR may cost; lambda is set "
+                          "during training to spend it (default: 0.05, at most 5%% more "
+                          "loss than without GSR)")
+    strength.add_argument("--weight", type=_non_negative_float,
+                          help="a fixed GSR weight lambda instead of a budget (0 trains "
+                          "without GSR)")
     fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
     fit.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     fit.add_argument("--no-controls", dest="controls", action="store_false",
@@ -170,7 +176,8 @@ def _fit(args: argparse.Namespace) -> int:
     fit_data.prepare_out(out)
     config = fit_data.FitConfig(
         data=args.data, graph=graph, labels=args.labels, epochs=args.epochs,
-        weight=args.weight, seed=args.seed, device=args.device, controls=args.controls,
+        weight=args.weight, budget=None if args.weight is not None else args.budget,
+        seed=args.seed, device=args.device, controls=args.controls,
     )  # fmt: skip
     try:
         metrics = fit_data.run(config, out, table=table, progress=not args.quiet)
@@ -269,6 +276,15 @@ def _non_negative_float(text: str) -> float:
     if not (value >= 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def _budget(text: str) -> float:
+    from .budget import check_budget
+
+    try:
+        return check_budget(float(text), "the budget")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _non_negative_int(text: str) -> int:

@@ -48,7 +48,8 @@ class FitConfig:
     graph: str = "grid:8x8"
     labels: str | None = None
     epochs: int | None = None  # None: the estimator's "auto"
-    weight: float = 3e-3
+    weight: float | None = None  # None: the budget sets it
+    budget: float | None = 0.05  # share of the task loss GSR may cost (weight None)
     seed: int = 0
     device: str = "auto"
     controls: bool = True  # train the λ = 0 twin and score the GSR layer against it
@@ -392,7 +393,7 @@ def _write_run(config: FitConfig, table: Table, folder_path: Path, progress: boo
     folder = RunFolder(folder_path)
     X, y = table.X, table.labels
     est = GSRAutoencoder(
-        graph=config.graph, weight=config.weight,
+        graph=config.graph, weight=config.weight, budget=config.budget,
         epochs="auto" if config.epochs is None else config.epochs,
         random_state=config.seed, device=config.device, verbose=int(progress),
     )  # fmt: skip
@@ -408,6 +409,8 @@ def _write_run(config: FitConfig, table: Table, folder_path: Path, progress: boo
         "graph": config.graph if est.coactivation_ is None else LEARNED,
         "layer": est.layer_,
         "weight": config.weight,
+        "budget": None if config.weight is not None else config.budget,
+        "final_weight": est._final_weight(),
         "epochs": est.n_iter_,
         "steps": est.n_steps_,
         "train_mse": -est.score(X),
@@ -415,6 +418,8 @@ def _write_run(config: FitConfig, table: Table, folder_path: Path, progress: boo
         "activation_norm": float(np.linalg.norm(Z, axis=1).mean()),
     }  # fmt: skip
     figures = []
+    if est.budget_report_ is not None:
+        metrics["budget_report"] = est.budget_report_
     if est.coactivation_ is None:
         metrics.update(_maps(folder, est, Z, y, figures))
     else:
@@ -425,7 +430,7 @@ def _write_run(config: FitConfig, table: Table, folder_path: Path, progress: boo
     if config.controls:
         twin, twin_seconds = est, 0.0
         if config.weight != 0:
-            twin = clone(est).set_params(weight=0.0)
+            twin = clone(est).set_params(weight=0.0, arrange=False)
             start = time.perf_counter()
             twin.fit(X)
             twin_seconds = time.perf_counter() - start
@@ -455,7 +460,8 @@ def single_module_note(n_modules: int | None, steps: int) -> str | None:
                 "train longer (a larger --epochs).")
     if n_modules == 1:
         return ("The learned graph stayed in one piece (1 module), so it found no neuron "
-                "modules; try a larger --weight (e.g. 10 times larger) or more --epochs.")
+                "modules; try a larger --budget (e.g. 0.2: more structure for more task "
+                "loss) or more --epochs.")
     return None
 
 
@@ -571,8 +577,11 @@ def _controls_section(result: dict) -> Section:
 
 def _sections(config: FitConfig, metrics: dict, figures: list, training: str) -> list[Section]:
     data = metrics["data"]
+    strength = (f"λ={config.weight:g}" if config.weight is not None
+                else f"a budget of {config.budget:g}: λ set in training to "
+                     f"{metrics['final_weight']:.3g}")
     text = (
-        f"A GSR autoencoder (λ={config.weight:g}) was trained on {data['n_samples']} samples "
+        f"A GSR autoencoder ({strength}) was trained on {data['n_samples']} samples "
         f"x {data['n_features']} features of {Path(config.data).name} for {metrics['epochs']} "
         f"epochs ({metrics['steps']} steps, seed {config.seed}); the structured layer "
         f"'{metrics['layer']}' sits on the graph {metrics['graph']}. Training reconstruction "

@@ -21,6 +21,6 @@ except ImportError as err:  # pragma: no cover - exercised with anndata hidden
     ) from err
 
 from . import pl
-from ._tools import DEFAULT_WEIGHT_FIXED, DEFAULT_WEIGHT_LEARNED, fit, transform
+from ._tools import fit, transform
 
-__all__ = ["DEFAULT_WEIGHT_FIXED", "DEFAULT_WEIGHT_LEARNED", "fit", "pl", "transform"]
+__all__ = ["fit", "pl", "transform"]

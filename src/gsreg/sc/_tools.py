@@ -17,7 +17,7 @@ from sklearn.base import clone
 
 from .. import analysis
 from ..controls import score as score_controls
-from ..estimators import GSRAutoencoder
+from ..estimators import BUDGET, GSRAutoencoder
 from ..graphs import Graph
 from ..training import History
 from ._data import Rows
@@ -26,10 +26,6 @@ __all__ = ["fit", "transform"]
 
 _RENAMED = {"structured_layer": "layer"}  # gsreg.sc name -> GSRAutoencoder parameter
 
-DEFAULT_WEIGHT_LEARNED = 0.1
-"""lambda of ``gsreg.sc.fit`` for learned graphs (see docs/scanpy.md)."""
-DEFAULT_WEIGHT_FIXED = 3e-3
-"""lambda of ``gsreg.sc.fit`` for fixed graphs: the estimator's default."""
 
 
 # ---------------------------------------------------------------------------- public API
@@ -42,6 +38,7 @@ def fit(
     use_rep: str | None = None,
     key_added: str = "X_gsr",
     weight: float | None = None,
+    budget: float | None = BUDGET,
     epochs: int | str = "auto",
     random_state: int | None = 0,
     copy: bool = False,
@@ -63,8 +60,10 @@ def fit(
         key_added: ``obsm`` key of the activations; the other keys derive from it:
             ``base = key_added`` without a leading ``"X_"`` (default ``"gsr"``), then
             ``uns[base]``, ``obs[f"{base}_module_{i}"]`` and ``obs[f"{base}_module"]``.
-        weight: lambda; None picks :data:`DEFAULT_WEIGHT_LEARNED` (0.1) for learned
-            graphs and :data:`DEFAULT_WEIGHT_FIXED` (3e-3, the estimator's) for fixed ones.
+        weight: a fixed lambda; None (default) lets ``budget`` set it.
+        budget: the share of the reconstruction loss GSR may cost (default 0.05, the
+            estimator's): the model is trained without GSR, then fine-tuned with the
+            lambda that spends the budget (see :class:`gsreg.GSRAutoencoder`).
         epochs: ``"auto"`` (about 3,000 optimiser steps, see
             :func:`gsreg.estimators.auto_epochs`) or a number.
         random_state: seed of initial weights and batch order (int), or None.
@@ -98,23 +97,21 @@ def fit(
     rows = _input_rows(adata, layer, use_rep)
     _names(key_added)
     options = {_RENAMED.get(k, k): v for k, v in estimator_options.items()}
-    allowed = set(GSRAutoencoder().get_params()) - {"graph", "weight", "epochs", "random_state",
-                                                    "verbose"}  # fmt: skip
+    allowed = set(GSRAutoencoder().get_params()) - {"graph", "weight", "budget", "epochs",
+                                                    "random_state", "verbose"}  # fmt: skip
     unknown = sorted(set(options) - allowed)
     if unknown:
         names = sorted((allowed - set(_RENAMED.values())) | set(_RENAMED))
         raise TypeError(f"gsreg.sc.fit: unknown option(s) {unknown}; GSRAutoencoder takes {names}")
     labels = _labels(adata, groupby)
-    if weight is None:
-        weight = DEFAULT_WEIGHT_LEARNED if _is_learned(graph) else DEFAULT_WEIGHT_FIXED
-    est = GSRAutoencoder(graph=graph, weight=weight, epochs=epochs, random_state=random_state,
-                         verbose=verbose, **options)  # fmt: skip
+    est = GSRAutoencoder(graph=graph, weight=weight, budget=budget, epochs=epochs,
+                         random_state=random_state, verbose=verbose, **options)  # fmt: skip
     rows.check_finite()
     X = rows.matrix()
     est.fit(X)
     _write(adata, est, rows, key_added, _input_params(layer, use_rep))
     if labels is not None and controls:
-        twin = est if weight == 0 and not est.arrange else clone(est).set_params(
+        twin = est if weight == 0 and est.arrange is not True else clone(est).set_params(
             weight=0.0, arrange=False).fit(X)
         result = score_controls(est, twin, X, labels, Z=adata.obsm[key_added],
                                 seed=int(est.seed_))  # fmt: skip
@@ -232,10 +229,6 @@ def _input_params(layer: str | None, use_rep: str | None) -> dict[str, str]:
     return {"input": "X"}
 
 
-def _is_learned(graph: object) -> bool:
-    return isinstance(graph, str) and graph.strip().lower() == "learned"
-
-
 # ---------------------------------------------------------------------------- writing
 
 
@@ -272,6 +265,8 @@ def _write(adata: AnnData, est: GSRAutoencoder, rows: Rows, key_added: str,
         "mse": sq_error / (n * rows.shape[1]),
         "history": _history(est.history_, est.layer_),
     }
+    if getattr(est, "budget_report_", None) is not None:
+        info["budget"] = _h5ad_tree(est.budget_report_)
     if est.graph_ is not None:
         info["graph"] = _graph_dict(est.graph_)
     if est.coactivation_ is not None and est.coactivation_.history:
