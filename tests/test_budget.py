@@ -181,3 +181,14 @@ def test_training_with_a_budget_lands_at_the_asked_loss_ratio(seed):
     assert final == pytest.approx(1.1, abs=0.03)
     assert not report["at_floor"]
     assert all(np.isfinite(history["gsr/encoder.latent/weight"]))
+
+
+def test_reference_loss_averages_the_last_epochs_covering_the_moving_average():
+    from gsreg.budget import reference_loss
+
+    losses = [5.0, 4.0, 3.0, 2.0, 1.0]
+    assert reference_loss(losses, EMA_STEPS) == 1.0
+    assert reference_loss(losses, math.ceil(EMA_STEPS / 2)) == 1.5
+    assert reference_loss(losses, 1) == 3.0  # fewer steps than the average: every epoch
+    with pytest.raises(ValueError, match="at least one epoch"):
+        reference_loss([], 10)

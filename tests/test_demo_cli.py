@@ -29,7 +29,10 @@ def test_quick_demo_writes_every_promised_file(quick_run):
 def test_quick_demo_metrics_and_report_content(quick_run):
     _, out = quick_run
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"none", "gsr", "gsr_centered"}
+    assert set(metrics["models"]) == {"none", "gsr", "budget"}
+    budget = metrics["budget"]
+    assert budget["budget"] == 0.05 and budget["lambda"] == metrics["models"]["budget"]["weight"]
+    assert budget["cost_ratio"] == pytest.approx(metrics["models"]["budget"]["mse_ratio"])
     for key in ("test_mse_no_gsr", "test_mse_gsr", "mse_ratio_gsr", "morans_i_no_gsr",
                 "morans_i_gsr"):
         assert isinstance(metrics[key], float)
@@ -54,9 +57,11 @@ def test_quick_demo_judges_gsr_against_the_arranged_lambda_0_layer(quick_run):
     assert none["arranged"]["activation_norm"] == pytest.approx(none["activation_norm"])
     energy = none["arranged"]["arrangement_energy"]
     assert energy["arranged"] <= energy["identity"]
-    for key in ("gsr", "gsr_centered"):
+    assert metrics["models"]["gsr"]["verdict_vs_controls"] == metrics["verdict_gsr"]
+    assert metrics["models"]["budget"]["verdict_vs_controls"] == \
+        metrics["budget"]["verdict_vs_controls"]
+    for key in ("gsr", "budget"):
         verdict = metrics["models"][key]["verdict_vs_controls"]
-        assert verdict == metrics[f"verdict_{key}"]
         best = max(none["morans_i"], none["arranged"]["morans_i"])
         assert verdict["control_score"] == best
         assert verdict["margin"] == pytest.approx(metrics["models"][key]["morans_i"] - best)

@@ -95,7 +95,8 @@ def test_config_json_reruns_the_same_config(quick_runs, name):
 def test_mnist_grid_ae_metrics(quick_runs):
     metrics = _metrics(quick_runs[1]["mnist-grid-ae"])
     assert set(metrics["models"]) == {
-        "lambda_0", "lambda_1e-4", "lambda_1e-3", "lambda_1e-2", "lambda_0.1", "centered_1e-2"
+        "lambda_0", "lambda_1e-4", "lambda_1e-3", "lambda_1e-2", "lambda_0.1", "centered_1e-2",
+        "budget",
     }
     assert metrics["lambdas"] == [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
     for model in metrics["models"].values():
@@ -105,6 +106,10 @@ def test_mnist_grid_ae_metrics(quick_runs):
         assert model["verdict"] in (CLOSE, COSTLY, WRECKED)
     assert metrics["models"]["lambda_0"]["mse_ratio"] == 1.0
     assert metrics["models"]["centered_1e-2"]["normalize"] == "centered"
+    budget = metrics["models"]["budget"]
+    assert budget["budget"]["budget"] == metrics["budget"]["budget"] == 0.05
+    assert budget["weight"] == budget["budget"]["weights"]["decoder.0"] > 0
+    assert metrics["budget"]["cost_ratio"] == budget["mse_ratio"]
     for key in ("test_mse_no_gsr", "morans_i_no_gsr", "wrecking_lambdas", "best"):
         assert key in metrics
 
@@ -168,6 +173,7 @@ def test_rotation_metrics(quick_runs):
     assert set(metrics["variants"]) == {
         "plain_lambda_0", "plain_lambda_1e-2", "plain_lambda_0.1",
         "standardised_lambda_0", "standardised_lambda_3e-2",
+        "authors_lambda_0", "authors_lambda_0.1",
     }
     for variant in metrics["variants"].values():
         assert 0 <= variant["median_abs_rho"] <= variant["best_abs_rho"] <= 1

@@ -37,6 +37,7 @@ stays on the device: no host syncs per step.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -58,6 +59,17 @@ MIN_WARMUP_STEPS = 2 * EMA_STEPS
 MAX_BUDGET = 10.0
 #: a penalty value below this is treated as this when sizing the first weight
 _TINY = 1e-12
+
+
+def reference_loss(epoch_losses: Sequence[float], steps_per_epoch: int) -> float:
+    """The task loss at the end of a run without the penalty, from its per-epoch mean task
+    losses: the mean over the last epochs that hold at least :data:`EMA_STEPS` steps (all
+    epochs of a shorter run)."""
+    if not epoch_losses:
+        raise ValueError("reference_loss needs the task losses of at least one epoch")
+    last = max(1, math.ceil(EMA_STEPS / max(1, steps_per_epoch)))
+    tail = list(epoch_losses)[-last:]
+    return float(sum(tail) / len(tail))
 
 
 def check_budget(budget: object, where: str = "budget") -> float:

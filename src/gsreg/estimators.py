@@ -44,7 +44,7 @@ from torch import nn
 
 from . import analysis, graphs, placement
 from . import io as gsreg_io
-from .budget import EMA_STEPS, MIN_WARMUP_STEPS, check_budget
+from .budget import MIN_WARMUP_STEPS, check_budget, reference_loss
 from .coactivation import CoactivationGraph
 from .graphs import Graph
 from .models import DenseAutoencoder, DenseClassifier
@@ -91,13 +91,6 @@ def budget_epochs(epochs: int) -> int:
     """Epochs of fine-tuning with the budget after the ``epochs`` trained without the
     penalty: ``max(1, ceil(BUDGET_FRACTION * epochs))`` (2 of 10, 15 of 100)."""
     return max(1, math.ceil(BUDGET_FRACTION * epochs))
-
-
-def _final_task_loss(history: History, steps_per_epoch: int) -> float:
-    """The training task loss at the end of a run: the mean over its last epochs that hold
-    at least ``budget.EMA_STEPS`` steps (all epochs of a short run), weighted by steps."""
-    last = max(1, math.ceil(EMA_STEPS / steps_per_epoch))
-    return float(np.mean(history["task_loss"][-last:]))
 
 
 def arrange_epochs(epochs: int) -> int:
@@ -340,7 +333,7 @@ class _GSRBase(BaseEstimator):
                 # the same in two runs, the units arranged on the graph between them (a
                 # fresh optimiser: Adam's moments belong to the units' old order)
                 history, steps = train(epochs, seed, None)
-                reference = _final_task_loss(history, steps_per_epoch)
+                reference = reference_loss(history["task_loss"], steps_per_epoch)
                 if arrange:
                     perm = placement.arrange(model, layer, graph,
                                              self._arrange_rows(X, seed, device),

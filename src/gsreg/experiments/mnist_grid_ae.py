@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import analysis, graphs, plotting
+from .. import analysis, graphs, placement, plotting
+from ..budget import reference_loss
 from ..datasets import Dataset
+from ..estimators import ARRANGE_ROWS, budget_epochs
 from ..graphs import Graph
 from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
@@ -62,6 +64,7 @@ class MnistGridAEConfig:
     layer: str = "decoder.0"
     weights: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
     centered_weight: float = 1e-2
+    budget: float = 0.05  # 0: no budget model
     latent: int = 16
     epochs: int = 40
     batch_size: int = 500
@@ -76,6 +79,7 @@ class MnistGridAEConfig:
             "MnistGridAEConfig",
             weights=(self.weights, "weights"),
             centered_weight=(self.centered_weight, "non_negative"),
+            budget=(self.budget, "non_negative"),
             latent=(self.latent, "positive_int"),
             **training_checks(self),
         )
@@ -95,10 +99,15 @@ Config = MnistGridAEConfig
 
 @dataclass(frozen=True)
 class Variant:
+    """One model of a lambda grid: a fixed ``weight``, or with ``budget`` (weight then 0)
+    the estimators' default: the λ = 0 run, its units arranged on the graph, then fine-tuned
+    for ``budget_epochs`` with the weight that spends the budget."""
+
     key: str
     label: str
     weight: float
     normalize: bool | str
+    budget: float | None = None
 
 
 def _variants(config: MnistGridAEConfig) -> list[Variant]:
@@ -110,7 +119,15 @@ def _variants(config: MnistGridAEConfig) -> list[Variant]:
         w = config.centered_weight
         out.append(Variant(f"centered_{lambda_label(w)}", f"centred λ={lambda_label(w)}",
                             float(w), "centered"))
+    if config.budget > 0:
+        out.append(budget_variant(config.budget))
     return out
+
+
+def budget_variant(budget: float) -> Variant:
+    """The estimators' default model: budget ``budget``, units arranged first."""
+    return Variant("budget", f"budget {budget:g} (arranged, fine-tuned)", 0.0, False,
+                   budget=float(budget))
 
 
 def run(
@@ -138,13 +155,20 @@ def train_variant(variant, config, graph, data, device, progress):
         data.n_features, hidden=(50, 50), latent=config.latent,
         decoder_hidden=(graph.n_nodes, 50),
     )
-    history, seconds = fit_with_gsr(
-        model, variant, config, graph, data, device, progress, normalize=variant.normalize
-    )
+    budget = None
+    if variant.budget is not None:
+        history, seconds, budget = fit_with_budget(model, variant, config, graph, data,
+                                                   device, progress)
+    else:
+        history, seconds = fit_with_gsr(
+            model, variant, config, graph, data, device, progress, normalize=variant.normalize
+        )
     result = {
         "label": variant.label,
-        "weight": variant.weight,
+        "weight": variant.weight if budget is None else budget["weights"][config.layer],
         "normalize": variant.normalize,
+        "budget": budget,
+        "epochs": len(history),
         "test_mse": evaluate(model, data.X_test, task="reconstruction")["mse"],
         "train_seconds": seconds,
         **class_map_fields(model, config.layer, data, graph, config.seed),
@@ -186,6 +210,49 @@ def fit_with_gsr(
     if reg is not None:
         reg.remove()
     return history, seconds
+
+
+def fit_with_budget(
+    model: nn.Module,
+    variant: Any,
+    config: Any,
+    graph: Graph,
+    data: Dataset,
+    device: str,
+    progress: bool,
+    *,
+    task: str = "reconstruction",
+) -> tuple[History, float, dict]:
+    """Train as the estimators do by default: ``config.epochs`` without the penalty (the
+    λ = 0 model), its units arranged on ``graph`` (:func:`gsreg.arrange`, fitted on at most
+    ``estimators.ARRANGE_ROWS`` training rows), then :func:`estimators.budget_epochs` more
+    with the weight that spends ``variant.budget`` of the λ = 0 run's final task loss (a
+    fresh optimiser and the next seed's batches). Returns the History of both phases, the
+    training seconds and the budget's summary."""
+    labels = data.y_train if task == "classification" else None
+    common = dict(task=task, batch_size=config.batch_size, lr=config.lr, device=device,
+                  progress=progress, desc=variant.label)
+    start = time.perf_counter()
+    history = fit(model, data.X_train, labels, epochs=config.epochs, seed=config.seed,
+                  **common)
+    reference = reference_loss(history["task_loss"],
+                               math.ceil(len(data.X_train) / config.batch_size))
+    rows = np.arange(len(data.X_train))
+    if len(rows) > ARRANGE_ROWS:
+        rows = np.sort(np.random.default_rng(config.seed).choice(rows, ARRANGE_ROWS,
+                                                                 replace=False))
+    placement.arrange(model, config.layer, graph, torch.as_tensor(data.X_train[rows]),
+                      random_state=config.seed)
+    reg = GraphRegularizer(model, {config.layer: graph}, budget=variant.budget,
+                           reference=reference)
+    try:
+        more = fit(model, data.X_train, labels, regularizer=reg, seed=config.seed + 1,
+                   epochs=budget_epochs(config.epochs), **common)
+    finally:
+        reg.remove()
+    seconds = time.perf_counter() - start
+    history.epochs += [{**e, "epoch": e["epoch"] + config.epochs} for e in more.epochs]
+    return history, seconds, reg.budget.summary()
 
 
 def class_map_fields(
@@ -274,7 +341,7 @@ def _metrics(config: MnistGridAEConfig, data: Dataset, results: dict) -> dict:
         key: public_fields(r) | reconstruction_cost(r["test_mse"], base)
         for key, r in results.items()
     })
-    plain = [m for m in models.values() if m["normalize"] is False]
+    plain = [m for m in models.values() if m["normalize"] is False and m["budget"] is None]
     # the centred model counts among the wrecking lambdas too
     shared = lambda_grid_metrics(
         config, data, models, plain, "test_mse", "mse_ratio", list(models.values())
@@ -285,7 +352,39 @@ def _metrics(config: MnistGridAEConfig, data: Dataset, results: dict) -> dict:
             "activation_norm": m["activation_norm"], "verdict": m["verdict"],
             "verdict_vs_controls": m["verdict_vs_controls"],
         } for m in models.values() if m["normalize"] == "centered"), None),
+        "budget": budget_summary(models),
     }
+
+
+def budget_summary(models: dict[str, dict]) -> dict | None:
+    """The budget model's spend and structure for ``metrics.json`` (None without one):
+    the budget, the weight it set, the test cost against λ = 0 (whose target is 1 + budget)
+    and the verdict against the controls."""
+    m = next((m for m in models.values() if m.get("budget") is not None), None)
+    if m is None:
+        return None
+    ratio = m.get("mse_ratio", m.get("loss_ratio"))
+    return {"budget": m["budget"]["budget"], "lambda": m["weight"], "morans_i": m["morans_i"],
+            "cost_ratio": ratio, "train_cost": m["budget"]["cost"],
+            "at_floor": m["budget"]["at_floor"], "epochs": m["epochs"],
+            "verdict_vs_controls": m.get("verdict_vs_controls")}
+
+
+def budget_sentence(budget: dict, cost: str) -> str:
+    """One plain sentence on the budget model: what it spent and whether it beats the
+    controls; ``cost`` names the cost, e.g. "the test MSE"."""
+    b = budget["budget"]
+    head = (f"With a budget of {b:g} (the estimators' default: the λ = 0 run, its units "
+            f"arranged, then {budget['epochs']} epochs in all with the λ the budget sets, "
+            f"ending at λ = {budget['lambda']:.3g}) {cost} is {budget['cost_ratio']:.3f}x "
+            f"that of λ = 0 (target {1 + b:.2f}x). ")
+    if budget["at_floor"]:
+        head += "Even the least weight cost more than the budget: it could not be met. "
+    verdict = budget["verdict_vs_controls"]
+    if verdict is None:
+        return head
+    return head + analysis.map_verdict_text(verdict, "The budget model",
+                                            f"{budget['cost_ratio']:.3f}x {cost}")
 
 
 def headline(metrics: dict) -> dict[str, str]:
@@ -308,16 +407,20 @@ def headline(metrics: dict) -> dict[str, str]:
                                f"{centered['morans_i']:.3f}, MSE {centered['mse_ratio']:.2f}x")
         out["centred vs best control"] = analysis.map_verdict_short(
             centered["verdict_vs_controls"], f"{centered['mse_ratio']:.2f}x MSE")
+    budget = metrics.get("budget")
+    if budget is not None and budget["verdict_vs_controls"] is not None:
+        out[f"budget {budget['budget']:g} vs best control"] = analysis.map_verdict_short(
+            budget["verdict_vs_controls"], f"{budget['cost_ratio']:.2f}x MSE")
     return out
 
 
 def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
     names = list(data.classes)
     rows = list(results.values())
-    plain = [r for r in rows if r["normalize"] is False]
+    plain = [r for r in rows if r["normalize"] is False and r["budget"] is None]
     extra = {
         r["label"]: (r["weight"], r["test_mse"], r["morans_i"])
-        for r in rows if r["normalize"] is not False
+        for r in rows if r["normalize"] is not False or r["budget"] is not None
     }
     tradeoff = plot_tradeoff(
         [r["weight"] for r in plain], [r["test_mse"] for r in plain],
@@ -505,6 +608,8 @@ def _summary(config: MnistGridAEConfig, metrics: dict) -> str:
                 centered["verdict_vs_controls"], "The centred form",
                 f"{centered['mse_ratio']:.3f}x the MSE")
         )
+    if metrics.get("budget") is not None:
+        lines.append(budget_sentence(metrics["budget"], "the test MSE"))
     wrecked = [m["label"] for m in models.values() if m["verdict"] == WRECKED]
     if wrecked:
         lines.append(
