@@ -179,6 +179,11 @@ def test_a_fixed_graph_with_labels_stands_beside_lambda_zero_as_trained_and_arra
     assert energy["arranged"] <= energy["identity"] + 1e-9
     assert controls["verdict_text"] in stdout
     assert ("beats" if verdict["margin"] > 0 else "does not beat") in controls["verdict_text"]
+    # a result no better than its controls says what to try next
+    assert ("next_step" in controls) == (not verdict["helps"])
+    if not verdict["helps"]:
+        assert controls["verdict_text"].endswith(controls["next_step"])
+        assert "larger budget" in controls["next_step"]
     html = (out / "report.html").read_text()
     assert "Controls" in html and "λ=0 arranged" in html
 

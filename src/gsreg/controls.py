@@ -72,7 +72,23 @@ def score(est, twin, X: np.ndarray, y: np.ndarray | None,
         out.update(_map_controls(est.graph_, Z, Z0, y, seed, cost))
     else:
         out.update(_smoothness_controls(est.graph_, Z, Z0, seed, cost))
+    verdict = out.get("verdict")
+    if verdict is not None and not verdict.get("helps", False):
+        out["next_step"] = NEXT_STEPS[out["kind"]]
+        out["verdict_text"] += " " + out["next_step"]
     return out
+
+
+NEXT_STEPS = {
+    "maps": "Next: a larger budget (e.g. 0.1 or 0.2) buys more structure at more cost; "
+            "the λ = 0 layer arranged post hoc (gsreg.arrange) costs nothing.",
+    "smoothness": "Next: a larger budget (e.g. 0.1 or 0.2) buys more structure at more "
+                  "cost; the λ = 0 layer arranged post hoc (gsreg.arrange) costs nothing.",
+    "modules": "Next: a larger budget (e.g. 0.2) or more epochs may separate the modules; "
+               "until they beat the controls, the post-hoc clustering that beat them is "
+               "the better read-out.",
+}
+"""What to try when GSR does not beat its controls, by kind of result."""
 
 
 def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
