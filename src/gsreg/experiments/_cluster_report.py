@@ -28,8 +28,9 @@ from . import cluster_indication as ci
 
 #: (dataset kind, n_modules, seed, setting, weight of the setting's penalty)
 RunKey = tuple[str, int, int, str, float]
-SETTING_COLORS = {"gsreg": "tab:blue", "authors": "tab:orange"}
-SETTING_LABELS = {"gsreg": "gsreg setting", "authors": "authors' setting"}
+SETTING_COLORS = {"gsreg": "tab:blue", "authors": "tab:orange", "defaults": "tab:green"}
+SETTING_LABELS = {"gsreg": "gsreg setting", "authors": "authors' setting",
+                  "defaults": "estimator defaults"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class StudyConfig:
     gsreg_epochs: int = ci.GSREG.epochs
     authors_warmup_steps: int = ci.AUTHORS.warmup_steps
     authors_epochs: int = ci.AUTHORS.epochs
+    defaults_epochs: int | None = None  # None: the estimator's "auto"
     sweep_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3)
     workers: int = 2
     seed: int = 0
@@ -66,6 +68,7 @@ class StudyConfig:
             gsreg_epochs=(self.gsreg_epochs, "positive_int"),
             authors_warmup_steps=(self.authors_warmup_steps, "positive_int"),
             authors_epochs=(self.authors_epochs, "positive_int"),
+            defaults_epochs=(self.defaults_epochs, "optional_positive_int"),
             sweep_weights=(self.sweep_weights, "weights"),
             workers=(self.workers, "positive_int"),
         )
@@ -88,9 +91,10 @@ class StudyConfig:
             gsreg = dataclasses.replace(gsreg, weight=float(gsreg_weight))
         authors = dataclasses.replace(ci.AUTHORS, warmup_steps=self.authors_warmup_steps,
                                       epochs=self.authors_epochs)
+        defaults = dataclasses.replace(ci.DEFAULTS, epochs=self.defaults_epochs or 0)
         return ci.ClusterIndicationConfig(
             seeds=self.seeds, datasets=tuple(datasets), settings=self.settings,
-            n_samples=self.n_samples, gsreg=gsreg, authors=authors,
+            n_samples=self.n_samples, gsreg=gsreg, authors=authors, defaults=defaults,
         )  # fmt: skip
 
     def setting_weight(self, setting: str) -> float:

@@ -34,18 +34,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from torch import nn
 
 from .. import analysis, datasets
 from ..coactivation import CoactivationGraph
+from ..estimators import GSRAutoencoder
 from ..graphs import Graph
 from ..models import DenseAutoencoder, GaussianNoise
 from ..regularizer import GraphRegularizer
 from ..training import evaluate, fit
 
 DATASET_KINDS = ("modules", "hierarchical", "binary_modules")
-SETTINGS = ("gsreg", "authors")
-MODELS = ("leaky", "linear")
+SETTINGS = ("gsreg", "authors", "defaults")
+MODELS = ("leaky", "linear", "estimator")
 #: graph kernels a setting may use (those with a neighbour count k)
 KERNELS = ("knn", "adaptive", "correlation")
 
@@ -67,8 +69,11 @@ class Setting:
     """How the model is trained and its graph learned in one setting.
 
     ``model``: ``"leaky"`` (:class:`GraphLayerAutoencoder`: the 100 units pass a LeakyReLU
-    before the latent noise) or ``"linear"`` (``DenseAutoencoder(noise=...)``: the 100 units
-    are the linear bottleneck ``encoder.latent``). The graph is rebuilt at steps
+    before the latent noise), ``"linear"`` (``DenseAutoencoder(noise=...)``: the 100 units
+    are the linear bottleneck ``encoder.latent``) or ``"estimator"``
+    (``GSRAutoencoder(graph="learned")`` with every default, its budget included; only
+    ``epochs`` is used, 0 meaning the estimator's "auto", and the other fields record the
+    defaults). The graph is rebuilt at steps
     ``warmup_steps + m * update_every``; the penalty ``weight * mean_b z_b^T L z_b`` with the
     normalised Laplacian starts with the first graph. ``kernel`` and ``k``: the neuron graph
     (:class:`gsreg.CoactivationGraph`), each neuron joined to its ``k`` nearest neighbours
@@ -103,6 +108,13 @@ AUTHORS = Setting(
 )  # fmt: skip
 
 
+#: what a user gets from GSRAutoencoder(graph="learned") with no other argument
+DEFAULTS = Setting(
+    model="estimator", batch_size=500, buffer_size=1024, on_disconnect="continue",
+    features="raw", warmup_steps=0, update_every=0, weight=0.0, epochs=0, k=5, kernel="knn",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ClusterIndicationConfig:
     """Everything that defines the study; written with its results.
@@ -127,6 +139,7 @@ class ClusterIndicationConfig:
     lr: float = 1e-3
     gsreg: Setting = GSREG
     authors: Setting = AUTHORS
+    defaults: Setting = DEFAULTS
 
     def __post_init__(self) -> None:
         for kind, n in self.datasets:
@@ -154,6 +167,7 @@ class ClusterIndicationConfig:
             "n_samples": 1200,
             "gsreg": dataclasses.replace(GSREG, epochs=8),
             "authors": dataclasses.replace(AUTHORS, warmup_steps=200, epochs=12),
+            "defaults": dataclasses.replace(DEFAULTS, epochs=30),
         }
         return cls(**{**quick, **overrides})
 
@@ -274,6 +288,8 @@ def train(
     s = config.setting(setting)
     start = time.perf_counter()
     data = make_dataset(dataset_kind, n_modules, seed, config)
+    if s.model == "estimator":
+        return _train_estimator(dataset_kind, n_modules, seed, setting, s, data, start)
     model, layer = make_model(data.n_features, s, config, seed)
     learned = _RecordingGraph(
         kernel=s.kernel, k=s.k, features=s.features, warmup_steps=s.warmup_steps,
@@ -300,6 +316,40 @@ def train(
         dataset_kind, n_modules, seed, setting, data, model, layer, learned, graph, step, history,
         mse=mse, mse_baseline=mse_baseline, seconds=time.perf_counter() - start,
         baseline=baseline,
+    )  # fmt: skip
+
+
+class ScaledInput(nn.Module):
+    """A fitted estimator's model behind its input scaling: ``model((x - mean) / scale)``,
+    so that read-outs on raw data see what the estimator sees (the structured layer is
+    ``"model." + est.layer_``)."""
+
+    def __init__(self, est) -> None:
+        super().__init__()
+        self.model = est.model_
+        self.register_buffer("mean", torch.as_tensor(est.input_mean_, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(est.input_scale_, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.scale)
+
+
+def _train_estimator(dataset_kind, n_modules, seed, setting, s: Setting, data, start
+                     ) -> Trained:
+    """A run of ``GSRAutoencoder(graph="learned")`` with its defaults, and its weight=0
+    twin; test MSEs in the data's units (``-est.score``)."""
+    epochs = "auto" if s.epochs == 0 else s.epochs
+    est = GSRAutoencoder(graph="learned", epochs=epochs, random_state=seed, device="cpu")
+    est.fit(data.X_train)
+    twin = clone(est).set_params(weight=0.0, arrange=False).fit(data.X_train)
+    learned = est.coactivation_
+    history = learned.history
+    return Trained(
+        dataset_kind, n_modules, seed, setting, data, ScaledInput(est).eval(),
+        "model." + est.layer_, learned, learned.graph,
+        history[-1][0] if history else None, history,
+        mse=-est.score(data.X_test), mse_baseline=-twin.score(data.X_test),
+        seconds=time.perf_counter() - start, baseline=ScaledInput(twin).eval(),
     )  # fmt: skip
 
 

@@ -72,7 +72,7 @@ class HierarchyConfig(cr.StudyConfig):
     def quick(cls, **overrides) -> HierarchyConfig:
         """Seconds: one seed, shorter training, a two-point sweep."""
         quick = {"n_seeds": 1, "n_samples": 1500, "gsreg_epochs": 30,
-                 "authors_warmup_steps": 200, "authors_epochs": 12,
+                 "authors_warmup_steps": 200, "authors_epochs": 12, "defaults_epochs": 40,
                  "sweep_weights": (0.0, 0.1), "workers": 1}
         return cls(**{**quick, **overrides})
 
