@@ -14,6 +14,7 @@ import gsreg
 from gsreg import GSRAutoencoder, GSRClassifier, analysis, graphs
 from gsreg.estimators import (
     BUDGET,
+    CLASSIFIER_WEIGHT,
     MAX_EPOCHS,
     MIN_EPOCHS,
     arrange_epochs,
@@ -43,7 +44,7 @@ def fast_clf(**kw):
 @parametrize_with_checks(
     [fast_ae(graph="grid:2x2", latent=2), fast_clf(),
      fast_ae(graph="grid:2x2", latent=2, weight=None, arrange="auto"),
-     fast_clf(weight=None, arrange="auto")],
+     fast_clf(weight=None, budget=0.05, arrange="auto")],
     expected_failed_checks=lambda estimator: {},
 )
 def test_sklearn_estimator_checks(estimator, check):
@@ -431,6 +432,9 @@ def test_budget_with_a_fixed_graph_arranges_the_units_before_fine_tuning(digits,
     again = GSRAutoencoder.load(est.save(tmp_path / "b.safetensors"))
     assert again.budget_report_ == est.budget_report_
     np.testing.assert_array_equal(again.transform(X), est.transform(X))
+    # the classifier's default is a fixed weight, without an arrangement
+    clf = GSRClassifier()
+    assert clf.weight == CLASSIFIER_WEIGHT and clf.budget is None and clf.arrange == "auto"
     # an explicit weight keeps the fixed-weight training, no arrangement under "auto"
     fixed = fast_ae(weight=1e-3, arrange="auto", epochs=6).fit(X)
     assert fixed.arrangement_ is None and fixed.budget_report_ is None

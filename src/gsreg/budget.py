@@ -48,7 +48,7 @@ EMA_STEPS = 25
 INTEGRAL_GAIN = 0.5
 #: ... and at most this much per step, however large the spend (a slew limit: the loss
 #: answers a new weight only after tens of steps, and a faster multiplier swings)
-MAX_STEP = 0.02
+MAX_STEP = 0.05
 #: the proportional term of log λ per unit of over- or under-spend (damps the integral)
 PROPORTIONAL_GAIN = 2.0
 #: the weights stay within exp(+-MAX_LOG_SCALE) of their first value (about 1e-6 .. 1e6)
