@@ -389,3 +389,46 @@ def controls_rule(k_rule: str) -> str:
         f"(p < {analysis.P_LEVEL:g}) in every run, and every run has more than one module that "
         "samples are indicated by." + ("" if analysis.leiden_available() else
                                        " igraph is not installed: no Leiden controls."))
+
+
+#: the targets of the estimator's learned-graph defaults, per data set and 5 seeds
+DEFAULTS_TARGET = {"exact_share": 0.8, "ari": 0.9, "mse_ratio": 1.10}
+
+
+def defaults_target(rows: Sequence[Mapping]) -> dict[str, dict]:
+    """Per data set, the ``"defaults"`` setting's runs against :data:`DEFAULTS_TARGET`:
+    the exact module count in at least 80% of runs, mean ARI >= 0.9, test MSE <= 1.10x
+    λ = 0 and mean ARI at least that of k-means of the samples on the λ = 0 layer (as many
+    groups as modules found). ``{}`` without such runs."""
+    out = {}
+    for kind, n in dict.fromkeys((r["dataset"], r["n_modules"]) for r in rows
+                                 if r["setting"] == "defaults"):
+        group = [r for r in rows if (r["dataset"], r["n_modules"], r["setting"])
+                 == (kind, n, "defaults")]
+        ari = mean_of([r["ari"] if r["ari"] is not None else 0.0 for r in group])
+        kmeans = mean_of([(r.get("controls") or {}).get("layer_kmeans") for r in group])
+        exact = sum(bool(r["exact"]) for r in group)
+        ratio = cost(group)["mse_ratio"]
+        checks = {
+            "exact": exact >= DEFAULTS_TARGET["exact_share"] * len(group),
+            "ari": ari >= DEFAULTS_TARGET["ari"],
+            "mse": ratio <= DEFAULTS_TARGET["mse_ratio"],
+            "vs_kmeans": kmeans is None or ari >= kmeans,
+        }
+        out[f"{kind}:{n}"] = {"runs": len(group), "exact": exact, "ari_mean": ari,
+                              "mse_ratio": ratio, "layer_kmeans_ari": kmeans,
+                              "checks": checks, "met": all(checks.values())}
+    return out
+
+
+def defaults_target_text(target: Mapping) -> str:
+    """One line per data set: the numbers and met / missed (which parts)."""
+    parts = []
+    for name, t in target.items():
+        missed = [k for k, ok in t["checks"].items() if not ok]
+        kmeans = "-" if t["layer_kmeans_ari"] is None else f"{t['layer_kmeans_ari']:.2f}"
+        parts.append(
+            f"{name}: exact {t['exact']}/{t['runs']}, ARI {t['ari_mean']:.2f} (k-means on "
+            f"λ=0 layer {kmeans}), MSE {t['mse_ratio']:.2f}x: "
+            + ("met" if t["met"] else f"missed ({', '.join(missed)})"))
+    return "; ".join(parts)

@@ -229,6 +229,7 @@ def _metrics(config: HierarchyConfig, rows: list[dict], sweep_rows: list[dict],
         "sweep": cr.sweep_records(sweep_rows),
         "wrecked": [f"{_data_label(r['dataset'])}, {cr.SETTING_LABELS[r['setting']]}"
                     for r in groups if r["cost"]["verdict"] == WRECKED],
+        "defaults_target": cr.defaults_target(rows),
         "runs": [cr.public(r) for r in rows],
         "sweep_runs": [cr.public(r) for r in sweep_rows],
     }
@@ -287,6 +288,8 @@ def headline(metrics: dict) -> dict[str, str]:
         for setting, verdict in verdicts.items():
             key = f"vs best control ({_data_label(kind)}, {cr.SETTING_LABELS[setting]})"
             out[key] = cr.verdict_entry(verdict)
+    if metrics.get("defaults_target"):
+        out["target of the defaults"] = cr.defaults_target_text(metrics["defaults_target"])
     return out
 
 

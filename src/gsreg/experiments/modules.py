@@ -154,6 +154,7 @@ def _metrics(config: ModulesConfig, rows: list[dict], sweep_rows: list[dict]) ->
         "sweep_by_weight": by_weight,
         "weakest_weight_with_modules": None if weakest is None else weakest["weight"],
         "wrecked": [_group_label(r) for r in groups if r["cost"]["verdict"] == WRECKED],
+        "defaults_target": cr.defaults_target(rows),
         "runs": [cr.public(r) for r in rows],
         "sweep_runs": [cr.public(r) for r in sweep_rows],
     }
@@ -207,6 +208,8 @@ def headline(metrics: dict) -> dict[str, str]:
                                f"({w['cost']['verdict']})")
     for setting, verdict in metrics["verdict"].items():
         out[f"vs best control ({cr.SETTING_LABELS[setting]})"] = cr.verdict_entry(verdict)
+    if metrics.get("defaults_target"):
+        out["target of the defaults"] = cr.defaults_target_text(metrics["defaults_target"])
     return out
 
 
