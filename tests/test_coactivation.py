@@ -240,6 +240,126 @@ def test_stop_with_a_disconnected_first_graph_warns_and_keeps_none():
     assert lg.graph is None and lg.frozen
 
 
+def three_clusters(samples: int = 8) -> torch.Tensor:
+    """Neurons 0-1, 2-3 and 4-5 far apart: the kNN graph (k = 1) has three components."""
+    t = torch.linspace(1, 2, samples)[:, None]
+    return t * torch.tensor([0.0, 0.1, 50.0, 50.1, 100.0, 100.1])
+
+
+def chain(samples: int = 8) -> torch.Tensor:
+    """Neurons at 0, 1, 3, 7, 15, 31 (times t): each one's nearest neighbour is unambiguous
+    and the kNN graph (k = 1) is connected."""
+    t = torch.linspace(1, 2, samples)[:, None]
+    return t * torch.tensor([0.0, 1.0, 3.0, 7.0, 15.0, 31.0])
+
+
+def scipy_components(graph) -> int:
+    from scipy.sparse.csgraph import connected_components
+
+    return connected_components(graph.adjacency(), directed=False)[0]
+
+
+def test_stable_updates_freeze_after_equal_component_counts_of_a_fallen_apart_graph():
+    # counts 1, 1, 1 (connected: never freezes), 2, 3, 3, 3 -> frozen at the third 3
+    sequence = [chain()] * 3 + [two_clusters(), three_clusters()] + [three_clusters()] * 4
+    lg = CoactivationGraph(k=1, update_every=1, buffer_size=8, stable_updates=3)
+    taken = []
+    for step, acts in enumerate(sequence, start=1):
+        lg.observe(acts)
+        taken.append(lg.step(step))
+    counts = [scipy_components(g) for _, g in lg.history]
+    assert counts == [1, 1, 1, 2, 3, 3, 3]
+    assert taken == [True] * 7 + [False] * 2
+    assert lg.frozen and lg.frozen_at == 7 and lg.n_components == 3
+    np.testing.assert_array_equal(lg.modules(), [0, 0, 1, 1, 2, 2])
+
+
+def test_stable_updates_count_restarts_when_the_count_changes():
+    sequence = [two_clusters(), two_clusters(), three_clusters(), two_clusters(), two_clusters()]
+    lg = CoactivationGraph(k=1, update_every=1, buffer_size=8, stable_updates=2)
+    for step, acts in enumerate(sequence, start=1):
+        lg.observe(acts)
+        lg.step(step)
+    assert lg.frozen_at == 2 and lg.n_updates == 2  # 2, 2: frozen at once
+    lg = CoactivationGraph(k=1, update_every=1, buffer_size=8, stable_updates=3)
+    for step, acts in enumerate(sequence, start=1):
+        lg.observe(acts)
+        lg.step(step)
+    assert not lg.frozen and lg.frozen_at is None and lg.n_updates == 5  # 2, 2, 3, 2, 2
+
+
+@pytest.mark.parametrize("release", [0, 3])
+def test_release_steps_switch_the_penalty_off_after_freezing(release):
+    lg = CoactivationGraph(k=1, update_every=1, buffer_size=8, stable_updates=2,
+                           release_steps=release)  # fmt: skip
+    z = three_clusters(4) + torch.randn(4, 6)
+    lg.observe(three_clusters())
+    assert lg.step(1) and not lg.frozen and lg.current_penalty() is not None
+    assert lg.step(2) and lg.frozen and lg.frozen_at == 2
+    expected = GraphPenalty(lg.graph, "normalized")(z)
+    for step in range(3, 10):
+        lg.step(step)
+        on = step < 2 + release
+        assert (lg.current_penalty() is not None) == on and lg.released == (not on)
+        assert lg.penalty(z).item() == (pytest.approx(expected.item()) if on else 0.0)
+        np.testing.assert_array_equal(lg.modules(), [0, 0, 1, 1, 2, 2])  # the graph stays
+
+
+def test_release_steps_also_follow_max_updates_and_on_disconnect():
+    lg = CoactivationGraph(k=2, update_every=2, buffer_size=8, max_updates=2, release_steps=1)
+    lg.observe(one_cluster())
+    for step in range(1, 6):
+        lg.step(step)
+    # updates at 2 and 4; max_updates ends them at 4 and the penalty stops a step later
+    assert lg.frozen_at == 4 and not lg.frozen and lg.released and lg.graph is not None
+    lg = CoactivationGraph(k=2, update_every=1, buffer_size=8, on_disconnect="freeze",
+                           release_steps=2)  # fmt: skip
+    lg.observe(two_clusters())
+    lg.step(1)
+    lg.step(2)
+    assert lg.frozen_at == 1 and not lg.released
+    lg.step(3)
+    assert lg.released and lg.current_penalty() is None and lg.n_components == 2
+
+
+def test_a_released_learned_graph_adds_nothing_to_the_regularizer_penalty():
+    model = small_model()
+    lg = CoactivationGraph(k=3, update_every=1, buffer_size=32, max_updates=1, release_steps=2)
+    reg = GraphRegularizer(model, {"1": lg}, weight=0.5)
+    values = []
+    for _ in range(5):
+        model(torch.randn(16, 4))
+        values.append(reg.penalty().item())
+        reg.step()
+    assert values[0] == 0.0 and all(v > 0 for v in values[1:3]) and values[3:] == [0.0, 0.0]
+    assert lg.graph is not None and reg.logs()["gsr/1/components"] == lg.n_components
+
+
+def test_state_dict_keeps_the_freeze_and_release_schedule():
+    def make() -> CoactivationGraph:
+        return CoactivationGraph(k=1, update_every=1, buffer_size=8, stable_updates=2,
+                                 release_steps=3)  # fmt: skip
+
+    lg = make()
+    lg.observe(three_clusters())
+    for step in (1, 2, 3):
+        lg.step(step)
+    state = lg.state_dict()
+    assert state["frozen_at"] == 2 and state["stable"] == 2 and state["step"] == 3
+    resumed = make()
+    resumed.load_state_dict(json.loads(json.dumps({**state, "buffer": None})))
+    assert resumed.frozen_at == 2 and not resumed.released
+    resumed.step(5)
+    assert resumed.released
+    # a state saved before the schedule keys existed still loads
+    old = {k: v for k, v in state.items() if k not in ("frozen_at", "stable", "step")}
+    older = make()
+    older.load_state_dict(old)
+    assert older.frozen and older.frozen_at is None
+    older.step(4)
+    assert older.frozen_at == 4 and not older.released
+
+
 def test_modules_are_ordered_by_size():
     lg = CoactivationGraph(k=1, buffer_size=4, update_every=1, n_nodes=5)
     t = torch.linspace(1, 2, 4)[:, None]
@@ -270,6 +390,9 @@ def test_modules_are_ordered_by_size():
         ({"warmup_steps": -1}, "warmup_steps"),
         ({"max_updates": 0}, "max_updates"),
         ({"history_size": -1}, "history_size"),
+        ({"stable_updates": 0}, "stable_updates"),
+        ({"stable_updates": 2.0}, "stable_updates"),
+        ({"release_steps": -1}, "release_steps"),
         ({"k": 5, "n_nodes": 5}, "k=5 neighbours need at least 6 neurons"),
     ],
 )

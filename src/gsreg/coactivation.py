@@ -35,6 +35,8 @@ _ALIASES = {"keep": "continue"}
 # entries of an (rows x n) distance block or (edges x S) difference block computed at once
 _CHUNK_ELEMENTS = 1 << 23
 _LOW_32_BITS = (1 << 32) - 1
+# state_dict keys of the freeze / release schedule, with the values of states saved without them
+_SCHEDULE_STATE = {"frozen_at": None, "stable": None, "step": 0}
 
 
 class CoactivationGraph:
@@ -63,6 +65,13 @@ class CoactivationGraph:
         on_disconnect: what happens when a new graph has more than one connected component.
             "stop": keep the last connected graph and stop updating; "freeze": take the
             disconnected graph and stop updating; "continue" (alias "keep"): take it and go on.
+        stable_updates: stop updating once this many accepted graphs in a row have had the
+            same number of connected components, more than one (None: never). A connected
+            graph never freezes this way: the layer has not fallen apart yet.
+        release_steps: once the graph is frozen (by ``stable_updates``, ``max_updates`` or
+            ``on_disconnect``), the penalty is switched off this many optimiser steps later
+            (0: at once; None: never). The graph and :meth:`modules` stay; the layer gets
+            its capacity back for the primary task in the remaining steps.
         history_size: how many ``(step, graph)`` pairs :attr:`history` keeps (the newest).
         n_nodes: the layer width, if known (checked early); else inferred at the first
             :meth:`observe`.
@@ -81,6 +90,8 @@ class CoactivationGraph:
         warmup_steps: int = 0,
         update_every: int = 100,
         max_updates: int | None = None,
+        stable_updates: int | None = None,
+        release_steps: int | None = None,
         buffer_size: int = 1024,
         laplacian: str = "normalized",
         normalize: bool | str = False,
@@ -103,6 +114,10 @@ class CoactivationGraph:
         _check_int("history_size", history_size, 0)
         if max_updates is not None:
             _check_int("max_updates", max_updates, 1)
+        if stable_updates is not None:
+            _check_int("stable_updates", stable_updates, 1)
+        if release_steps is not None:
+            _check_int("release_steps", release_steps, 0)
         if not (math.isfinite(bandwidth) and bandwidth > 0):
             raise ValueError(f"CoactivationGraph: bandwidth must be > 0, got {bandwidth!r}")
         if not (math.isfinite(threshold) and 0 <= threshold < 1):
@@ -115,6 +130,8 @@ class CoactivationGraph:
         self.warmup_steps = int(warmup_steps)
         self.update_every = int(update_every)
         self.max_updates = max_updates
+        self.stable_updates = stable_updates
+        self.release_steps = release_steps
         self.laplacian = laplacian
         self.normalize = normalize
         self.on_disconnect = _ALIASES.get(on_disconnect, on_disconnect)
@@ -140,6 +157,9 @@ class CoactivationGraph:
         self._history: deque[tuple[int, Graph]] = deque(maxlen=self.history_size)
         self.n_updates = 0
         self.frozen = False
+        self.frozen_at: int | None = None
+        self._stable = 0
+        self._step = 0
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -177,15 +197,26 @@ class CoactivationGraph:
         """Samples held in the buffer (at most ``buffer_size``)."""
         return self._filled
 
+    @property
+    def released(self) -> bool:
+        """Whether the penalty has been switched off (``release_steps`` after freezing)."""
+        return (
+            self.release_steps is not None
+            and self.frozen_at is not None
+            and self._step >= self.frozen_at + self.release_steps
+        )
+
     def current_penalty(self) -> GraphPenalty | None:
-        """The penalty on the current graph, or None before the first update."""
-        return self._penalty
+        """The penalty on the current graph; None before the first update and once
+        :attr:`released`."""
+        return None if self.released else self._penalty
 
     def penalty(self, z: torch.Tensor) -> torch.Tensor:
         """Penalty of activations z (B, n) on the current graph: a scalar, 0 before the first."""
-        if self._penalty is None:
+        penalty = self.current_penalty()
+        if penalty is None:
             return torch.zeros((), device=z.device)
-        return self._penalty(z)
+        return penalty(z)
 
     def modules(self) -> np.ndarray:
         """(n,) int64 component labels of the current graph: 0 is the largest component, ties
@@ -237,15 +268,21 @@ class CoactivationGraph:
         """Whether the schedule asks for an update at ``step``."""
         return (
             not self.frozen
+            and not self._updates_done()
             and step >= self.warmup_steps
             and (step - self.warmup_steps) % self.update_every == 0
-            and (self.max_updates is None or self.n_updates < self.max_updates)
         )
+
+    def _updates_done(self) -> bool:
+        return self.max_updates is not None and self.n_updates >= self.max_updates
 
     def step(self, step: int) -> bool:
         """Called after optimiser step number ``step``: rebuild the graph when it is due and
         enough samples are buffered (under torch.distributed: on all ranks). Returns whether
         a new graph was taken."""
+        self._step = int(step)
+        if self.frozen_at is None and (self.frozen or self._updates_done()):
+            self.frozen_at = self._step  # frozen by loading a state, or max_updates
         if not self.due(step):
             return False
         samples = _gather_across_ranks(self.samples())
@@ -296,7 +333,7 @@ class CoactivationGraph:
         """Apply the disconnection policy; record and use the graph unless it is refused."""
         count = graph.components()[0]
         if count > 1 and self.on_disconnect != "continue":
-            self.frozen = True
+            self._freeze(step)
             if self.on_disconnect == "stop":
                 if self._graph is None:
                     warnings.warn(
@@ -305,10 +342,21 @@ class CoactivationGraph:
                         stacklevel=2,
                     )
                 return False
+        same = self._graph is not None and count == self._n_components
+        self._stable = self._stable + 1 if same else 1
         self._set_graph(graph, count)
         self._history.append((step, graph))
         self.n_updates += 1
+        if self.stable_updates is not None and count > 1 and self._stable >= self.stable_updates:
+            self._freeze(step)
+        elif self._updates_done() and self.frozen_at is None:
+            self.frozen_at = int(step)  # no more updates; ``frozen`` keeps meaning "refused"
         return True
+
+    def _freeze(self, step: int) -> None:
+        self.frozen = True
+        if self.frozen_at is None:
+            self.frozen_at = int(step)
 
     def _set_graph(self, graph: Graph | None, count: int) -> None:
         self._graph = graph
@@ -332,7 +380,9 @@ class CoactivationGraph:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: ``buffer`` (a tensor copy or None) and JSON-able
         ``position``, ``filled``, ``n_updates``, ``frozen``, ``graph`` (``Graph.to_dict``
-        or None) and ``history`` (list of ``{"step", "graph"}``)."""
+        or None), ``history`` (list of ``{"step", "graph"}``), ``frozen_at`` (the step the
+        updates ended, or None), ``stable`` (accepted graphs in a row with the current
+        component count) and ``step`` (the last step seen)."""
         return {
             "buffer": None if self._buffer is None else self._buffer.detach().clone(),
             "position": self._position,
@@ -341,11 +391,17 @@ class CoactivationGraph:
             "frozen": self.frozen,
             "graph": None if self._graph is None else self._graph.to_dict(),
             "history": [{"step": s, "graph": g.to_dict()} for s, g in self._history],
+            "frozen_at": self.frozen_at,
+            "stable": self._stable,
+            "step": self._step,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; the buffer must match ``buffer_size`` (and n)."""
+        """Restore a :meth:`state_dict`; the buffer must match ``buffer_size`` (and n).
+        States saved before ``frozen_at``, ``stable`` and ``step`` existed load too."""
         expected = {"buffer", "position", "filled", "n_updates", "frozen", "graph", "history"}
+        if isinstance(state, Mapping) and set(state) == expected | set(_SCHEDULE_STATE):
+            expected = set(state)
         if not isinstance(state, Mapping) or set(state) != expected:
             keys = sorted(state) if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(
@@ -365,6 +421,16 @@ class CoactivationGraph:
         self._set_graph(graph, 0 if graph is None else graph.components()[0])
         self._history.extend(history)
         self.n_updates, self.frozen = int(state["n_updates"]), bool(state["frozen"])
+        frozen_at, stable, step = (state.get(key, _SCHEDULE_STATE[key]) for key in _SCHEDULE_STATE)
+        self.frozen_at = None if frozen_at is None else int(frozen_at)
+        if stable is None:  # an older state: count the history's last equal counts
+            counts = [g.components()[0] for _, g in history]
+            stable = 0
+            for c in reversed(counts):
+                if c != self._n_components:
+                    break
+                stable += 1
+        self._stable, self._step = int(stable), int(step)
 
     def _checked_buffer(self, buffer: torch.Tensor | None) -> torch.Tensor | None:
         """A float32 copy of a saved buffer (buffer_size, n); sets the width n."""
