@@ -53,7 +53,21 @@ MIN_EXACT, MIN_ARI, MAX_MSE_RATIO = 0.8, 0.9, 1.10
 STD = {"features": "standardized"}
 #: recipe name -> GSRAutoencoder keyword arguments (graph="learned" and the seed are added)
 RECIPES: dict[str, dict] = {
-    # today's estimator defaults
+    # the estimator's budget schedule (weight None): the λ = 0 run, then 15% more epochs
+    # in which the graph is learned and the budget sets the weight
+    "budget_centered_std_k8_stable3": {
+        "weight": None, "normalize": "centered",
+        "learned_options": {**STD, "k": 8, "stable_updates": 3, "release_steps": 0},
+    },
+    "budget0.1_centered_std_k8_stable3": {
+        "weight": None, "budget": 0.1, "normalize": "centered",
+        "learned_options": {**STD, "k": 8, "stable_updates": 3, "release_steps": 0},
+    },
+    "budget_plain_std_k8_stable3": {
+        "weight": None,
+        "learned_options": {**STD, "k": 8, "stable_updates": 3, "release_steps": 0},
+    },
+    # the old fixed-weight estimator defaults
     "default": {"weight": 3e-3, "learned_options": {}},
     "std_k10_w0.1": {"weight": 0.1, "learned_options": {**STD, "k": 10}},
     "std_k10_w0.03": {"weight": 0.03, "learned_options": {**STD, "k": 10}},
@@ -224,7 +238,7 @@ def eigengap_count(graph, max_count: int = EIGENGAP_MAX) -> int:
 
 
 #: arguments that only shape the penalty: the λ = 0 baseline of a recipe drops them
-PENALTY_ARGS = ("weight", "learned_options", "normalize", "laplacian")
+PENALTY_ARGS = ("weight", "budget", "learned_options", "normalize", "laplacian")
 
 
 def baseline_args(recipe: dict) -> dict:

@@ -65,11 +65,13 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.base import clone
 import torch
 from torch import nn
 
 from .. import analysis, graphs, plotting
 from ..coactivation import CoactivationGraph
+from ..estimators import GSRAutoencoder
 from ..datasets.base import stratified_indices
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
@@ -441,6 +443,7 @@ class TrajectoryConfig:
     learned_warmup: int = 100
     learned_update_every: int = 100
     buffer_size: int = 1024
+    defaults_epochs: int | None = None  # of the estimator defaults' run; None: "auto"
     n_bins: int = 8
     n_shuffles: int = 20
     seed: int = 0
@@ -481,6 +484,8 @@ class TrajectoryConfig:
         if self.k >= self.width:
             raise ValueError(f"TrajectoryConfig.k must be below width={self.width}, "
                              f"got {self.k}")
+        check_config("TrajectoryConfig",
+                     defaults_epochs=(self.defaults_epochs, "optional_positive_int"))
 
     @classmethod
     def quick(cls, **overrides) -> TrajectoryConfig:
@@ -488,6 +493,7 @@ class TrajectoryConfig:
         return cls(**{"dla_branches": 3, "dla_length": 40, "dla_dims": 20, "n_restarts": 1,
                       "epochs": 4, "width": 30, "learned_restarts": 1, "learned_epochs": 6,
                       "learned_warmup": 10, "learned_update_every": 10, "n_bins": 4,
+                      "defaults_epochs": 20,
                       **overrides})
 
 
@@ -527,6 +533,8 @@ def run(config: TrajectoryConfig, out: str, device: str = "auto", progress: bool
                     for r in range(config.n_restarts)]} for v in _variants(config)},
                 "learned": [_train_learned(data, config, config.seed + r, device, progress)
                             for r in range(config.learned_restarts)],
+                "defaults": [_train_defaults(data, config, config.seed + r)
+                             for r in range(config.learned_restarts)],
             }
     metrics = _metrics(config, results)
     folder.write_json("config.json", dataclasses.asdict(config))
@@ -623,6 +631,24 @@ def _train_learned(data: Split, config: TrajectoryConfig, seed, device, progress
     row.update(_module_scores(Z, learned.graph, truth, data.data.branch_names, seed))
     row["no_gsr_components"] = int(analysis.modules(base_graph).max()) + 1
     k = row["components"] or len(data.data.branch_names)
+    row["controls"] = analysis.module_controls(Z, row["_labels"], Z_base, X_test, truth, k, seed)
+    return row
+
+
+def _train_defaults(data: Split, config: TrajectoryConfig, seed: int) -> dict:
+    """``GSRAutoencoder(graph="learned")`` with its defaults (the budget included) and its
+    weight=0 twin; its modules against the branches beside their controls."""
+    epochs = config.defaults_epochs or "auto"
+    X_train, X_test = data.X[data.train], data.X[data.test]
+    est = GSRAutoencoder(graph="learned", epochs=epochs, random_state=seed, device="cpu")
+    est.fit(X_train)
+    twin = clone(est).set_params(weight=0.0, arrange=False).fit(X_train)
+    truth = data.data.branch[data.test]
+    Z, Z_base = est.activations(X_test), twin.activations(X_test)
+    row = {"seed": seed, "test_mse": -est.score(X_test), "test_mse_no_gsr": -twin.score(X_test),
+           "budget": est.budget_report_}
+    row.update(_module_scores(Z, est.graph_, truth, data.data.branch_names, seed))
+    k = max(row["components"], 2) if row["components"] > 1 else len(data.data.branch_names)
     row["controls"] = analysis.module_controls(Z, row["_labels"], Z_base, X_test, truth, k, seed)
     return row
 
@@ -744,11 +770,15 @@ def line_verdict_entry(verdict: dict) -> str:
 def _learned_metrics(rows: list[dict]) -> dict:
     gsr = float(np.mean([r["test_mse"] for r in rows]))
     none = float(np.mean([r["test_mse_no_gsr"] for r in rows]))
+    extra = {}
+    if all("no_gsr_components" in r for r in rows):
+        extra["no_gsr_components_median"] = float(
+            np.median([r["no_gsr_components"] for r in rows]))
     return {
         "ari_median": _median([r["ari"] for r in rows]),
         "nmi_median": _median([r["nmi"] for r in rows]),
         "components_median": float(np.median([r["components"] for r in rows])),
-        "no_gsr_components_median": float(np.median([r["no_gsr_components"] for r in rows])),
+        **extra,
         "test_mse": gsr, "test_mse_no_gsr": none, **reconstruction_cost(gsr, none),
         "controls_verdict": analysis.module_verdict(rows, gsr / none),
         "restarts": [_public(r) for r in rows],
@@ -775,6 +805,7 @@ def _metrics(config: TrajectoryConfig, results: dict) -> dict:
             "learned": {"width": config.width, "k": config.k,
                         "weight": config.learned_weight,
                         **_learned_metrics(result["learned"])},
+            "defaults": _learned_metrics(result["defaults"]),
         }
     return {"datasets": out}
 
@@ -803,6 +834,14 @@ def headline(metrics: dict) -> dict[str, str]:
                 best["controls_verdict"])
         out[f"{name} learned modules vs best control"] = cr.verdict_entry(
             learned["controls_verdict"])
+        defaults = m.get("defaults")
+        if defaults is not None:
+            ari = defaults["ari_median"]
+            out[f"{name} estimator defaults"] = (
+                f"{defaults['components_median']:.0f} modules, ARI vs branches "
+                f"{'n/a' if ari is None else f'{ari:.2f}'}, MSE {defaults['mse_ratio']:.2f}x")
+            out[f"{name} estimator defaults vs best control"] = cr.verdict_entry(
+                defaults["controls_verdict"])
     return out
 
 
