@@ -38,6 +38,7 @@ KEY_FIGURES = {
     "capsules": ("consistency_matrix",)
 }
 RESULTS = ROOT / "docs" / "results" / "experiments"
+BUDGET = ROOT / "benchmarks" / "results" / "budget.json"
 IMAGES = ROOT / "docs" / "images" / "results"
 PAGE = ROOT / "docs" / "results.md"
 
@@ -123,7 +124,42 @@ def page(results: Path = RESULTS, images: Path = IMAGES, page_path: Path = PAGE)
     ]
     if missing:
         lines += ["", "Not run yet: " + ", ".join(f"`{name}`" for name in missing) + "."]
+    lines += ["", *budget_section(BUDGET)]
     return "\n".join(lines + [""] + sections).rstrip() + "\n"
+
+
+def budget_section(path: Path) -> list[str]:
+    """The budget's targets from ``benchmarks/budget.py``'s JSON (nothing without it):
+    per model and budget, the test task loss against its target and Moran's I against
+    the best fixed weight within the same cost and the arranged λ = 0 layer."""
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    config = data["config"]
+    out = [
+        "## Budgets",
+        "",
+        f"`benchmarks/budget.py` on MNIST ({config['train']:,} training and "
+        f"{config['test']:,} test digits, {config['graph']} layer, seeds "
+        f"{', '.join(map(str, config['seeds']))}; means). Target: the test task loss "
+        f"within (1 + b) +- {config['tolerance']:g} of λ = 0's, and Moran's I at least "
+        "that of the best fixed weight whose cost is within the same budget.",
+        "",
+        "| model | budget | test loss vs λ = 0 | target | Moran's I | best fixed weight "
+        "within budget | λ = 0 arranged | beats best control | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, summary in data["results"]["summary"].items():
+        for name, b in summary["budgets"].items():
+            fixed = ("none" if b["best_fixed_within_budget"] is None else
+                     f"{b['best_fixed_within_budget']}: {b['best_fixed_morans_i']:.3f}")
+            met = b["loss_met"] and b["structure_met"]
+            low, high = b["target"]
+            out.append(
+                f"| {kind} | {name.split()[-1]} | {b['loss_ratio']:.3f}x | {low:.2f}-{high:.2f} "
+                f"| {b['morans_i']:.3f} | {fixed} | {b['arranged_lambda0_morans_i']:.3f} | "
+                f"{b['helps_in_runs']} of {b['runs']} | {'yes' if met else 'no'} |")
+    return out
 
 
 def _section(experiment, record, headline, rel_images, rel_results) -> str:

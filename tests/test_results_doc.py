@@ -91,3 +91,21 @@ def test_a_missing_key_figure_is_an_error(tmp_path, fake_registry, results_doc):
 
 def test_key_figures_name_registered_experiments(results_doc):
     assert set(results_doc.KEY_FIGURES) == set(registry.EXPERIMENTS)
+
+
+def test_budget_section_reads_the_benchmark_json(tmp_path, results_doc):
+    path = tmp_path / "budget.json"
+    assert results_doc.budget_section(path) == []
+    summary = {"autoencoder": {"budgets": {"budget 0.05": {
+        "loss_ratio": 1.037, "target": [1.03, 1.07], "loss_met": True, "morans_i": 0.602,
+        "best_fixed_within_budget": "weight 0.001", "best_fixed_morans_i": 0.211,
+        "structure_met": True, "arranged_lambda0_morans_i": 0.535, "helps_in_runs": 3,
+        "runs": 3}}}}
+    path.write_text(json.dumps({
+        "config": {"train": 10000, "test": 10000, "graph": "grid:8x8", "seeds": [0, 1, 2],
+                   "tolerance": 0.02},
+        "results": {"summary": summary}}))
+    lines = results_doc.budget_section(path)
+    assert lines[0] == "## Budgets"
+    assert "| autoencoder | 0.05 | 1.037x | 1.03-1.07 | 0.602 | weight 0.001: 0.211 | 0.535 | " \
+           "3 of 3 | yes |" in lines
