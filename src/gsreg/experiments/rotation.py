@@ -10,7 +10,7 @@ and compared with the true angle by the circular-circular correlation coefficien
 Fisher and Lee (:func:`circular_correlation`): +-1 when the peak follows the angle
 (either direction of travel), about 0 when it does not.
 
-Two ring layers are compared, each with and without GSR, over several restarts:
+Three ring layers are compared, each with and without GSR, over several restarts:
 
 - ``plain``: the linear bottleneck itself (``encoder.latent``);
 - ``standardised``: the bottleneck standardised per neuron over the batch
@@ -18,10 +18,17 @@ Two ring layers are compared, each with and without GSR, over several restarts:
   scale), the ring layer being ``encoder.ring``. The plain penalty can be lowered by
   shrinking activations and ignores the constant mode (all neurons equal), in which
   information can hide; standardising closes both holes, so the only way to carry the
-  angle cheaply is a smooth pattern that moves around the ring.
+  angle cheaply is a smooth pattern that moves around the ring;
+- ``authors``: the authors' set-up, their dense autoencoder 784-50-50-3-10-50-784
+  (LeakyReLU 0.2) with a 10-node ring (``graphs.ring(10)``) on the first decoder layer
+  after its LeakyReLU (``decoder.0``), behind the 3-unit linear bottleneck, λ decaying
+  x0.99 every 100 optimiser steps, Adam at lr 1e-4 and trained much longer
+  (``authors_epochs``). Its test MSE is compared with its own λ = 0 twin (same
+  architecture, schedule, seeds and initial weights), the other rings' with the plain
+  ring without GSR.
 
-The score of a ring layer stands beside its controls: each λ = 0 ring (plain and
-standardised) as trained and with its units arranged post hoc onto the ring
+The score of a ring layer stands beside its controls: each λ = 0 ring (plain,
+standardised and authors) as trained and with its units arranged post hoc onto the ring
 (:func:`gsreg.analysis.arrangement` fitted on the training frames, scored on the test
 frames the same way), and a permutation null (the same layer with its units in random
 orders). GSR helps when its ring follows the angle better (median |ρ| over restarts) than
@@ -43,6 +50,7 @@ import torch
 from torch import nn
 
 from .. import analysis, datasets, graphs
+from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
@@ -52,6 +60,7 @@ from . import (
     against_controls,
     bottleneck_autoencoder,
     check_config,
+    lambda_label,
     layout_variants,
     reconstruction_cost,
     tuple_fields,
@@ -130,6 +139,24 @@ class RotationConfig:
     ``weights`` are the lambdas of the plain ring layer, ``standardised_weights`` those of
     the standardised one; every (layer, lambda) is trained ``n_restarts`` times with seeds
     ``seed, seed + 1, ...``. The test frames lie half-way between the training frames.
+
+    ``authors_*`` set up the authors' ring (empty ``authors_weights``: left out): the
+    authors' autoencoder ``authors_hidden`` -> ``authors_latent`` (linear) ->
+    ``authors_ring`` -> ``authors_decoder_hidden`` -> image, with the ring of
+    ``authors_ring`` nodes on its first decoder layer (after the LeakyReLU with slope
+    ``authors_slope``, ``decoder.0``), λ decaying by ``authors_decay = (rate, every)``
+    (x rate every that many optimiser steps), trained ``authors_epochs`` epochs with
+    Adam at ``authors_lr`` (the batch size is ``batch_size``).
+
+    The authors' λ = 0.1, lr 1e-4 and 4000 epochs were chosen on seeds 100-102, which
+    the full run (seeds 0-4) does not use. There, at lr 1e-3 no setting made the peak
+    follow the angle: median |ρ| 0.37 at λ = 1e-2 and 0.51 at 0.1 (3 seeds; 3e-2 and 1
+    on one seed no better), 0.13 with ReLU, 0.35 with whole-set batches, 0 with the
+    centred penalty (a standing pattern); the wider 784-256-64-3-10-64-256-784 network
+    did worse. At lr 1e-4 and λ = 0.1 the peak went once around the ring in 3 of 3
+    seeds, |ρ| 0.05-0.78 after 1000 epochs, 0.59-0.78 after 2000 and 0.62-0.81 after
+    3000: still rising slowly, hence 4000 (the authors trained 5000). On seeds 0-4 this
+    gives median |ρ| 0.73 (none >= 0.9) at 1.72x the test MSE of its λ = 0 twin.
     """
 
     n_frames: int = 400
@@ -140,6 +167,15 @@ class RotationConfig:
     decoder_hidden: tuple[int, ...] = (64, 256)
     weights: tuple[float, ...] = (0.0, 1e-2, 1e-1)
     standardised_weights: tuple[float, ...] = (0.0, 3e-2)
+    authors_weights: tuple[float, ...] = (0.0, 1e-1)
+    authors_ring: int = 10
+    authors_latent: int = 3
+    authors_hidden: tuple[int, ...] = (50, 50)
+    authors_decoder_hidden: tuple[int, ...] = (50,)
+    authors_slope: float = 0.2
+    authors_decay: tuple[float, int] = (0.99, 100)
+    authors_lr: float = 1e-4
+    authors_epochs: int = 4000
     n_restarts: int = 5
     epochs: int = 150
     batch_size: int = 50
@@ -163,7 +199,29 @@ class RotationConfig:
         if self.standardised_weights:
             check_config("RotationConfig",
                          standardised_weights=(self.standardised_weights, "weights"))
-        for size in (*self.hidden, *self.decoder_hidden):
+        if self.authors_weights:
+            check_config(
+                "RotationConfig",
+                authors_weights=(self.authors_weights, "weights"),
+                authors_ring=(self.authors_ring, "positive_int"),
+                authors_latent=(self.authors_latent, "positive_int"),
+                authors_slope=(self.authors_slope, "non_negative"),
+                authors_epochs=(self.authors_epochs, "positive_int"),
+                authors_lr=(self.authors_lr, "positive"),
+            )
+            if 0.0 not in self.authors_weights:
+                raise ValueError("RotationConfig.authors_weights must include 0 (its "
+                                 "reference model)")
+            if self.authors_ring < 3:
+                raise ValueError(f"RotationConfig.authors_ring must be >= 3, got "
+                                 f"{self.authors_ring}")
+            rate, every = self.authors_decay if len(self.authors_decay) == 2 else (None, None)
+            if not (isinstance(rate, (int, float)) and 0 < rate <= 1
+                    and isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+                raise ValueError("RotationConfig.authors_decay must be (rate in (0, 1], "
+                                 f"every >= 1 steps), got {self.authors_decay!r}")
+        for size in (*self.hidden, *self.decoder_hidden, *self.authors_hidden,
+                     *self.authors_decoder_hidden):
             check_config("RotationConfig", hidden=(size, "positive_int"))
         if 0.0 not in self.weights:
             raise ValueError("RotationConfig.weights must include 0 (the reference model)")
@@ -174,22 +232,48 @@ class RotationConfig:
 
     @classmethod
     def quick(cls, **overrides) -> RotationConfig:
-        """Seconds: 64 frames, 3 epochs, one restart."""
-        return cls(**{"n_frames": 64, "epochs": 3, "batch_size": 16, "n_restarts": 1,
-                      **overrides})
+        """Seconds: 64 frames, 3 epochs (the authors' ring too), one restart."""
+        return cls(**{"n_frames": 64, "epochs": 3, "authors_epochs": 3, "batch_size": 16,
+                      "n_restarts": 1, **overrides})
 
 
 Config = RotationConfig
 
 
+#: the layout of the authors' ring: on the first decoder layer, behind a narrow bottleneck
+AUTHORS = "authors"
+
+
 def _variants(config: RotationConfig) -> list[LayoutVariant]:
-    return layout_variants(config.weights, config.standardised_weights)
+    return layout_variants(config.weights, config.standardised_weights) + [
+        LayoutVariant(f"{AUTHORS}_lambda_{lambda_label(w)}", f"{AUTHORS} λ={lambda_label(w)}",
+                      AUTHORS, float(w))
+        for w in sorted(set(config.authors_weights))
+    ]
+
+
+def ring_graph(config: RotationConfig, layout: str) -> graphs.Graph:
+    """The ring of a layout: ``config.ring`` nodes, ``config.authors_ring`` for the authors'."""
+    return graphs.ring(config.authors_ring if layout == AUTHORS else config.ring)
 
 
 def ring_autoencoder(config: RotationConfig, layout: str) -> tuple[nn.Module, str]:
-    """The autoencoder and the name of its ring layer (``layout``: plain or standardised)."""
-    return bottleneck_autoencoder(config.size * config.size, config.hidden, config.ring,
-                                  layout, "ring", decoder_hidden=config.decoder_hidden)
+    """The autoencoder and the name of its ring layer (``layout``: plain, standardised or
+    authors).
+
+    ``authors``: ``authors_hidden`` -> ``authors_latent`` (linear) -> ``authors_ring`` ->
+    ``authors_decoder_hidden`` -> image, every hidden layer LeakyReLU(``authors_slope``);
+    the ring is the first decoder layer after its activation, ``decoder.0``.
+    """
+    n_features = config.size * config.size
+    if layout == AUTHORS:
+        model = DenseAutoencoder(
+            n_features, hidden=config.authors_hidden, latent=config.authors_latent,
+            decoder_hidden=(config.authors_ring, *config.authors_decoder_hidden),
+            negative_slope=config.authors_slope)
+        return model, "decoder.0"
+    return bottleneck_autoencoder(n_features, config.hidden, config.ring, layout, "ring",
+                                  decoder_hidden=config.decoder_hidden)
 
 
 # --------------------------------------------------------------------------- run
@@ -198,7 +282,6 @@ def ring_autoencoder(config: RotationConfig, layout: str) -> tuple[nn.Module, st
 def run(config: RotationConfig, out: str, device: str = "auto", progress: bool = True) -> dict:
     """Train every (layer, lambda, restart), analyse, write ``out/``; returns the metrics."""
     folder = RunFolder(out)
-    graph = graphs.ring(config.ring)
     train = datasets.rotation(config.n_frames, config.size, seed=config.seed, noise=config.noise)
     test = datasets.rotation(config.n_frames, config.size, seed=config.seed + 1,
                              noise=config.noise, offset=180.0 / config.n_frames)
@@ -206,7 +289,7 @@ def run(config: RotationConfig, out: str, device: str = "auto", progress: bool =
     results = {}
     for variant in _variants(config):
         restarts = [
-            _train(variant, config, graph, train, test, true, config.seed + r, device, progress)
+            _train(variant, config, train, test, true, config.seed + r, device, progress)
             for r in range(config.n_restarts)
         ]
         results[variant.key] = {"variant": variant, "restarts": restarts}
@@ -218,22 +301,26 @@ def run(config: RotationConfig, out: str, device: str = "auto", progress: bool =
     return metrics
 
 
-def _train(variant, config, graph, train, test, true, seed, device, progress) -> dict:
+def _train(variant, config, train, test, true, seed, device, progress) -> dict:
+    authors = variant.layout == AUTHORS
+    graph = ring_graph(config, variant.layout)
     torch.manual_seed(seed)
     model, layer = ring_autoencoder(config, variant.layout)
     reg = None
     if variant.weight > 0:
-        reg = GraphRegularizer(model, {layer: graph}, weight=variant.weight)
+        reg = GraphRegularizer(model, {layer: graph}, weight=variant.weight,
+                               decay=tuple(config.authors_decay) if authors else None)
+    epochs = config.authors_epochs if authors else config.epochs
     start = time.perf_counter()
-    fit(model, train.X, regularizer=reg, epochs=config.epochs, batch_size=config.batch_size,
-        lr=config.lr, device=device, seed=seed, progress=progress,
-        desc=f"{variant.label} seed {seed}")
+    fit(model, train.X, regularizer=reg, epochs=epochs, batch_size=config.batch_size,
+        lr=config.authors_lr if authors else config.lr, device=device, seed=seed,
+        progress=progress, desc=f"{variant.label} seed {seed}")
     seconds = time.perf_counter() - start
     if reg is not None:
         reg.remove()
     Z = analysis.activations(model, test.X, layer)
     peak = ring_peak_angle(Z)
-    nodes = 2 * np.pi * np.arange(config.ring) / config.ring
+    nodes = 2 * np.pi * np.arange(graph.n_nodes) / graph.n_nodes
     perm = analysis.arrangement(analysis.activations(model, train.X, layer), graph,
                                 random_state=seed)
     rho = circular_correlation(true, peak)
@@ -277,17 +364,32 @@ def _strength(rho: float) -> float:
     return abs(rho) if math.isfinite(rho) else 0.0
 
 
+def _reference(layout: str) -> str:
+    """The key of the λ = 0 model a layout's test MSE is compared with: the authors' ring
+    with its own λ = 0 twin (same architecture, seeds and initial weights), the plain and
+    standardised rings with the plain ring without GSR."""
+    return f"{AUTHORS}_lambda_0" if layout == AUTHORS else "plain_lambda_0"
+
+
 def _metrics(config: RotationConfig, results: dict) -> dict:
-    base = float(np.mean([r["test_mse"] for r in results["plain_lambda_0"]["restarts"]]))
     variants = {}
     for key, entry in results.items():
         variant, restarts = entry["variant"], entry["restarts"]
+        reference = results[_reference(variant.layout)]
+        base = float(np.mean([r["test_mse"] for r in reference["restarts"]]))
+        twin = {r["seed"]: r["test_mse"] for r in reference["restarts"]}
+        for r in restarts:
+            r["mse_ratio"] = r["test_mse"] / twin[r["seed"]] if twin[r["seed"]] > 0 else math.nan
         strength = np.array([_strength(r["rho"]) for r in restarts])
         mse = float(np.mean([r["test_mse"] for r in restarts]))
         variants[key] = {
             "label": variant.label,
             "layout": variant.layout,
             "weight": variant.weight,
+            "graph": f"ring:{ring_graph(config, variant.layout).n_nodes}",
+            "layer": ring_autoencoder(config, variant.layout)[1],
+            "epochs": config.authors_epochs if variant.layout == AUTHORS else config.epochs,
+            "mse_reference": reference["variant"].label,
             "median_abs_rho": float(np.median(strength)),
             "arranged_median_abs_rho": float(np.median(
                 [_strength(r["rho_arranged"]) for r in restarts])),
@@ -306,6 +408,7 @@ def _metrics(config: RotationConfig, results: dict) -> dict:
         "data": {"name": "rotation", "n_frames": config.n_frames, "size": config.size,
                  "noise": config.noise},
         "graph": f"ring:{config.ring}",
+        "authors_graph": (f"ring:{config.authors_ring}" if config.authors_weights else None),
         "tracking_threshold": TRACKING,
         "variants": variants,
         "test_mse_no_gsr": variants["plain_lambda_0"]["test_mse"],
@@ -316,7 +419,7 @@ def _metrics(config: RotationConfig, results: dict) -> dict:
 
 def _controls(variants: dict) -> dict[str, dict]:
     """Each λ = 0 ring as trained and arranged post hoc: median |ρ|, share of restarts
-    that follow the angle, test MSE against the plain ring without GSR."""
+    that follow the angle, test MSE against its reference (:func:`_reference`)."""
     controls = {}
     for v in variants.values():
         if v["weight"] != 0:
@@ -328,6 +431,7 @@ def _controls(variants: dict) -> dict[str, dict]:
                 "median_abs_rho": float(np.median(values)),
                 "tracking_fraction": float(np.mean(values >= TRACKING)),
                 "test_mse": v["test_mse"], "mse_ratio": v["mse_ratio"],
+                "mse_reference": v["mse_reference"],
             }
     return controls
 
@@ -356,6 +460,7 @@ def _verdict(gsr: list[dict], controls: dict[str, dict]) -> dict | None:
         "tracking_fraction": best["tracking_fraction"],
         "control_tracking_fraction": controls[verdict["best_control"]]["tracking_fraction"],
         "mse_ratio": best["mse_ratio"],
+        "mse_reference": best["mse_reference"],
     }
     return verdict | {"sentence": _verdict_sentence(verdict)}
 
@@ -365,9 +470,15 @@ def _verdict_sentence(v: dict) -> str:
     head = (f"{v['gsr']} {'beats' if beats else 'does not beat'} the best control "
             f"({v['best_control']}): median |ρ| {v['gsr_score']:.3f} against "
             f"{v['control_score']:.3f} ({v['margin']:+.3f}; {v['null_score']:.3f} with its "
-            f"units in random orders), at {v['mse_ratio']:.2f}x the test MSE of the plain "
-            f"ring without GSR ({v['cost']})")
+            f"units in random orders), at {v['mse_ratio']:.2f}x the test MSE of "
+            f"{_reference_words(v['mse_reference'])} ({v['cost']})")
     return head + verdict_ending(v, "the reconstruction")
+
+
+def _reference_words(label: str) -> str:
+    if label.startswith(AUTHORS):
+        return f"{label} (the same ring, seeds and initial weights without GSR)"
+    return "the plain ring without GSR"
 
 
 def headline(metrics: dict) -> dict[str, str]:
@@ -378,7 +489,8 @@ def headline(metrics: dict) -> dict[str, str]:
     return {
         "vs best control": (
             f"{v['gsr']} median |ρ| {v['gsr_score']:.2f} vs {v['best_control']} "
-            f"{v['control_score']:.2f} ({v['margin']:+.2f}) at {v['mse_ratio']:.2f}x MSE, "
+            f"{v['control_score']:.2f} ({v['margin']:+.2f}) at {v['mse_ratio']:.2f}x MSE "
+            f"of {v['mse_reference']}, "
             f"{v['tracking_fraction'] * 100:.0f}% of restarts follow the angle: "
             f"{'helps' if v['helps'] else 'does not help'}"),
     }
@@ -503,7 +615,7 @@ def _sections(config: RotationConfig, metrics: dict, figures: dict[str, str]) ->
             f"restarts with |ρ| ≥ {TRACKING:g}": f"{v['tracking_fraction'] * 100:.0f}%",
             "windings": ", ".join(str(r["winding"]) for r in v["restarts"]),
             "test MSE": f"{v['test_mse']:.5f}",
-            "MSE vs plain λ=0": f"{v['mse_ratio']:.2f}x",
+            "MSE vs λ=0": f"{v['mse_ratio']:.2f}x {v['mse_reference']}",
             "primary task": v["verdict"],
             "normalised Dirichlet energy": f"{np.mean([r['dirichlet_energy'] for r in v['restarts']]):.3f}",  # noqa: E501
         }
@@ -549,18 +661,21 @@ def _controls_table(metrics: dict) -> list[dict]:
     v = metrics["verdict"]
     tracking = f"restarts with |ρ| ≥ {TRACKING:g}"
 
-    def row(name, score, fraction, mse_ratio, margin=""):
+    def row(name, score, fraction, mse_ratio, reference, margin=""):
         return {"ring layer": name, "median |ρ|": f"{score:.3f}",
                 tracking: "" if fraction is None else f"{fraction * 100:.0f}%",
-                "MSE vs plain λ=0": f"{mse_ratio:.2f}x", "margin of GSR": margin}
+                "MSE vs λ=0": f"{mse_ratio:.2f}x {reference}", "margin of GSR": margin}
 
+    reference = v["mse_reference"]
     return [
-        *(row(name, c["median_abs_rho"], c["tracking_fraction"], c["mse_ratio"])
+        *(row(name, c["median_abs_rho"], c["tracking_fraction"], c["mse_ratio"],
+              c["mse_reference"])
           for name, c in metrics["controls"].items()),
-        row(v["gsr"], v["gsr_score"], v["tracking_fraction"], v["mse_ratio"],
+        row(v["gsr"], v["gsr_score"], v["tracking_fraction"], v["mse_ratio"], reference,
             f"{v['margin']:+.3f}"),
-        row(f"{v['gsr']} arranged", v["gsr_arranged_score"], None, v["mse_ratio"]),
-        row(f"{v['gsr']}, random unit orders", v["null_score"], None, v["mse_ratio"]),
+        row(f"{v['gsr']} arranged", v["gsr_arranged_score"], None, v["mse_ratio"], reference),
+        row(f"{v['gsr']}, random unit orders", v["null_score"], None, v["mse_ratio"],
+            reference),
     ]
 
 
@@ -568,9 +683,14 @@ def _summary(config: RotationConfig, metrics: dict) -> str:
     variants = metrics["variants"]
     none = variants["plain_lambda_0"]
     lines = [
-        f"Each ring layer of {config.ring} neurons was trained {config.n_restarts} time(s) "
-        f"per λ ({config.epochs} epochs, seeds {config.seed} to "
-        f"{config.seed + config.n_restarts - 1}). The circular correlation ρ between the "
+        f"Each ring layer was trained {config.n_restarts} time(s) per λ (seeds "
+        f"{config.seed} to {config.seed + config.n_restarts - 1}): the plain and "
+        f"standardised bottleneck rings of {config.ring} neurons {config.epochs} epochs"
+        + (f", the authors' ring of {config.authors_ring} neurons on the first decoder layer "
+           f"behind a {config.authors_latent}-unit bottleneck {config.authors_epochs} epochs "
+           f"with λ x{config.authors_decay[0]:g} every {config.authors_decay[1]} steps "
+           f"(its MSE against its own λ = 0 twin)" if config.authors_weights else "")
+        + ". The circular correlation ρ between the "
         "ring's peak angle and the true angle is ±1 when the peak follows the object, "
         f"about 0 when it does not; a restart with |ρ| ≥ {TRACKING:g} counts as following "
         "it. Each ring is also scored with its units arranged post hoc onto the ring "
@@ -583,7 +703,8 @@ def _summary(config: RotationConfig, metrics: dict) -> str:
             f"{v['label']}: median |ρ| {v['median_abs_rho']:.2f} (arranged post hoc "
             f"{v['arranged_median_abs_rho']:.2f}), best {v['best_abs_rho']:.2f}, "
             f"{v['tracking_fraction'] * 100:.0f}% of restarts follow the angle; test MSE "
-            f"{v['mse_ratio']:.2f}x that of the plain ring without GSR ({v['verdict']})."
+            f"{v['mse_ratio']:.2f}x that of {_reference_words(v['mse_reference'])} "
+            f"({v['verdict']})."
         )
     verdict = metrics["verdict"]
     if verdict is not None:
@@ -600,12 +721,14 @@ def _summary(config: RotationConfig, metrics: dict) -> str:
                 "strength than for one that travels (on the plain ring it is lower, since "
                 "the constant mode is free), so nothing in it prefers the travelling one."
             )
-    wrecked = [v["label"] for v in variants.values() if v["verdict"] == WRECKED]
+    wrecked = [v for v in variants.values() if v["verdict"] == WRECKED]
     if wrecked:
         lines.append(
-            f"{', '.join(wrecked)}: the test MSE is more than 1.5x that of the plain ring "
-            f"without GSR ({none['test_mse']:.5f}, a near-perfect reconstruction), a cost to "
-            "the primary task that must be weighed against the structure."
+            f"{', '.join(v['label'] for v in wrecked)}: the test MSE is more than 1.5x that "
+            f"of its λ = 0 reference ({', '.join(sorted({v['mse_reference'] for v in wrecked}))}"
+            f"; the plain ring without GSR reaches {none['test_mse']:.5f}, a near-perfect "
+            "reconstruction), a cost to the primary task that must be weighed against the "
+            "structure."
         )
     return "\n\n".join(lines)
 
