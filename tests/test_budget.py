@@ -8,12 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from gsreg import graphs
 from gsreg.budget import (
     EMA_STEPS,
     INTEGRAL_GAIN,
-    MAX_STEP,
     MAX_LOG_SCALE,
+    MAX_STEP,
     MIN_WARMUP_STEPS,
     PROPORTIONAL_GAIN,
     TaskBudget,

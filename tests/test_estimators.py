@@ -411,7 +411,7 @@ def test_budget_default_trains_the_weight_zero_run_then_fine_tunes_within_the_bu
     kw = dict(graph="learned", n_structured=12, learned_options={"k": 3}, epochs=40,
               batch_size=64, lr=1e-2, random_state=0, device="cpu", hidden=(8,), latent=3)
     twin = GSRAutoencoder(weight=0.0, **kw).fit(X)
-    est = GSRAutoencoder(**kw).fit(X)
+    est = GSRAutoencoder(budget=BUDGET, **kw).fit(X)
     assert est.weight is None and est.budget == BUDGET
     extra = budget_epochs(40)
     assert est.n_iter_ == 40 + extra == len(est.history_)
@@ -422,6 +422,23 @@ def test_budget_default_trains_the_weight_zero_run_then_fine_tunes_within_the_bu
     assert report["budget"] == BUDGET and report["reference"] > 0
     assert report["weights"]["decoder.0"] == pytest.approx(est._final_weight())
     assert est.arrangement_ is None
+
+
+def test_learned_graph_default_is_the_measured_recipe(digits):
+    """graph="learned" with the defaults: a fixed weight, the centred penalty and the
+    recipe's graph options, scheduled on the run's length (learned_options still win)."""
+    X = digits.X_train[:300]
+    est = fast_ae(graph="learned", weight=None, n_structured=12, epochs=60,
+                  learned_options={"k": 3}).fit(X)
+    lg = est.coactivation_
+    assert est.budget == "auto" and est.budget_report_ is None
+    assert est.n_iter_ == 60 and est.n_steps_ == 60 * 5
+    assert lg.features == "standardized" and lg.k == 3 and lg.normalize == "centered"
+    assert lg.stable_updates == 3 and lg.release_steps == 0
+    assert lg.warmup_steps == est.n_steps_ // 10 and lg.update_every == est.n_steps_ // 60
+    assert est._final_weight() == gsreg.coactivation.RECOMMENDED_WEIGHT
+    weights = est.history_["gsr/decoder.0/weight"]
+    assert set(weights) == {gsreg.coactivation.RECOMMENDED_WEIGHT}
 
 
 def test_budget_with_a_fixed_graph_arranges_the_units_before_fine_tuning(digits, tmp_path):

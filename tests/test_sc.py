@@ -13,7 +13,6 @@ sc = pytest.importorskip("scanpy")
 
 import gsreg.sc  # noqa: E402
 from gsreg import GSRAutoencoder, analysis  # noqa: E402
-from gsreg.estimators import budget_epochs  # noqa: E402
 from gsreg.sc import _data  # noqa: E402
 
 # a small learned graph that falls apart into modules within 40 optimiser steps
@@ -64,11 +63,11 @@ def test_fit_writes_obsm_uns_and_module_columns(fitted):
     keys = ("params", "graph", "modules", "n_modules", "module_sizes", "history",
             "graph_history", "mse", "n_steps", "n_epochs", "structured_layer")  # fmt: skip
     assert set(keys) <= set(info), set(keys) - set(info)
-    assert info["params"]["graph"] == "learned" and info["params"]["budget"] == 0.05
+    assert info["params"]["graph"] == "learned" and info["params"]["budget"] == "auto"
     assert info["params"]["input"] == "X" and info["structured_layer"] == "decoder.0"
-    # 20 epochs without the penalty, then the budget's fine-tuning epochs
-    assert info["n_steps"] == 2 * (20 + budget_epochs(20))
-    assert len(info["history"]["train_loss"]) == 20 + budget_epochs(20)
+    # a learned graph's default is the recipe: a fixed weight over all 20 epochs
+    assert info["n_steps"] == 2 * 20 and len(info["history"]["train_loss"]) == 20
+    assert "budget" not in info
     assert info["graph"]["edges"].shape[1] == 2
     assert len(info["graph"]["weights"]) == len(info["graph"]["edges"])
     np.testing.assert_array_equal(info["modules"], est.modules_)
@@ -150,7 +149,7 @@ def test_fixed_graph_on_a_representation_replaces_old_module_columns(fitted):
     assert not [c for c in adata.obs.columns if c.startswith("gsr_module")]
     info = adata.uns["gsr"]
     assert "modules" not in info and list(info["graph"]["shape"]) == [2, 3]
-    assert info["params"]["budget"] == 0.05 and "weight" not in info["params"]
+    assert info["params"]["budget"] == "auto" and "weight" not in info["params"]
     assert info["budget"]["budget"] == 0.05 and info["budget"]["reference"] > 0
     assert info["params"]["input"] == "obsm" and info["params"]["input_key"] == "X_pca"
     fig = gsreg.sc.pl.maps(adata, groupby="bulk_labels", deviation=True, show=False)
@@ -213,8 +212,7 @@ def test_groupby_writes_the_gsr_modules_beside_their_controls_into_uns(pbmc, fit
     est = gsreg.sc.fit(adata, groupby="bulk_labels", **QUICK)
     controls = adata.uns["gsr"]["controls"]
     assert controls["groupby"] == "bulk_labels" and controls["kind"] == "modules"
-    # the twin is the run without the penalty that the budget's fine-tuning follows
-    assert controls["lambda0"]["weight"] == 0.0 and controls["lambda0"]["steps"] == 2 * 20
+    assert controls["lambda0"]["weight"] == 0.0 and controls["lambda0"]["steps"] == est.n_steps_
     assert controls["n_modules"] == len(np.unique(est.modules_)) == controls["k"]
     ari, verdict = controls["ari"], controls["verdict"]
     best = max((name for name in ari if name != "GSR modules"), key=ari.get)

@@ -71,10 +71,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="number of epochs (default: auto, about 3000 optimiser steps, 10 to 1000 "
                      "epochs)")
     strength = fit.add_mutually_exclusive_group()
-    strength.add_argument("--budget", type=_budget, default=0.05,
+    strength.add_argument("--budget", type=_budget,
                           help="share of the reconstruction loss GSR may cost; lambda is set "
-                          "during training to spend it (default: 0.05, at most 5%% more "
-                          "loss than without GSR)")
+                          "during training to spend it (default for a fixed graph: 0.05, at "
+                          "most 5%% more loss than without GSR; a learned graph uses the "
+                          "measured learned-graph recipe unless --budget is given)")
     strength.add_argument("--weight", type=_non_negative_float,
                           help="a fixed GSR weight lambda instead of a budget (0 trains "
                           "without GSR)")
@@ -176,7 +177,7 @@ def _fit(args: argparse.Namespace) -> int:
     fit_data.prepare_out(out)
     config = fit_data.FitConfig(
         data=args.data, graph=graph, labels=args.labels, epochs=args.epochs,
-        weight=args.weight, budget=None if args.weight is not None else args.budget,
+        weight=args.weight, budget="auto" if args.budget is None else args.budget,
         seed=args.seed, device=args.device, controls=args.controls,
     )  # fmt: skip
     try:

@@ -42,7 +42,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from . import analysis, graphs, placement
+from . import analysis, coactivation, graphs, placement
 from . import io as gsreg_io
 from .budget import MIN_WARMUP_STEPS, check_budget, reference_loss
 from .coactivation import CoactivationGraph
@@ -142,7 +142,8 @@ class _GSRBase(BaseEstimator):
         if self.weight is None:
             if self.budget is None:
                 raise ValueError(f"{name}: give a weight or a budget (both are None)")
-            check_budget(self.budget, f"{name}: budget")
+            if self.budget != "auto":
+                check_budget(self.budget, f"{name}: budget")
         if not (self.epochs == "auto" or _is_int(self.epochs, 1)):
             raise ValueError(f"{name}: epochs must be 'auto' or an int >= 1, got {self.epochs!r}")
         if not _is_int(self.batch_size, 1):
@@ -182,7 +183,7 @@ class _GSRBase(BaseEstimator):
         """Whether the units are arranged on the graph: ``arrange=True``, or "auto" with a
         fixed graph and the weight set by the budget."""
         if self.arrange == "auto":
-            return graph is not None and self.weight is None
+            return graph is not None and self._plan(graph)[1] is not None
         return bool(self.arrange)
 
     def _resolve_graph(self) -> tuple[Graph | None, int]:
@@ -194,18 +195,37 @@ class _GSRBase(BaseEstimator):
         graph = graphs.parse(self.graph)
         return graph, graph.n_nodes
 
-    def _coactivation(self, width: int, total_steps: int,
-                      warmup_steps: int | None = None) -> CoactivationGraph:
-        """The learned graph: the estimator's schedule defaults (a quarter of
-        ``total_steps`` warm-up, or ``warmup_steps``), then ``learned_options``."""
-        options: dict[str, Any] = {
-            "warmup_steps": total_steps // 4 if warmup_steps is None else warmup_steps,
-            "update_every": max(1, total_steps // 20),
-        }
+    def _plan(self, graph: Graph | None) -> tuple[float | None, float | None, bool | str, bool]:
+        """``(weight, budget, normalize, recipe)`` of this fit: an explicit weight; else
+        ``budget="auto"``: the learned-graph recipe for a learned graph (a fixed weight,
+        ``recipe`` True), :data:`BUDGET` for a fixed one; else the given budget."""
+        if self.weight is not None:
+            return float(self.weight), None, self.normalize, False
+        if self.budget == "auto" and graph is None:
+            normalize = (coactivation.RECOMMENDED["normalize"] if self.normalize is False
+                         else self.normalize)
+            return coactivation.RECOMMENDED_WEIGHT, None, normalize, True
+        budget = BUDGET if self.budget == "auto" else float(self.budget)
+        return None, budget, self.normalize, False
+
+    def _coactivation(self, width: int, total_steps: int, normalize: bool | str,
+                      recipe: bool, warmup_steps: int | None = None) -> CoactivationGraph:
+        """The learned graph: the estimator's schedule defaults (with ``recipe`` the
+        measured :data:`gsreg.coactivation.RECOMMENDED` options, first graph after a tenth
+        of ``total_steps``, rebuilt every sixtieth; else a quarter of them, or
+        ``warmup_steps``, and every twentieth), then ``learned_options``."""
+        if recipe:
+            options: dict[str, Any] = {**coactivation.RECOMMENDED,
+                                       "warmup_steps": total_steps // 10,
+                                       "update_every": max(1, total_steps // 60)}
+        else:
+            options = {
+                "warmup_steps": total_steps // 4 if warmup_steps is None else warmup_steps,
+                "update_every": max(1, total_steps // 20),
+            }
         if self.laplacian is not None:
             options["laplacian"] = self.laplacian
-        if self.normalize is not False:
-            options["normalize"] = self.normalize
+        options["normalize"] = normalize
         options.update(self.learned_options or {})
         options["n_nodes"] = width
         try:
@@ -278,16 +298,18 @@ class _GSRBase(BaseEstimator):
         epochs = auto_epochs(n, batch_size) if self.epochs == "auto" else int(self.epochs)
         steps_per_epoch = math.ceil(n / batch_size)
         total_steps = epochs * steps_per_epoch
+        weight, budget, normalize, recipe = self._plan(graph)
         arrange = self._arranges(graph)
         # with a budget: one run whose warm-up is the weight-0 run, unless the units are
         # arranged between the two or the weight-0 run is too short to measure a reference
-        one_run = self.weight is None and not arrange and total_steps >= MIN_WARMUP_STEPS
+        one_run = budget is not None and not arrange and total_steps >= MIN_WARMUP_STEPS
         learned = None
-        if graph is None and self.weight is None:  # the graph forms in the fine-tuning phase
+        if graph is None and budget is not None:  # the graph forms in the fine-tuning phase
             learned = self._coactivation(width, budget_epochs(epochs) * steps_per_epoch,
+                                         normalize, recipe,
                                          warmup_steps=total_steps if one_run else 0)
         elif graph is None:
-            learned = self._coactivation(width, total_steps)
+            learned = self._coactivation(width, total_steps, normalize, recipe)
         fork = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork):
             torch.manual_seed(seed)
@@ -312,7 +334,7 @@ class _GSRBase(BaseEstimator):
                     model,
                     {layer: target},
                     laplacian=self.laplacian or "combinatorial",
-                    normalize=self.normalize,
+                    normalize=normalize,
                     **strength,
                 )
                 try:
@@ -334,8 +356,8 @@ class _GSRBase(BaseEstimator):
                 # weight=0 model, whose final task loss is the reference), then a
                 # fine-tuning phase in which the budget sets the weight; one optimiser
                 history, steps = train(epochs + budget_epochs(epochs), seed, target,
-                                       budget=float(self.budget), warmup_steps=total_steps)
-            elif self.weight is None:
+                                       budget=budget, warmup_steps=total_steps)
+            elif budget is not None:
                 # the same in two runs, the units arranged on the graph between them (a
                 # fresh optimiser: Adam's moments belong to the units' old order)
                 history, steps = train(epochs, seed, None)
@@ -346,7 +368,7 @@ class _GSRBase(BaseEstimator):
                                              random_state=seed)  # fmt: skip
                     arrange_step = steps
                 rest, more = train(budget_epochs(epochs), seed + 1, target,
-                                   budget=float(self.budget), reference=reference)
+                                   budget=budget, reference=reference)
                 history.epochs += [{**e, "epoch": e["epoch"] + epochs} for e in rest.epochs]
                 steps += more
             elif arrange:
@@ -356,11 +378,11 @@ class _GSRBase(BaseEstimator):
                                          random_state=seed)  # fmt: skip
                 # a fresh optimiser and the next seed's batches: Adam's moments belong to
                 # the units' old order
-                rest, more = train(epochs - before, seed + 1, target, weight=float(self.weight))
+                rest, more = train(epochs - before, seed + 1, target, weight=weight)
                 history.epochs += [{**e, "epoch": e["epoch"] + before} for e in rest.epochs]
                 arrange_step, steps = steps, steps + more
             else:
-                history, steps = train(epochs, seed, target, weight=float(self.weight))
+                history, steps = train(epochs, seed, target, weight=weight)
                 self.budget_report_ = None
         model.eval()
         self.model_ = model
@@ -448,7 +470,7 @@ class _GSRBase(BaseEstimator):
             reg = GraphRegularizer(self.model_, {self.layer_: self.graph_},
                                    weight=self._final_weight(),
                                    laplacian=self.laplacian or "combinatorial",
-                                   normalize=self.normalize)  # fmt: skip
+                                   normalize=self._plan(self.graph_)[2])  # fmt: skip
         params = self.get_params(deep=False)
         if isinstance(params["graph"], Graph):
             params["graph"] = {"gsreg_graph": params["graph"].to_dict()}
@@ -479,10 +501,9 @@ class _GSRBase(BaseEstimator):
 
     def _final_weight(self) -> float:
         """The fixed weight, or the last one the budget set (0.0 if it set none)."""
-        if self.weight is not None:
-            return float(self.weight)
-        weights = (self.budget_report_ or {}).get("weights", {})
-        return float(weights.get(self.layer_, 0.0))
+        if self.budget_report_ is None:
+            return float(self._plan(self.graph_ if self.coactivation_ is None else None)[0])
+        return float(self.budget_report_.get("weights", {}).get(self.layer_, 0.0))
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu"):
@@ -604,7 +625,7 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         graph: str | Graph = "grid:8x8",
         weight: float | None = None,
         *,
-        budget: float | None = BUDGET,
+        budget: float | str | None = "auto",
         layer: str = "decoder.0",
         hidden: Sequence[int] = (50, 50),
         latent: int = 16,

@@ -71,7 +71,7 @@ class Setting:
     ``model``: ``"leaky"`` (:class:`GraphLayerAutoencoder`: the 100 units pass a LeakyReLU
     before the latent noise), ``"linear"`` (``DenseAutoencoder(noise=...)``: the 100 units
     are the linear bottleneck ``encoder.latent``) or ``"estimator"``
-    (``GSRAutoencoder(graph="learned")`` with every default, its budget included; only
+    (``GSRAutoencoder(graph="learned")`` with every default, the learned-graph recipe; only
     ``epochs`` is used, 0 meaning the estimator's "auto", and the other fields record the
     defaults). The graph is rebuilt at steps
     ``warmup_steps + m * update_every``; the penalty ``weight * mean_b z_b^T L z_b`` with the

@@ -49,7 +49,8 @@ class FitConfig:
     labels: str | None = None
     epochs: int | None = None  # None: the estimator's "auto"
     weight: float | None = None  # None: the budget sets it
-    budget: float | None = 0.05  # share of the task loss GSR may cost (weight None)
+    budget: float | str = "auto"  # share of the task loss GSR may cost (weight None);
+    # "auto": 0.05 for a fixed graph, the measured recipe for a learned one
     seed: int = 0
     device: str = "auto"
     controls: bool = True  # train the λ = 0 twin and score the GSR layer against it
@@ -409,7 +410,7 @@ def _write_run(config: FitConfig, table: Table, folder_path: Path, progress: boo
         "graph": config.graph if est.coactivation_ is None else LEARNED,
         "layer": est.layer_,
         "weight": config.weight,
-        "budget": None if config.weight is not None else config.budget,
+        "budget": None if est.budget_report_ is None else est.budget_report_["budget"],
         "final_weight": est._final_weight(),
         "epochs": est.n_iter_,
         "steps": est.n_steps_,
@@ -577,9 +578,14 @@ def _controls_section(result: dict) -> Section:
 
 def _sections(config: FitConfig, metrics: dict, figures: list, training: str) -> list[Section]:
     data = metrics["data"]
-    strength = (f"λ={config.weight:g}" if config.weight is not None
-                else f"a budget of {config.budget:g}: λ set in training to "
-                     f"{metrics['final_weight']:.3g}")
+    if config.weight is not None:
+        strength = f"λ={config.weight:g}"
+    elif metrics.get("budget") is not None:
+        strength = (f"a budget of {metrics['budget']:g}: λ set in training to "
+                    f"{metrics['final_weight']:.3g}")
+    else:
+        strength = ("the learned-graph recipe: centred penalty at λ = "
+                    f"{metrics['final_weight']:g}, the graph frozen once its modules hold")
     text = (
         f"A GSR autoencoder ({strength}) was trained on {data['n_samples']} samples "
         f"x {data['n_features']} features of {Path(config.data).name} for {metrics['epochs']} "

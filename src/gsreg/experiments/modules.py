@@ -69,8 +69,8 @@ class ModulesConfig(cr.StudyConfig):
     def quick(cls, **overrides) -> ModulesConfig:
         """Seconds: 3 planted modules, one seed, shorter training, a two-point sweep."""
         quick = {"n_modules": (3,), "sweep_modules": (3,), "n_seeds": 1, "n_samples": 1500,
-                 "gsreg_epochs": 30, "authors_warmup_steps": 200, "authors_epochs": 12, "defaults_epochs": 40,
-                 "sweep_weights": (0.0, 0.1), "workers": 1}
+                 "gsreg_epochs": 30, "authors_warmup_steps": 200, "authors_epochs": 12,
+                 "defaults_epochs": 40, "sweep_weights": (0.0, 0.1), "workers": 1}
         return cls(**{**quick, **overrides})
 
 

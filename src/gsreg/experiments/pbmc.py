@@ -53,7 +53,6 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-
 from sklearn.base import clone
 
 from .. import analysis, plotting
@@ -374,7 +373,7 @@ DEFAULTS_K = 10
 def defaults_seed(data: PbmcData, pcs: np.ndarray, config: PbmcConfig, seed: int,
                   epochs: int | str = "auto") -> dict:
     """What ``gsreg.sc.fit(adata)`` gives with its defaults (``GSRAutoencoder(graph=
-    "learned")``, the budget included) on this seed's training cells, scored on every cell
+    "learned")``, the learned-graph recipe) on this seed's training cells, scored on every cell
     against the cell types beside the two controls of its target, k-means (k =
     :data:`DEFAULTS_K`) and Leiden (as many groups) on the PCA scores, and its test MSE
     against its weight=0 twin."""
@@ -754,15 +753,16 @@ def _defaults_section(d: dict) -> Section:
     counts = d["n_modules"]
     text = (
         "The same cells and seeds through gsreg.sc.fit with its defaults (the estimator's "
-        "learned graph and its 5% budget: trained without GSR, then fine-tuned while the "
-        "graph is learned). Its target: a module ARI against the 10 cell types at least "
-        "that of k-means (k = 10) and of Leiden (as many groups) on the cells' PCA scores, "
+        "learned-graph recipe: the centred penalty at a fixed weight, the graph frozen "
+        "and the penalty released once its modules hold). Its target: a module ARI "
+        "against the 10 cell types at least that of k-means (k = 10) and of Leiden (as "
+        "many groups) on the cells' PCA scores, "
         f"at most 1.05x the test MSE of λ = 0. Modules found: {min(counts)}-{max(counts)}. "
         f"{defaults_sentence(d)[0].upper()}{defaults_sentence(d)[1:]}.")
     if not d["met"]:
         text += (" When the modules lose to these controls, the PCA clustering is the "
-                 "better read-out of cell types; a larger budget (gsreg.sc.fit(budget=0.2)) "
-                 "or more epochs may separate more modules.")
+                 "better read-out of cell types; more epochs, or a budget "
+                 "(gsreg.sc.fit(budget=0.2)), may separate more modules.")
     return Section("gsreg.sc.fit defaults", text=text, table=rows)
 
 

@@ -65,14 +65,14 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.base import clone
 import torch
+from sklearn.base import clone
 from torch import nn
 
 from .. import analysis, graphs, plotting
 from ..coactivation import CoactivationGraph
-from ..estimators import GSRAutoencoder
 from ..datasets.base import stratified_indices
+from ..estimators import GSRAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
@@ -636,7 +636,7 @@ def _train_learned(data: Split, config: TrajectoryConfig, seed, device, progress
 
 
 def _train_defaults(data: Split, config: TrajectoryConfig, seed: int) -> dict:
-    """``GSRAutoencoder(graph="learned")`` with its defaults (the budget included) and its
+    """``GSRAutoencoder(graph="learned")`` with its defaults (the learned-graph recipe) and its
     weight=0 twin; its modules against the branches beside their controls."""
     epochs = config.defaults_epochs or "auto"
     X_train, X_test = data.X[data.train], data.X[data.test]

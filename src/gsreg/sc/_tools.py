@@ -17,7 +17,7 @@ from sklearn.base import clone
 
 from .. import analysis
 from ..controls import score as score_controls
-from ..estimators import BUDGET, GSRAutoencoder
+from ..estimators import GSRAutoencoder
 from ..graphs import Graph
 from ..training import History
 from ._data import Rows
@@ -38,7 +38,7 @@ def fit(
     use_rep: str | None = None,
     key_added: str = "X_gsr",
     weight: float | None = None,
-    budget: float | None = BUDGET,
+    budget: float | str | None = "auto",
     epochs: int | str = "auto",
     random_state: int | None = 0,
     copy: bool = False,
@@ -61,9 +61,11 @@ def fit(
             ``base = key_added`` without a leading ``"X_"`` (default ``"gsr"``), then
             ``uns[base]``, ``obs[f"{base}_module_{i}"]`` and ``obs[f"{base}_module"]``.
         weight: a fixed lambda; None (default) lets ``budget`` set it.
-        budget: the share of the reconstruction loss GSR may cost (default 0.05, the
-            estimator's): the model is trained without GSR, then fine-tuned with the
-            lambda that spends the budget (see :class:`gsreg.GSRAutoencoder`).
+        budget: the share of the reconstruction loss GSR may cost: the model is trained
+            without GSR, then fine-tuned with the lambda that spends it. "auto" (the
+            estimator's default): 0.05 for a fixed graph; a learned graph uses the
+            measured learned-graph recipe (:data:`gsreg.coactivation.RECOMMENDED`: the
+            centred penalty at a fixed weight, the graph frozen once its modules hold).
         epochs: ``"auto"`` (about 3,000 optimiser steps, see
             :func:`gsreg.estimators.auto_epochs`) or a number.
         random_state: seed of initial weights and batch order (int), or None.
