@@ -575,24 +575,32 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
             :class:`~gsreg.Graph`, or "learned": a graph learned from the layer's own
             co-activations (:class:`~gsreg.CoactivationGraph`) on ``n_structured`` units;
             its connected components become ``modules_``.
-        weight: lambda (default 3e-3: with the default scaling, Moran's I of the class
-            maps about 0.3 for about 10% more reconstruction error on MNIST and digits;
-            see docs/estimators.md); 0 trains the same model (same initial weights, same
-            batches) without GSR.
+        weight: a fixed lambda over all epochs; None (default) lets ``budget`` decide;
+            0 trains the same model (same initial weights, same batches) without GSR.
+        budget: with ``weight=None``, the share of the reconstruction loss GSR may cost:
+            the λ = 0 run, a fixed graph's units arranged on it, then
+            :func:`budget_epochs` more epochs with the λ that spends the budget
+            (``budget_report_``). "auto" (default): :data:`BUDGET` (0.05) for a fixed
+            graph; for "learned" the measured recipe
+            :data:`gsreg.coactivation.RECOMMENDED` (the centred penalty at the fixed
+            weight ``RECOMMENDED_WEIGHT``, the graph frozen and the penalty released once
+            its modules hold). See docs/estimators.md for the measurements.
         layer: the structured layer: "decoder.0" (default), "decoder.<i>", "encoder.<i>"
             or "encoder.latent" (the bottleneck itself). Its width is set by the graph.
         hidden, latent, decoder_hidden: layer widths; ``decoder_hidden`` defaults to
             ``reversed(hidden)``.
         n_structured: width of the structured layer for ``graph="learned"``.
         learned_options: ``CoactivationGraph`` arguments for ``graph="learned"``, over
-            the defaults ``warmup_steps = total_steps // 4`` and
+            the recipe's (warm-up a tenth of the steps, an update every sixtieth) or,
+            with a fixed weight, ``warmup_steps = total_steps // 4`` and
             ``update_every = total_steps // 20`` (kNN kernel, k=5, normalised Laplacian).
         laplacian: None (combinatorial for fixed graphs, normalised for learned ones),
             "combinatorial", "normalized" or "random_walk".
         normalize: False (the plain penalty), "rayleigh" or "centered" (scale-free forms).
-        arrange: fixed graphs only: train the first :func:`arrange_epochs` epochs (a
-            quarter) with weight 0, place the layer's units on the graph with
-            :func:`gsreg.arrange` (the smoothest placement of their activations on at most
+        arrange: "auto" (default): arrange a fixed graph's units under a budget (above),
+            not with a fixed weight. True with a fixed weight: train the first
+            :func:`arrange_epochs` epochs (a quarter) with weight 0, place the layer's
+            units on the graph with :func:`gsreg.arrange` (the smoothest placement of their activations on at most
             :data:`ARRANGE_ROWS` training rows; the function is unchanged), then train
             the remaining epochs with GSR (a fresh Adam, the batches of seed + 1). The
             same number of steps in all; ``arrangement_`` holds the permutation.
