@@ -600,8 +600,9 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         arrange: "auto" (default): arrange a fixed graph's units under a budget (above),
             not with a fixed weight. True with a fixed weight: train the first
             :func:`arrange_epochs` epochs (a quarter) with weight 0, place the layer's
-            units on the graph with :func:`gsreg.arrange` (the smoothest placement of their activations on at most
-            :data:`ARRANGE_ROWS` training rows; the function is unchanged), then train
+            units on the graph with :func:`gsreg.arrange` (the smoothest placement of
+            their activations on at most :data:`ARRANGE_ROWS` training rows; the
+            function is unchanged), then train
             the remaining epochs with GSR (a fresh Adam, the batches of seed + 1). The
             same number of steps in all; ``arrangement_`` holds the permutation.
         epochs: "auto" (:func:`auto_epochs`: about 3000 optimiser steps, 10 to 1000
