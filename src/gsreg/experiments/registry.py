@@ -129,7 +129,7 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         "rotation",
         "a rotating object, ring layers (20 neurons on the bottleneck; the authors' 10 "
         "behind a 3-unit bottleneck): does the activation peak follow the angle?",
-        minutes=25,
+        minutes=15,
         module="gsreg.experiments.rotation",
         config_name="RotationConfig",
     ),
