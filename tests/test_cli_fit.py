@@ -402,3 +402,11 @@ def test_bad_budgets_are_refused_before_any_work(tmp_path, capsys, args, words):
     for word in words:
         assert word in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_report_says_what_the_budget_spent_and_when_it_could_not_be_met():
+    report = {"budget": 0.05, "cost": 0.043, "at_floor": False}
+    assert fit_data.budget_text(report) == ("The budget allowed 5% more training loss than "
+                                            "without GSR; the fine-tuning ended at +4.3%.")
+    text = fit_data.budget_text({**report, "cost": 0.4, "at_floor": True})
+    assert "could not be met" in text and "--budget" in text

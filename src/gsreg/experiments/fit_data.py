@@ -454,6 +454,18 @@ def _write_run(config: FitConfig, table: Table, folder_path: Path, progress: boo
 # ---------------------------------------------------------------------------- controls
 
 
+def budget_text(report: dict) -> str:
+    """One plain sentence on what the budget spent, and whether it could be met."""
+    b, cost = report["budget"], report["cost"]
+    head = (f"The budget allowed {b:.0%} more training loss than without GSR; the fine-tuning "
+            f"ended at {cost:+.1%}.")
+    if report["at_floor"]:
+        return head + (" The budget could not be met: even the least weight cost more. "
+                       "Try a larger --budget, or read the λ = 0 layer arranged post hoc "
+                       "(gsreg arrange).")
+    return head
+
+
 def single_module_note(n_modules: int | None, steps: int) -> str | None:
     """The plain sentence for a learned graph that found no modules (None when it did)."""
     if n_modules is None:
@@ -601,6 +613,9 @@ def _sections(config: FitConfig, metrics: dict, figures: list, training: str) ->
         summary[f"cluster indication {key}"] = value
     if metrics.get("note"):
         text += "\n\n" + metrics["note"]
+    report = metrics.get("budget_report")
+    if report is not None:
+        text += "\n\n" + budget_text(report)
     if "controls" in metrics:
         text += "\n\n" + metrics["controls"]["verdict_text"]
     sections = [Section("Summary", text=text, table=summary)]
