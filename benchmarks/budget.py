@@ -32,10 +32,11 @@ ratios.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
-from _timing import environment, parser, setup, write
+from _timing import RESULTS, environment, parser, setup, write
 
 from gsreg import GSRAutoencoder, GSRClassifier, analysis, graphs
 from gsreg.datasets import mnist
@@ -80,7 +81,7 @@ def one_model(kind: str, data, seed: int, epochs, quick: bool) -> dict:
     for w in WEIGHTS[kind][: 2 if quick else None]:
         run(f"weight {w:g}", weight=w)
     for b in BUDGETS[: 1 if quick else None]:
-        run(f"budget {b:g}", budget=b)
+        run(f"budget {b:g}", weight=None, budget=b)
     reference = runs["λ=0"]
     out = {}
     for name, r in runs.items():
@@ -161,6 +162,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--train", type=int, default=10_000, help="training samples")
     p.add_argument("--timing", action="store_true", help="only time budget against weight")
+    p.add_argument("--models", default=",".join(WEIGHTS),
+                   help="models to run (default all); the others' results are kept from "
+                   "the existing JSON")
     args = p.parse_args()
     device = setup(args)
     data = mnist()
@@ -178,10 +182,17 @@ def main() -> None:
               {"train": n_train, "epochs": epochs, "graph": GRAPH}, result)
         return
     seeds = range(1 if args.quick else args.seeds)
-    results = []
-    for seed in seeds:
-        results.append({kind: one_model(kind, split, seed, epochs, args.quick)
-                        for kind in WEIGHTS})
+    kinds = [k for k in args.models.split(",") if k]
+    unknown = sorted(set(kinds) - set(WEIGHTS))
+    if unknown:
+        raise SystemExit(f"unknown models {unknown}; known: {list(WEIGHTS)}")
+    results = [{} for _ in seeds]
+    if set(kinds) != set(WEIGHTS):  # keep the other models' runs of the existing file
+        old = json.loads((RESULTS / ("budget.quick.json" if args.quick else "budget.json"))
+                         .read_text())["results"]["runs"]
+        results = [{k: v for k, v in r.items() if k not in kinds} for r in old]
+    for seed, row in zip(seeds, results, strict=True):
+        row.update({kind: one_model(kind, split, seed, epochs, args.quick) for kind in kinds})
         print(f"seed {seed} done", flush=True)
     summary = summarise(results)
     for kind, s in summary.items():

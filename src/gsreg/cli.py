@@ -156,6 +156,7 @@ def _demo(args: argparse.Namespace) -> int:
         demo.DemoConfig.quick(**overrides) if args.quick else demo.DemoConfig(**overrides)
     )
     metrics = demo.run(config, args.out, device=args.device, progress=not args.quiet)
+    budget = metrics["budget"]
     print(
         f"test MSE without GSR {metrics['test_mse_no_gsr']:.5f}, with GSR "
         f"{metrics['test_mse_gsr']:.5f} ({metrics['mse_ratio_gsr']:.3f}x); Moran's I "
@@ -163,6 +164,12 @@ def _demo(args: argparse.Namespace) -> int:
         f"{metrics['morans_i_no_gsr_arranged']:.3f} without GSR arranged post hoc, "
         f"{metrics['morans_i_gsr']:.3f} with GSR "
         f"({'beats' if metrics['verdict_gsr']['helps'] else 'does not beat'} the best control)"
+    )
+    helps = (budget["verdict_vs_controls"] or {}).get("helps")
+    print(
+        f"with a {budget['budget']:g} budget (the default): {budget['cost_ratio']:.3f}x the "
+        f"test MSE, Moran's I {budget['morans_i']:.3f} "
+        f"({'beats' if helps else 'does not beat'} the best control)"
     )
     print(f"report: {Path(args.out).resolve() / 'report.html'}")
     return 0
