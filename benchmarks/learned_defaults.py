@@ -52,166 +52,62 @@ MIN_EXACT, MIN_ARI, MAX_MSE_RATIO = 0.8, 0.9, 1.10
 
 STD = {"features": "standardized"}
 #: recipe name -> GSRAutoencoder keyword arguments (graph="learned" and the seed are added)
+def recipe(weight, k=10, *, stable=None, release=None, early=False, normalize=None,
+           **estimator) -> dict:
+    """Estimator arguments of one recipe: standardized features, k neighbours,
+    ``stable_updates`` / ``release_steps``, ``early`` (first graph at step 300, an update
+    every 50), the penalty form and other estimator arguments."""
+    options = {**STD, "k": k}
+    if early:
+        options.update(warmup_steps=300, update_every=50)
+    if stable is not None:
+        options["stable_updates"] = stable
+    if release is not None:
+        options["release_steps"] = release
+    out = {"weight": weight, "learned_options": options, **estimator}
+    if normalize is not None:
+        out["normalize"] = normalize
+    return out
+
+
 RECIPES: dict[str, dict] = {
     # the estimator's budget schedule (weight None): the λ = 0 run, then 15% more epochs
     # in which the graph is learned and the budget sets the weight
-    "budget_centered_std_k8_stable3": {
-        "weight": None, "normalize": "centered",
-        "learned_options": {**STD, "k": 8, "stable_updates": 3, "release_steps": 0},
-    },
-    "budget0.1_centered_std_k8_stable3": {
-        "weight": None, "budget": 0.1, "normalize": "centered",
-        "learned_options": {**STD, "k": 8, "stable_updates": 3, "release_steps": 0},
-    },
-    "budget_plain_std_k8_stable3": {
-        "weight": None,
-        "learned_options": {**STD, "k": 8, "stable_updates": 3, "release_steps": 0},
-    },
+    "budget_centered_std_k8_stable3": recipe(None, 8, stable=3, release=0,
+                                             normalize="centered"),
+    "budget0.1_centered_std_k8_stable3": recipe(None, 8, stable=3, release=0,
+                                                normalize="centered", budget=0.1),
+    "budget_plain_std_k8_stable3": recipe(None, 8, stable=3, release=0),
     # the old fixed-weight estimator defaults
     "default": {"weight": 3e-3, "learned_options": {}},
-    "std_k10_w0.1": {"weight": 0.1, "learned_options": {**STD, "k": 10}},
-    "std_k10_w0.03": {"weight": 0.03, "learned_options": {**STD, "k": 10}},
-    "std_k5_w0.1": {"weight": 0.1, "learned_options": {**STD, "k": 5}},
+    "std_k10_w0.1": recipe(0.1),
+    "std_k10_w0.03": recipe(0.03),
+    "std_k5_w0.1": recipe(0.1, 5),
     # freeze once the component count is stable for 3 updates, then switch the penalty off
-    "std_k10_w0.1_stable3_release0": {
-        "weight": 0.1,
-        "learned_options": {**STD, "k": 10, "stable_updates": 3, "release_steps": 0},
-    },
-    "std_k10_w0.1_stable3": {
-        "weight": 0.1,
-        "learned_options": {**STD, "k": 10, "stable_updates": 3},
-    },
-    "std_k10_w0.3_stable3_release0": {
-        "weight": 0.3,
-        "learned_options": {**STD, "k": 10, "stable_updates": 3, "release_steps": 0},
-    },
-    "std_k5_w0.1_stable3_release0": {
-        "weight": 0.1,
-        "learned_options": {**STD, "k": 5, "stable_updates": 3, "release_steps": 0},
-    },
+    "std_k10_w0.1_stable3_release0": recipe(0.1, stable=3, release=0),
+    "std_k10_w0.1_stable3": recipe(0.1, stable=3),
+    "std_k10_w0.3_stable3_release0": recipe(0.3, stable=3, release=0),
+    "std_k5_w0.1_stable3_release0": recipe(0.1, 5, stable=3, release=0),
     # an early graph: warm-up 300 steps, an update every 50, so the freeze comes early
     # and most of the run is left to win the reconstruction back
-    "early_std_k10_w0.1_stable3_release0": {
-        "weight": 0.1,
-        "learned_options": {
-            **STD,
-            "k": 10,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 3,
-            "release_steps": 0,
-        },
-    },
-    "early_std_k8_w0.1_stable3_release0": {
-        "weight": 0.1,
-        "learned_options": {
-            **STD,
-            "k": 8,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 3,
-            "release_steps": 0,
-        },
-    },
-    "early_std_k10_w0.3_stable3_release0": {
-        "weight": 0.3,
-        "learned_options": {
-            **STD,
-            "k": 10,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 3,
-            "release_steps": 0,
-        },
-    },
-    "early_std_k8_w0.03_stable3_release0": {
-        "weight": 0.03,
-        "learned_options": {
-            **STD,
-            "k": 8,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 3,
-            "release_steps": 0,
-        },
-    },
-    "early_std_k8_w0.1_stable2_release0": {
-        "weight": 0.1,
-        "learned_options": {
-            **STD,
-            "k": 8,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 2,
-            "release_steps": 0,
-        },
-    },
-    "early_std_k8_centered1_stable3_release0": {
-        "weight": 1.0,
-        "normalize": "centered",
-        "learned_options": {
-            **STD,
-            "k": 8,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 3,
-            "release_steps": 0,
-        },
-    },
-    "early_std_k10_centered1_stable3_release0": {
-        "weight": 1.0,
-        "normalize": "centered",
-        "learned_options": {
-            **STD,
-            "k": 10,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 3,
-            "release_steps": 0,
-        },
-    },
-    "early_std_k10_centered1_stable3_release0_n100": {
-        "weight": 1.0,
-        "normalize": "centered",
-        "n_structured": 100,
-        "learned_options": {
-            **STD,
-            "k": 10,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 3,
-            "release_steps": 0,
-        },
-    },
-    "early_std_k8_centered3_stable3_release0": {
-        "weight": 3.0,
-        "normalize": "centered",
-        "learned_options": {
-            **STD,
-            "k": 8,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 3,
-            "release_steps": 0,
-        },
-    },
-    "early_std_k8_centered1_stable5_release0": {
-        "weight": 1.0,
-        "normalize": "centered",
-        "learned_options": {
-            **STD,
-            "k": 8,
-            "warmup_steps": 300,
-            "update_every": 50,
-            "stable_updates": 5,
-            "release_steps": 0,
-        },
-    },
-    "std_k10_w0.1_centered_stable3_release0": {
-        "weight": 0.1,
-        "normalize": "centered",
-        "learned_options": {**STD, "k": 10, "stable_updates": 3, "release_steps": 0},
-    },
+    "early_std_k10_w0.1_stable3_release0": recipe(0.1, stable=3, release=0, early=True),
+    "early_std_k8_w0.1_stable3_release0": recipe(0.1, 8, stable=3, release=0, early=True),
+    "early_std_k10_w0.3_stable3_release0": recipe(0.3, stable=3, release=0, early=True),
+    "early_std_k8_w0.03_stable3_release0": recipe(0.03, 8, stable=3, release=0, early=True),
+    "early_std_k8_w0.1_stable2_release0": recipe(0.1, 8, stable=2, release=0, early=True),
+    # the centred (scale-free) penalty
+    "early_std_k8_centered1_stable3_release0": recipe(1.0, 8, stable=3, release=0, early=True,
+                                                      normalize="centered"),
+    "early_std_k10_centered1_stable3_release0": recipe(1.0, stable=3, release=0, early=True,
+                                                       normalize="centered"),
+    "early_std_k10_centered1_stable3_release0_n100": recipe(
+        1.0, stable=3, release=0, early=True, normalize="centered", n_structured=100),
+    "early_std_k8_centered3_stable3_release0": recipe(3.0, 8, stable=3, release=0, early=True,
+                                                      normalize="centered"),
+    "early_std_k8_centered1_stable5_release0": recipe(1.0, 8, stable=5, release=0, early=True,
+                                                      normalize="centered"),
+    "std_k10_w0.1_centered_stable3_release0": recipe(0.1, stable=3, release=0,
+                                                     normalize="centered"),
 }
 
 
