@@ -79,9 +79,12 @@ def test_modules_metrics(quick_runs):
     for key in ("data", "seeds", "settings", "groups", "overall", "sweep", "sweep_by_weight",
                 "weakest_weight_with_modules", "wrecked", "runs", "sweep_runs"):
         assert key in metrics
-    assert metrics["seeds"] == [3] and set(metrics["settings"]) == {"gsreg", "authors"}
+    assert metrics["seeds"] == [3]
+    assert set(metrics["settings"]) == {"gsreg", "authors", "defaults"}
     assert [(g["n_modules"], g["setting"]) for g in metrics["groups"]] == [
-        (3, "gsreg"), (3, "authors")]
+        (3, "gsreg"), (3, "authors"), (3, "defaults")]
+    target = metrics["defaults_target"]["modules:3"]
+    assert target["runs"] == 1 and target["met"] == all(target["checks"].values())
     for group in metrics["groups"]:
         _check_cost(group["cost"])
         assert 0 <= group["purity_mean"] <= 1
@@ -114,7 +117,9 @@ def test_hierarchy_metrics(quick_runs):
                 "runs", "sweep_runs"):
         assert key in metrics
     assert {(g["dataset"], g["setting"]) for g in metrics["groups"]} == {
-        (kind, s) for kind in ("hierarchical", "binary_modules") for s in ("gsreg", "authors")}
+        (kind, s) for kind in ("hierarchical", "binary_modules")
+        for s in ("gsreg", "authors", "defaults")}
+    assert set(metrics["defaults_target"]) == {"hierarchical:3", "binary_modules:3"}
     for group in metrics["groups"]:
         _check_cost(group["cost"])
     for h in metrics["hierarchical"].values():

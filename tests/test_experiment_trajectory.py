@@ -106,7 +106,12 @@ def test_headline_names_both_data_sets(quick_run):
     assert set(lines) == {f"{name} {part}" for name in ("dla", "krumsiek11")
                           for part in ("line layer", "learned modules",
                                        "line layer vs best control",
-                                       "learned modules vs best control")}
+                                       "learned modules vs best control",
+                                       "estimator defaults",
+                                       "estimator defaults vs best control")}
+    for name in ("dla", "krumsiek11"):
+        defaults = metrics["datasets"][name]["defaults"]
+        assert defaults["test_mse"] > 0 and defaults["controls_verdict"]["helps"] in (True, False)
 
 
 def test_line_and_modules_stand_beside_their_controls_with_a_verdict(quick_run):
