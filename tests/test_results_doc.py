@@ -109,3 +109,23 @@ def test_budget_section_reads_the_benchmark_json(tmp_path, results_doc):
     assert lines[0] == "## Budgets"
     assert "| autoencoder | 0.05 | 1.037x | 1.03-1.07 | 0.602 | weight 0.001: 0.211 | 0.535 | " \
            "3 of 3 | yes |" in lines
+
+
+def test_targets_section_reads_each_target_from_the_copied_metrics(tmp_path, results_doc):
+    assert results_doc.targets_section(tmp_path) == []
+    (tmp_path / "mnist-grid-ae").mkdir()
+    verdict = {"gsr_score": 0.6, "control_score": 0.45, "margin": 0.15}
+    (tmp_path / "mnist-grid-ae" / "metrics.json").write_text(json.dumps(
+        {"budget": {"verdict_vs_controls": verdict, "cost_ratio": 1.04}}))
+    (tmp_path / "rotation").mkdir()
+    authors = {"layout": "authors", "weight": 0.1, "tracking_fraction": 0.6,
+               "median_abs_rho": 0.8, "mse_ratio": 1.2}
+    (tmp_path / "rotation" / "metrics.json").write_text(json.dumps(
+        {"variants": {"authors_lambda_0.1": authors,
+                      "authors_lambda_0": {**authors, "weight": 0.0}}}))
+    lines = results_doc.targets_section(tmp_path)
+    assert lines[0] == "## Targets of the budget and the defaults"
+    rows = lines[4:]
+    assert len(rows) == 2
+    assert rows[0].endswith("| 0.600 against 0.450 (+0.150) at 1.040x the MSE | yes |")
+    assert rows[1].endswith("| 60% of restarts, median \\|ρ\\| 0.80, 1.20x the MSE | no |")
