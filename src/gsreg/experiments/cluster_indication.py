@@ -38,7 +38,7 @@ from sklearn.base import clone
 from torch import nn
 
 from .. import analysis, datasets
-from ..coactivation import CoactivationGraph
+from ..coactivation import RECOMMENDED, RECOMMENDED_WEIGHT, CoactivationGraph
 from ..estimators import GSRAutoencoder
 from ..graphs import Graph
 from ..models import DenseAutoencoder, GaussianNoise
@@ -108,10 +108,13 @@ AUTHORS = Setting(
 )  # fmt: skip
 
 
-#: what a user gets from GSRAutoencoder(graph="learned") with no other argument
+#: what a user gets from GSRAutoencoder(graph="learned") with no other argument (the
+#: recipe of gsreg.coactivation.RECOMMENDED on the estimator's 64-unit layer; warm-up and
+#: update interval are a tenth and a sixtieth of the run, 0 here)
 DEFAULTS = Setting(
     model="estimator", batch_size=500, buffer_size=1024, on_disconnect="continue",
-    features="raw", warmup_steps=0, update_every=0, weight=0.0, epochs=0, k=5, kernel="knn",
+    features=RECOMMENDED["features"], warmup_steps=0, update_every=0,
+    weight=RECOMMENDED_WEIGHT, epochs=0, k=RECOMMENDED["k"], kernel="knn",
 )  # fmt: skip
 
 
