@@ -307,3 +307,26 @@ def test_cpu_example_runs(capsys):
     out = capsys.readouterr().out
     assert "test MSE" in out and "penalty" in out
     assert result["test_mse"] > 0 and result["penalty"] >= 0
+
+
+@needs_lightning
+@quiet
+def test_a_budget_reads_the_task_loss_that_training_step_returns():
+    class BudgetAE(AE):
+        def training_step(self, batch, batch_idx):
+            (x,) = batch
+            task = F.mse_loss(self.model(x), x)
+            return {"loss": task + self.gsr.penalty(), "task_loss": task.detach()}
+
+    cb = GSRCallback({"model.hidden": graphs.grid(4, 4)}, budget=0.1, reference=1.0)
+    module = BudgetAE()
+    trainer(callbacks=[cb], max_epochs=2).fit(module, loader())
+    reg = cb.regularizer
+    assert reg.budget is not None and reg.step_count == 12
+    assert reg.weight("model.hidden") > 0
+    names = {name for name, _, _ in module.logged}
+    assert {"gsr/budget/cost", "gsr/model.hidden/weight"} <= names
+    # without the task loss in the outputs the budget refuses to guess
+    with pytest.raises(ValueError, match="task_loss"):
+        trainer(callbacks=[GSRCallback({"model.hidden": graphs.grid(4, 4)}, budget=0.1,
+                                       reference=1.0)], max_epochs=1).fit(AE(), loader())
