@@ -155,3 +155,19 @@ def test_metadata_that_json_cannot_hold_is_refused(tmp_path):
         gsreg.save(tmp_path / "x.safetensors", small_ae(), names=np.array(["a", "b"]))
     assert not (tmp_path / "x.safetensors").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_budget_regularizer_resumes_with_its_controller(tmp_path):
+    model = DenseAutoencoder(6, hidden=(5,), latent=4)
+    reg = GraphRegularizer(model, {"encoder.latent": "grid:2x2"}, budget=0.05, reference=1.0)
+    x = torch.randn(16, 6)
+    for loss in (1.2, 1.1, 0.9):
+        model(x)
+        reg.penalty()
+        reg.step(torch.tensor(loss))
+    path = gsreg.save(tmp_path / "m.safetensors", model, regularizer=reg)
+    again = gsreg.load(path).make_regularizer()
+    assert again.budget is not None and again.budget.budget == 0.05
+    assert again.step_count == 3
+    assert again.weight("encoder.latent") == pytest.approx(reg.weight("encoder.latent"))
+    assert float(again.budget.cost()) == pytest.approx(float(reg.budget.cost()))

@@ -121,12 +121,15 @@ class Loaded:
             weights[name] = layer["schedule"]["base"]
             nodes[name] = layer["nodes"]
             first_schedule = first_schedule or layer["schedule"]
-        decay = None
+        strength: dict[str, Any] = {"weight": weights}
         if first_schedule["every"]:
-            decay = (first_schedule["rate"], first_schedule["every"])
+            strength["decay"] = (first_schedule["rate"], first_schedule["every"])
+        budget = self.regularizer.get("budget")
+        if budget is not None:  # the weights come from the saved controller
+            strength = {"budget": budget["budget"], "reference": budget["reference"]}
         reg = GraphRegularizer(
-            model, targets, weight=weights, nodes=nodes,
-            warmup_steps=first_schedule["warmup_steps"], decay=decay,
+            model, targets, nodes=nodes, warmup_steps=first_schedule["warmup_steps"],
+            **strength,
         )  # fmt: skip
         reg.load_state_dict(self.regularizer)
         return reg
