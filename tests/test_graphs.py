@@ -606,3 +606,31 @@ def test_components_by_size_numbers_the_largest_first():
     # sizes 2, 4, 2, 1 -> the 4-path is 0, the first 2-path 1, the second 2, the singleton 3
     np.testing.assert_array_equal(labels, [1, 1, 0, 0, 0, 0, 2, 2, 3])
     np.testing.assert_array_equal(graphs.rank_by_size(np.array([5, 5, 9])), [0, 0, 1])
+
+
+@pytest.mark.parametrize("weight", [1e308, 1e-200, 1e-310])
+def test_normalized_laplacian_stays_finite_for_extreme_weights(weight):
+    """w / (sqrt(d_i) sqrt(d_j)), not w / sqrt(d_i d_j): the product of two degrees
+    overflows (1e308) or underflows to 0 (1e-200) while each root is fine."""
+    g = graphs.from_edges(4, [[0, 1], [2, 3]], [weight, weight])
+    L = g.laplacian("normalized").to_dense().double().numpy()
+    assert np.isfinite(L).all()
+    # the normalised Laplacian does not depend on a common scale of the weights
+    ref = graphs.from_edges(4, [[0, 1], [2, 3]], [1.0, 1.0]).laplacian("normalized")
+    np.testing.assert_allclose(L, ref.to_dense().double().numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_weights_whose_degree_overflows_are_refused():
+    with pytest.raises(ValueError, match="sum to infinity"):
+        graphs.from_edges(3, [[0, 1], [1, 2]], [1.5e308, 1.5e308])
+
+
+@pytest.mark.parametrize("make", [
+    lambda a: a.astype(np.complex128),
+    lambda a: torch.as_tensor(a, dtype=torch.complex64),
+    lambda a: sp.csr_matrix(a.astype(np.complex128)),
+])
+def test_a_complex_adjacency_is_refused_not_truncated(make):
+    a = np.array([[0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(TypeError, match="must be real"):
+        graphs.from_adjacency(make(a))

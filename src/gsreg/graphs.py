@@ -97,7 +97,9 @@ class Graph:
         diag = (deg > 0).astype(np.float64)
         safe = _safe_degrees(deg)
         if kind == "normalized":
-            return diag, self.weights / np.sqrt(safe[i] * safe[j])
+            # w / (sqrt(d_i) sqrt(d_j)): d_i d_j alone over- or underflows for extreme weights
+            root = np.sqrt(safe)
+            return diag, self.weights / root[i] / root[j]
         return diag, 0.5 * self.weights * (1.0 / safe[i] + 1.0 / safe[j])
 
     def laplacian(
@@ -266,6 +268,14 @@ def _validate_edges(n_nodes, edges, weights) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"weight of edge {bad[0]} {tuple(edges[bad[0]].tolist())} is {weights[bad[0]]}; "
             "weights must be positive (drop zero-weight edges)"
+        )
+    with np.errstate(over="ignore"):
+        degrees = np.bincount(edges.ravel(), np.repeat(weights, 2), minlength=n_nodes)
+    bad = np.flatnonzero(~np.isfinite(degrees))
+    if bad.size:
+        raise ValueError(
+            f"the weights of node {bad[0]}'s edges sum to infinity in float64; scale the "
+            "weights down (every Laplacian needs the degrees)"
         )
     edges = np.sort(edges, axis=1)
     order = np.lexsort((edges[:, 1], edges[:, 0]))
@@ -560,9 +570,14 @@ def from_adjacency(
 def _to_csr(adjacency) -> sp.csr_array:
     """A canonical float64 CSR copy of a dense or sparse matrix (explicit zeros dropped)."""
     if isinstance(adjacency, torch.Tensor):
+        if adjacency.is_complex():
+            raise TypeError(f"adjacency must be real, got dtype {adjacency.dtype}")
         if adjacency.layout != torch.strided:
             adjacency = adjacency.to_dense()
         adjacency = adjacency.detach().cpu().numpy()
+    dtype = adjacency.dtype if sp.issparse(adjacency) else np.asarray(adjacency).dtype
+    if np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"adjacency must be real, got dtype {dtype}")
     if not sp.issparse(adjacency):
         adjacency = np.asarray(adjacency)
         if adjacency.ndim != 2:
