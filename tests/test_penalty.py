@@ -304,3 +304,23 @@ def test_finite_energies_whose_sum_overflows_do_not_raise():
     energies = GraphPenalty(g, reduction="none")(z)
     assert torch.isfinite(energies).all()
     assert not torch.isfinite(energies.sum())
+
+
+@pytest.mark.parametrize("normalize", ["rayleigh", "centered"])
+@pytest.mark.parametrize("laplacian", ["combinatorial", "normalized"])
+def test_scale_free_forms_with_eps_zero_give_zero_rows_energy_zero(normalize, laplacian):
+    """A zero row (and, centred, a constant row) has a zero denominator: energy 0 and a
+    finite gradient instead of NaN; other rows are unchanged."""
+    g = graphs.grid(2, 3)
+    z = torch.tensor([[0.0] * 6, [2.0] * 6, [1.0, 0.0, 3.0, 2.0, 5.0, 1.0]], requires_grad=True)
+    pen = GraphPenalty(g, laplacian=laplacian, normalize=normalize, reduction="none", eps=0)
+    energy = pen(z)
+    assert torch.isfinite(energy).all()
+    assert energy[0] == 0
+    if normalize == "centered":
+        assert energy[1] == 0
+    other = GraphPenalty(g, laplacian=laplacian, normalize=normalize, reduction="none",
+                         eps=0)(z[2:].detach())
+    torch.testing.assert_close(energy[2:].detach(), other)
+    energy.sum().backward()
+    assert torch.isfinite(z.grad).all()

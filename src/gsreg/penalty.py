@@ -162,7 +162,8 @@ class GraphPenalty(nn.Module):
             "random_walk" (I - D^-1 W; its quadratic form is that of (L + L^T) / 2).
         normalize: False, True / "rayleigh", or "centered".
         reduction: "mean" over samples (scalar), "sum" (scalar) or "none" (shape (...)).
-        eps: added to the Rayleigh denominator.
+        eps: added to the Rayleigh denominator (>= 0; with 0, a row whose denominator is 0,
+            all zeros or, centred, constant, has energy 0).
         check_finite: raise when activations hold NaN/Inf (costs one host sync per call).
 
     The computation follows the input's device; half-precision inputs are evaluated in
@@ -259,10 +260,10 @@ class GraphPenalty(nn.Module):
         ):
             raise ValueError(_non_finite_message(z, name))
         if self.normalize == "rayleigh":
-            energy = energy / ((z * z).sum(dim=1) + self.eps)
+            energy = _ratio(energy, (z * z).sum(dim=1) + self.eps)
         elif self.normalize == "centered":
             centred = z - z.mean(dim=1, keepdim=True)
-            energy = energy / ((centred * centred).sum(dim=1) + self.eps)
+            energy = _ratio(energy, (centred * centred).sum(dim=1) + self.eps)
         return energy
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -284,6 +285,15 @@ class GraphPenalty(nn.Module):
             f"graph={self.graph.name!r}, n_nodes={self.n_nodes}, laplacian={self.laplacian!r}, "
             f"normalize={self.normalize!r}, reduction={self.reduction!r}"
         )
+
+
+def _ratio(energy: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """energy / denominator (B,), with 0 where the denominator is 0: a zero row (Rayleigh)
+    or a constant row (centred) with ``eps=0`` has no pattern to penalise, and its value
+    and gradient stay finite."""
+    positive = denominator > 0
+    safe = torch.where(positive, denominator, torch.ones_like(denominator))
+    return torch.where(positive, energy / safe, torch.zeros_like(energy))
 
 
 def _non_finite_message(z: torch.Tensor, name: str) -> str:
