@@ -315,6 +315,7 @@ def make_bad(tmp_path, case):
         "out_is_file": ("a,b\n1,2\n3,4\n", ["it is a file"]),
         "bad_npy": (b"not an array", ["not a readable numeric .npy"]),
         "npy_1d": (np.arange(5.0), ["2-D array"]),
+        "one_row": ("a,b\n1,2\n", ["holds 1 sample(s)", "at least 2"]),
     }
     content, words = files[case]
     suffix = {"unknown_ext": ".xlsx", "bad_npy": ".npy", "npy_1d": ".npy"}.get(case, ".csv")
@@ -340,7 +341,7 @@ def make_bad(tmp_path, case):
 
 ERRORS = ["missing", "empty", "blank", "ragged", "nan", "empty_cell", "inf", "text",
           "header_only", "no_column", "labels_len", "unknown_ext", "bad_graph", "out_is_file",
-          "bad_npy", "npy_1d"]
+          "bad_npy", "npy_1d", "one_row"]
 
 
 @pytest.mark.parametrize("case", ERRORS)
@@ -410,3 +411,16 @@ def test_the_report_says_what_the_budget_spent_and_when_it_could_not_be_met():
                                             "without GSR; the fine-tuning ended at +4.3%.")
     text = fit_data.budget_text({**report, "cost": 0.4, "at_floor": True})
     assert "could not be met" in text and "--budget" in text
+
+
+def test_constant_features_are_named_in_a_warning(tmp_path, data, capsys):
+    X, y = data
+    X = X.copy()
+    X[:, [0, 7]] = 3.0
+    np.save(tmp_path / "x.npy", X)
+    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", tmp_path / "r",
+                        "--no-controls"], capsys)
+    assert code == 0, err
+    n_constant = int((X == X[:1]).all(axis=0).sum())
+    assert f"warning: {n_constant} of 64 features are constant (feature 1, " in err
+    assert "feature 8" in err.split("(")[1]

@@ -180,6 +180,11 @@ def _fit(args: argparse.Namespace) -> int:
 
     graph = fit_data.check_graph(args.graph)
     table = fit_data.load_data(args.data, args.labels)
+    constant = table.constant_features
+    if constant:
+        shown = ", ".join(constant[:5]) + (", ..." if len(constant) > 5 else "")
+        print(f"gsreg fit: warning: {len(constant)} of {table.X.shape[1]} features are "
+              f"constant ({shown}); they carry nothing to learn", file=sys.stderr)
     out = args.out or f"runs/fit-{Path(args.data).stem}"
     fit_data.prepare_out(out)
     config = fit_data.FitConfig(

@@ -65,6 +65,12 @@ class Table:
     feature_names: list[str]
     labels_from: str | None = None
 
+    @property
+    def constant_features(self) -> list[str]:
+        """Names of the features that take one value in every sample."""
+        same = np.all(self.X == self.X[:1], axis=0)
+        return [name for name, flag in zip(self.feature_names, same, strict=True) if flag]
+
 
 # ---------------------------------------------------------------------------- reading
 
@@ -101,8 +107,9 @@ def load_data(path: str | os.PathLike, labels: str | None = None) -> Table:
         X, names, column = _read_h5ad(path, labels)
     else:
         X, names, column = _read_delimited(path, "," if suffix == ".csv" else "\t", labels)
-    if X.shape[0] == 0:
-        raise ValueError(f"{path} holds no samples")
+    if X.shape[0] < 2:
+        raise ValueError(f"{path} holds {X.shape[0]} sample(s); gsreg fit needs at least 2 "
+                         "(one to learn from is not a data set)")
     if X.shape[1] == 0:
         raise ValueError(f"{path} holds no numeric feature columns")
     bad = np.argwhere(~np.isfinite(X))
