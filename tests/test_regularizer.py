@@ -260,3 +260,22 @@ def test_clear_drops_penalties_collected_from_direct_submodule_calls():
     assert reg.penalty().item() == 0.0
     model.act1(model.fc1(x))
     assert reg.penalty().item() == pytest.approx(first)
+
+
+def test_per_layer_mappings_with_a_misspelt_layer_are_refused():
+    model = mlp()
+    with pytest.raises(ValueError, match="'act2', which is not a regularised layer.*'act1'"):
+        GraphRegularizer(model, {"act1": graphs.grid(4, 4)}, weight={"act1": 1.0, "act2": 1.0})
+    with pytest.raises(ValueError, match="nodes names 'fc9'"):
+        GraphRegularizer(model, {"act1": graphs.grid(4, 4)}, nodes={"act1": "last", "fc9": "last"})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(warmup_steps=1.5), "warmup_steps must be an int"),
+    (dict(warmup_steps=True), "warmup_steps must be an int"),
+    (dict(decay=(0.5, 0.5)), "every an int"),
+    (dict(decay=(1.5, 10)), "decay must be"),
+])
+def test_schedules_refuse_non_integer_steps_and_bad_rates(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GraphRegularizer(mlp(), {"act1": graphs.grid(4, 4)}, weight=1.0, **kwargs)

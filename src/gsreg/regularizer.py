@@ -45,11 +45,12 @@ class WeightSchedule:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.base) and self.base >= 0):
             raise ValueError(f"weight must be finite and >= 0, got {self.base}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not (0 < self.rate <= 1) or self.every < 0:
+        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        if not (0 < self.rate <= 1) or not _is_int(self.every) or self.every < 0:
             raise ValueError(
-                f"decay must be (rate in (0, 1], every >= 0), got ({self.rate}, {self.every})"
+                f"decay must be (rate in (0, 1], every an int >= 0), got "
+                f"({self.rate!r}, {self.every!r})"
             )
 
     def __call__(self, step: int) -> float:
@@ -179,6 +180,8 @@ class GraphRegularizer:
             schedule = WeightSchedule(float(_per_layer(weight, name, "weight")),
                                       warmup_steps, rate, every)
             self._layers[name] = _HookedLayer(name, module, target, mode, schedule)
+        for value, what in ((weight, "weight"), (nodes, "nodes")):
+            _check_keys(value, layers, what)
         self._budget = None if budget is None else TaskBudget(
             budget, warmup_steps, list(self._layers), reference)
         for layer in self._layers.values():
@@ -443,6 +446,22 @@ def _as_target(name, target, laplacian, normalize) -> GraphPenalty | Coactivatio
         f"layer {name!r}: target must be a Graph, a graph spec string, a GraphPenalty or a "
         f"CoactivationGraph, got {type(target).__name__}"
     )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_keys(value, layers, what: str) -> None:
+    """A per-layer mapping names only regularised layers (a misspelt key is an error)."""
+    if not isinstance(value, Mapping):
+        return
+    extra = [key for key in value if key not in layers]
+    if extra:
+        close = difflib.get_close_matches(str(extra[0]), list(layers), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"{what} names {extra[0]!r}, which is not a regularised layer "
+                         f"(layers: {list(layers)}){hint}")
 
 
 def _per_layer(value, name: str, what: str):
