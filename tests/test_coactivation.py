@@ -566,3 +566,20 @@ def test_learned_graph_recovers_planted_modules():
     assert len(set(table.argmax(axis=1))) == 3
     # without the penalty the co-activation graph does not fall apart
     assert train_planted(weight=0.0)[0].n_components == 1
+
+
+@pytest.mark.parametrize("tamper, match", [
+    (lambda s: {**s, "n_updates": -5}, "n_updates must be an int >= 0"),
+    (lambda s: {**s, "frozen": "false"}, "frozen must be True or False"),
+    (lambda s: {**s, "position": 1.5}, "position must be an int"),
+    (lambda s: {**s, "graph": graphs.path(5).to_dict()}, "a saved graph has 5 nodes, the layer "
+                                                         "has 8"),
+])
+def test_tampered_state_is_refused(tamper, match):
+    lg = CoactivationGraph(k=2, update_every=1, buffer_size=8, n_nodes=8)
+    lg.observe(random_activations(8, 8, seed=0))
+    lg.step(1)
+    state = lg.state_dict()
+    fresh = CoactivationGraph(k=2, update_every=1, buffer_size=8, n_nodes=8)
+    with pytest.raises(ValueError, match=match):
+        fresh.load_state_dict(tamper(state))

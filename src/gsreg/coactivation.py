@@ -424,9 +424,22 @@ class CoactivationGraph:
                 f"CoactivationGraph: saved position {position} / filled {filled} do not fit "
                 f"buffer_size={self.buffer_size}"
             )
+        for key in ("n_updates", "position", "filled"):
+            if not _is_int(state[key]) or state[key] < 0:
+                raise ValueError(f"CoactivationGraph state: {key} must be an int >= 0, got "
+                                 f"{state[key]!r}")
+        if not isinstance(state["frozen"], bool):
+            raise ValueError(f"CoactivationGraph state: frozen must be True or False, got "
+                             f"{state['frozen']!r}")
         graph = None if state["graph"] is None else Graph.from_dict(state["graph"])
         history = [(int(h["step"]), Graph.from_dict(h["graph"])) for h in state["history"]]
-        self._buffer = self._checked_buffer(state["buffer"])
+        buffer = self._checked_buffer(state["buffer"])
+        width = self._n_nodes
+        for g in [graph, *(g for _, g in history)]:
+            if g is not None and width is not None and g.n_nodes != width:
+                raise ValueError(f"CoactivationGraph state: a saved graph has {g.n_nodes} "
+                                 f"nodes, the layer has {width}")
+        self._buffer = buffer
         self._position, self._filled = position, filled
         self._reset_graphs()
         self._set_graph(graph, 0 if graph is None else graph.components()[0])
@@ -615,6 +628,10 @@ def _gather_across_ranks(samples: torch.Tensor | None) -> torch.Tensor | None:
 
 
 # ---------------------------------------------------------------------------- validation
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_choice(name: str, value: object, options: tuple) -> None:
