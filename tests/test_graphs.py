@@ -634,3 +634,17 @@ def test_a_complex_adjacency_is_refused_not_truncated(make):
     a = np.array([[0.0, 1.0], [1.0, 0.0]])
     with pytest.raises(TypeError, match="must be real"):
         graphs.from_adjacency(make(a))
+
+
+@pytest.mark.parametrize("spec", ["grid:100000x100000", "path:2000000000",
+                                  "path:10000000000000000000000", "grid:4096x4096 + path:1"])
+def test_specs_beyond_the_node_cap_are_refused_before_allocating(spec):
+    with pytest.raises(ValueError, match="MAX_SPEC_NODES"):
+        graphs.parse(spec)
+
+
+def test_edges_of_text_or_huge_floats_get_one_clear_message_each():
+    with pytest.raises(TypeError, match="integer node indices, got dtype <U1"):
+        graphs.from_edges(3, [["a", "b"]])
+    with pytest.raises(ValueError, match=r"edge 0 = \(0.0, 1e\+30\) is out of range for 3"):
+        graphs.from_edges(3, [[0.0, 1e30]])

@@ -7,6 +7,7 @@ named by its spec, so ``parse(g.name) == g``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -243,8 +244,14 @@ def _validate_edges(n_nodes, edges, weights) -> tuple[np.ndarray, np.ndarray]:
     if edges.ndim != 2 or edges.shape[1] != 2:
         raise ValueError(f"edges must have shape (E, 2), got {edges.shape}")
     if edges.size and not np.issubdtype(edges.dtype, np.integer):
+        if not (np.issubdtype(edges.dtype, np.floating) or edges.dtype == bool):
+            raise TypeError(f"edges must hold integer node indices, got dtype {edges.dtype}")
         if not np.all(np.isfinite(edges)) or not np.all(edges == np.round(edges)):
             raise ValueError("edges must hold integer node indices")
+        big = np.flatnonzero((np.abs(edges) >= n_nodes).any(1))
+        if big.size:  # before the cast, which would wrap huge floats
+            raise ValueError(f"edge {big[0]} = {tuple(edges[big[0]].tolist())} is out of "
+                             f"range for {n_nodes} nodes")
     edges = edges.astype(np.int64)
     weights = np.ones(len(edges)) if weights is None else np.asarray(weights, dtype=np.float64)
     if weights.shape != (len(edges),):
@@ -672,6 +679,12 @@ SPEC_FORMS = (
 _SPEC = re.compile(r"([a-z_]+):(\d+)(?:x(\d+))?")
 
 
+MAX_SPEC_NODES = 1 << 24
+"""The most nodes a spec may ask for (16,777,216: a 4096 x 4096 grid). Larger graphs are
+refused before anything is allocated; build one on purpose with :func:`from_edges`, or
+raise this cap (``gsreg.graphs.MAX_SPEC_NODES = ...``) first."""
+
+
 def parse(spec: str) -> Graph:
     """The graph of a spec such as ``"grid:8x8"``, ``"ring:10"`` or ``"path:2 + path:2"``.
 
@@ -680,20 +693,34 @@ def parse(spec: str) -> Graph:
     """
     if not isinstance(spec, str):
         raise TypeError(f"a graph spec must be a string, got {type(spec).__name__}")
+    sizes = [_spec_sizes(part, spec) for part in spec.split("+")]
+    total = sum(math.prod(s) * (2 if kind == "wishbone" else 1) for kind, s in sizes)
+    if total > MAX_SPEC_NODES:
+        raise ValueError(
+            f"graph spec {spec!r} asks for about {total:,} nodes, more than the cap "
+            f"gsreg.graphs.MAX_SPEC_NODES = {MAX_SPEC_NODES:,}; build a graph that large on "
+            "purpose with graphs.from_edges, or raise the cap"
+        )
     parts = [_parse_one(part, spec) for part in spec.split("+")]
     return parts[0] if len(parts) == 1 else disjoint(*parts)
 
 
-def _parse_one(part: str, spec: str) -> Graph:
+def _spec_sizes(part: str, spec: str) -> tuple[str, list[int]]:
+    """The kind and sizes of one part of a spec, checked against the known forms."""
     match = _SPEC.fullmatch(re.sub(r"\s+", "", part).lower())
     if match is None:
         raise ValueError(f"malformed graph spec {spec!r}; valid forms: {SPEC_FORMS}")
     kind, *sizes = match.groups()
     if kind not in _CONSTRUCTORS:
         raise ValueError(f"unknown graph kind {kind!r} in {spec!r}; valid forms: {SPEC_FORMS}")
-    constructor, arity = _CONSTRUCTORS[kind]
     sizes = [int(s) for s in sizes if s is not None]
+    arity = _CONSTRUCTORS[kind][1]
     if len(sizes) != arity:
         form = f"{kind}:HxW" if arity == 2 else f"{kind}:N"
         raise ValueError(f"{kind} takes {form}, got {spec!r}; valid forms: {SPEC_FORMS}")
-    return constructor(*sizes)
+    return kind, sizes
+
+
+def _parse_one(part: str, spec: str) -> Graph:
+    kind, sizes = _spec_sizes(part, spec)
+    return _CONSTRUCTORS[kind][0](*sizes)
