@@ -424,3 +424,20 @@ def test_constant_features_are_named_in_a_warning(tmp_path, data, capsys):
     n_constant = int((X == X[:1]).all(axis=0).sum())
     assert f"warning: {n_constant} of 64 features are constant (feature 1, " in err
     assert "feature 8" in err.split("(")[1]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--device", "tpu"], ["--device", "auto, cpu, cuda or cuda:N", "'tpu'"]),
+    (["--device", "meta"], ["--device", "'meta'"]),
+    (["--seed", str(2**64)], ["--seed", "[0, 4294967295]"]),
+    (["--seed", "-1"], ["--seed"]),
+])
+def test_bad_device_or_seed_exits_2_before_reading_the_data(tmp_path, capsys, args, words):
+    missing = tmp_path / "never-read.npy"  # the data would fail too, later
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fit", str(missing), "--graph", "grid:2x2", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no such data file" not in err
+    for word in words:
+        assert word in err, err

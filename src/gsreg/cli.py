@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -40,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="small subset, seconds")
     demo.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
-    demo.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
-    demo.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed")
+    demo.add_argument("--device", type=_device, default="auto",
+                      help="auto, cpu, cuda or cuda:N (default: auto)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
 
@@ -79,8 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     strength.add_argument("--weight", type=_non_negative_float,
                           help="a fixed GSR weight lambda instead of a budget (0 trains "
                           "without GSR)")
-    fit.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
-    fit.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    fit.add_argument("--seed", type=_seed, default=0, help="random seed")
+    fit.add_argument("--device", type=_device, default="auto",
+                      help="auto, cpu, cuda or cuda:N (default: auto)")
     fit.add_argument("--no-controls", dest="controls", action="store_false",
                      help="skip the controls: by default the same model is also trained with "
                      "lambda = 0 (same seed, same steps, about twice the time) and the GSR "
@@ -112,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     arrange.add_argument("--consumer", metavar="NAME",
                          help="module that reads the layer's units, where a trace cannot tell")
     arrange.add_argument("--out", help="run folder (default: runs/arrange-<MODEL name>)")
-    arrange.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
+    arrange.add_argument("--seed", type=_seed, default=0, help="random seed")
     arrange.add_argument("--quiet", action="store_true", help="print only errors")
     arrange.set_defaults(handler=_arrange)
 
@@ -139,8 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="experiment name, or all")
     run.add_argument("--out", default="runs", help="folder for results (default: runs)")
     run.add_argument("--quick", action="store_true", help="small subset, seconds")
-    run.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
-    run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    run.add_argument("--seed", type=_seed, default=0, help="random seed")
+    run.add_argument("--device", type=_device, default="auto",
+                      help="auto, cpu, cuda or cuda:N (default: auto)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
     return parser
@@ -300,11 +304,28 @@ def _budget(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+MAX_SEED = 2**32 - 1
+"""The largest --seed (numpy's and scikit-learn's seeds are 32-bit)."""
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {MAX_SEED}], got {text}")
     return value
+
+
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
+
+
+def _device(text: str) -> str:
+    """auto, cpu, cuda or cuda:N (checked for availability when training starts)."""
+    if re.fullmatch(DEVICE_PATTERN, text) is None:
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
 
 
 if __name__ == "__main__":
