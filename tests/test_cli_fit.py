@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 
 import gsreg
@@ -58,6 +59,7 @@ def test_csv_with_a_label_column_writes_the_whole_run_folder(tmp_path, data, cap
     assert -1 <= metrics["localization"]["morans_i"] <= 1
     config = json.loads((out / "config.json").read_text())
     assert config["graph"] == "grid:4x4" and config["labels"] == "digit"
+    assert config["torch_threads"] == torch.get_num_threads()  # results depend on it
     embedding = np.load(out / "embedding.npy")
     assert embedding.shape == (N, 16) and embedding.dtype == np.float32
     table = np.loadtxt(out / "embedding.csv", delimiter=",", skiprows=1)

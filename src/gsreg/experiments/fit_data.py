@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.base import clone
 
 from .. import analysis, graphs, plotting
@@ -451,7 +452,9 @@ def _write_run(config: FitConfig, table: Table, folder_path: Path, progress: boo
     np.save(folder_path / "embedding.npy", embedding)
     _write_embedding_csv(folder_path / "embedding.csv", embedding)
     folder.write_json("config.json", {**dataclasses.asdict(config),
-                                      "estimator": est.get_params()})  # fmt: skip
+                                      "estimator": est.get_params(),
+                                      # results are bit-identical at a fixed thread count
+                                      "torch_threads": torch.get_num_threads()})  # fmt: skip
     folder.write_metrics(metrics)
     folder.write_report(f"gsreg fit: {Path(config.data).name}",
                         _sections(config, metrics, figures, training))  # fmt: skip
