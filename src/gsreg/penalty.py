@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from .graphs import LAPLACIAN_KINDS, Graph
 
@@ -43,23 +42,32 @@ DENSE_MAX_NODES = 128
 class _QuadraticForm(torch.autograd.Function):
     """Per-row quadratic form ``e_b = z_b^T S z_b`` (B,) of z (B, n) for a symmetric S.
 
-    ``apply_s(z, *operator)`` returns ``S z`` (B, n) in z's layout; it is saved, and the
-    gradient ``2 S z * grad`` keeps that layout (a transposed gradient would make every later
-    backward operation strided).
+    ``apply_s(z, *operator)`` returns ``S z`` (B, n) in z's layout. The forward also returns
+    ``S z`` (not differentiable), which the backward reuses: the gradient ``2 S z * grad``
+    keeps that layout (a transposed gradient would make every later backward operation
+    strided). Under ``create_graph=True`` (gradient penalties, Hessian-vector products)
+    the backward recomputes ``S z`` with differentiable operations, so that the second
+    derivative ``2 S grad`` is exact. ``setup_context`` keeps ``torch.func`` working.
     """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, apply_s, *operator) -> torch.Tensor:
+    def forward(z: torch.Tensor, apply_s, *operator) -> tuple[torch.Tensor, torch.Tensor]:
         sz = apply_s(z, *operator)
-        ctx.save_for_backward(sz)
-        ctx.n_operator = len(operator)
-        return torch.linalg.vecdot(z, sz)
+        return torch.linalg.vecdot(z, sz), sz
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_energy: torch.Tensor):
-        (sz,) = ctx.saved_tensors
-        return (sz * (2.0 * grad_energy).unsqueeze(1), None) + (None,) * ctx.n_operator
+    def setup_context(ctx, inputs, output) -> None:
+        z, apply_s, *operator = inputs
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(z, output[1])
+        ctx.apply_s, ctx.operator = apply_s, operator
+
+    @staticmethod
+    def backward(ctx, grad_energy: torch.Tensor, grad_sz: torch.Tensor | None):
+        z, sz = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a differentiable S z for higher derivatives
+            sz = ctx.apply_s(z, *ctx.operator)
+        return (sz * (2.0 * grad_energy).unsqueeze(1), None) + (None,) * len(ctx.operator)
 
 
 def csr_apply(z: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
@@ -232,7 +240,7 @@ class GraphPenalty(nn.Module):
     def _quadratic_form(self, z: torch.Tensor) -> torch.Tensor:
         """Per-row ``z_b^T L z_b`` (B,) of z (B, n)."""
         path = self._path
-        return _QuadraticForm.apply(z, _APPLY[path], *self._operator(path, z.device, z.dtype))
+        return _QuadraticForm.apply(z, _APPLY[path], *self._operator(path, z.device, z.dtype))[0]
 
     def energies(self, z: torch.Tensor, name: str = "activations") -> torch.Tensor:
         """Per-sample energies (B,) of z (B, n), normalised if asked; ``name`` goes in errors."""
