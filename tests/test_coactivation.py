@@ -583,3 +583,23 @@ def test_tampered_state_is_refused(tamper, match):
     fresh = CoactivationGraph(k=2, update_every=1, buffer_size=8, n_nodes=8)
     with pytest.raises(ValueError, match=match):
         fresh.load_state_dict(tamper(state))
+
+
+@pytest.mark.parametrize("kernel", ["adaptive", "correlation", "knn"])
+def test_overflowing_activations_raise_instead_of_losing_edges(kernel):
+    acts = random_activations(64, 10, seed=0) * 1e25
+    with pytest.raises(ValueError, match="overflow"):
+        CoactivationGraph(kernel=kernel, k=3).build(acts)
+
+
+def test_constant_neurons_follow_a_stated_rule():
+    """adaptive: identical (constant) neurons are joined with weight 1, never NaN;
+    correlation: a constant neuron has no edge."""
+    acts = random_activations(64, 10, seed=0)
+    acts[:, 3] = 2.0
+    acts[:, 4] = 2.0
+    adaptive = CoactivationGraph(kernel="adaptive", k=3).build(acts)
+    pairs = {tuple(e): w for e, w in zip(adaptive.edges.tolist(), adaptive.weights, strict=True)}
+    assert pairs[(3, 4)] == 1.0
+    correlation = CoactivationGraph(kernel="correlation", k=3).build(acts)
+    assert not np.isin(correlation.edges, [3, 4]).any()

@@ -61,9 +61,12 @@ class CoactivationGraph:
             ``threshold`` dropped. The squared distance sums over the S buffered samples, so
             scale ``bandwidth`` with the buffer (about sqrt(S) for unit-scale activations).
             "adaptive": ``exp(-d_ij^2 / (sigma_i sigma_j))`` on the edges of the kNN graph,
-            sigma_i = distance from i to its k-th nearest neighbour.
+            sigma_i = distance from i to its k-th nearest neighbour; identical neurons
+            (d_ij = 0, e.g. two constant ones) get weight 1.
             "correlation": each neuron's k most correlated neurons, weighted by the Pearson
-            correlation; non-positive correlations are dropped, one-sided edges halved.
+            correlation; non-positive correlations are dropped, one-sided edges halved. A
+            constant neuron correlates 0 with every other, so it gets no edge.
+            Activations so large that the float32 distances overflow raise ValueError.
         k: neighbours per neuron (all kernels but "gaussian"); must be below the width n.
         bandwidth, threshold: of the "gaussian" kernel.
         features: "raw" activations, or "standardized" (each neuron z-scored over the
@@ -318,7 +321,18 @@ class CoactivationGraph:
         bad = int((~torch.isfinite(acts)).sum())
         if bad:
             raise ValueError(f"CoactivationGraph: {bad} observed activations are NaN or Inf")
-        edges, weights = self._edges(neuron_features(acts, self.features))
+        # squared distances sum over the samples: where a neuron's own sum of squares
+        # overflows float32, every kernel would compute on infinities
+        overflow = not bool(torch.isfinite(acts.pow(2).sum(dim=0)).all())
+        if not overflow:
+            edges, weights = self._edges(neuron_features(acts, self.features))
+            overflow = not bool(torch.isfinite(weights).all())
+        if overflow:
+            raise ValueError(
+                f"CoactivationGraph: activations up to {float(acts.abs().max()):.3g} overflow "
+                f"the {self.kernel!r} kernel's float32 distances over {acts.shape[0]} samples; "
+                "scale the layer down"
+            )
         keep = weights > 0
         name = f"learned:{self.kernel}" + ("" if step is None else f"@{step}")
         return graphs.from_edges(
@@ -550,7 +564,10 @@ def _adaptive_weights(x: torch.Tensor, edges: torch.Tensor, kth: torch.Tensor) -
     sigma = _pair_sums(x, torch.stack([nodes, kth], 1), _squared_difference).double().sqrt()
     sigma = sigma.clamp_min(torch.finfo(torch.float64).tiny)
     d2 = _pair_sums(x, edges, _squared_difference).double()
-    return torch.exp(-d2 / (sigma[edges[:, 0]] * sigma[edges[:, 1]]))
+    # identical neurons (e.g. two constant ones, sigma 0) are as alike as can be: weight 1
+    ratio = torch.where(d2 > 0, d2 / (sigma[edges[:, 0]] * sigma[edges[:, 1]]),
+                        torch.zeros_like(d2))
+    return torch.exp(-ratio)
 
 
 def _score_blocks(x: torch.Tensor, metric: str):
