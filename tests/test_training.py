@@ -306,3 +306,28 @@ def test_resolve_device():
 
 def test_module_without_parameters_evaluates():
     assert evaluate(nn.Identity(), np.ones((3, 5), np.float32)) == {"mse": 0.0}
+
+
+def test_a_non_finite_loss_leaves_the_model_as_it_was_before_it(data):
+    """The loss turns NaN at step 3: training stops at the next check and the model's
+    parameters are those it had before the bad step (here: the caller's), all finite."""
+    model = _ae()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reg = FakeRegularizer(model, nan_at=3)
+    with pytest.raises(RuntimeError, match="back at their state after step 0"):
+        fit(model, data.X_train, regularizer=reg, epochs=2, batch_size=50, progress=False)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+
+
+def test_a_check_inside_a_long_epoch_stops_it_early(data, monkeypatch):
+    """With a check every 2 steps, a NaN at step 3 ends the epoch at step 4, not at its
+    end; the model goes back to its state after step 2."""
+    import gsreg.training as training
+
+    monkeypatch.setattr(training, "GUARD_EVERY", 2)
+    model = _ae()
+    reg = FakeRegularizer(model, nan_at=3)
+    with pytest.raises(RuntimeError, match=r"at step 3 of 4.*after step 2"):
+        fit(model, data.X_train, regularizer=reg, epochs=1, batch_size=50, progress=False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())

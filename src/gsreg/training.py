@@ -10,6 +10,7 @@ per-step host syncs).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import time
 from collections.abc import Callable
@@ -27,6 +28,10 @@ from ._util import check_positive_int as _check_positive_int
 from ._util import model_device as _model_device
 
 TASKS = ("reconstruction", "classification")
+GUARD_EVERY = 100
+"""Optimiser steps between two checks of the loss (one host sync each): a non-finite loss
+stops training at the next check, and the model and optimiser go back to their state at
+the last good check, at most this many steps (or one epoch) before."""
 ArrayLike = np.ndarray | torch.Tensor | sp.spmatrix | sp.sparray
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -137,13 +142,20 @@ def fit(
     history = History()
     bar = tqdm(range(1, epochs + 1), desc=desc or "fit", disable=not progress, unit="epoch")
     step = None if regularizer is None else _step_function(regularizer)
+    good = _Snapshot(model, optimizer)
     try:
         for epoch in bar:
             start = time.perf_counter()
             model.train()
             trace = _train_epoch(model, X_t, y_t, task, regularizer, step, optimizer,
-                                 batch_size, gen)
-            record = {"epoch": epoch, **_finish_epoch(trace, epoch)}
+                                 batch_size, gen, good)
+            try:
+                record = {"epoch": epoch, **_finish_epoch(trace, epoch)}
+            except RuntimeError as err:
+                good.restore()
+                raise RuntimeError(f"{err}; the model and optimiser are back at their state "
+                                   f"after step {good.step}") from None
+            good.take_if_due()
             if X_val is not None:
                 metrics = _evaluate(model, X_val, y_val, task, batch_size, dev)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
@@ -177,8 +189,11 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     batch_size: int,
     gen: torch.Generator,
+    good: _Snapshot,
 ) -> _EpochTrace:
-    """One pass over X in random batches; nothing is read back to the host."""
+    """One pass over X in random batches. Every :data:`GUARD_EVERY` steps one flag is read
+    back: a non-finite loss since the last check ends the pass early (the caller restores
+    ``good``), else ``good`` is retaken."""
     perm = torch.randperm(len(X), generator=gen)
     if X.on_device:
         perm = perm.to(X.device)
@@ -200,6 +215,13 @@ def _train_epoch(
         optimizer.step()
         task_losses.append(task_loss.detach())
         batch_sizes.append(len(idx))
+        if good.count_step():
+            recent = torch.stack(task_losses[-GUARD_EVERY:]).sum()
+            if penalties:
+                recent = recent + torch.stack(penalties[-GUARD_EVERY:]).sum()
+            if not bool(torch.isfinite(recent)):
+                break
+            good.take()
         if regularizer is not None:
             step(task_loss.detach())
             for name, value in regularizer.logs().items():
@@ -214,6 +236,34 @@ def _train_epoch(
         log_sums=log_sums,
         log_counts=log_counts,
     )
+
+
+class _Snapshot:
+    """The model's and optimiser's state at the last check whose losses were finite."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.steps = 0
+        self.take()
+
+    def count_step(self) -> bool:
+        """Count one optimiser step; True when a check is due."""
+        self.steps += 1
+        return self.steps - self.step >= GUARD_EVERY
+
+    def take(self) -> None:
+        self.step = self.steps
+        self.params = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.optim = copy.deepcopy(self.optimizer.state_dict())
+
+    def take_if_due(self) -> None:
+        """At the end of a checked epoch: retake when the last snapshot is a check old."""
+        if self.steps - self.step >= GUARD_EVERY // 2:
+            self.take()
+
+    def restore(self) -> None:
+        self.model.load_state_dict(self.params)
+        self.optimizer.load_state_dict(self.optim)
 
 
 def _step_function(regularizer: Regularizer) -> Callable[[torch.Tensor], None]:
