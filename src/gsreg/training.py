@@ -4,8 +4,8 @@ Dense data (arrays, tensors) are moved to the device once; sparse data (scipy sp
 matrices, or any row-indexable matrix whose row blocks have ``.toarray()``) stay on the
 host and each batch is densified (rows by index) and moved to the device. Each epoch
 draws a permutation from a seeded ``torch.Generator`` and takes batches by index. Losses
-and regularizer logs are accumulated as device tensors and read back once per epoch (no
-per-step host syncs).
+and regularizer logs are accumulated as device tensors and read back once per epoch, and
+one flag every :data:`GUARD_EVERY` steps (no per-step host syncs).
 """
 
 from __future__ import annotations
@@ -118,7 +118,9 @@ def fit(
     weights from the task loss). ``seed`` fixes batch order and
     the global torch RNG (dropout, noise); the model's initial weights are the caller's.
     The model is moved to ``device`` and left in the train/eval mode it had.
-    Raises RuntimeError at the end of an epoch whose loss was not finite.
+    Raises RuntimeError when a loss was not finite (checked every :data:`GUARD_EVERY`
+    steps and at the end of each epoch), after putting the model and optimiser back at
+    their state at the last good check.
 
     X may be scipy sparse (or another host matrix whose row blocks have ``.toarray()``):
     it stays on the host and each batch is densified and moved to the device, with the
