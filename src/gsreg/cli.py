@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="auto, cpu, cuda or cuda:N (default: auto)")
     fit.add_argument("--no-controls", dest="controls", action="store_false",
                      help="skip the controls: by default the same model is also trained with "
-                     "lambda = 0 (same seed, same steps, about twice the time) and the GSR "
+                     "lambda = 0 (same seed and epochs, about twice the time) and the GSR "
                      "layer is scored beside it as trained and arranged post hoc (fixed "
                      "graphs) or clustered post hoc (learned graphs), with a verdict")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -2,7 +2,8 @@
 clustered post hoc, and a permutation null.
 
 :func:`score` is what ``gsreg fit`` and :func:`gsreg.sc.fit` report. The twin is the same
-estimator fitted with ``weight=0`` (same seed, same steps); the computations are those
+estimator fitted with ``weight=0`` (same seed and
+epochs: under a budget, the run its fine-tuning starts from); the computations are those
 of :mod:`gsreg.analysis` (:func:`~gsreg.analysis.map_controls`,
 :func:`~gsreg.analysis.module_controls` and their verdicts) on at most
 :data:`CONTROL_ROWS` samples.

@@ -564,17 +564,20 @@ def _write_embedding_csv(path: Path, embedding: np.ndarray) -> None:
 
 
 _CONTROL_TEXT = {
-    "maps": "The same model trained with λ = 0 (same seed, same steps) is the control, as "
+    "maps": "The same model trained with λ = 0 (same seed and epochs: under "
+            "a budget, the run its fine-tuning starts from) is the control, as "
             "trained and with its units arranged post hoc onto the graph (the smoothest "
             "placement, fitted on {fit} samples). Class-map scores are taken on {score} other "
             "samples: Moran's I of the class-deviation maps and its permutation p-value, "
             "class territories, decodability (a linear probe), activation norm.",
-    "smoothness": "The same model trained with λ = 0 (same seed, same steps) is the control, "
+    "smoothness": "The same model trained with λ = 0 (same seed and epochs: under "
+                  "a budget, the run its fine-tuning starts from) is the control, "
                   "as trained and with its units arranged post hoc onto the graph (fitted on "
                   "{fit} samples). Scores on {score} other samples: the Dirichlet energy of "
                   "the standardised activations (lower is smoother) and Moran's I of the "
                   "mean map.",
-    "modules": "The same model trained with λ = 0 (same seed, same steps) gives the controls "
+    "modules": "The same model trained with λ = 0 (same seed and epochs: under "
+               "a budget, the run its fine-tuning starts from) gives the controls "
                "on {score} samples: its neurons clustered post hoc into as many modules "
                "(k-means, Leiden), and its samples and the raw input clustered by k-means "
                "into as many clusters as labels. ARI against the labels; the GSR modules' "
