@@ -132,3 +132,13 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(files, tmp_path, cap
     assert message in err, err
     assert stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_arranging_into_the_folder_that_holds_the_model_is_refused(files, capsys):
+    fit = files["root"] / "fit"
+    before = {p.name: p.stat().st_mtime_ns for p in fit.iterdir()}
+    code, stdout, err = arrange([files["fit"], "--layer", "decoder.0", "--graph", "grid:4x4",
+                                 "--data", files["root"] / "x.npy", "--out", fit], capsys)
+    assert code == 2 and stdout == ""
+    assert "model.safetensors is inside the run folder" in err and err.count("\n") == 1, err
+    assert {p.name: p.stat().st_mtime_ns for p in fit.iterdir()} == before

@@ -1,6 +1,7 @@
 """``gsreg fit``: data formats, the run folder it writes, and every error case."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -120,17 +121,100 @@ def test_h5ad_sparse_with_an_obs_column_and_a_learned_graph(tmp_path, data, caps
         assert (tmp_path / "sc" / "figures" / f"{png}.png").exists()
 
 
-def test_an_existing_run_folder_keeps_other_files(tmp_path, data, capsys):
+def test_a_new_run_replaces_the_previous_run_folder_whole(tmp_path, data, capsys):
     X, _ = data
     np.save(tmp_path / "x.npy", X)
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "class_maps.png").write_bytes(b"from a run with labels")
     (out / "metrics.json").write_text("old")
     code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", out], capsys)
     assert code == 0, err
-    assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2 + budget_epochs(2)
+    assert not (out / "figures" / "class_maps.png").exists()  # a folder holds one run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "x.npy"]
+
+
+def previous_run(out):
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "training.png").write_bytes(b"png")
+    (out / "report.html").write_text("old report")
+    return {p.relative_to(out): p.read_bytes() if p.is_file() else None
+            for p in sorted(out.rglob("*"))}
+
+
+@pytest.mark.parametrize("case, words", [
+    ("input_inside", ["the input", "embedding.csv is inside the run folder"]),
+    ("labels_inside", ["the input", "labels.txt is inside the run folder"]),
+    ("user_file", ["holds what gsreg fit does not write (notes.txt)", "move those away"]),
+    ("report_is_a_folder", ["report.html/"]),
+    ("figures_is_a_file", ["figures (not a folder)"]),
+])  # fmt: skip
+def test_what_the_run_would_overwrite_or_lose_is_refused_before_training(
+    tmp_path, data, capsys, monkeypatch, case, words
+):
+    X, y = data
+    out = tmp_path / "run"
+    before = previous_run(out)
+    args = ["--graph", "grid:2x2", "--out", out]
+    if case == "input_inside":
+        write_csv(out / "embedding.csv", X[:30])
+        args = [out / "embedding.csv", *args]
+    else:
+        np.save(tmp_path / "x.npy", X[:30])
+        args = [tmp_path / "x.npy", *args]
+    if case == "labels_inside":
+        (out / "labels.txt").write_text("\n".join(map(str, y[:30])) + "\n")
+        args += ["--labels", out / "labels.txt"]
+    if case == "user_file":
+        (out / "notes.txt").write_text("mine")
+    if case == "report_is_a_folder":
+        (out / "report.html").unlink()
+        (out / "report.html").mkdir()
+    if case == "figures_is_a_file":
+        (out / "figures" / "training.png").unlink()
+        (out / "figures").rmdir()
+        (out / "figures").write_text("x")
+    before = {p.relative_to(out): p.read_bytes() if p.is_file() else None
+              for p in sorted(out.rglob("*"))}
+    monkeypatch.setattr(fit_data, "_write_run", lambda *a: pytest.fail("trained"))
+    code, stdout, err = run(args, capsys)
+    assert code == 2 and stdout == ""
+    assert err.startswith("gsreg fit: error: ") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err, (word, err)
+    after = {p.relative_to(out): p.read_bytes() if p.is_file() else None
+             for p in sorted(out.rglob("*"))}
+    assert after == before
+
+
+@pytest.mark.parametrize("errno, words", [(28, "No space left on device"),
+                                          (13, "Permission denied")])
+def test_a_full_disk_or_a_refused_write_exits_2_and_keeps_the_previous_run(
+    tmp_path, data, capsys, monkeypatch, errno, words
+):
+    X, _ = data
+    np.save(tmp_path / "x.npy", X[:30])
+    out = tmp_path / "run"
+    before = previous_run(out)
+    real = np.save
+
+    def failing_save(path, array, *args, **kwargs):
+        if str(path).endswith("embedding.npy"):
+            raise OSError(errno, os.strerror(errno), str(path))
+        return real(path, array, *args, **kwargs)
+
+    monkeypatch.setattr(fit_data.np, "save", failing_save)
+    code, stdout, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", out,
+                             "--no-controls"], capsys)
+    assert code == 2 and stdout == ""
+    line = err.splitlines()[-1]  # after the warning about the digits' constant pixels
+    assert line.startswith(f"gsreg fit: error: {words}: ") and "Traceback" not in err, err
+    assert line.endswith("embedding.npy (the run folder is as it was)")
+    after = {p.relative_to(out): p.read_bytes() if p.is_file() else None
+             for p in sorted(out.rglob("*"))}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "x.npy"]
 
 
 def test_default_out_folder(tmp_path, data, capsys, monkeypatch):

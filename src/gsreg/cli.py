@@ -18,11 +18,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError,
-            IsADirectoryError) as err:  # fmt: skip
-        message = " ".join(str(err).split())
-        print(f"gsreg {args.command}: error: {message}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # bad input, or a full disk, a read-only folder
+        print(f"gsreg {args.command}: error: {_one_line(err, args.command)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException, command: str) -> str:
+    """The error as one line; a system error (errno) with what it hit and what it left."""
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        staged = " (the run folder is as it was)" if command in ("fit", "arrange") else ""
+        return f"{err.strerror}{where}{staged}"
+    return " ".join(str(err).split())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         "embedding.csv and figures/ to --out. DATA is a .npy array (samples x features), "
         "a .csv/.tsv table (header detected; numeric columns are used, a non-numeric one "
         "is an error unless it is the --labels column) or an .h5ad file (anndata; X dense "
-        "or sparse). Nothing is written unless the run succeeds.",
+        "or sparse). A run replaces --out whole; --out holding anything else (or DATA) is "
+        "refused before training, and a failed run leaves it as it was.",
     )
     fit.add_argument("data", metavar="DATA", help="data file: .npy, .csv, .tsv or .h5ad")
     fit.add_argument(
@@ -100,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
         "activations on DATA are smooth on it (gsreg.arrange; the model computes the same "
         "function), and write model.safetensors, perm.npy, metrics.json, config.json, "
         "report.html and figures/ to --out. A fitted estimator's input scaling is applied "
-        "to DATA; for other models DATA must already be the model's input. Nothing is "
-        "written unless the run succeeds.",
+        "to DATA; for other models DATA must already be the model's input. A run replaces "
+        "--out whole (anything else in it is refused) and a failed run leaves it as it was.",
     )
     arrange.add_argument("model", metavar="MODEL", help="model file written by gsreg.save")
     arrange.add_argument("--layer", required=True, metavar="NAME",
@@ -184,13 +192,13 @@ def _fit(args: argparse.Namespace) -> int:
 
     graph = fit_data.check_graph(args.graph)
     table = fit_data.load_data(args.data, args.labels)
+    out = args.out or f"runs/fit-{Path(args.data).stem}"
+    fit_data.prepare_out(out, args.data, args.labels)
     constant = table.constant_features
     if constant:
         shown = ", ".join(constant[:5]) + (", ..." if len(constant) > 5 else "")
         print(f"gsreg fit: warning: {len(constant)} of {table.X.shape[1]} features are "
               f"constant ({shown}); they carry nothing to learn", file=sys.stderr)
-    out = args.out or f"runs/fit-{Path(args.data).stem}"
-    fit_data.prepare_out(out)
     config = fit_data.FitConfig(
         data=args.data, graph=graph, labels=args.labels, epochs=args.epochs,
         weight=args.weight, budget="auto" if args.budget is None else args.budget,

@@ -5,8 +5,8 @@ any gsreg model), reads DATA as ``gsreg fit`` does, runs :func:`gsreg.arrange` o
 writes a run folder: the arranged model, ``perm.npy``, ``metrics.json``, ``config.json``
 and ``report.html`` with the layer's maps before and after. A fitted estimator's file
 carries its input scaling, which is applied to DATA first; for any other model DATA must
-already be the model's input. The folder is staged next to ``--out`` and moved into place
-only when everything succeeded.
+already be the model's input. The folder is staged next to ``--out`` and swapped in whole
+only when everything succeeded (it then holds this run alone).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import analysis, graphs, plotting
+from ._files import check_run_folder, staged_folder
 from .experiments import fit_data
 from .graphs import Graph
 from .report import RunFolder, Section
@@ -68,7 +69,9 @@ def run(config: ArrangeConfig, out: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"no such model file: {model_path}")
     if model_path.is_dir():
         raise IsADirectoryError(f"{model_path} is a directory, not a model file")
-    out = fit_data.prepare_out(out)
+    labels = [config.labels] if config.labels and Path(config.labels).is_file() else []
+    out = check_run_folder(out, OUTPUTS, [model_path, config.data, *labels],
+                           command="gsreg arrange")
     graph = graphs.parse(config.graph)
     if graph.n_edges == 0:
         raise ValueError(f"graph {config.graph!r} has no edges; there is nothing to be smooth on")
@@ -86,7 +89,7 @@ def run(config: ArrangeConfig, out: str | os.PathLike) -> dict:
     perm = arrange(loaded.model, config.layer, graph, X, consumer=config.consumer,
                    random_state=config.seed)  # fmt: skip
     Z_after = _unit_maps(loaded.model, X, config.layer, graph.n_nodes)
-    with fit_data.staged(out) as staging:
+    with staged_folder(out) as staging:
         metrics = _write_run(config, graph, loaded, perm, Z_before, Z_after, table.labels,
                              staging)  # fmt: skip
     return metrics

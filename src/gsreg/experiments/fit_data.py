@@ -3,8 +3,8 @@
 Reads a data file (.npy, .csv, .tsv or .h5ad) and optional labels, checks everything,
 trains :class:`gsreg.GSRAutoencoder` on it and writes ``report.html``, ``metrics.json``,
 ``config.json``, ``model.safetensors``, ``embedding.npy``, ``embedding.csv`` and
-``figures/`` into a fresh folder next to the output, renamed into place at the end: a
-run that fails leaves nothing behind.
+``figures/`` into a staging folder next to the output, swapped in whole at the end: the
+run folder holds one run, and a run that fails leaves it as it was.
 
 Unless ``controls=False``, the same model is also trained with λ = 0 (same seed, same
 steps) and the GSR layer's scores stand beside its controls (:func:`gsreg.controls.score`): for a
@@ -15,15 +15,11 @@ samples, each with a verdict sentence.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +29,7 @@ from sklearn.base import clone
 
 from .. import analysis, graphs, plotting
 from .. import controls as twin_controls
+from .._files import check_run_folder, staged_folder
 from ..estimators import LEARNED, GSRAutoencoder
 from ..report import RunFolder, Section
 
@@ -328,20 +325,13 @@ def _line(err: BaseException) -> str:
 # ---------------------------------------------------------------------------- output folder
 
 
-def prepare_out(out: str | os.PathLike) -> Path:
-    """Check that ``out`` can become the run folder: a missing path (its missing parent
-    folders are created when the run is written) or a directory; nothing is created."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"cannot use {out} as a run folder: it is a file")
-    ancestor = out.resolve().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise NotADirectoryError(f"cannot create the run folder {out}: {ancestor} is a file")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write into {ancestor}")
-    return out
+def prepare_out(out: str | os.PathLike, data: str | os.PathLike,
+                labels: str | None = None) -> Path:
+    """Check before any work that ``out`` can hold the run (:func:`gsreg._files.check_run_folder`):
+    a missing path or a previous run folder, not holding the data or labels file; nothing
+    is created. Returns ``out`` as an absolute path."""
+    inputs = [data] + ([labels] if labels is not None and Path(labels).is_file() else [])
+    return check_run_folder(out, OUTPUTS, inputs, command="gsreg fit")
 
 
 def run(config: FitConfig, out: str | os.PathLike, table: Table | None = None,
@@ -349,53 +339,16 @@ def run(config: FitConfig, out: str | os.PathLike, table: Table | None = None,
     """Train on ``config.data`` (or the already loaded ``table``) and write the run folder
     ``out``. Returns the metrics written to ``metrics.json``.
 
-    Everything is written into a temporary folder next to ``out`` and renamed into place
-    at the end; on any error the temporary folder (and any parent folder created for
-    ``out``) is removed again.
+    Everything is written into a staging folder next to ``out`` and swapped in whole at
+    the end (:func:`gsreg._files.staged_folder`): ``out`` then holds this run and nothing
+    else, and a run that fails leaves it as it was.
     """
     check_graph(config.graph)
-    out = prepare_out(out)
+    out = prepare_out(out, config.data, config.labels)
     if table is None:
         table = load_data(config.data, config.labels)
-    with staged(out) as staging:
+    with staged_folder(out) as staging:
         return _write_run(config, table, staging, progress)
-
-
-@contextlib.contextmanager
-def staged(out: Path) -> Iterator[Path]:
-    """A fresh hidden folder next to ``out`` to write a run into, moved into place
-    (:func:`_move_into_place`) when the block succeeds; removed again, with any parent
-    folder made for it, when it fails."""
-    parent = out.resolve().parent
-    created = [p for p in (parent, *parent.parents) if not p.exists()]
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
-    os.chmod(staging, 0o755)  # mkdtemp makes it private; a run folder is meant to be shared
-    done = False
-    try:
-        yield staging
-        _move_into_place(staging, out)
-        done = True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not done:
-            for folder in created:  # deepest first
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-
-
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Rename the finished folder to ``out``; into an existing folder, replace our files
-    one by one (others are kept)."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    (out / "figures").mkdir(exist_ok=True)
-    for png in (staging / "figures").iterdir():
-        os.replace(png, out / "figures" / png.name)
-    for item in staging.iterdir():
-        if item.is_file():
-            os.replace(item, out / item.name)
 
 
 def _write_run(config: FitConfig, table: Table, folder_path: Path, progress: bool) -> dict:
