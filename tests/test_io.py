@@ -171,3 +171,62 @@ def test_a_budget_regularizer_resumes_with_its_controller(tmp_path):
     assert again.step_count == 3
     assert again.weight("encoder.latent") == pytest.approx(reg.weight("encoder.latent"))
     assert float(again.budget.cost()) == pytest.approx(float(reg.budget.cost()))
+
+
+def rewrite_document(path, change):
+    """Apply ``change`` to a saved file's gsreg document and recompute its checksum, as a
+    deliberate forger would."""
+    data = path.read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    document = json.loads(header["__metadata__"]["gsreg"])
+    change(document)
+    tensors = gio._load_tensors(data)
+    document["checksum"] = gio._checksum(document, tensors)
+    header["__metadata__"]["gsreg"] = json.dumps(document, sort_keys=True)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + size :])
+
+
+@pytest.mark.parametrize("n_features", [10**8, 10**11])
+def test_a_forged_config_of_huge_sizes_fails_before_building_anything(tmp_path, n_features):
+    import resource
+
+    path = gsreg.save(tmp_path / "m.safetensors", small_ae())
+    rewrite_document(path, lambda d: d["model"]["config"].update(n_features=n_features))
+    assert path.stat().st_size < 4096
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    with pytest.raises(gio.FormatError, match=r"tensor 'encoder.0.0.weight' has shape \(8, 12\) "
+                       rf"in the file but \(8, {n_features}\) in the DenseAutoencoder"):
+        gsreg.load(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200_000
+
+
+def test_a_forged_config_of_the_wrong_type_is_a_format_error(tmp_path):
+    path = gsreg.save(tmp_path / "m.safetensors", small_ae())
+    rewrite_document(path, lambda d: d["model"]["config"].update(latent="many"))
+    with pytest.raises(gio.FormatError, match="DenseAutoencoder config is invalid"):
+        gsreg.load(path)
+
+
+class EncoderOnly(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = small_ae().encoder
+
+
+@pytest.mark.parametrize("other, words", [
+    (lambda: DenseAutoencoder(12, hidden=(8,), latent=4, decoder_hidden=(9, 8)),
+     r"tensor 'encoder.latent.weight' has shape \(3, 8\) in the file but \(4, 8\) in the "
+     "given DenseAutoencoder"),
+    (lambda: DenseAutoencoder(12, hidden=(8,), latent=3, decoder_hidden=(9, 8, 8)),
+     "the file has no tensor 'decoder.2.0.weight', which the given DenseAutoencoder needs"),
+    (EncoderOnly,
+     "the file has a tensor 'decoder.0.0.bias' that the given EncoderOnly does not have"),
+])  # fmt: skip
+def test_loading_into_a_mismatched_model_names_the_first_mismatched_tensor(tmp_path, other,
+                                                                           words):
+    path = gsreg.save(tmp_path / "m.safetensors", small_ae())
+    with pytest.raises(gio.FormatError, match=words):
+        gsreg.load(path, model=other())

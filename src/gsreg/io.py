@@ -15,13 +15,11 @@ name found in a file.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from safetensors.torch import load as _load_tensors
 from safetensors.torch import save as _save_tensors
 from torch import nn
 
+from ._files import atomic_write
 from .coactivation import CoactivationGraph
 from .graphs import Graph
 from .models import ConvClassifier, DenseAutoencoder, DenseClassifier
@@ -186,7 +185,7 @@ def save(
         "format_version": str(FORMAT_VERSION),
         _HEADER_KEY: json.dumps(document, sort_keys=True, allow_nan=True),
     }
-    _atomic_write(path, _save_tensors(tensors, metadata=header))
+    atomic_write(path, _save_tensors(tensors, metadata=header))
     return path
 
 
@@ -278,22 +277,6 @@ def _checksum(document: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) 
     return f"sha256:{digest.hexdigest()}"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 # ---------------------------------------------------------------------------- load
 
 
@@ -313,8 +296,11 @@ def load(
 
     Raises:
         FileNotFoundError: no such file.
-        FormatError (a ValueError): not a gsreg file, truncated or corrupted, or written by
-            a newer gsreg (a format version above :data:`FORMAT_VERSION`).
+        FormatError (a ValueError): not a gsreg file, truncated or corrupted, written by
+            a newer gsreg (a format version above :data:`FORMAT_VERSION`), a model config
+            whose sizes disagree with the saved tensors (checked on the meta device, before
+            anything is allocated), or a ``model`` whose tensors differ from the file's
+            (the first differing tensor is named).
     """
     path = Path(path)
     if not path.exists():
@@ -385,6 +371,8 @@ def _assemble(
         model = _build_model(spec["class"], config, state)
     elif not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    else:
+        _check_state(model, state, f"the given {type(model).__name__}")
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     reg = document["regularizer"]
@@ -420,11 +408,34 @@ def _build_model(name: str, config: Any, state: Mapping[str, torch.Tensor]) -> n
         )
     if not isinstance(config, Mapping):
         raise FormatError(f"the file holds a {name!r} model without its config")
+    try:  # on the meta device first: a config of absurd sizes allocates nothing
+        with torch.device("meta"):
+            skeleton = cls(**config)
+    except (TypeError, ValueError) as err:
+        raise FormatError(f"the file's {name} config is invalid: {_one_line(err)}") from err
+    _check_state(skeleton, state, f"the {name} its config describes")
     model = cls(**config)
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model.to(dtypes.pop())
     return model
+
+
+def _check_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """FormatError naming the first tensor whose name or shape differs between ``model``'s
+    state and the file's."""
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise FormatError(f"the file has no tensor {key!r}, which {what} needs")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise FormatError(
+                f"tensor {key!r} has shape {tuple(state[key].shape)} in the file but "
+                f"{tuple(tensor.shape)} in {what}"
+            )
+    extra = sorted(key for key in state if key not in expected)
+    if extra:
+        raise FormatError(f"the file has a tensor {extra[0]!r} that {what} does not have")
 
 
 def _decode(obj: Any, tensors: Mapping[str, torch.Tensor], device: torch.device) -> Any:
