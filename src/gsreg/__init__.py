@@ -15,28 +15,40 @@
     gsreg.save("model.safetensors", model, regularizer=reg); gsreg.load("model.safetensors")
 """
 
-from . import graphs
-from .coactivation import CoactivationGraph
-from .graphs import Graph
-from .io import load, save
-from .penalty import GraphPenalty
-from .placement import arrange
-from .regularizer import GraphRegularizer
-
 __version__ = "0.1.0"
 
-_LAZY = {"GSRAutoencoder": "estimators", "GSRClassifier": "estimators"}
+# Every name is imported when first used: ``gsreg`` itself imports nothing heavy, so the
+# command line checks its arguments before torch and scikit-learn load (seconds).
+_LAZY = {
+    "CoactivationGraph": "coactivation",
+    "GSRAutoencoder": "estimators",
+    "GSRClassifier": "estimators",
+    "Graph": "graphs",
+    "GraphPenalty": "penalty",
+    "GraphRegularizer": "regularizer",
+    "arrange": "placement",
+    "load": "io",
+    "save": "io",
+}
 
 
 def __getattr__(name: str):
-    # the estimators import scikit-learn (about a second), so only when first asked for
-    if name in _LAZY:
-        import importlib
+    import importlib
+    import importlib.util
 
+    if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gsreg' has no attribute {name!r}")
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+        value = importlib.import_module(f".{name}", __name__)  # gsreg.graphs, gsreg.io, ...
+    else:
+        raise AttributeError(f"module 'gsreg' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "CoactivationGraph",

@@ -41,6 +41,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ._checks import check_budget
+
 #: steps over which the task loss is averaged (the moving average's time constant)
 EMA_STEPS = 25
 #: change of the integral term of log λ per step for an over- or under-spend of the
@@ -55,8 +57,6 @@ PROPORTIONAL_GAIN = 2.0
 MAX_LOG_SCALE = 14.0
 #: the least λ = 0 warm-up that measures a reference (a few averaging windows)
 MIN_WARMUP_STEPS = 2 * EMA_STEPS
-#: budgets must lie in (0, MAX_BUDGET)
-MAX_BUDGET = 10.0
 #: a penalty value below this is treated as this when sizing the first weight
 _TINY = 1e-12
 
@@ -70,19 +70,6 @@ def reference_loss(epoch_losses: Sequence[float], steps_per_epoch: int) -> float
     last = max(1, math.ceil(EMA_STEPS / max(1, steps_per_epoch)))
     tail = list(epoch_losses)[-last:]
     return float(sum(tail) / len(tail))
-
-
-def check_budget(budget: object, where: str = "budget") -> float:
-    """``budget`` as a float in (0, :data:`MAX_BUDGET`), else a ValueError/TypeError."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
-        raise TypeError(f"{where} must be a number in (0, {MAX_BUDGET:g}), got {budget!r}")
-    value = float(budget)
-    if not (math.isfinite(value) and 0 < value < MAX_BUDGET):
-        raise ValueError(
-            f"{where} must be a share of the task loss in (0, {MAX_BUDGET:g}) (0.05: at most "
-            f"5% more task loss), got {budget!r}"
-        )
-    return value
 
 
 class TaskBudget:

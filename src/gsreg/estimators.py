@@ -46,7 +46,7 @@ from . import analysis, coactivation, graphs, placement
 from . import io as gsreg_io
 from .budget import MIN_WARMUP_STEPS, check_budget, reference_loss
 from .coactivation import CoactivationGraph
-from .graphs import Graph
+from .graphs import LEARNED, Graph
 from .models import DenseAutoencoder, DenseClassifier
 from .regularizer import GraphRegularizer
 from .training import History, fit, resolve_device
@@ -55,7 +55,6 @@ __all__ = ["ARRANGE_FRACTION", "BUDGET", "BUDGET_FRACTION", "CLASSIFIER_WEIGHT",
            "GSRClassifier",
            "arrange_epochs", "auto_epochs", "budget_epochs"]
 
-LEARNED = "learned"
 SCALES = ("global", "standard", None)
 TARGET_STEPS = 3000
 """Optimiser steps that ``epochs="auto"`` aims for (see :func:`auto_epochs`)."""

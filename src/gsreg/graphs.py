@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from scipy.sparse.csgraph import connected_components
 
 if TYPE_CHECKING:
     import networkx as nx
+    import torch
 
+LEARNED = "learned"
+"""The graph argument (estimators, ``gsreg fit``, ``gsreg.sc``) that asks for a graph learned
+from the layer's co-activations instead of a fixed one."""
 LAPLACIAN_KINDS = ("combinatorial", "normalized", "random_walk")
 
 
@@ -107,13 +111,16 @@ class Graph:
         self,
         kind: str = "combinatorial",
         device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """The (n, n) Laplacian as a coalesced torch sparse COO tensor.
+        """The (n, n) Laplacian as a coalesced torch sparse COO tensor (``dtype`` default
+        float32).
 
         ``combinatorial``: D - W. ``normalized``: I - D^-1/2 W D^-1/2.
         ``random_walk``: I - D^-1 W (not symmetric). Isolated nodes have zero rows.
         """
+        import torch  # here only: parsing and checking graphs needs no torch (fast CLI)
+
         diag, coef = self.laplacian_terms(kind)
         i, j = self.edges[:, 0], self.edges[:, 1]
         if kind == "random_walk":
@@ -127,7 +134,7 @@ class Graph:
         vals = np.concatenate([diag, -w_ij, -w_ji])
         lap = torch.sparse_coo_tensor(
             torch.as_tensor(np.stack([rows, cols]), dtype=torch.int64),
-            torch.as_tensor(vals, dtype=dtype),
+            torch.as_tensor(vals, dtype=torch.float32 if dtype is None else dtype),
             (self.n_nodes, self.n_nodes),
             check_invariants=False,
         )
@@ -576,7 +583,8 @@ def from_adjacency(
 
 def _to_csr(adjacency) -> sp.csr_array:
     """A canonical float64 CSR copy of a dense or sparse matrix (explicit zeros dropped)."""
-    if isinstance(adjacency, torch.Tensor):
+    torch = sys.modules.get("torch")  # a torch tensor means torch is already imported
+    if torch is not None and isinstance(adjacency, torch.Tensor):
         if adjacency.is_complex():
             raise TypeError(f"adjacency must be real, got dtype {adjacency.dtype}")
         if adjacency.layout != torch.strided:
@@ -703,6 +711,15 @@ def parse(spec: str) -> Graph:
         )
     parts = [_parse_one(part, spec) for part in spec.split("+")]
     return parts[0] if len(parts) == 1 else disjoint(*parts)
+
+
+def check_spec(spec: str, learned: bool = False) -> str:
+    """``spec`` after checking that :func:`parse` reads it; with ``learned=True`` the word
+    :data:`LEARNED` (any case) is accepted too and returned as :data:`LEARNED`."""
+    if learned and isinstance(spec, str) and spec.strip().lower() == LEARNED:
+        return LEARNED
+    parse(spec)
+    return spec
 
 
 def _spec_sizes(part: str, spec: str) -> tuple[str, list[int]]:

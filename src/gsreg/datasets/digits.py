@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 from .base import SCALES, Dataset, stratified_indices
 
@@ -17,6 +16,8 @@ def digits(scale: str = "unit", test_size: float | int = 0.2, seed: int = 0) -> 
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    from sklearn.datasets import load_digits  # scikit-learn loads in a second: only here
+
     raw = load_digits()
     X = (raw.data / 16.0).astype(np.float32)
     if scale == "symmetric":
