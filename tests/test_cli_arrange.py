@@ -8,7 +8,8 @@ import torch
 from sklearn.datasets import load_digits
 
 import gsreg
-from gsreg import GSRAutoencoder, cli, cli_arrange
+from gsreg import GSRAutoencoder, cli
+from gsreg.cli import arrange as cli_arrange
 from gsreg.models import DenseAutoencoder
 
 N = 120

@@ -10,8 +10,10 @@ from sklearn.datasets import load_digits
 
 import gsreg
 from gsreg import GSRAutoencoder, analysis, cli, graphs
+from gsreg.cli import fit as fit_command
+from gsreg.cli import fit_run
+from gsreg.datasets.files import load_data
 from gsreg.estimators import budget_epochs
-from gsreg.experiments import fit_data
 
 N = 120
 
@@ -48,7 +50,7 @@ def test_csv_with_a_label_column_writes_the_whole_run_folder(tmp_path, data, cap
                             capsys)
     assert code == 0, err
     assert str(out / "report.html") in stdout
-    for name in fit_data.OUTPUTS:
+    for name in fit_command.OUTPUTS:
         assert (out / name).exists(), name
     for png in ("class_maps", "segmentation", "training"):
         assert (out / "figures" / f"{png}.png").stat().st_size > 1000
@@ -97,7 +99,7 @@ def test_tsv_without_header_and_row_names(tmp_path, data, capsys):
     assert json.loads((tmp_path / "t" / "metrics.json").read_text())["data"]["n_features"] == 10
     lines = [",".join(["", "a", "b"])] + [f"cell{k},{k % 3},{k % 5}" for k in range(30)]
     (tmp_path / "named.csv").write_text("\n".join(lines))
-    table = fit_data.load_data(tmp_path / "named.csv")
+    table = load_data(tmp_path / "named.csv")
     assert table.X.shape == (30, 2) and table.feature_names == ["a", "b"]
 
 
@@ -177,7 +179,7 @@ def test_what_the_run_would_overwrite_or_lose_is_refused_before_training(
         (out / "figures").write_text("x")
     before = {p.relative_to(out): p.read_bytes() if p.is_file() else None
               for p in sorted(out.rglob("*"))}
-    monkeypatch.setattr(fit_data, "_write_run", lambda *a: pytest.fail("trained"))
+    monkeypatch.setattr(fit_run, "write_run", lambda *a: pytest.fail("trained"))
     code, stdout, err = run(args, capsys)
     assert code == 2 and stdout == ""
     assert err.startswith("gsreg fit: error: ") and err.count("\n") == 1, err
@@ -204,7 +206,7 @@ def test_a_full_disk_or_a_refused_write_exits_2_and_keeps_the_previous_run(
             raise OSError(errno, os.strerror(errno), str(path))
         return real(path, array, *args, **kwargs)
 
-    monkeypatch.setattr(fit_data.np, "save", failing_save)
+    monkeypatch.setattr(fit_run.np, "save", failing_save)
     code, stdout, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", out,
                              "--no-controls"], capsys)
     assert code == 2 and stdout == ""
@@ -373,9 +375,9 @@ def test_learned_modules_get_an_ari_null_and_a_verdict_that_needs_it(tmp_path, d
 
 
 def test_single_module_note_names_the_case_and_the_next_step():
-    assert fit_data.single_module_note(3, 100) is None
-    assert "one piece" in fit_data.single_module_note(1, 100)
-    assert "No graph was learned in 100 steps" in fit_data.single_module_note(None, 100)
+    assert fit_run.single_module_note(3, 100) is None
+    assert "one piece" in fit_run.single_module_note(1, 100)
+    assert "No graph was learned in 100 steps" in fit_run.single_module_note(None, 100)
 
 
 # --------------------------------------------------------------------------- errors
@@ -453,7 +455,7 @@ def test_a_failure_during_training_leaves_nothing(tmp_path, data, capsys, monkey
         (folder / "metrics.json").write_text("half")
         raise RuntimeError("non-finite loss in epoch 1 at step 1 of 1")
 
-    monkeypatch.setattr(fit_data, "_write_run", explode)
+    monkeypatch.setattr(fit_run, "write_run", explode)
     code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out",
                         tmp_path / "new" / "deeper" / "run"], capsys)
     assert code == 2 and "training failed: non-finite loss" in err
@@ -493,9 +495,9 @@ def test_bad_budgets_are_refused_before_any_work(tmp_path, capsys, args, words):
 
 def test_the_report_says_what_the_budget_spent_and_when_it_could_not_be_met():
     report = {"budget": 0.05, "cost": 0.043, "at_floor": False}
-    assert fit_data.budget_text(report) == ("The budget allowed 5% more training loss than "
+    assert fit_run.budget_text(report) == ("The budget allowed 5% more training loss than "
                                             "without GSR; the fine-tuning ended at +4.3%.")
-    text = fit_data.budget_text({**report, "cost": 0.4, "at_floor": True})
+    text = fit_run.budget_text({**report, "cost": 0.4, "at_floor": True})
     assert "could not be met" in text and "--budget" in text
 
 
@@ -527,3 +529,41 @@ def test_bad_device_or_seed_exits_2_before_reading_the_data(tmp_path, capsys, ar
     assert "no such data file" not in err
     for word in words:
         assert word in err, err
+
+
+PROBE = """
+import sys
+from gsreg.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as stop:  # argparse refused an argument
+    code = stop.code
+print(code, sorted(m for m in ("torch", "sklearn", "matplotlib", "anndata") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("case", ["empty", "bad_graph", "foreign_out", "bad_budget",
+                                  "bad_seed", "labels_inside"])
+def test_bad_arguments_fail_before_torch_or_scikit_learn_is_imported(tmp_path, case):
+    import subprocess
+    import sys
+
+    (tmp_path / "empty.csv").write_text("")
+    write_csv(tmp_path / "x.csv", np.arange(12.0).reshape(4, 3))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "labels.txt").write_text("a\nb\na\nb\n")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    args = {
+        "empty": ["empty.csv", "--graph", "grid:2x2"],
+        "bad_graph": ["x.csv", "--graph", "grid:2y2"],
+        "foreign_out": ["x.csv", "--graph", "grid:2x2", "--out", "taken"],
+        "bad_budget": ["x.csv", "--graph", "grid:2x2", "--budget", "12"],
+        "bad_seed": ["x.csv", "--graph", "grid:2x2", "--seed", str(2**64)],
+        "labels_inside": ["x.csv", "--graph", "grid:2x2", "--labels", "out/labels.txt",
+                          "--out", "out"],
+    }[case]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", PROBE, "fit", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.strip() == "2 []", (done.stdout, done.stderr)
+    assert "gsreg fit: error: " in done.stderr and "Traceback" not in done.stderr
