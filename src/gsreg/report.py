@@ -9,7 +9,6 @@ scripts and no other file to open.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import html
 import io
@@ -18,7 +17,6 @@ import math
 import mimetypes
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+from ._files import atomic_write
 
 __all__ = ["RunFolder", "Section", "to_jsonable"]
 
@@ -87,7 +87,7 @@ class RunFolder:
             fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
         finally:
             plt.close(fig)
-        _atomic_write(self.figures_dir / f"{stem}.png", buffer.getvalue())
+        atomic_write(self.figures_dir / f"{stem}.png", buffer.getvalue())
         return f"figures/{stem}.png"
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> Path:
@@ -102,7 +102,7 @@ class RunFolder:
         """
         path = self.path / f"{_stem(name, '.json')}.json"
         text = json.dumps(to_jsonable(obj), sort_keys=True, indent=2, allow_nan=False)
-        _atomic_write(path, (text + "\n").encode("utf-8"))
+        atomic_write(path, (text + "\n").encode("utf-8"))
         return path
 
     def write_report(self, title: str, sections: Sequence[Section]) -> Path:
@@ -114,7 +114,7 @@ class RunFolder:
             f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
         )
         path = self.path / "report.html"
-        _atomic_write(path, page.encode("utf-8"))
+        atomic_write(path, page.encode("utf-8"))
         return path
 
     def _render_section(self, section: Section) -> str:
@@ -224,19 +224,3 @@ def _make_writable_dir(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"run folder {folder} is not writable")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run folder is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

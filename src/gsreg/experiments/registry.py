@@ -34,6 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .._files import atomic_write
+
 __all__ = [
     "EXPERIMENTS",
     "Experiment",
@@ -315,9 +317,9 @@ def run_all(
     root.mkdir(parents=True, exist_ok=True)  # a failed first run removed what it created
     summary = {"quick": quick, "seed": seed, "device": device, "finished": _now(),
                "experiments": entries}
-    _atomic_write(root / "index.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write(root / "index.json", json.dumps(summary, indent=2) + "\n")
     index = root / "index.html"
-    _atomic_write(index, _index_html(summary))
+    atomic_write(index, _index_html(summary))
     if failures:
         raise ExperimentsFailed(index, failures)
     return index
@@ -431,7 +433,7 @@ def _run_into_place(experiment, config, root, quick, seed, device, progress,
         seconds = time.perf_counter() - start
         record = _run_record(experiment, config, quick, seed, device, seconds, metrics,
                              overrides or {})
-        _atomic_write(staging / "run.json", json.dumps(record, indent=2) + "\n")
+        atomic_write(staging / "run.json", json.dumps(record, indent=2) + "\n")
         target = root / experiment.name
         _check_target(target)  # again: something may have appeared meanwhile
         _swap_into_place(staging, target)
@@ -527,19 +529,6 @@ def _run_record(experiment, config, quick, seed, device, seconds, metrics, overr
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- index
