@@ -15,7 +15,7 @@
     gsreg.save("model.safetensors", model, regularizer=reg); gsreg.load("model.safetensors")
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Every name is imported when first used: ``gsreg`` itself imports nothing heavy, so the
 # command line checks its arguments before torch and scikit-learn load (seconds).

@@ -33,6 +33,7 @@ from safetensors.torch import save as _save_tensors
 from torch import nn
 
 from ._files import atomic_write
+from ._version import __version__
 from .coactivation import CoactivationGraph
 from .graphs import Graph
 from .models import ConvClassifier, DenseAutoencoder, DenseClassifier
@@ -162,8 +163,6 @@ def save(
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot save to {path}: it is a directory")
-    from . import __version__
-
     tensors: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         tensors[f"model/{key}"] = _cpu_copy(value)
