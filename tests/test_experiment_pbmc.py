@@ -12,18 +12,20 @@ import pytest
 pytest.importorskip("scanpy")
 
 from gsreg import analysis  # noqa: E402
+from gsreg.datasets.pbmc import (  # noqa: E402
+    COARSE_GROUPS,
+    coarse_labels,
+    load_pbmc,
+    scale_inputs,
+    split,
+)
 from gsreg.experiments import _cluster_report as cr  # noqa: E402
 from gsreg.experiments import registry  # noqa: E402
 from gsreg.experiments.pbmc import (  # noqa: E402
-    COARSE_GROUPS,
     METHODS,
     PbmcConfig,
-    coarse_labels,
     indication_table,
-    load_pbmc,
     mean_predictor_mse,
-    scale_inputs,
-    split,
 )
 
 FIGURES = ("cells_pca", "modules_by_cell_type", "neurons_by_marker", "ari_by_seed")

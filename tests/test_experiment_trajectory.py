@@ -12,6 +12,7 @@ import torch
 from scipy.stats import spearmanr
 
 from gsreg import analysis
+from gsreg.datasets import trajectory as branching
 from gsreg.experiments import CLOSE, COSTLY, WRECKED, registry
 from gsreg.experiments import _cluster_report as cr
 from gsreg.experiments import trajectory as T
@@ -278,7 +279,7 @@ def test_dla_pseudotime_counts_steps_from_the_root():
     pytest.importorskip("phate")
     import phate
 
-    data = T.dla_tree(n_branch=4, branch_length=30, n_dim=8, seed=5, sigma=0.0)
+    data = branching.dla_tree(n_branch=4, branch_length=30, n_dim=8, seed=5, sigma=0.0)
     X, labels = phate.tree.gen_dla(n_dim=8, n_branch=4, branch_length=30, seed=5, sigma=0.0)
     np.testing.assert_array_equal(data.X, X)
     np.testing.assert_array_equal(data.lineage, labels)
@@ -298,23 +299,23 @@ def test_dla_tree_leaves_the_global_numpy_generator_alone():
     np.random.seed(11)
     expected = np.random.rand()
     np.random.seed(11)
-    T.dla_tree(n_branch=2, branch_length=10, n_dim=3, seed=0)
+    branching.dla_tree(n_branch=2, branch_length=10, n_dim=3, seed=0)
     assert np.random.rand() == expected
 
 
 def test_krumsiek_runs_split_the_simulation():
     types = ["progenitor"] * 3 + ["Mo"] * 2 + ["progenitor"] * 2 + ["Ery"] * 3
-    run, step, fates = T.krumsiek_runs(types)
+    run, step, fates = branching.krumsiek_runs(types)
     assert run.tolist() == [0] * 5 + [1] * 5
     assert step.tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]
     assert fates == ("Mo", "Ery")
     with pytest.raises(ValueError, match="fates"):
-        T.krumsiek_runs(["progenitor", "Mo", "Ery"])
+        branching.krumsiek_runs(["progenitor", "Mo", "Ery"])
 
 
 def test_krumsiek11_has_four_runs_from_the_stem():
     pytest.importorskip("scanpy")
-    data = T.krumsiek11()
+    data = branching.krumsiek11()
     assert data.X.shape == (640, 11)
     assert data.lineage_names == ("stem → Mo", "stem → Ery", "stem → Mk", "stem → Neu")
     assert data.branch_names == ("progenitor", "Mo", "Ery", "Mk", "Neu")
@@ -324,7 +325,7 @@ def test_krumsiek11_has_four_runs_from_the_stem():
 
 
 def test_split_holds_out_every_lineage_and_zscores():
-    data = T.Trajectory("toy", np.random.default_rng(0).normal(3, 2, (40, 3)),
+    data = branching.Trajectory("toy", np.random.default_rng(0).normal(3, 2, (40, 3)),
                         np.tile(np.arange(20.0), 2), np.repeat([0, 1], 20), ("a", "b"),
                         np.repeat([0, 1], 20), ("a", "b"))
     s = T.split(data, 0.25, seed=0)

@@ -57,6 +57,14 @@ from sklearn.base import clone
 
 from .. import analysis, plotting
 from ..coactivation import CoactivationGraph
+from ..datasets.pbmc import (
+    COARSE_GROUPS,
+    MATRICES,
+    PbmcData,
+    load_pbmc,
+    scale_inputs,
+    split,
+)
 from ..estimators import GSRAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
@@ -74,21 +82,7 @@ from . import _cluster_report as cr
 from .cluster_indication import GraphLayerAutoencoder
 
 TITLE = "Neuron modules on blood cells (pbmc68k_reduced)"
-MATRICES = ("X", "raw")
 
-#: the coarse group of each bulk label; the data hold no megakaryocyte label
-COARSE_GROUPS = {
-    "CD4+/CD25 T Reg": "T",
-    "CD4+/CD45RA+/CD25- Naive T": "T",
-    "CD4+/CD45RO+ Memory": "T",
-    "CD8+ Cytotoxic T": "T",
-    "CD8+/CD45RA+ Naive Cytotoxic": "T",
-    "CD56+ NK": "NK",
-    "CD19+ B": "B",
-    "CD14+ Monocyte": "myeloid",
-    "Dendritic": "dendritic",
-    "CD34+": "stem",
-}
 #: the usual PBMC marker genes and the cells they mark
 MARKER_CELLS = {
     "CD3E": "T", "CD8A": "CD8 T", "IL7R": "CD4 T", "MS4A1": "B", "CD79A": "B",
@@ -113,15 +107,6 @@ def method_labels() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def coarse_labels(cell_types: np.ndarray) -> np.ndarray:
-    """(N,) coarse group (:data:`COARSE_GROUPS`) of each bulk label in ``cell_types`` (N,)."""
-    cell_types = np.asarray(cell_types).astype(str)
-    unknown = sorted(set(cell_types) - set(COARSE_GROUPS))
-    if unknown:
-        raise ValueError(f"no coarse group for the cell type(s) {unknown}")
-    return np.array([COARSE_GROUPS[t] for t in cell_types])
 
 
 def indication_table(activity: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,66 +230,6 @@ Config = PbmcConfig
 
 
 # --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class PbmcData:
-    """The cells: ``X`` (N, G) float32 autoencoder input, ``expression`` (N, G) float32
-    log-normalised values, ``genes`` (G,), ``cell_types``, ``coarse``, ``louvain`` (N,)
-    str (the Louvain clusters shipped with the data)."""
-
-    X: np.ndarray
-    expression: np.ndarray
-    genes: tuple[str, ...]
-    cell_types: np.ndarray
-    coarse: np.ndarray
-    louvain: np.ndarray
-
-
-def load_pbmc(matrix: str = "X") -> PbmcData:
-    """``pbmc68k_reduced`` from scanpy (shipped with it, nothing is downloaded)."""
-    try:
-        import scanpy as sc
-    except ImportError as err:
-        raise ImportError(
-            "the pbmc experiment needs scanpy: pip install 'gsreg[sc]'"
-        ) from err
-    if matrix not in MATRICES:
-        raise ValueError(f"matrix must be one of {MATRICES}, got {matrix!r}")
-    adata = sc.datasets.pbmc68k_reduced()
-    raw = adata.raw.to_adata()[:, adata.var_names]
-    expression = _dense(raw.X)
-    cell_types = adata.obs["bulk_labels"].astype(str).to_numpy()
-    return PbmcData(
-        X=_dense(adata.X) if matrix == "X" else expression,
-        expression=expression,
-        genes=tuple(str(g) for g in adata.var_names),
-        cell_types=cell_types,
-        coarse=coarse_labels(cell_types),
-        louvain=adata.obs["louvain"].astype(str).to_numpy(),
-    )
-
-
-def _dense(matrix) -> np.ndarray:
-    return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, np.float32)
-
-
-def split(cell_types: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified ``(train (N_train,), test (N_test,))`` cell indices, drawn with ``seed``."""
-    from sklearn.model_selection import train_test_split
-
-    cells = np.arange(len(cell_types))
-    train, test = train_test_split(cells, test_size=test_fraction, stratify=cell_types,
-                                   random_state=seed)  # fmt: skip
-    return np.sort(train), np.sort(test)
-
-
-def scale_inputs(X: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, float]:
-    """``(Xs (N, G) float32, scale)``: X centred per gene and divided by one common scale,
-    both from the training cells; an MSE on Xs times ``scale**2`` is in X's units."""
-    mean = X[train].astype(np.float64).mean(axis=0)
-    scale = float(np.sqrt(np.mean((X[train] - mean) ** 2)))
-    return ((X - mean) / scale).astype(np.float32), scale
 
 
 # --------------------------------------------------------------------------- training
@@ -910,20 +835,14 @@ def _module_text(typical: dict) -> str:
 
 
 __all__ = [
-    "COARSE_GROUPS",
     "Config",
     "MARKER_CELLS",
     "METHODS",
     "PbmcConfig",
-    "PbmcData",
-    "coarse_labels",
     "headline",
     "indication_table",
-    "load_pbmc",
     "mean_predictor_mse",
     "run",
     "run_seed",
-    "scale_inputs",
-    "split",
     "train_model",
 ]

@@ -1,22 +1,8 @@
 """Trajectories: does a line layer order its neurons along pseudotime, do learned graphs
 separate branches?
 
-Two branching data sets (both need the ``sc`` extra: ``pip install 'gsreg[sc]'``):
-
-- ``dla``: :func:`phate.tree.gen_dla`, a diffusion-limited-aggregation tree. Branch 0 is
-  a random walk of ``branch_length`` steps; every other branch is a walk of the same
-  length that starts at a random step of branch 0 (gen_dla draws the starting index
-  from ``randint(branch_length)``, i.e. always on the first branch), then Gaussian noise
-  is added. Samples are stored branch by branch in walk order, so the pseudotime of a
-  sample is the number of walk steps from the root: its index within branch 0, or the
-  start index + 1 + its index within another branch. The start indices are recovered by
-  replaying gen_dla's random draws (:func:`dla_tree` checks the replay reproduces its
-  output exactly).
-- ``krumsiek11``: scanpy's simulated myeloid tree (640 cells x 11 genes). The simulation
-  concatenates four runs of a Boolean network from the stem state, each to one fate
-  (Mo, Ery, Mk, Neu); a run's cells are in time order, the first half labelled
-  ``progenitor`` and the rest with its fate. Pseudotime is the step within the run
-  (:func:`krumsiek_runs`).
+Two branching data sets with known pseudotime, ``dla`` and ``krumsiek11``
+(:mod:`gsreg.datasets.trajectory`; both need the ``sc`` extra).
 
 A *lineage* is a stretch of samples ordered by pseudotime (a DLA branch; a krumsiek11
 run, stem to fate); a *branch* is the label modules are compared with (DLA: the branch;
@@ -56,10 +42,8 @@ without GSR, built after training, says whether the layer falls apart by itself.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,6 +56,7 @@ from torch import nn
 from .. import analysis, graphs, plotting
 from ..coactivation import CoactivationGraph
 from ..datasets.base import stratified_indices
+from ..datasets.trajectory import Trajectory, dla_tree, krumsiek11
 from ..estimators import GSRAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
@@ -95,137 +80,11 @@ from .cluster_indication import GraphLayerAutoencoder, module_drivers
 
 TITLE = "Trajectories: a line layer and a learned graph on branching data"
 DATASETS = ("dla", "krumsiek11")
-#: the stem cell type of krumsiek11, shared by every run
-KRUMSIEK_STEM = "progenitor"
 #: how much higher a median |rho| must be than at lambda = 0 to count as an improvement
 IMPROVEMENT = 0.1
 
 
 # --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True, eq=False)
-class Trajectory:
-    """A branching data set with pseudotime.
-
-    Attributes:
-        name: ``"dla"`` or ``"krumsiek11"``.
-        X: (N, d) float64 features as generated / shipped.
-        pseudotime: (N,) float64, steps from the root.
-        lineage: (N,) int64 in ``[0, L)``, the stretch a sample is ordered in.
-        lineage_names: (L,) names.
-        branch: (N,) int64 in ``[0, B)``, the label modules are scored against.
-        branch_names: (B,) names.
-    """
-
-    name: str
-    X: np.ndarray
-    pseudotime: np.ndarray
-    lineage: np.ndarray
-    lineage_names: tuple[str, ...]
-    branch: np.ndarray
-    branch_names: tuple[str, ...]
-
-
-def _require(module: str):
-    """Import an optional package, or say which extra provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(
-            f"the trajectory experiment needs {module!r}: pip install 'gsreg[sc]'"
-        ) from err
-
-
-def replay_dla(
-    n_dim: int, n_branch: int, branch_length: int, rand_multiplier: float, seed: int,
-    sigma: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """gen_dla's draws replayed: ``(X (n_branch * branch_length, n_dim), starts (n_branch,))``.
-
-    ``starts[i]`` is the pseudotime of the first sample of branch i: 0 for branch 0,
-    else the index of the step of branch 0 it grows from, + 1.
-    """
-    rng = np.random.RandomState(seed)  # gen_dla seeds numpy's legacy global generator
-
-    def walk() -> np.ndarray:
-        return np.cumsum(-1 + rand_multiplier * rng.rand(branch_length, n_dim), 0)
-
-    trunk = walk()
-    parts, starts = [trunk], [0]
-    for _ in range(n_branch - 1):
-        attach = rng.randint(branch_length)
-        parts.append(walk() + trunk[attach])
-        starts.append(attach + 1)
-    clean = np.concatenate(parts)
-    return clean + rng.normal(0, sigma, clean.shape), np.array(starts, dtype=np.int64)
-
-
-def dla_tree(
-    n_branch: int = 6, branch_length: int = 150, n_dim: int = 60, seed: int = 0,
-    sigma: float = 4.0,
-) -> Trajectory:
-    """A :func:`phate.tree.gen_dla` tree with the pseudotime of every sample (module doc).
-
-    Raises RuntimeError when replaying gen_dla's draws does not give its output (a
-    changed generator), since the pseudotime would then be unknown.
-    """
-    phate = _require("phate")
-    state = np.random.get_state()
-    try:
-        X, labels = phate.tree.gen_dla(n_dim=n_dim, n_branch=n_branch,
-                                       branch_length=branch_length, seed=seed, sigma=sigma)
-    finally:
-        np.random.set_state(state)  # gen_dla reseeds the global generator
-    replayed, starts = replay_dla(n_dim, n_branch, branch_length, 2, seed, sigma)
-    if not np.array_equal(X, replayed):
-        raise RuntimeError("phate.tree.gen_dla no longer matches its replay; the pseudotime "
-                           "of its samples cannot be derived")
-    lineage = np.asarray(labels, dtype=np.int64)
-    step = np.tile(np.arange(branch_length), n_branch)
-    names = ("branch 0 (trunk)",) + tuple(f"branch {i}" for i in range(1, n_branch))
-    return Trajectory("dla", np.asarray(X, dtype=np.float64),
-                      (starts[lineage] + step).astype(np.float64), lineage, names,
-                      lineage.copy(), names)
-
-
-def krumsiek_runs(
-    cell_types: Sequence[str], stem: str = KRUMSIEK_STEM
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Split krumsiek11's cell order into simulation runs.
-
-    A run starts at the first cell or where a ``stem`` cell follows a non-stem cell and
-    holds stem cells followed by cells of one fate. Returns ``(run (N,) int64, step (N,)
-    int64 within the run, fates (R,))``. Raises ValueError for a run without a fate or
-    with more than one.
-    """
-    types = np.asarray(cell_types, dtype=object)
-    is_stem = types == stem
-    starts = np.flatnonzero(np.r_[True, is_stem[1:] & ~is_stem[:-1]])
-    run = np.cumsum(np.isin(np.arange(types.size), starts)) - 1
-    step = np.arange(types.size) - starts[run]
-    fates = []
-    for r in range(len(starts)):
-        fate = set(types[(run == r) & ~is_stem])
-        if len(fate) != 1:
-            raise ValueError(f"run {r} of krumsiek11 has fates {sorted(fate)}, expected one")
-        fates.append(str(fate.pop()))
-    return run.astype(np.int64), step.astype(np.int64), tuple(fates)
-
-
-def krumsiek11() -> Trajectory:
-    """scanpy's ``krumsiek11`` (shipped with scanpy, no download) with runs and pseudotime."""
-    sc = _require("scanpy")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # non-unique obs names
-        adata = sc.datasets.krumsiek11()
-    types = adata.obs["cell_type"].astype(str).to_numpy()
-    run, step, fates = krumsiek_runs(types)
-    branch_names = (KRUMSIEK_STEM, *fates)
-    branch = np.array([branch_names.index(t) for t in types], dtype=np.int64)
-    names = tuple(f"stem → {fate}" for fate in fates)
-    return Trajectory("krumsiek11", np.asarray(adata.X, dtype=np.float64),
-                      step.astype(np.float64), run, names, branch, branch_names)
 
 
 def load(name: str, config: TrajectoryConfig) -> Trajectory:
@@ -1273,19 +1132,14 @@ def _cost_note(name: str, m: dict) -> str:
 
 __all__ = [
     "Config",
-    "Trajectory",
     "TrajectoryConfig",
     "centre_of_mass",
-    "dla_tree",
     "headline",
-    "krumsiek11",
-    "krumsiek_runs",
     "line_autoencoder",
     "lineage_spearman",
     "peak_position",
     "pseudotime_bins",
     "reference_spearman",
-    "replay_dla",
     "run",
     "shuffled_order_rho",
     "split",
