@@ -230,3 +230,15 @@ def test_loading_into_a_mismatched_model_names_the_first_mismatched_tensor(tmp_p
     path = gsreg.save(tmp_path / "m.safetensors", small_ae())
     with pytest.raises(gio.FormatError, match=words):
         gsreg.load(path, model=other())
+
+
+def test_the_graph_layer_autoencoder_is_rebuilt_from_its_file(tmp_path):
+    from gsreg.models import GraphLayerAutoencoder
+
+    torch.manual_seed(0)
+    model = GraphLayerAutoencoder(12, width=9, hidden=7, noise=0.3).eval()
+    x = torch.randn(5, 12)
+    loaded = gsreg.load(gsreg.save(tmp_path / "g.safetensors", model))
+    assert type(loaded.model) is GraphLayerAutoencoder
+    assert loaded.model.config == model.config
+    torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)

@@ -36,7 +36,7 @@ from ._files import atomic_write
 from ._version import __version__
 from .coactivation import CoactivationGraph
 from .graphs import Graph
-from .models import ConvClassifier, DenseAutoencoder, DenseClassifier
+from .models import ConvClassifier, DenseAutoencoder, DenseClassifier, GraphLayerAutoencoder
 from .penalty import GraphPenalty
 from .regularizer import GraphRegularizer
 from .training import History
@@ -59,6 +59,7 @@ _MODELS: dict[str, type[nn.Module]] = {
     "DenseAutoencoder": DenseAutoencoder,
     "ConvClassifier": ConvClassifier,
     "DenseClassifier": DenseClassifier,
+    "GraphLayerAutoencoder": GraphLayerAutoencoder,
 }
 
 

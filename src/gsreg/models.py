@@ -18,6 +18,50 @@ from torch import nn
 
 from ._util import check_positive_int as _check_positive_int
 
+
+class GraphLayerAutoencoder(nn.Module):
+    """Dense autoencoder whose learned-graph layer is a LeakyReLU layer before the noise.
+
+    ``n_features -> hidden (LeakyReLU) -> width (LeakyReLU, "encoder.graph") -> Gaussian
+    noise -> hidden (LeakyReLU) -> n_features``. It differs from
+    ``DenseAutoencoder(n_features, (hidden,), latent=width, noise=noise)`` only in the
+    LeakyReLU on the ``width`` units; He-normal init, zero biases.
+    """
+
+    layer = "encoder.graph"
+
+    def __init__(
+        self,
+        n_features: int,
+        width: int = 100,
+        hidden: int = 50,
+        noise: float = 0.5,
+        negative_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.config = {"n_features": n_features, "width": width, "hidden": hidden,
+                       "noise": float(noise), "negative_slope": float(negative_slope)}
+
+        def block(n_in: int, n_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Linear(n_in, n_out), nn.LeakyReLU(negative_slope))
+
+        self.encoder = nn.Sequential(
+            OrderedDict(hidden=block(n_features, hidden), graph=block(hidden, width))
+        )
+        self.noise = GaussianNoise(float(noise))
+        self.decoder = nn.Sequential(
+            OrderedDict(hidden=block(width, hidden), out=nn.Linear(hidden, n_features))
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, a=negative_slope, nonlinearity="leaky_relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_features) -> reconstruction (B, n_features); noise in training mode only."""
+        return self.decoder(self.noise(self.encoder(x)))
+
+
 __all__ = [
     "OUTPUT_ACTIVATIONS",
     "CapsuleNet",
@@ -25,6 +69,7 @@ __all__ = [
     "DenseAutoencoder",
     "DenseClassifier",
     "DigitCapsules",
+    "GraphLayerAutoencoder",
     "GaussianNoise",
     "PrimaryCapsules",
     "squash",

@@ -66,6 +66,7 @@ from ..datasets.pbmc import (
     split,
 )
 from ..estimators import GSRAutoencoder
+from ..models import GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
@@ -79,7 +80,6 @@ from . import (
     tuple_fields,
 )
 from . import _cluster_report as cr
-from .cluster_indication import GraphLayerAutoencoder
 
 TITLE = "Neuron modules on blood cells (pbmc68k_reduced)"
 

@@ -27,7 +27,7 @@ component (:func:`reference_spearman`). The verdict: does the best GSR line (cen
 read-out) beat the best of λ = 0 as trained, λ = 0 arranged and the shuffled chance?
 
 (b) Learned graph. A 100-unit LeakyReLU layer (:class:`~gsreg.experiments.
-cluster_indication.GraphLayerAutoencoder`) learns its graph from co-activations
+models.GraphLayerAutoencoder`) learns its graph from co-activations
 (:class:`gsreg.CoactivationGraph`, kNN on standardised activations, updated all run
 long) while GSR smooths it; the components are neuron modules, each held-out sample is
 assigned to the module it drives most (:func:`gsreg.analysis.indicate_clusters`) and the
@@ -58,6 +58,7 @@ from ..coactivation import CoactivationGraph
 from ..datasets.base import stratified_indices
 from ..datasets.trajectory import Trajectory, dla_tree, krumsiek11
 from ..estimators import GSRAutoencoder
+from ..models import GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
@@ -76,7 +77,7 @@ from . import (
     verdict_ending,
 )
 from . import _cluster_report as cr
-from .cluster_indication import GraphLayerAutoencoder, module_drivers
+from .cluster_indication import module_drivers
 
 TITLE = "Trajectories: a line layer and a learned graph on branching data"
 DATASETS = ("dla", "krumsiek11")
