@@ -1,11 +1,11 @@
-"""Small helpers shared across layers (imports nothing from gsreg)."""
+"""Small helpers shared across layers (imports only gsreg._checks)."""
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import nn
+
+from ._checks import check_int
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -19,6 +19,5 @@ def model_device(model: nn.Module) -> torch.device:
 
 def check_positive_int(name: str, value: object) -> None:
     """Raise ValueError unless ``value`` is an integer >= 1 (numpy integers accepted, bools
-    refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    refused): :func:`gsreg._checks.check_int`, whose type errors are also ValueErrors."""
+    check_int(value, name)

@@ -18,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from ._checks import check_int, is_int
+
 if TYPE_CHECKING:
     import networkx as nx
     import torch
@@ -237,13 +239,9 @@ def _safe_degrees(deg: np.ndarray) -> np.ndarray:
     return np.where(deg > 0, deg, 1.0)
 
 
-def _is_positive_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
-
-
 def _validate_edges(n_nodes, edges, weights) -> tuple[np.ndarray, np.ndarray]:
     """Check and canonicalise an edge list: i < j, sorted, unique, positive finite weights."""
-    if not _is_positive_int(n_nodes):
+    if not is_int(n_nodes):
         raise ValueError(f"a graph needs at least one node, got n_nodes={n_nodes!r}")
     edges = np.asarray(edges)
     if edges.size == 0:
@@ -314,7 +312,7 @@ def _validate_coords(n_nodes: int, coords) -> np.ndarray:
 def _validate_shape(n_nodes: int, shape) -> tuple[int, int] | None:
     if shape is None:
         return None
-    if len(shape) != 2 or not all(_is_positive_int(s) for s in shape):
+    if len(shape) != 2 or not all(is_int(s) for s in shape):
         raise ValueError(f"shape must be None or two positive integers (h, w), got {shape!r}")
     h, w = int(shape[0]), int(shape[1])
     if h * w != n_nodes:
@@ -324,8 +322,7 @@ def _validate_shape(n_nodes: int, shape) -> tuple[int, int] | None:
 
 def _check_dims(name: str, minimum: int = 1, **dims: int) -> None:
     for key, value in dims.items():
-        if not _is_positive_int(value) or value < minimum:
-            raise ValueError(f"{name}: {key} must be an integer >= {minimum}, got {value!r}")
+        check_int(value, f"{name}: {key}", minimum)
 
 
 # ---------------------------------------------------------------------------- layouts
