@@ -14,7 +14,6 @@ Under ``torch.distributed`` every rank builds the same graph from all ranks' sam
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import deque
 from collections.abc import Mapping
@@ -25,8 +24,9 @@ import torch
 import torch.distributed as dist
 
 from . import graphs
+from ._checks import check_choice, check_int, check_real, is_int
 from .graphs import LAPLACIAN_KINDS, Graph
-from .penalty import GraphPenalty
+from .penalty import NORMALIZATIONS, GraphPenalty
 
 KERNELS = ("knn", "gaussian", "adaptive", "correlation")
 FEATURES = ("raw", "standardized")
@@ -117,25 +117,19 @@ class CoactivationGraph:
         _check_choice("features", features, FEATURES)
         _check_choice("laplacian", laplacian, LAPLACIAN_KINDS)
         _check_choice("on_disconnect", on_disconnect, ON_DISCONNECT + tuple(_ALIASES))
-        if not (normalize is False or normalize is True or normalize in ("rayleigh", "centered")):
-            raise ValueError(
-                f"CoactivationGraph: normalize must be False, True, 'rayleigh' or 'centered', "
-                f"got {normalize!r}"
-            )
-        _check_int("k", k, 1)
-        _check_int("warmup_steps", warmup_steps, 0)
-        _check_int("update_every", update_every, 1)
-        _check_int("history_size", history_size, 0)
+        check_choice(normalize, "CoactivationGraph: normalize", NORMALIZATIONS)
+        check_int(k, "CoactivationGraph: k")
+        check_int(warmup_steps, "CoactivationGraph: warmup_steps", 0)
+        check_int(update_every, "CoactivationGraph: update_every")
+        check_int(history_size, "CoactivationGraph: history_size", 0)
         if max_updates is not None:
-            _check_int("max_updates", max_updates, 1)
+            check_int(max_updates, "CoactivationGraph: max_updates")
         if stable_updates is not None:
-            _check_int("stable_updates", stable_updates, 1)
+            check_int(stable_updates, "CoactivationGraph: stable_updates")
         if release_steps is not None:
-            _check_int("release_steps", release_steps, 0)
-        if not (math.isfinite(bandwidth) and bandwidth > 0):
-            raise ValueError(f"CoactivationGraph: bandwidth must be > 0, got {bandwidth!r}")
-        if not (math.isfinite(threshold) and 0 <= threshold < 1):
-            raise ValueError(f"CoactivationGraph: threshold must be in [0, 1), got {threshold!r}")
+            check_int(release_steps, "CoactivationGraph: release_steps", 0)
+        check_real(bandwidth, "CoactivationGraph: bandwidth", 0, strict_min=True)
+        check_real(threshold, "CoactivationGraph: threshold", 0, 1, strict_max=True)
         self.kernel = kernel
         self.k = int(k)
         self.bandwidth = float(bandwidth)
@@ -150,9 +144,10 @@ class CoactivationGraph:
         self.normalize = normalize
         self.on_disconnect = _ALIASES.get(on_disconnect, on_disconnect)
         self.history_size = int(history_size)
-        _check_int(
-            f"buffer_size (a {kernel!r} graph needs {self.min_samples} samples)",
+        check_int(
             buffer_size,
+            f"CoactivationGraph: buffer_size (a {kernel!r} graph needs {self.min_samples} "
+            "samples)",
             self.min_samples,
         )
         self.buffer_size = int(buffer_size)
@@ -393,7 +388,7 @@ class CoactivationGraph:
         )
 
     def _set_width(self, n: int) -> None:
-        _check_int("n_nodes", n, 1)
+        check_int(n, "CoactivationGraph: n_nodes")
         if self.kernel != "gaussian" and self.k >= n:
             raise ValueError(
                 f"CoactivationGraph: k={self.k} neighbours need at least {self.k + 1} neurons, "
@@ -439,7 +434,7 @@ class CoactivationGraph:
                 f"buffer_size={self.buffer_size}"
             )
         for key in ("n_updates", "position", "filled"):
-            if not _is_int(state[key]) or state[key] < 0:
+            if not is_int(state[key], 0):
                 raise ValueError(f"CoactivationGraph state: {key} must be an int >= 0, got "
                                  f"{state[key]!r}")
         if not isinstance(state["frozen"], bool):
@@ -492,7 +487,7 @@ class CoactivationGraph:
         ``total_steps`` optimiser steps: first graph after a tenth of them, rebuilt every
         sixtieth (300 and 50 for 3,000 steps); ``overrides`` replace any argument. Use it
         with ``GraphRegularizer(..., weight=coactivation.RECOMMENDED_WEIGHT)``."""
-        _check_int("total_steps", total_steps, 1)
+        check_int(total_steps, "CoactivationGraph.recommended: total_steps")
         options = {**RECOMMENDED, "warmup_steps": total_steps // 10,
                    "update_every": max(1, total_steps // 60), **overrides}
         return cls(**options)
@@ -647,18 +642,6 @@ def _gather_across_ranks(samples: torch.Tensor | None) -> torch.Tensor | None:
 # ---------------------------------------------------------------------------- validation
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _check_choice(name: str, value: object, options: tuple) -> None:
     if value not in options:
         raise ValueError(f"CoactivationGraph: unknown {name} {value!r}; expected one of {options}")
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < minimum:
-        raise ValueError(
-            f"CoactivationGraph: {name} must be an integer >= {minimum}, got {value!r}"
-        )
