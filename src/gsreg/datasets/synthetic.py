@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_int, check_real
 from .base import Dataset, stratified_indices
 from .digits import _n_test
 
@@ -184,31 +185,18 @@ def _split(
 
 def _check_int(where: str, minimum: int = 1, **values: object) -> None:
     for key, value in values.items():
-        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-        if not ok or value < minimum:
-            raise ValueError(f"{where}: {key} must be an integer >= {minimum}, got {value!r}")
+        check_int(value, f"{where}: {key}", minimum)
 
 
 def _check_module_args(where: str, correlation: float, shift: float, noise: float) -> None:
-    if not (_is_real(correlation) and 0.0 <= correlation < 1.0):
-        raise ValueError(f"{where}: correlation must lie in [0, 1), got {correlation!r}")
+    check_real(correlation, f"{where}: correlation", 0.0, 1.0, strict_max=True)
     _check_shift(where, "shift", shift)
     _check_noise(where, noise)
 
 
 def _check_shift(where: str, key: str, value: float) -> None:
-    if not (_is_real(value) and value > 0):
-        raise ValueError(f"{where}: {key} must be a positive number, got {value!r}")
+    check_real(value, f"{where}: {key}", 0.0, strict_min=True)
 
 
 def _check_noise(where: str, noise: float) -> None:
-    if not (_is_real(noise) and noise >= 0):
-        raise ValueError(f"{where}: noise must be a finite number >= 0, got {noise!r}")
-
-
-def _is_real(value: object) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and bool(np.isfinite(value))
-    )
+    check_real(noise, f"{where}: noise", 0.0)
