@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from gsreg import datasets
 from gsreg.experiments import (
@@ -24,7 +23,6 @@ from gsreg.experiments import (
     reconstruction_cost,
     registry,
 )
-from gsreg.experiments.reconstruction_sweep import ActivityRegularizer
 from gsreg.experiments.rotation import circular_correlation, ring_peak_angle, winding_number
 from gsreg.report import RunFolder, Section
 
@@ -450,20 +448,3 @@ def test_cost_verdicts_and_labels():
     assert [lambda_label(w) for w in (0, 1e-5, 1e-2, 0.1, 1.0, 1e5, 3e-2)] == [
         "0", "1e-5", "1e-2", "0.1", "1", "1e5", "3e-2"
     ]
-
-
-def test_activity_regularizer_penalties():
-    model = torch.nn.Sequential(torch.nn.Linear(3, 4))
-    x = torch.randn(5, 3)
-    for kind, expected in (("l1", lambda z: z.abs().sum(1).mean()),
-                           ("l2", lambda z: z.pow(2).sum(1).mean())):
-        reg = ActivityRegularizer(model, "0", kind, weight=0.5)
-        z = model(x)
-        assert torch.allclose(reg.penalty(), 0.5 * expected(z))
-        assert float(reg.penalty()) == 0.0  # consumed
-        with torch.no_grad():
-            model(x)
-        assert float(reg.penalty()) == 0.0  # nothing collected without autograd
-        reg.remove()
-    with pytest.raises(ValueError):
-        ActivityRegularizer(model, "0", "l3", 1.0)

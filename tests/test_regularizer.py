@@ -279,3 +279,22 @@ def test_per_layer_mappings_with_a_misspelt_layer_are_refused():
 def test_schedules_refuse_non_integer_steps_and_bad_rates(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GraphRegularizer(mlp(), {"act1": graphs.grid(4, 4)}, weight=1.0, **kwargs)
+
+
+def test_activity_regularizer_penalties():
+    from gsreg.activity import ActivityRegularizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4))
+    x = torch.randn(5, 3)
+    for kind, expected in (("l1", lambda z: z.abs().sum(1).mean()),
+                           ("l2", lambda z: z.pow(2).sum(1).mean())):
+        reg = ActivityRegularizer(model, "0", kind, weight=0.5)
+        z = model(x)
+        assert torch.allclose(reg.penalty(), 0.5 * expected(z))
+        assert float(reg.penalty()) == 0.0  # consumed
+        with torch.no_grad():
+            model(x)
+        assert float(reg.penalty()) == 0.0  # nothing collected without autograd
+        reg.remove()
+    with pytest.raises(ValueError):
+        ActivityRegularizer(model, "0", "l3", 1.0)

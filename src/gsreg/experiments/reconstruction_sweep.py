@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torch import nn
 
 from .. import analysis, graphs
+from ..activity import ActivityRegularizer
 from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
@@ -117,44 +117,6 @@ class ReconstructionSweepConfig:
 
 
 Config = ReconstructionSweepConfig
-
-
-class ActivityRegularizer:
-    """L1 or L2 activity penalty on one layer's output, with GSR's training interface.
-
-    ``penalty()`` is ``weight * mean_b sum_i |z_bi|`` (``"l1"``) or
-    ``weight * mean_b sum_i z_bi^2`` (``"l2"``) of the layer's output (B, n) in the last
-    forward; like :class:`gsreg.GraphRegularizer` it collects only in training mode with
-    autograd on. ``step()`` does nothing; ``logs()`` gives ``{"<kind>/<layer>": value}``.
-    """
-
-    def __init__(self, model: nn.Module, layer: str, kind: str, weight: float) -> None:
-        if kind not in ("l1", "l2"):
-            raise ValueError(f"kind must be 'l1' or 'l2', got {kind!r}")
-        self.layer, self.kind, self.weight = layer, kind, float(weight)
-        self._z: torch.Tensor | None = None
-        self._last: torch.Tensor | float = 0.0
-        self._handle = model.get_submodule(layer).register_forward_hook(self._hook)
-
-    def _hook(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
-        self._z = output if module.training and torch.is_grad_enabled() else None
-
-    def penalty(self) -> torch.Tensor:
-        z, self._z = self._z, None
-        if z is None:
-            return torch.zeros(())
-        value = z.abs().sum(dim=1).mean() if self.kind == "l1" else z.pow(2).sum(dim=1).mean()
-        self._last = value.detach()
-        return self.weight * value
-
-    def step(self) -> None:
-        pass
-
-    def logs(self) -> dict[str, torch.Tensor | float]:
-        return {f"{self.kind}/{self.layer}": self._last}
-
-    def remove(self) -> None:
-        self._handle.remove()
 
 
 def run(
@@ -520,4 +482,4 @@ def _controls_table(metrics: dict) -> list[dict]:
     return rows
 
 
-__all__ = ["ActivityRegularizer", "Config", "ReconstructionSweepConfig", "headline", "run"]
+__all__ = ["Config", "ReconstructionSweepConfig", "headline", "run"]
