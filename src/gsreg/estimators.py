@@ -22,7 +22,6 @@ layer that is already as smooth as a post-hoc arrangement makes it.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from torch import nn
 
 from . import analysis, coactivation, graphs, placement
 from . import io as gsreg_io
+from ._checks import check_choice, check_int, check_real, is_int, is_real
 from .budget import MIN_WARMUP_STEPS, check_budget, reference_loss
 from .coactivation import CoactivationGraph
 from .graphs import LEARNED, Graph
@@ -131,9 +131,7 @@ class _GSRBase(BaseEstimator):
                 f"{name}: graph must be a spec string such as 'grid:8x8', a gsreg Graph or "
                 f"'learned', got {type(graph).__name__}"
             )
-        if self.weight is not None and (
-            not _is_real(self.weight) or not (math.isfinite(self.weight) and self.weight >= 0)
-        ):
+        if self.weight is not None and not is_real(self.weight, 0):
             raise ValueError(
                 f"{name}: weight must be None (set by the budget) or a finite number >= 0, "
                 f"got {self.weight!r}"
@@ -143,25 +141,18 @@ class _GSRBase(BaseEstimator):
                 raise ValueError(f"{name}: give a weight or a budget (both are None)")
             if self.budget != "auto":
                 check_budget(self.budget, f"{name}: budget")
-        if not (self.epochs == "auto" or _is_int(self.epochs, 1)):
+        if not (self.epochs == "auto" or is_int(self.epochs)):
             raise ValueError(f"{name}: epochs must be 'auto' or an int >= 1, got {self.epochs!r}")
-        if not _is_int(self.batch_size, 1):
-            raise ValueError(f"{name}: batch_size must be an int >= 1, got {self.batch_size!r}")
-        if not _is_real(self.lr) or not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"{name}: lr must be a finite number > 0, got {self.lr!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"{name}: scale must be one of {SCALES}, got {self.scale!r}")
-        if not _is_int(self.n_structured, 1):
-            raise ValueError(
-                f"{name}: n_structured must be an int >= 1, got {self.n_structured!r}"
-            )
+        check_int(self.batch_size, f"{name}: batch_size")
+        check_real(self.lr, f"{name}: lr", 0, strict_min=True)
+        check_choice(self.scale, f"{name}: scale", SCALES)
+        check_int(self.n_structured, f"{name}: n_structured")
         if self.learned_options is not None and not isinstance(self.learned_options, Mapping):
             raise TypeError(
                 f"{name}: learned_options must be a dict of CoactivationGraph options or "
                 f"None, got {type(self.learned_options).__name__}"
             )
-        if not _is_int(self.verbose, 0):
-            raise ValueError(f"{name}: verbose must be an int >= 0, got {self.verbose!r}")
+        check_int(self.verbose, f"{name}: verbose", 0)
         if not (isinstance(self.arrange, (bool, np.bool_)) or self.arrange == "auto"):
             raise TypeError(
                 f"{name}: arrange must be 'auto', True or False, got {self.arrange!r}"
@@ -810,7 +801,7 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
 def _seed(random_state) -> int:
     """The torch seed: an int random_state itself, else a draw from it (or from numpy's
     global generator for None)."""
-    if _is_int(random_state, 0) and not isinstance(random_state, bool):
+    if is_int(random_state, 0):
         return int(random_state)
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
@@ -843,16 +834,6 @@ def _sparse_scaler(X, scale: str) -> tuple[np.ndarray, np.ndarray]:
     else:  # "global"
         std = np.full(d, np.sqrt(squares.sum() / (n * d)))
     return mean, np.where(std > 0, std, 1.0)
-
-
-def _is_int(value: object, minimum: int) -> bool:
-    return (
-        isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
-    )
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
