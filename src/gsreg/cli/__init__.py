@@ -289,18 +289,22 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
+    from .._checks import is_int
+
+    value = int(text)  # a ValueError here: argparse says "invalid _positive_int value"
+    if not is_int(value, 1):
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
+    from .._checks import is_real
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
-    if not (value >= 0 and value != float("inf")):
+    if not is_real(value, 0):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
