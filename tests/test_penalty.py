@@ -138,6 +138,26 @@ def test_bad_arguments():
         GraphPenalty(g)(torch.ones(0, 4))
 
 
+@pytest.mark.parametrize("normalize", [0, 1, np.bool_(True), "Rayleigh"])
+def test_normalize_takes_only_the_listed_options(normalize):
+    # 0 and 1 equal False and True but are not the bools NORMALIZATIONS lists
+    with pytest.raises(ValueError, match=r"GraphPenalty: normalize must be one of \(False, True"):
+        GraphPenalty(graphs.grid(2, 2), normalize=normalize)
+
+
+@pytest.mark.parametrize("eps", [-1e-9, float("nan"), float("inf"), True, "0"])
+def test_eps_must_be_a_finite_number_at_least_zero(eps):
+    with pytest.raises(ValueError, match="GraphPenalty: eps must be a finite number >= 0"):
+        GraphPenalty(graphs.grid(2, 2), eps=eps)
+
+
+def test_an_unknown_forced_path_names_the_paths():
+    pen = GraphPenalty(graphs.grid(2, 2))
+    pen._path = "sparse"
+    with pytest.raises(ValueError, match=r"GraphPenalty: path must be one of \('stencil', "):
+        pen(torch.ones(2, 4))
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 25),

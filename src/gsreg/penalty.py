@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._checks import check_choice, check_real
 from .graphs import LAPLACIAN_KINDS, Graph
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -95,7 +96,7 @@ def stencil_apply(
     return out
 
 
-_APPLY = {"stencil": stencil_apply, "dense": dense_apply, "csr": csr_apply}
+_APPLY = dict(zip(PATHS, (stencil_apply, dense_apply, csr_apply), strict=True))
 
 
 def edge_offsets(graph: Graph) -> np.ndarray:
@@ -190,19 +191,10 @@ class GraphPenalty(nn.Module):
         super().__init__()
         if not isinstance(graph, Graph):
             raise TypeError(f"GraphPenalty needs a gsreg Graph, got {type(graph).__name__}")
-        if laplacian not in LAPLACIAN_KINDS:
-            raise ValueError(f"unknown laplacian {laplacian!r}; expected one of {LAPLACIAN_KINDS}")
-        if not any(normalize is option for option in (False, True)) and normalize not in (
-            "rayleigh",
-            "centered",
-        ):
-            raise ValueError(
-                f"normalize must be False, True, 'rayleigh' or 'centered', got {normalize!r}"
-            )
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
+        check_choice(laplacian, "GraphPenalty: laplacian", LAPLACIAN_KINDS)
+        check_choice(normalize, "GraphPenalty: normalize", NORMALIZATIONS)
+        check_choice(reduction, "GraphPenalty: reduction", REDUCTIONS)
+        check_real(eps, "GraphPenalty: eps", 0)
         self.graph = graph
         self.laplacian = laplacian
         self.normalize = "rayleigh" if normalize is True else normalize
@@ -227,6 +219,7 @@ class GraphPenalty(nn.Module):
         key = (path, device, dtype)
         operator = self._operators.get(key)
         if operator is None:
+            check_choice(path, "GraphPenalty: path", PATHS)
             if path == "stencil":
                 offsets, diag, coefs = stencil_terms(self.graph, self.laplacian)
                 tensors = (torch.as_tensor(t, dtype=dtype, device=device) for t in [diag, *coefs])
@@ -240,7 +233,8 @@ class GraphPenalty(nn.Module):
     def _quadratic_form(self, z: torch.Tensor) -> torch.Tensor:
         """Per-row ``z_b^T L z_b`` (B,) of z (B, n)."""
         path = self._path
-        return _QuadraticForm.apply(z, _APPLY[path], *self._operator(path, z.device, z.dtype))[0]
+        operator = self._operator(path, z.device, z.dtype)
+        return _QuadraticForm.apply(z, _APPLY[path], *operator)[0]
 
     def energies(self, z: torch.Tensor, name: str = "activations") -> torch.Tensor:
         """Per-sample energies (B,) of z (B, n), normalised if asked; ``name`` goes in errors."""
