@@ -302,7 +302,7 @@ class _FakeExperiment(registry.Experiment):
 def fakes(monkeypatch):
     for name in ("fake-a", "fake-b"):
         monkeypatch.setitem(registry.EXPERIMENTS, name,
-                            _FakeExperiment(name, f"{name} for tests", 0.1, "unused"))
+                            _FakeExperiment(name, f"{name} for tests", 0.1, "unused", "unused"))
 
 
 def test_failed_run_keeps_the_previous_result(tmp_path, fakes):

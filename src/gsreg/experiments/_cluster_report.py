@@ -23,8 +23,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import analysis, plotting
-from . import MSE_CLOSE, MSE_WRECKED, check_config, lambda_label, reconstruction_cost, tuple_fields
 from . import cluster_indication as ci
+from ._config import check_config, tuple_fields
+from ._labels import lambda_label
+from ._verdicts import MSE_CLOSE, MSE_WRECKED, reconstruction_cost
 
 #: (dataset kind, n_modules, seed, setting, weight of the setting's penalty)
 RunKey = tuple[str, int, int, str, float]

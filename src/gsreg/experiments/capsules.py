@@ -57,16 +57,9 @@ from ..models import CapsuleNet
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import resolve_device
-from . import (
-    WRECKED,
-    accuracy_cost,
-    against_controls,
-    check_config,
-    lambda_label,
-    reconstruction_cost,
-    tuple_fields,
-    verdict_ending,
-)
+from ._config import check_config, tuple_fields
+from ._labels import lambda_label
+from ._verdicts import WRECKED, accuracy_cost, against_controls, reconstruction_cost, verdict_ending
 
 TITLE = "Capsule network with the capsule graph"
 LAYER = "digit_caps"
@@ -432,7 +425,6 @@ class CapsulesConfig:
                       "grid_classes": (3, 7), **overrides})
 
 
-Config = CapsulesConfig
 
 
 @dataclass(frozen=True)
@@ -1119,7 +1111,6 @@ __all__ = [
     "SIGNIFICANT",
     "STRONG",
     "CapsulesConfig",
-    "Config",
     "alignment_pvalue",
     "capsule_arrangement",
     "capsule_network",

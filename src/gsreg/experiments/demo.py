@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from .. import analysis, graphs, plotting
 from ..report import RunFolder, Section
-from . import load_mnist, public_fields, train_variants, write_config_and_metrics
+from ._config import public_fields, write_config_and_metrics
+from ._training import load_mnist, train_variants
 from .mnist_grid_ae import (
     ARRANGED_ROW_TEXT,
     CONTROLS_TEXT,

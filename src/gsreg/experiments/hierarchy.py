@@ -34,9 +34,10 @@ import numpy as np
 
 from .. import analysis, datasets
 from ..report import RunFolder, Section
-from . import MSE_WRECKED, WRECKED, lambda_label
 from . import _cluster_report as cr
 from . import cluster_indication as ci
+from ._labels import lambda_label
+from ._verdicts import MSE_WRECKED, WRECKED
 
 TITLE = "Coarse or fine: which level do learned-graph modules indicate?"
 #: mean ARI (or bit match) from which the components are said to indicate a level
@@ -77,7 +78,6 @@ class HierarchyConfig(cr.StudyConfig):
         return cls(**{**quick, **overrides})
 
 
-Config = HierarchyConfig
 
 
 def datasets_of(config: HierarchyConfig) -> list[tuple[str, int]]:
@@ -552,7 +552,6 @@ def _sweep_text(metrics: dict) -> str:
 
 
 __all__ = [
-    "Config",
     "HierarchyConfig",
     "binary_level",
     "headline",

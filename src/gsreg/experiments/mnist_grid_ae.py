@@ -17,7 +17,6 @@ figures, table columns and the lambda-grid metrics) are shared with the demo and
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,29 +25,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import analysis, graphs, placement, plotting
-from ..budget import reference_loss
+from .. import analysis, graphs, plotting
 from ..datasets import Dataset
-from ..estimators import ARRANGE_ROWS, budget_epochs
 from ..graphs import Graph
 from ..models import DenseAutoencoder
-from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
-from ..training import History, evaluate, fit
-from . import (
-    CLOSE,
-    WRECKED,
+from ..training import evaluate
+from ._config import (
     check_config,
-    lambda_label,
-    load_mnist,
-    plot_tradeoff,
     public_fields,
-    reconstruction_cost,
-    train_variants,
     training_checks,
     tuple_fields,
     write_config_and_metrics,
 )
+from ._figures import plot_tradeoff
+from ._labels import lambda_label
+from ._training import fit_with_budget, fit_with_gsr, load_mnist, train_variants
+from ._verdicts import CLOSE, WRECKED, reconstruction_cost
 
 TITLE = "MNIST autoencoder with an 8x8 GSR layer: the lambda grid"
 
@@ -94,7 +87,6 @@ class MnistGridAEConfig:
                       **overrides})
 
 
-Config = MnistGridAEConfig
 
 
 @dataclass(frozen=True)
@@ -174,85 +166,6 @@ def train_variant(variant, config, graph, data, device, progress):
         **class_map_fields(model, config.layer, data, graph, config.seed),
     }
     return result, history
-
-
-def fit_with_gsr(
-    model: nn.Module,
-    variant: Any,
-    config: Any,
-    graph: Graph,
-    data: Dataset,
-    device: str,
-    progress: bool,
-    *,
-    task: str = "reconstruction",
-    normalize: bool | str = False,
-) -> tuple[History, float]:
-    """Train ``model`` on ``data``'s training split with GSR of ``variant.weight`` on
-    ``config.layer`` laid out on ``graph`` (none at weight 0), the hook removed afterwards.
-
-    ``config`` needs layer, epochs, batch_size, lr and seed; ``task="classification"``
-    trains on the labels ``data.y_train``. Returns the History and the training seconds.
-    """
-    reg = None
-    if variant.weight > 0:
-        reg = GraphRegularizer(
-            model, {config.layer: graph}, weight=variant.weight, normalize=normalize
-        )
-    labels = data.y_train if task == "classification" else None
-    start = time.perf_counter()
-    history = fit(
-        model, data.X_train, labels, task=task, regularizer=reg, epochs=config.epochs,
-        batch_size=config.batch_size, lr=config.lr, device=device, seed=config.seed,
-        progress=progress, desc=variant.label,
-    )
-    seconds = time.perf_counter() - start
-    if reg is not None:
-        reg.remove()
-    return history, seconds
-
-
-def fit_with_budget(
-    model: nn.Module,
-    variant: Any,
-    config: Any,
-    graph: Graph,
-    data: Dataset,
-    device: str,
-    progress: bool,
-    *,
-    task: str = "reconstruction",
-) -> tuple[History, float, dict]:
-    """Train as the estimators do by default: ``config.epochs`` without the penalty (the
-    λ = 0 model), its units arranged on ``graph`` (:func:`gsreg.arrange`, fitted on at most
-    ``estimators.ARRANGE_ROWS`` training rows), then :func:`estimators.budget_epochs` more
-    with the weight that spends ``variant.budget`` of the λ = 0 run's final task loss (a
-    fresh optimiser and the next seed's batches). Returns the History of both phases, the
-    training seconds and the budget's summary."""
-    labels = data.y_train if task == "classification" else None
-    common = dict(task=task, batch_size=config.batch_size, lr=config.lr, device=device,
-                  progress=progress, desc=variant.label)
-    start = time.perf_counter()
-    history = fit(model, data.X_train, labels, epochs=config.epochs, seed=config.seed,
-                  **common)
-    reference = reference_loss(history["task_loss"],
-                               math.ceil(len(data.X_train) / config.batch_size))
-    rows = np.arange(len(data.X_train))
-    if len(rows) > ARRANGE_ROWS:
-        rows = np.sort(np.random.default_rng(config.seed).choice(rows, ARRANGE_ROWS,
-                                                                 replace=False))
-    placement.arrange(model, config.layer, graph, torch.as_tensor(data.X_train[rows]),
-                      random_state=config.seed)
-    reg = GraphRegularizer(model, {config.layer: graph}, budget=variant.budget,
-                           reference=reference)
-    try:
-        more = fit(model, data.X_train, labels, regularizer=reg, seed=config.seed + 1,
-                   epochs=budget_epochs(config.epochs), **common)
-    finally:
-        reg.remove()
-    seconds = time.perf_counter() - start
-    history.epochs += [{**e, "epoch": e["epoch"] + config.epochs} for e in more.epochs]
-    return history, seconds, reg.budget.summary()
 
 
 def class_map_fields(
@@ -627,4 +540,4 @@ def _summary(config: MnistGridAEConfig, metrics: dict) -> str:
     return "\n\n".join(lines)
 
 
-__all__ = ["Config", "MnistGridAEConfig", "headline", "run"]
+__all__ = ["MnistGridAEConfig", "headline", "run"]

@@ -28,25 +28,22 @@ from torch import nn
 from .. import analysis, graphs, plotting
 from ..models import ConvClassifier
 from ..report import RunFolder, Section
-from . import (
-    WRECKED,
-    accuracy_cost,
+from ._config import (
     check_config,
-    lambda_label,
-    load_mnist,
-    plot_tradeoff,
     public_fields,
-    train_variants,
     training_checks,
     tuple_fields,
     write_config_and_metrics,
 )
+from ._figures import plot_tradeoff
+from ._labels import lambda_label
+from ._training import fit_with_gsr, load_mnist, train_variants
+from ._verdicts import WRECKED, accuracy_cost
 from .mnist_grid_ae import (
     ARRANGED_ROW_TEXT,
     CONTROLS_TEXT,
     class_map_fields,
     class_map_figures,
-    fit_with_gsr,
     lambda_grid_metrics,
     table_rows,
     verdict_rows,
@@ -107,7 +104,6 @@ class MnistGridClassifierConfig:
                       **overrides})
 
 
-Config = MnistGridClassifierConfig
 
 
 class GridHeadClassifier(nn.Module):
@@ -492,4 +488,4 @@ def _summary(config, metrics: dict) -> str:
     return "\n\n".join(lines)
 
 
-__all__ = ["Config", "GridHeadClassifier", "MnistGridClassifierConfig", "headline", "run"]
+__all__ = ["GridHeadClassifier", "MnistGridClassifierConfig", "headline", "run"]

@@ -33,9 +33,10 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import analysis, plotting
 from ..report import RunFolder, Section
-from . import CLOSE, COSTLY, MSE_CLOSE, MSE_WRECKED, WRECKED, lambda_label
 from . import _cluster_report as cr
 from . import cluster_indication as ci
+from ._labels import lambda_label
+from ._verdicts import CLOSE, COSTLY, MSE_CLOSE, MSE_WRECKED, WRECKED
 
 TITLE = "Neuron modules of a learned graph on planted clusters"
 #: mean ARI from which the components are said to indicate the clusters
@@ -74,7 +75,6 @@ class ModulesConfig(cr.StudyConfig):
         return cls(**{**quick, **overrides})
 
 
-Config = ModulesConfig
 
 
 def datasets_of(config: ModulesConfig, field: str = "n_modules") -> list[tuple[str, int]]:
@@ -503,5 +503,5 @@ def _sweep_text(metrics: dict) -> str:
     return "\n\n".join(lines)
 
 
-__all__ = ["Config", "ModulesConfig", "headline", "readout", "run",
+__all__ = ["ModulesConfig", "headline", "readout", "run",
            "weakest_weight_with_modules"]

@@ -70,16 +70,10 @@ from ..models import GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
-from . import (
-    MSE_CLOSE,
-    MSE_WRECKED,
-    WRECKED,
-    check_config,
-    one_thread,
-    reconstruction_cost,
-    tuple_fields,
-)
 from . import _cluster_report as cr
+from ._config import check_config, tuple_fields
+from ._training import one_thread
+from ._verdicts import MSE_CLOSE, MSE_WRECKED, WRECKED, reconstruction_cost
 
 TITLE = "Neuron modules on blood cells (pbmc68k_reduced)"
 
@@ -226,7 +220,6 @@ class PbmcConfig:
         return tuple(range(self.seed, self.seed + self.n_seeds))
 
 
-Config = PbmcConfig
 
 
 # --------------------------------------------------------------------------- data
@@ -835,7 +828,6 @@ def _module_text(typical: dict) -> str:
 
 
 __all__ = [
-    "Config",
     "MARKER_CELLS",
     "METHODS",
     "PbmcConfig",

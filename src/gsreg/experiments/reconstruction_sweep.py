@@ -41,18 +41,10 @@ from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
-from . import (
-    CLOSE,
-    WRECKED,
-    against_controls,
-    check_config,
-    lambda_label,
-    load_mnist,
-    reconstruction_cost,
-    training_checks,
-    tuple_fields,
-    write_config_and_metrics,
-)
+from ._config import check_config, training_checks, tuple_fields, write_config_and_metrics
+from ._labels import lambda_label
+from ._training import load_mnist
+from ._verdicts import CLOSE, WRECKED, against_controls, reconstruction_cost
 
 TITLE = "Reconstruction cost of L1, L2 and GSR activity regularisation"
 KINDS = ("l1", "l2", "gsr")
@@ -116,7 +108,6 @@ class ReconstructionSweepConfig:
                       "coefficients": (1e-2, 1e2), **overrides})
 
 
-Config = ReconstructionSweepConfig
 
 
 def run(
@@ -482,4 +473,4 @@ def _controls_table(metrics: dict) -> list[dict]:
     return rows
 
 
-__all__ = ["Config", "ReconstructionSweepConfig", "headline", "run"]
+__all__ = ["ReconstructionSweepConfig", "headline", "run"]

@@ -72,7 +72,7 @@ class Experiment:
     description: str
     minutes: float
     module: str
-    config_name: str = "Config"
+    config_name: str
 
     def _module(self):
         return importlib.import_module(self.module)

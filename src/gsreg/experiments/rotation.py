@@ -54,18 +54,10 @@ from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
-from . import (
-    WRECKED,
-    LayoutVariant,
-    against_controls,
-    bottleneck_autoencoder,
-    check_config,
-    lambda_label,
-    layout_variants,
-    reconstruction_cost,
-    tuple_fields,
-    verdict_ending,
-)
+from ._config import check_config, tuple_fields
+from ._labels import lambda_label
+from ._training import LayoutVariant, bottleneck_autoencoder, layout_variants
+from ._verdicts import WRECKED, against_controls, reconstruction_cost, verdict_ending
 
 TITLE = "A ring layer on a rotating object"
 #: |circular correlation| from which a restart counts as following the angle
@@ -237,7 +229,6 @@ class RotationConfig:
                       "n_restarts": 1, **overrides})
 
 
-Config = RotationConfig
 
 
 #: the layout of the authors' ring: on the first decoder layer, behind a narrow bottleneck
@@ -734,7 +725,6 @@ def _summary(config: RotationConfig, metrics: dict) -> str:
 
 
 __all__ = [
-    "Config",
     "RotationConfig",
     "circular_correlation",
     "headline",

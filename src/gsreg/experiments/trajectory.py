@@ -62,21 +62,11 @@ from ..models import GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
 from ..training import evaluate, fit
-from . import (
-    LAYOUTS,
-    WRECKED,
-    LayoutVariant,
-    against_controls,
-    bottleneck_autoencoder,
-    check_config,
-    lambda_label,
-    layout_variants,
-    one_thread,
-    reconstruction_cost,
-    tuple_fields,
-    verdict_ending,
-)
 from . import _cluster_report as cr
+from ._config import check_config, tuple_fields
+from ._labels import lambda_label
+from ._training import LAYOUTS, LayoutVariant, bottleneck_autoencoder, layout_variants, one_thread
+from ._verdicts import WRECKED, against_controls, reconstruction_cost, verdict_ending
 from .cluster_indication import module_drivers
 
 TITLE = "Trajectories: a line layer and a learned graph on branching data"
@@ -357,7 +347,6 @@ class TrajectoryConfig:
                       **overrides})
 
 
-Config = TrajectoryConfig
 
 
 # --------------------------------------------------------------------------- models
@@ -1132,7 +1121,6 @@ def _cost_note(name: str, m: dict) -> str:
 
 
 __all__ = [
-    "Config",
     "TrajectoryConfig",
     "centre_of_mass",
     "headline",
