@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import html
 import io
 import json
@@ -22,14 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from ._files import atomic_write
 
-__all__ = ["RunFolder", "Section", "to_jsonable"]
+__all__ = ["RunFolder", "Section", "render", "to_jsonable"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -108,11 +111,7 @@ class RunFolder:
     def write_report(self, title: str, sections: Sequence[Section]) -> Path:
         """Write ``report.html`` with every figure embedded; returns its path."""
         body = "\n".join(self._render_section(section) for section in sections)
-        page = (
-            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-            f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
-        )
+        page = render("page.html", title=title, css=Markup(_CSS), body=Markup(body))
         path = self.path / "report.html"
         atomic_write(path, page.encode("utf-8"))
         return path
@@ -140,6 +139,36 @@ class RunFolder:
             f'<figure><img src="data:{mime};base64,{data}" alt="{label}">'
             f"<figcaption>{label}</figcaption></figure>"
         )
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gsreg", "templates"),
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        undefined=jinja2.StrictUndefined,  # a missing value is an error, not a blank
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["fmt"] = _fmt
+    return env
+
+
+def render(name: str, /, **values: Any) -> str:
+    """The template ``name`` of gsreg's ``templates/`` folder filled in with ``values``.
+
+    ``.html`` templates escape every value (pass ``markupsafe.Markup`` for HTML that is
+    already safe); ``.txt`` templates (report prose, escaped later by
+    :meth:`RunFolder.write_report`) do not. Filters: ``fmt`` (``{{ x | fmt(".3f") }}``,
+    Python's format spec; None gives "n/a"). A value the template needs but is not given
+    raises ``jinja2.UndefinedError``.
+    """
+    return _templates().get_template(name).render(**values)
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import html
 import importlib
 import json
 import os
@@ -544,34 +543,8 @@ th{background:#f4f4f4}.failed{color:#a00}ul{margin:0;padding-left:1.1em}
 
 
 def _index_html(summary: Mapping[str, Any]) -> str:
-    rows = []
-    for entry in summary["experiments"]:
-        name = html.escape(entry["name"])
-        seconds = entry.get("seconds")
-        duration = "" if seconds is None else f"{seconds / 60:.1f} min"
-        if entry["status"] == "ok":
-            link = f'<a href="{html.escape(entry["report"])}">{name}</a>'
-            items = "".join(
-                f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
-                for k, v in entry["headline"].items()
-            )
-            result = f"<ul>{items}</ul>"
-        else:
-            link = name
-            result = f'<span class="failed">failed: {html.escape(entry["error"])}</span>'
-        rows.append(
-            f"<tr><td>{link}</td><td>{html.escape(entry['description'])}</td>"
-            f"<td>{result}</td><td>{duration}</td></tr>"
-        )
-    mode = "quick runs" if summary["quick"] else "full runs"
-    title = "gsreg experiments"
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{title}</title>\n<style>{_INDEX_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{title}</h1>\n<p>{html.escape(mode)}, seed {summary['seed']}, device "
-        f"{html.escape(str(summary['device']))}, finished {html.escape(summary['finished'])}. "
-        "Each name links to its report.</p>\n<table>\n"
-        "<tr><th>experiment</th><th>what</th><th>headline</th><th>time</th></tr>\n"
-        + "\n".join(rows)
-        + "\n</table>\n</body>\n</html>\n"
-    )
+    from markupsafe import Markup
+
+    from ..report import render
+
+    return render("index.html", title="gsreg experiments", css=Markup(_INDEX_CSS), **summary)
