@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 import warnings
 
 import networkx as nx
@@ -55,6 +57,35 @@ def random_walk_reference(w: np.ndarray) -> np.ndarray:
     d = w.sum(1)
     inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
     return np.diag((d > 0).astype(float)) - inv[:, None] * w
+
+
+def dense_references(g: Graph) -> dict[str, np.ndarray]:
+    """The three Laplacians from the dense weight matrix built from the edge list:
+    scipy.sparse.csgraph.laplacian for D - W and I - D^-1/2 W D^-1/2, and
+    :func:`random_walk_reference`."""
+    w = dense_w(g)
+    return {
+        "combinatorial": scipy_laplacian(w),
+        "normalized": scipy_laplacian(w, normed=True),
+        "random_walk": random_walk_reference(w),
+    }
+
+
+def sparse_reference(g: Graph, kind: str) -> sp.csr_matrix:
+    """The Laplacian by scipy.sparse algebra on ``g.adjacency()`` (the copy analysis kept
+    until Graph.laplacian_matrix replaced it): D - W, I - D^-1/2 W D^-1/2 or I - D^-1 W,
+    with zero rows for isolated nodes."""
+    W = g.adjacency()
+    deg = np.asarray(W.sum(axis=1)).ravel()
+    if kind == "combinatorial":
+        return (sp.diags(deg) - W).tocsr()
+    connected = deg > 0
+    inv = np.zeros_like(deg)
+    if kind == "normalized":
+        inv[connected] = deg[connected] ** -0.5
+        return (sp.diags(connected.astype(float)) - sp.diags(inv) @ W @ sp.diags(inv)).tocsr()
+    inv[connected] = 1.0 / deg[connected]
+    return (sp.diags(connected.astype(float)) - sp.diags(inv) @ W).tocsr()
 
 
 SPECS = [
@@ -174,6 +205,62 @@ def test_spectral_properties(g: Graph) -> None:
             assert eig.max() <= 2 + 1e-9
         else:
             np.testing.assert_allclose(lap.sum(1), 0, atol=1e-9)
+
+
+def assert_laplacian_matrices_match_references(g: Graph) -> None:
+    """Graph.laplacian_matrix against the dense references from the edges and the sparse
+    one from the adjacency; its symmetric form is (L + L^T) / 2; the torch Laplacian holds
+    the same entries."""
+    for kind, dense in dense_references(g).items():
+        lap = g.laplacian_matrix(kind)
+        assert isinstance(lap, sp.csr_array) and lap.dtype == np.float64
+        assert lap.shape == (g.n_nodes, g.n_nodes) and lap.has_canonical_format
+        np.testing.assert_allclose(lap.toarray(), dense, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            lap.toarray(), sparse_reference(g, kind).toarray(), rtol=1e-12, atol=1e-12
+        )
+        sym = g.laplacian_matrix(kind, symmetric=True)
+        np.testing.assert_allclose(sym.toarray(), (dense + dense.T) / 2, rtol=1e-12, atol=1e-12)
+        if kind != "random_walk":
+            np.testing.assert_array_equal(sym.toarray(), lap.toarray())
+        np.testing.assert_array_equal(dense_laplacian(g, kind), lap.toarray())
+
+
+@pytest.mark.parametrize("g", [ISOLATED, graphs.grid(3, 4), graphs.star(5), graphs.path(1),
+                               graphs.capsules(2, 3)])
+def test_laplacian_matrix_matches_references(g: Graph) -> None:
+    assert_laplacian_matrices_match_references(g)
+
+
+@FAST
+@given(weighted_graphs())
+def test_laplacian_matrix_matches_references_on_random_graphs(g: Graph) -> None:
+    assert_laplacian_matrices_match_references(g)
+
+
+def test_laplacian_matrix_of_the_symmetric_form_is_the_matrix_of_laplacian_terms() -> None:
+    g = graphs.from_edges(5, [[0, 1], [1, 2], [2, 3], [0, 3]], [1.0, 3.0, 0.25, 2.0])
+    z = np.random.default_rng(0).normal(size=5)
+    i, j = g.edges.T
+    for kind in graphs.LAPLACIAN_KINDS:
+        diag, coef = g.laplacian_terms(kind)
+        sym = g.laplacian_matrix(kind, symmetric=True)
+        np.testing.assert_array_equal(sym.diagonal(), diag)
+        np.testing.assert_array_equal(sym[i, j], -coef)
+        assert z @ sym @ z == pytest.approx(z @ g.laplacian_matrix(kind) @ z, rel=1e-12)
+
+
+def test_graphs_and_their_laplacian_matrices_need_no_torch() -> None:
+    code = ("import sys; from gsreg import graphs; "
+            "graphs.parse('torus:4x8').laplacian_matrix('normalized'); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_laplacian_matrix_rejects_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown Laplacian kind 'sym'"):
+        graphs.path(3).laplacian_matrix("sym")
 
 
 def test_laplacian_tensor_format() -> None:

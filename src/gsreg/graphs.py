@@ -116,24 +116,14 @@ class Graph:
         dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
         """The (n, n) Laplacian as a coalesced torch sparse COO tensor (``dtype`` default
-        float32).
+        float32): the entries of :meth:`laplacian_matrix`.
 
         ``combinatorial``: D - W. ``normalized``: I - D^-1/2 W D^-1/2.
         ``random_walk``: I - D^-1 W (not symmetric). Isolated nodes have zero rows.
         """
         import torch  # here only: parsing and checking graphs needs no torch (fast CLI)
 
-        diag, coef = self.laplacian_terms(kind)
-        i, j = self.edges[:, 0], self.edges[:, 1]
-        if kind == "random_walk":
-            safe = _safe_degrees(self.degrees())
-            w_ij, w_ji = self.weights / safe[i], self.weights / safe[j]
-        else:
-            w_ij = w_ji = coef
-        nodes = np.arange(self.n_nodes)
-        rows = np.concatenate([nodes, i, j])
-        cols = np.concatenate([nodes, j, i])
-        vals = np.concatenate([diag, -w_ij, -w_ji])
+        rows, cols, vals = self._laplacian_entries(kind, symmetric=False)
         lap = torch.sparse_coo_tensor(
             torch.as_tensor(np.stack([rows, cols]), dtype=torch.int64),
             torch.as_tensor(vals, dtype=torch.float32 if dtype is None else dtype),
@@ -141,6 +131,40 @@ class Graph:
             check_invariants=False,
         )
         return lap.coalesce().to(device)
+
+    def laplacian_matrix(
+        self, kind: str = "combinatorial", *, symmetric: bool = False
+    ) -> sp.csr_array:
+        """The (n, n) Laplacian as a float64 scipy CSR array in canonical format (sorted
+        indices, no duplicates; every diagonal entry stored, zeros of isolated nodes too).
+
+        ``kind`` as in :meth:`laplacian`. ``symmetric=True`` gives the symmetric matrix
+        with the same quadratic form, ``(L + L^T) / 2``, which differs from L only for
+        ``random_walk`` (the matrix of :meth:`laplacian_terms`).
+        """
+        n = self.n_nodes
+        rows, cols, vals = self._laplacian_entries(kind, symmetric)
+        lap = sp.csr_array((vals, (rows, cols)), shape=(n, n))
+        lap.sum_duplicates()  # sorts the indices (there are no duplicates to sum)
+        return lap
+
+    def _laplacian_entries(
+        self, kind: str, symmetric: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, cols, vals)`` (n + 2E,) of the ``kind`` Laplacian (or its symmetric
+        form): the diagonal, then each edge (i, j) as L[i, j] and L[j, i]; the one place
+        the Laplacian matrices are assembled, from :meth:`laplacian_terms`."""
+        diag, coef = self.laplacian_terms(kind)
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        if kind == "random_walk" and not symmetric:
+            safe = _safe_degrees(self.degrees())
+            w_ij, w_ji = self.weights / safe[i], self.weights / safe[j]
+        else:
+            w_ij = w_ji = coef
+        nodes = np.arange(self.n_nodes)
+        rows = np.concatenate([nodes, i, j])
+        cols = np.concatenate([nodes, j, i])
+        return rows, cols, np.concatenate([diag, -w_ij, -w_ji])
 
     def components(self, by_size: bool = False) -> tuple[int, np.ndarray]:
         """``(n_components, labels (n,) int64)`` of the connected components.
