@@ -122,6 +122,17 @@ def test_non_finite_activations_raise(bad):
         GraphPenalty(graphs.grid(3, 3))(z)
 
 
+@pytest.mark.parametrize("kind", ["combinatorial", "normalized", "random_walk"])
+def test_symmetric_operator_is_the_symmetric_part_of_the_laplacian(kind):
+    from gsreg.penalty import symmetric_operator
+
+    g = graphs.disjoint(random_graph(np.random.default_rng(3), 12), graphs.path(1))  # isolated
+    L = dense_laplacian(g, kind)
+    S = symmetric_operator(g, kind, torch.device("cpu"), torch.float64)
+    assert S.layout == torch.sparse_csr and S.dtype == torch.float64
+    np.testing.assert_allclose(S.to_dense().numpy(), (L + L.T) / 2, rtol=1e-12, atol=1e-12)
+
+
 def test_bad_arguments():
     g = graphs.grid(2, 2)
     with pytest.raises(ValueError, match="laplacian"):

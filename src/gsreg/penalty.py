@@ -132,24 +132,16 @@ def choose_path(graph: Graph) -> str:
 def symmetric_operator(
     graph: Graph, kind: str, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
-    """The (n, n) CSR matrix S with ``z^T S z = z^T L z``: S = L, or (L + L^T)/2 (random walk)."""
-    diag, coef = graph.laplacian_terms(kind)
+    """The (n, n) CSR matrix S with ``z^T S z = z^T L z``: S = L, or (L + L^T)/2 (random walk);
+    :meth:`Graph.laplacian_matrix` with ``symmetric=True``, as a torch tensor."""
+    csr = graph.laplacian_matrix(kind, symmetric=True)
     n = graph.n_nodes
-    i, j = graph.edges[:, 0], graph.edges[:, 1]
-    nodes = np.arange(n)
-    rows = np.concatenate([nodes, i, j])
-    cols = np.concatenate([nodes, j, i])
-    vals = np.concatenate([diag, -coef, -coef])
-    order = np.lexsort((cols, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    crow = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n), out=crow[1:])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
-            torch.as_tensor(crow),
-            torch.as_tensor(cols.astype(np.int64)),
-            torch.as_tensor(vals, dtype=dtype),
+            torch.as_tensor(csr.indptr.astype(np.int64)),
+            torch.as_tensor(csr.indices.astype(np.int64)),
+            torch.as_tensor(csr.data, dtype=dtype),
             size=(n, n),
             device=device,
             check_invariants=False,
