@@ -12,13 +12,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from scipy.linalg import eigh
 from torch import nn
 
 from .._util import model_device as _model_device
-from ..graphs import LAPLACIAN_KINDS, Graph, rank_by_size
+from ..graphs import Graph, rank_by_size
 from ._arrangement import arrangement
 from ._controls import (
     ARRANGE_SAMPLES,
@@ -298,33 +297,17 @@ def dirichlet_energy(
     without making maps smoother; :func:`morans_i` centres each map and has no such
     hole. ``normalize=False``: mean_b z_b^T L z_b, the plain GSR penalty.
 
-    ``L`` is built here with scipy from ``graph.adjacency()`` (``kind`` as in
-    :meth:`Graph.laplacian`; isolated nodes have zero rows), independently of the torch
-    penalty, so the two can check each other.
+    ``L`` is :meth:`Graph.laplacian_matrix` (``kind`` as in :meth:`Graph.laplacian`;
+    isolated nodes have zero rows), the matrix the penalty uses; the tests check it
+    against independent references.
     """
     Z = _as_matrix(Z, n_nodes=graph.n_nodes)
-    lap = _laplacian_matrix(graph, kind)
+    lap = graph.laplacian_matrix(kind)
     per_sample = np.einsum("bi,ib->b", Z, lap @ Z.T)
     if not normalize:
         return float(per_sample.mean())
     total = float(np.sum(Z * Z))
     return float(per_sample.sum() / total) if total > 0 else float("nan")
-
-
-def _laplacian_matrix(graph: Graph, kind: str) -> sp.csr_matrix:
-    if kind not in LAPLACIAN_KINDS:
-        raise ValueError(f"unknown Laplacian kind {kind!r}; expected one of {LAPLACIAN_KINDS}")
-    W = graph.adjacency()
-    deg = np.asarray(W.sum(axis=1)).ravel()
-    if kind == "combinatorial":
-        return (sp.diags(deg) - W).tocsr()
-    connected = deg > 0
-    inv = np.zeros_like(deg)
-    if kind == "normalized":
-        inv[connected] = deg[connected] ** -0.5
-        return (sp.diags(connected.astype(float)) - sp.diags(inv) @ W @ sp.diags(inv)).tocsr()
-    inv[connected] = 1.0 / deg[connected]
-    return (sp.diags(connected.astype(float)) - sp.diags(inv) @ W).tocsr()
 
 
 def morans_i(maps: np.ndarray, graph: Graph) -> float | np.ndarray:
@@ -454,7 +437,7 @@ def _split_components(
     graph: Graph, components: np.ndarray, count: int, n_modules: int, seed: int
 ) -> np.ndarray:
     """Labels that cut ``count`` components into ``n_modules`` parts (spectral clustering)."""
-    lap = _laplacian_matrix(graph, "normalized")
+    lap = graph.laplacian_matrix("normalized")
     extra = n_modules - count
     members = [np.flatnonzero(components == c) for c in range(count)]
     spectra = []

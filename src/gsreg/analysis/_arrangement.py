@@ -90,7 +90,7 @@ def arrangement(
     if graph.n_edges == 0:
         raise ValueError(f"{graph!r} has no edges: every placement on it is equally smooth")
     n = graph.n_nodes
-    L = _laplacian(graph)
+    L = graph.laplacian_matrix()
     identity = np.arange(n)
     if n == 1:
         perm = identity
@@ -111,7 +111,7 @@ def arrangement(
     return perm
 
 
-def energy(L: sp.csr_matrix, K: np.ndarray, perm: np.ndarray) -> float:
+def energy(L: sp.csr_array, K: np.ndarray, perm: np.ndarray) -> float:
     """sum_{i,k} L_ik K[perm_i, perm_k] for a sparse (n, n) L and a dense (n, n) K."""
     coo = L.tocoo()
     return float(np.dot(coo.data, K[perm[coo.row], perm[coo.col]]))
@@ -136,15 +136,10 @@ def _correlation(Z: np.ndarray, n_nodes: int) -> np.ndarray:
     return S.T @ S / len(S)
 
 
-def _laplacian(graph: Graph) -> sp.csr_matrix:
-    W = graph.adjacency()
-    return (sp.diags(np.asarray(W.sum(axis=1)).ravel()) - W).tocsr()
-
-
 # --------------------------------------------------------------------------- seriation
 
 
-def _seriation(graph: Graph, L: sp.csr_matrix, K: np.ndarray, rng: np.random.Generator):
+def _seriation(graph: Graph, L: sp.csr_array, K: np.ndarray, rng: np.random.Generator):
     """A placement that matches the units' 2-D spectral embedding to the graph's."""
     nodes = _whiten(_graph_embedding(graph, L))
     units = _whiten(_unit_embedding(K))
@@ -153,7 +148,7 @@ def _seriation(graph: Graph, L: sp.csr_matrix, K: np.ndarray, rng: np.random.Gen
     return linear_sum_assignment(cost)[1]
 
 
-def _graph_embedding(graph: Graph, L: sp.csr_matrix, dim: int = 2) -> np.ndarray:
+def _graph_embedding(graph: Graph, L: sp.csr_array, dim: int = 2) -> np.ndarray:
     """(n, dim) eigenvectors of L after those of its zero eigenvalues (one per component)."""
     count, _ = graph.components()
     k = min(count + dim, graph.n_nodes)
