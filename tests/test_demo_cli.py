@@ -1,6 +1,7 @@
 """The demo run and the command line, end to end on a small MNIST subset."""
 
 import json
+import re
 
 import pytest
 
@@ -91,6 +92,15 @@ def test_graph_command(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "32 nodes, 64 edges, 1 component(s)" in text
     assert png.stat().st_size > 1000
+
+
+def test_graph_command_prints_the_laplacian_spectrum(capsys):
+    # path:3 has combinatorial Laplacian eigenvalues 0, 1 and 3
+    assert cli.main(["graph", "path:3"]) == 0
+    found = re.search(r"combinatorial Laplacian eigenvalues in \[(\S+), (\S+)\]",
+                      capsys.readouterr().out)
+    assert found is not None
+    assert float(found[1]) == pytest.approx(0, abs=1e-12) and float(found[2]) == 3
 
 
 def test_graph_command_unknown_spec(capsys):

@@ -277,7 +277,7 @@ def _graph(args: argparse.Namespace) -> int:
     print(f"{g.name}: {g.n_nodes} nodes, {g.n_edges} edges, {count} component(s)")
     print(f"degrees from {degrees.min():g} to {degrees.max():g}, mean {degrees.mean():.3g}")
     if g.n_nodes <= _DENSE_SPECTRUM_LIMIT:
-        eig = np.linalg.eigvalsh(g.adjacency().toarray() * -1 + np.diag(degrees))
+        eig = np.linalg.eigvalsh(g.laplacian_matrix("combinatorial").toarray())
         print(f"combinatorial Laplacian eigenvalues in [{max(eig[0], 0.0):.3g}, {eig[-1]:.3g}]")
     if args.plot:
         from .. import plotting
