@@ -31,7 +31,8 @@ class _Fake(registry.Experiment):
 
 @pytest.fixture
 def fake_registry(monkeypatch, results_doc):
-    fakes = {n: _Fake(n, f"{n} does | things", 1.0, "unused", "unused") for n in ("fake-a", "fake-b")}
+    fakes = {n: _Fake(n, f"{n} does | things", 1.0, "unused", "unused")
+             for n in ("fake-a", "fake-b")}
     monkeypatch.setattr(registry, "EXPERIMENTS", fakes)
     monkeypatch.setattr(results_doc, "KEY_FIGURES", {"fake-a": ("curve",)})
     return fakes

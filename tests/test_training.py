@@ -331,3 +331,25 @@ def test_a_check_inside_a_long_epoch_stops_it_early(data, monkeypatch):
     with pytest.raises(RuntimeError, match=r"at step 3 of 4.*after step 2"):
         fit(model, data.X_train, regularizer=reg, epochs=1, batch_size=50, progress=False)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fit_leaves_the_callers_random_stream_alone_and_is_still_reproducible():
+    def train(seed):
+        torch.manual_seed(123)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5),
+                                    torch.nn.Linear(8, 4))
+        X = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+        torch.manual_seed(7)
+        expected = torch.rand(3)
+        torch.manual_seed(7)
+        fit(model, X, epochs=2, batch_size=8, seed=seed, progress=False)
+        after = torch.rand(3)  # the caller's stream continues where it was
+        return expected, after, [p.detach().clone() for p in model.parameters()]
+
+    expected, after, first = train(seed=5)
+    torch.testing.assert_close(after, expected)
+    _, _, again = train(seed=5)
+    for a, b in zip(first, again, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    _, _, other = train(seed=6)
+    assert any(not torch.equal(a, b) for a, b in zip(first, other, strict=True))

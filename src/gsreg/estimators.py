@@ -49,7 +49,7 @@ from .coactivation import CoactivationGraph
 from .graphs import LEARNED, Graph
 from .models import DenseAutoencoder, DenseClassifier
 from .regularizer import GraphRegularizer
-from .training import History, fit, resolve_device
+from .training import History, fit, resolve_device, seeded
 
 __all__ = ["ARRANGE_FRACTION", "BUDGET", "BUDGET_FRACTION", "CLASSIFIER_WEIGHT", "GSRAutoencoder",
            "GSRClassifier",
@@ -300,9 +300,7 @@ class _GSRBase(BaseEstimator):
                                          warmup_steps=total_steps if one_run else 0)
         elif graph is None:
             learned = self._coactivation(width, total_steps, normalize, recipe)
-        fork = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork):
-            torch.manual_seed(seed)
+        with seeded(seed, device):
             model = self._build_model(X.shape[1], width, n_outputs)
             layer = self._structured_layer()
             if sp.issparse(X):  # kept on the host, densified and scaled batch by batch

@@ -10,10 +10,11 @@ one flag every :data:`GUARD_EVERY` steps (no per-step host syncs).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -139,35 +140,48 @@ def fit(
     model.to(dev)
     was_training = model.training
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps, weight_decay=weight_decay)
-    torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     history = History()
     bar = tqdm(range(1, epochs + 1), desc=desc or "fit", disable=not progress, unit="epoch")
     step = None if regularizer is None else _step_function(regularizer)
     good = _Snapshot(model, optimizer)
-    try:
-        for epoch in bar:
-            start = time.perf_counter()
-            model.train()
-            trace = _train_epoch(model, X_t, y_t, task, regularizer, step, optimizer,
-                                 batch_size, gen, good)
-            try:
-                record = {"epoch": epoch, **_finish_epoch(trace, epoch)}
-            except RuntimeError as err:
-                good.restore()
-                raise RuntimeError(f"{err}; the model and optimiser are back at their state "
-                                   f"after step {good.step}") from None
-            good.take_if_due()
-            if X_val is not None:
-                metrics = _evaluate(model, X_val, y_val, task, batch_size, dev)
-                record.update({f"val_{k}": v for k, v in metrics.items()})
-            record["seconds"] = time.perf_counter() - start
-            history.epochs.append(record)
-            bar.set_postfix(_postfix(record), refresh=False)
-    finally:
-        bar.close()
-        model.train(was_training)
+    # dropout and noise draw from torch's global generator: seeded here, and the
+    # caller's random stream is restored afterwards
+    with seeded(seed, dev):
+        try:
+            for epoch in bar:
+                start = time.perf_counter()
+                model.train()
+                trace = _train_epoch(model, X_t, y_t, task, regularizer, step, optimizer,
+                                     batch_size, gen, good)
+                try:
+                    record = {"epoch": epoch, **_finish_epoch(trace, epoch)}
+                except RuntimeError as err:
+                    good.restore()
+                    raise RuntimeError(f"{err}; the model and optimiser are back at their state "
+                                       f"after step {good.step}") from None
+                good.take_if_due()
+                if X_val is not None:
+                    metrics = _evaluate(model, X_val, y_val, task, batch_size, dev)
+                    record.update({f"val_{k}": v for k, v in metrics.items()})
+                record["seconds"] = time.perf_counter() - start
+                history.epochs.append(record)
+                bar.set_postfix(_postfix(record), refresh=False)
+        finally:
+            bar.close()
+            model.train(was_training)
     return history
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run the block with torch's global generators (CPU, and ``device``'s if it is a GPU)
+    seeded with ``seed``, and restore their previous state afterwards: results are
+    reproducible without reseeding the caller's random stream."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 @dataclass

@@ -56,7 +56,7 @@ from .. import datasets, graphs
 from ..models import CapsuleNet
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
-from ..training import resolve_device
+from ..training import resolve_device, seeded
 from ._config import check_config, tuple_fields
 from ._labels import lambda_label
 from ._verdicts import WRECKED, accuracy_cost, against_controls, reconstruction_cost, verdict_ending
@@ -487,19 +487,19 @@ def _probe_digits(labels: np.ndarray, n_per_class: int) -> np.ndarray:
 
 
 def _train(variant, config, graph, data, device, progress) -> tuple[CapsuleNet, dict]:
-    torch.manual_seed(variant.seed)
-    model = capsule_network(config).to(device)
-    reg = None
-    if variant.weight > 0:
-        reg = GraphRegularizer(model, {LAYER: graph}, weight=variant.weight, nodes="flatten")
-    start = time.perf_counter()
-    history = _fit(model, data.X_train, data.y_train, reg, config, variant, device, progress)
-    seconds = time.perf_counter() - start
-    if reg is not None:
-        reg.remove()
-    return model, {"label": variant.label, "weight": variant.weight,
-                   "restart": variant.restart, "seed": variant.seed,
-                   "train_seconds": seconds, "history": history}
+    with seeded(variant.seed):
+        model = capsule_network(config).to(device)
+        reg = None
+        if variant.weight > 0:
+            reg = GraphRegularizer(model, {LAYER: graph}, weight=variant.weight, nodes="flatten")
+        start = time.perf_counter()
+        history = _fit(model, data.X_train, data.y_train, reg, config, variant, device, progress)
+        seconds = time.perf_counter() - start
+        if reg is not None:
+            reg.remove()
+        return model, {"label": variant.label, "weight": variant.weight,
+                       "restart": variant.restart, "seed": variant.seed,
+                       "train_seconds": seconds, "history": history}
 
 
 def _fit(model, X, y, reg, config, variant, device, progress) -> list[dict]:

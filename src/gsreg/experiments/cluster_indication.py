@@ -43,7 +43,7 @@ from ..estimators import GSRAutoencoder
 from ..graphs import Graph
 from ..models import DenseAutoencoder, GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
-from ..training import evaluate, fit
+from ..training import evaluate, fit, seeded
 
 DATASET_KINDS = ("modules", "hierarchical", "binary_modules")
 SETTINGS = ("gsreg", "authors", "defaults")
@@ -231,14 +231,15 @@ def make_dataset(kind: str, n_modules: int, seed: int, config: ClusterIndication
 
 def make_model(n_features: int, setting: Setting, config: ClusterIndicationConfig, seed: int):
     """``(model, hooked layer name)`` with seeded initial weights."""
-    torch.manual_seed(seed)
-    if setting.model == "leaky":
-        model = GraphLayerAutoencoder(n_features, config.width, config.hidden, config.noise)
-        return model, GraphLayerAutoencoder.layer
-    model = DenseAutoencoder(
-        n_features, hidden=(config.hidden, config.hidden), latent=config.width, noise=config.noise
-    )
-    return model, "encoder.latent"
+    with seeded(seed):
+        if setting.model == "leaky":
+            model = GraphLayerAutoencoder(n_features, config.width, config.hidden, config.noise)
+            return model, GraphLayerAutoencoder.layer
+        model = DenseAutoencoder(
+            n_features, hidden=(config.hidden, config.hidden), latent=config.width,
+            noise=config.noise,
+        )
+        return model, "encoder.latent"
 
 
 def train(

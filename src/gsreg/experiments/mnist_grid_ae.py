@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from .. import analysis, graphs, plotting
@@ -30,7 +29,7 @@ from ..datasets import Dataset
 from ..graphs import Graph
 from ..models import DenseAutoencoder
 from ..report import RunFolder, Section
-from ..training import evaluate
+from ..training import evaluate, seeded
 from ._config import (
     check_config,
     public_fields,
@@ -142,30 +141,30 @@ def run(
 def train_variant(variant, config, graph, data, device, progress):
     """Train one DenseAutoencoder variant; config needs seed, latent, layer, epochs,
     batch_size and lr. Returns (result dict, History)."""
-    torch.manual_seed(config.seed)
-    model = DenseAutoencoder(
-        data.n_features, hidden=(50, 50), latent=config.latent,
-        decoder_hidden=(graph.n_nodes, 50),
-    )
-    budget = None
-    if variant.budget is not None:
-        history, seconds, budget = fit_with_budget(model, variant, config, graph, data,
-                                                   device, progress)
-    else:
-        history, seconds = fit_with_gsr(
-            model, variant, config, graph, data, device, progress, normalize=variant.normalize
+    with seeded(config.seed):
+        model = DenseAutoencoder(
+            data.n_features, hidden=(50, 50), latent=config.latent,
+            decoder_hidden=(graph.n_nodes, 50),
         )
-    result = {
-        "label": variant.label,
-        "weight": variant.weight if budget is None else budget["weights"][config.layer],
-        "normalize": variant.normalize,
-        "budget": budget,
-        "epochs": len(history),
-        "test_mse": evaluate(model, data.X_test, task="reconstruction")["mse"],
-        "train_seconds": seconds,
-        **class_map_fields(model, config.layer, data, graph, config.seed),
-    }
-    return result, history
+        budget = None
+        if variant.budget is not None:
+            history, seconds, budget = fit_with_budget(model, variant, config, graph, data,
+                                                       device, progress)
+        else:
+            history, seconds = fit_with_gsr(
+                model, variant, config, graph, data, device, progress, normalize=variant.normalize
+            )
+        result = {
+            "label": variant.label,
+            "weight": variant.weight if budget is None else budget["weights"][config.layer],
+            "normalize": variant.normalize,
+            "budget": budget,
+            "epochs": len(history),
+            "test_mse": evaluate(model, data.X_test, task="reconstruction")["mse"],
+            "train_seconds": seconds,
+            **class_map_fields(model, config.layer, data, graph, config.seed),
+        }
+        return result, history
 
 
 def class_map_fields(

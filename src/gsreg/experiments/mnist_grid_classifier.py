@@ -28,6 +28,7 @@ from torch import nn
 from .. import analysis, graphs, plotting
 from ..models import ConvClassifier
 from ..report import RunFolder, Section
+from ..training import seeded
 from ._config import (
     check_config,
     public_fields,
@@ -197,25 +198,25 @@ def _model(variant: _Variant, config: MnistGridClassifierConfig, graph) -> nn.Mo
 
 
 def _train(variant, config, graph, data, device, progress):
-    torch.manual_seed(config.seed)
-    model = _model(variant, config, graph)
-    history, seconds = fit_with_gsr(
-        model, variant, config, graph, data, device, progress, task="classification"
-    )
-    outputs = analysis.activations(model, data.X_test, [config.layer, "out"], batch_size=500)
-    Z, logits = outputs[config.layer], outputs["out"]
-    pred = logits.argmax(axis=1)
-    result = {
-        "label": variant.label,
-        "weight": variant.weight,
-        "head": variant.head,
-        "test_accuracy": float(np.mean(pred == data.y_test)),
-        "train_seconds": seconds,
-        **class_map_fields(model, config.layer, data, graph, config.seed),
-        "_Z": Z,
-        "_pred": pred,
-    }
-    return result, history
+    with seeded(config.seed):
+        model = _model(variant, config, graph)
+        history, seconds = fit_with_gsr(
+            model, variant, config, graph, data, device, progress, task="classification"
+        )
+        outputs = analysis.activations(model, data.X_test, [config.layer, "out"], batch_size=500)
+        Z, logits = outputs[config.layer], outputs["out"]
+        pred = logits.argmax(axis=1)
+        result = {
+            "label": variant.label,
+            "weight": variant.weight,
+            "head": variant.head,
+            "test_accuracy": float(np.mean(pred == data.y_test)),
+            "train_seconds": seconds,
+            **class_map_fields(model, config.layer, data, graph, config.seed),
+            "_Z": Z,
+            "_pred": pred,
+        }
+        return result, history
 
 
 def _showcase(config, results, data) -> dict:

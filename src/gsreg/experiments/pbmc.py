@@ -69,7 +69,7 @@ from ..estimators import GSRAutoencoder
 from ..models import GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
-from ..training import evaluate, fit
+from ..training import evaluate, fit, seeded
 from . import _cluster_report as cr
 from ._config import check_config, tuple_fields
 from ._training import one_thread
@@ -237,21 +237,21 @@ def train_model(
     At weight 0 the graph is still learnt from the layer (it observes every batch) but
     does not act on training: the model is exactly the one trained without it.
     """
-    torch.manual_seed(seed)
-    model = GraphLayerAutoencoder(Xs.shape[1], config.width, config.hidden, config.noise)
-    learned = CoactivationGraph(
-        kernel="knn", k=config.k, features="standardized", warmup_steps=config.warmup_steps,
-        update_every=config.update_every, buffer_size=config.buffer_size,
-        laplacian="normalized", on_disconnect="continue",
-    )  # fmt: skip
-    reg = GraphRegularizer(model, {LAYER: learned}, weight=weight)
-    try:
-        fit(model, Xs[train], regularizer=reg, epochs=config.epochs,
-            batch_size=config.batch_size, lr=config.lr, seed=seed, device=device,
-            progress=progress, desc=f"pbmc λ={weight:g} seed {seed}")  # fmt: skip
-    finally:
-        reg.remove()
-    return model, learned
+    with seeded(seed):
+        model = GraphLayerAutoencoder(Xs.shape[1], config.width, config.hidden, config.noise)
+        learned = CoactivationGraph(
+            kernel="knn", k=config.k, features="standardized", warmup_steps=config.warmup_steps,
+            update_every=config.update_every, buffer_size=config.buffer_size,
+            laplacian="normalized", on_disconnect="continue",
+        )  # fmt: skip
+        reg = GraphRegularizer(model, {LAYER: learned}, weight=weight)
+        try:
+            fit(model, Xs[train], regularizer=reg, epochs=config.epochs,
+                batch_size=config.batch_size, lr=config.lr, seed=seed, device=device,
+                progress=progress, desc=f"pbmc λ={weight:g} seed {seed}")  # fmt: skip
+        finally:
+            reg.remove()
+        return model, learned
 
 
 def pca_scores(X: np.ndarray, n_pcs: int) -> np.ndarray:

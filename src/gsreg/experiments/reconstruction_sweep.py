@@ -33,14 +33,13 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from .. import analysis, graphs
 from ..activity import ActivityRegularizer
 from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
-from ..training import evaluate, fit
+from ..training import evaluate, fit, seeded
 from ._config import check_config, training_checks, tuple_fields, write_config_and_metrics
 from ._labels import lambda_label
 from ._training import load_mnist
@@ -129,46 +128,46 @@ def run(
 
 
 def _train(kind, coefficient, config, graph, data, device, progress) -> dict:
-    torch.manual_seed(config.seed)
-    model = DenseAutoencoder(data.n_features, hidden=config.hidden, latent=config.latent)
-    reg = None
-    if kind == "gsr":
-        reg = GraphRegularizer(model, {config.layer: graph}, weight=coefficient)
-    elif kind in ("l1", "l2"):
-        reg = ActivityRegularizer(model, config.layer, kind, coefficient)
-    label = _NAMES[kind] if kind == "none" else f"{_NAMES[kind]} {lambda_label(coefficient)}"
-    result = {"regularizer": kind, "coefficient": coefficient, "label": label}
-    start = time.perf_counter()
-    try:
-        fit(model, data.X_train, regularizer=reg, epochs=config.epochs,
-            batch_size=config.batch_size, lr=config.lr, device=device, seed=config.seed,
-            progress=progress, desc=label)
-    except (RuntimeError, ValueError) as err:
-        if "non-finite" not in str(err) and "NaN" not in str(err):
-            raise
-        failed = {"status": "diverged", "error": str(err), "train_mse": math.nan,
-                  "test_mse": math.nan, "latent_norm": math.nan, "latent_energy": math.nan,
-                  "train_seconds": time.perf_counter() - start}
+    with seeded(config.seed):
+        model = DenseAutoencoder(data.n_features, hidden=config.hidden, latent=config.latent)
+        reg = None
+        if kind == "gsr":
+            reg = GraphRegularizer(model, {config.layer: graph}, weight=coefficient)
+        elif kind in ("l1", "l2"):
+            reg = ActivityRegularizer(model, config.layer, kind, coefficient)
+        label = _NAMES[kind] if kind == "none" else f"{_NAMES[kind]} {lambda_label(coefficient)}"
+        result = {"regularizer": kind, "coefficient": coefficient, "label": label}
+        start = time.perf_counter()
+        try:
+            fit(model, data.X_train, regularizer=reg, epochs=config.epochs,
+                batch_size=config.batch_size, lr=config.lr, device=device, seed=config.seed,
+                progress=progress, desc=label)
+        except (RuntimeError, ValueError) as err:
+            if "non-finite" not in str(err) and "NaN" not in str(err):
+                raise
+            failed = {"status": "diverged", "error": str(err), "train_mse": math.nan,
+                      "test_mse": math.nan, "latent_norm": math.nan, "latent_energy": math.nan,
+                      "train_seconds": time.perf_counter() - start}
+            if kind in ("none", "gsr"):
+                failed |= {"arranged_energy": math.nan, "null_energy": math.nan,
+                           "energy_p_value": math.nan}
+            return result | failed
+        finally:
+            if reg is not None:
+                reg.remove()
+        seconds = time.perf_counter() - start
+        Z = analysis.activations(model, data.X_test, config.layer)
+        result |= {
+            "status": "ok",
+            "train_mse": evaluate(model, data.X_train)["mse"],
+            "test_mse": evaluate(model, data.X_test)["mse"],
+            "latent_norm": float(np.linalg.norm(Z, axis=1).mean()),
+            "latent_energy": analysis.dirichlet_energy(Z, graph, normalize=True),
+            "train_seconds": seconds,
+        }
         if kind in ("none", "gsr"):
-            failed |= {"arranged_energy": math.nan, "null_energy": math.nan,
-                       "energy_p_value": math.nan}
-        return result | failed
-    finally:
-        if reg is not None:
-            reg.remove()
-    seconds = time.perf_counter() - start
-    Z = analysis.activations(model, data.X_test, config.layer)
-    result |= {
-        "status": "ok",
-        "train_mse": evaluate(model, data.X_train)["mse"],
-        "test_mse": evaluate(model, data.X_test)["mse"],
-        "latent_norm": float(np.linalg.norm(Z, axis=1).mean()),
-        "latent_energy": analysis.dirichlet_energy(Z, graph, normalize=True),
-        "train_seconds": seconds,
-    }
-    if kind in ("none", "gsr"):
-        result |= _order_controls(model, Z, config, graph, data)
-    return result
+            result |= _order_controls(model, Z, config, graph, data)
+        return result
 
 
 def _order_controls(model, Z, config, graph, data) -> dict:

@@ -46,14 +46,13 @@ from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from torch import nn
 
 from .. import analysis, datasets, graphs
 from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
-from ..training import evaluate, fit
+from ..training import evaluate, fit, seeded
 from ._config import check_config, tuple_fields
 from ._labels import lambda_label
 from ._training import LayoutVariant, bottleneck_autoencoder, layout_variants
@@ -295,41 +294,41 @@ def run(config: RotationConfig, out: str, device: str = "auto", progress: bool =
 def _train(variant, config, train, test, true, seed, device, progress) -> dict:
     authors = variant.layout == AUTHORS
     graph = ring_graph(config, variant.layout)
-    torch.manual_seed(seed)
-    model, layer = ring_autoencoder(config, variant.layout)
-    reg = None
-    if variant.weight > 0:
-        reg = GraphRegularizer(model, {layer: graph}, weight=variant.weight,
-                               decay=tuple(config.authors_decay) if authors else None)
-    epochs = config.authors_epochs if authors else config.epochs
-    start = time.perf_counter()
-    fit(model, train.X, regularizer=reg, epochs=epochs, batch_size=config.batch_size,
-        lr=config.authors_lr if authors else config.lr, device=device, seed=seed,
-        progress=progress, desc=f"{variant.label} seed {seed}")
-    seconds = time.perf_counter() - start
-    if reg is not None:
-        reg.remove()
-    Z = analysis.activations(model, test.X, layer)
-    peak = ring_peak_angle(Z)
-    nodes = 2 * np.pi * np.arange(graph.n_nodes) / graph.n_nodes
-    perm = analysis.arrangement(analysis.activations(model, train.X, layer), graph,
-                                random_state=seed)
-    rho = circular_correlation(true, peak)
-    null = rho_null(Z, true, N_PERMUTATIONS, seed=seed)
-    return {
-        "seed": seed,
-        "rho": rho,
-        "rho_arranged": circular_correlation(true, ring_peak_angle(Z[:, perm])),
-        "null_abs_rho": null["null_mean"],
-        "p_value": null["p_value"],
-        "rho_argmax": circular_correlation(true, nodes[Z.argmax(axis=1)]),
-        "winding": winding_number(peak),
-        "test_mse": evaluate(model, test.X)["mse"],
-        "dirichlet_energy": analysis.dirichlet_energy(Z, graph, normalize=True),
-        "train_seconds": seconds,
-        "_Z": Z,
-        "_peak": peak,
-    }
+    with seeded(seed):
+        model, layer = ring_autoencoder(config, variant.layout)
+        reg = None
+        if variant.weight > 0:
+            reg = GraphRegularizer(model, {layer: graph}, weight=variant.weight,
+                                   decay=tuple(config.authors_decay) if authors else None)
+        epochs = config.authors_epochs if authors else config.epochs
+        start = time.perf_counter()
+        fit(model, train.X, regularizer=reg, epochs=epochs, batch_size=config.batch_size,
+            lr=config.authors_lr if authors else config.lr, device=device, seed=seed,
+            progress=progress, desc=f"{variant.label} seed {seed}")
+        seconds = time.perf_counter() - start
+        if reg is not None:
+            reg.remove()
+        Z = analysis.activations(model, test.X, layer)
+        peak = ring_peak_angle(Z)
+        nodes = 2 * np.pi * np.arange(graph.n_nodes) / graph.n_nodes
+        perm = analysis.arrangement(analysis.activations(model, train.X, layer), graph,
+                                    random_state=seed)
+        rho = circular_correlation(true, peak)
+        null = rho_null(Z, true, N_PERMUTATIONS, seed=seed)
+        return {
+            "seed": seed,
+            "rho": rho,
+            "rho_arranged": circular_correlation(true, ring_peak_angle(Z[:, perm])),
+            "null_abs_rho": null["null_mean"],
+            "p_value": null["p_value"],
+            "rho_argmax": circular_correlation(true, nodes[Z.argmax(axis=1)]),
+            "winding": winding_number(peak),
+            "test_mse": evaluate(model, test.X)["mse"],
+            "dirichlet_energy": analysis.dirichlet_energy(Z, graph, normalize=True),
+            "train_seconds": seconds,
+            "_Z": Z,
+            "_peak": peak,
+        }
 
 
 def rho_null(Z: np.ndarray, angles: np.ndarray, n_permutations: int = N_PERMUTATIONS,

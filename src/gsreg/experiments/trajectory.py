@@ -61,7 +61,7 @@ from ..estimators import GSRAutoencoder
 from ..models import GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
 from ..report import RunFolder, Section
-from ..training import evaluate, fit
+from ..training import evaluate, fit, seeded
 from . import _cluster_report as cr
 from ._config import check_config, tuple_fields
 from ._labels import lambda_label
@@ -394,57 +394,59 @@ def run(config: TrajectoryConfig, out: str, device: str = "auto", progress: bool
 
 
 def _train_line(variant, data: Split, config, seed, device, progress) -> dict:
-    torch.manual_seed(seed)
-    model, layer = line_autoencoder(data.X.shape[1], config, variant.layout)
-    graph = graphs.path(config.line)
-    reg = GraphRegularizer(model, {layer: graph}, weight=variant.weight) if variant.weight else None
-    start = time.perf_counter()
-    try:
-        fit(model, data.X[data.train], regularizer=reg, epochs=config.epochs,
-            batch_size=config.batch_size, lr=config.lr, device=device, seed=seed,
-            progress=progress, desc=f"{data.data.name} {variant.label} seed {seed}")
-    finally:
-        if reg is not None:
-            reg.remove()
-    seconds = time.perf_counter() - start
-    Z_all = analysis.activations(model, data.X, layer)
-    Z = Z_all[data.test]
-    d = data.data
-    n = len(d.lineage_names)
-    test_time, test_lineage = d.pseudotime[data.test], d.lineage[data.test]
-    rho_peak = lineage_spearman(test_time, peak_position(Z), test_lineage, n)
-    rho_com = lineage_spearman(test_time, centre_of_mass(Z), test_lineage, n)
-    chance_peak, chance_com = shuffled_order_rho(Z, test_time, test_lineage, n,
-                                                 config.n_shuffles, seed)
-    arranged = {"arranged_rho_peak": None, "arranged_rho_com": None}
-    if variant.weight == 0:  # the post-hoc control: λ = 0 units arranged onto the line
-        perm = analysis.arrangement(Z_all[data.train], graph, random_state=seed)
-        Z_arranged = Z[:, perm]
-        arranged = {key: lineage_spearman(test_time, read(Z_arranged), test_lineage, n).tolist()
-                    for key, read in (("arranged_rho_peak", peak_position),
-                                      ("arranged_rho_com", centre_of_mass))}
-    return {
-        "seed": seed,
-        "rho_peak": rho_peak.tolist(),
-        "rho_com": rho_com.tolist(),
-        "median_abs_rho_peak": float(np.median(_abs_or_zero(rho_peak))),
-        "median_abs_rho_com": float(np.median(_abs_or_zero(rho_com))),
-        "shuffled_abs_rho_peak": chance_peak,
-        "shuffled_abs_rho_com": chance_com,
-        **arranged,
-        "test_mse": evaluate(model, data.X[data.test])["mse"],
-        "dirichlet_energy": analysis.dirichlet_energy(Z, graph, normalize=True),
-        "activation_norm": float(np.linalg.norm(Z, axis=1).mean()),
-        "train_seconds": seconds,
-        "_Z": Z,
-        "_means": stratified_means(Z_all, d.pseudotime, d.lineage, n, config.n_bins),
-    }
+    with seeded(seed):
+        model, layer = line_autoencoder(data.X.shape[1], config, variant.layout)
+        graph = graphs.path(config.line)
+        reg = None
+        if variant.weight:
+            reg = GraphRegularizer(model, {layer: graph}, weight=variant.weight)
+        start = time.perf_counter()
+        try:
+            fit(model, data.X[data.train], regularizer=reg, epochs=config.epochs,
+                batch_size=config.batch_size, lr=config.lr, device=device, seed=seed,
+                progress=progress, desc=f"{data.data.name} {variant.label} seed {seed}")
+        finally:
+            if reg is not None:
+                reg.remove()
+        seconds = time.perf_counter() - start
+        Z_all = analysis.activations(model, data.X, layer)
+        Z = Z_all[data.test]
+        d = data.data
+        n = len(d.lineage_names)
+        test_time, test_lineage = d.pseudotime[data.test], d.lineage[data.test]
+        rho_peak = lineage_spearman(test_time, peak_position(Z), test_lineage, n)
+        rho_com = lineage_spearman(test_time, centre_of_mass(Z), test_lineage, n)
+        chance_peak, chance_com = shuffled_order_rho(Z, test_time, test_lineage, n,
+                                                     config.n_shuffles, seed)
+        arranged = {"arranged_rho_peak": None, "arranged_rho_com": None}
+        if variant.weight == 0:  # the post-hoc control: λ = 0 units arranged onto the line
+            perm = analysis.arrangement(Z_all[data.train], graph, random_state=seed)
+            Z_arranged = Z[:, perm]
+            arranged = {key: lineage_spearman(test_time, read(Z_arranged), test_lineage, n).tolist()
+                        for key, read in (("arranged_rho_peak", peak_position),
+                                          ("arranged_rho_com", centre_of_mass))}
+        return {
+            "seed": seed,
+            "rho_peak": rho_peak.tolist(),
+            "rho_com": rho_com.tolist(),
+            "median_abs_rho_peak": float(np.median(_abs_or_zero(rho_peak))),
+            "median_abs_rho_com": float(np.median(_abs_or_zero(rho_com))),
+            "shuffled_abs_rho_peak": chance_peak,
+            "shuffled_abs_rho_com": chance_com,
+            **arranged,
+            "test_mse": evaluate(model, data.X[data.test])["mse"],
+            "dirichlet_energy": analysis.dirichlet_energy(Z, graph, normalize=True),
+            "activation_norm": float(np.linalg.norm(Z, axis=1).mean()),
+            "train_seconds": seconds,
+            "_Z": Z,
+            "_means": stratified_means(Z_all, d.pseudotime, d.lineage, n, config.n_bins),
+        }
 
 
 def _learned_model(data: Split, config: TrajectoryConfig, seed: int) -> GraphLayerAutoencoder:
-    torch.manual_seed(seed)
-    return GraphLayerAutoencoder(data.X.shape[1], config.width, config.learned_hidden,
-                                 config.noise)
+    with seeded(seed):
+        return GraphLayerAutoencoder(data.X.shape[1], config.width, config.learned_hidden,
+                                     config.noise)
 
 
 def _coactivation(config: TrajectoryConfig) -> CoactivationGraph:
