@@ -33,7 +33,8 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-__all__ = ["STALE_AFTER_SECONDS", "atomic_write", "check_run_folder", "staged_folder"]
+__all__ = ["STALE_AFTER_SECONDS", "NotAFolderError", "atomic_write", "check_run_folder",
+           "staged_folder"]  # fmt: skip
 
 STAGING_SUFFIX = ".gsreg-staging"
 STALE_AFTER_SECONDS = 24 * 3600
@@ -44,6 +45,10 @@ LOCKLESS_GRACE_SECONDS = 60
 makes the lock right after the folder)."""
 
 _LOCK, _RUN, _PREVIOUS = ".lock", "run", "previous"
+
+
+class NotAFolderError(NotADirectoryError, ValueError):
+    """A run folder path that is, or lies below, a file (both an OSError and a ValueError)."""
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
@@ -81,7 +86,8 @@ def check_run_folder(
     absolute path.
 
     Raises:
-        NotADirectoryError: ``out`` or its nearest existing parent is a file.
+        NotAFolderError (a NotADirectoryError and a ValueError): ``out`` or its nearest
+            existing parent is a file.
         ValueError: ``out`` holds something a run does not write, or an input.
         PermissionError: the folder (or where it would be made) is not writable.
     """
@@ -101,7 +107,7 @@ def check_run_folder(
         existing = existing.parent
     if not existing.is_dir():
         where = "it is a file" if existing == out else f"{existing} is a file"
-        raise NotADirectoryError(f"cannot use {out} as a run folder: {where}")
+        raise NotAFolderError(f"cannot use {out} as a run folder: {where}")
     if existing == out:
         _check_previous_run(out, frozenset(writes), command)
         existing = out.parent  # the swap renames ``out`` inside its parent
@@ -124,19 +130,24 @@ def _check_previous_run(out: Path, writes: frozenset[str], command: str) -> None
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise ValueError(
             f"{out} holds what {command} does not write ({shown}); a new run replaces the "
-            "folder whole, so move those away or choose another --out"
+            "folder whole, so it is refusing to replace it: move those away or choose "
+            "another output folder"
         )
     if not os.access(out, os.W_OK | os.X_OK):
         raise PermissionError(f"the previous run in {out} cannot be replaced: not writable")
 
 
 @contextlib.contextmanager
-def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
+def staged_folder(
+    out: str | os.PathLike, writes: Collection[str] | None = None, command: str = "this command"
+) -> Iterator[Path]:
     """A fresh folder to write a run into, swapped in as ``out`` when the block succeeds.
 
     On success ``out`` is the new folder and the previous one is gone; on any error,
     interrupt or kill, ``out`` stays as it was (a swap cut short by a kill is undone by
-    the next run). Parent folders made for ``out`` are removed again on failure.
+    the next run). Parent folders made for ``out`` are removed again on failure. With
+    ``writes``, a previous ``out`` is checked again just before the swap (as in
+    :func:`check_run_folder`: something may have appeared in it during the run).
     """
     out = Path(out).absolute()
     parent = out.parent
@@ -150,6 +161,8 @@ def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
         run = staging / _RUN
         run.mkdir()
         yield run
+        if writes is not None and out.is_dir() and not out.is_symlink():
+            _check_previous_run(out, frozenset(writes), command)
         _swap(run, out, staging / _PREVIOUS)
         done = True
     finally:

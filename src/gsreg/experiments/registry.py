@@ -18,14 +18,11 @@ then. A failed or interrupted run leaves the previous result (or nothing) behind
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write
+from .._files import atomic_write, check_run_folder, staged_folder
 
 __all__ = [
     "EXPERIMENTS",
@@ -265,7 +262,7 @@ def run_experiment(
     """
     experiment, config, device = _check_run(name, seed, device, quick, overrides)
     root = _check_out_root(out_root)
-    _check_target(root / experiment.name)
+    check_run_folder(root / experiment.name, RUN_FILES, command="an experiment")
     return _run_into_place(experiment, config, root, quick, seed, device, progress,
                            overrides=dict(overrides or {}))
 
@@ -292,8 +289,10 @@ def run_all(
     prepared = [_check_run(n, seed, device, quick, None) for n in names]
     root = _check_out_root(out_root)
     for experiment, *_ in prepared:
-        _check_target(root / experiment.name)
-    _check_target_file(root / "index.html")
+        check_run_folder(root / experiment.name, RUN_FILES, command="an experiment")
+    for index in ("index.html", "index.json"):
+        if (root / index).exists() and not (root / index).is_file():
+            raise ValueError(f"{root / index} exists and is not a file; move it away first")
     entries, failures = [], {}
     for experiment, config, dev in prepared:
         start = time.perf_counter()
@@ -375,46 +374,11 @@ def _check_device(device: str) -> str:
 
 
 def _check_out_root(out_root: str | os.PathLike) -> Path:
-    """``out_root`` as an absolute path whose nearest existing ancestor is a writable
-    folder; nothing is created."""
+    """``out_root`` as an absolute path; the folders in it are checked by
+    :func:`gsreg._files.check_run_folder`."""
     if not isinstance(out_root, (str, os.PathLike)) or os.fspath(out_root) == "":
         raise ValueError(f"out must be a folder path, got {out_root!r}")
-    root = Path(out_root).expanduser().absolute()
-    existing = root
-    while not existing.exists():
-        if existing.is_symlink():
-            raise ValueError(f"cannot use {root} as an output folder: {existing} is a "
-                             "broken symbolic link")
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "it" if existing == root else f"its parent {existing}"
-        raise ValueError(f"cannot use {root} as an output folder: {where} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == root else f" (it would be created in {existing})"
-        raise PermissionError(f"output folder {root} is not writable{where}")
-    return root
-
-
-def _check_target(target: Path) -> None:
-    """A previous result may be replaced; anything else at ``target`` may not."""
-    if not target.exists() and not target.is_symlink():
-        return
-    if target.is_symlink() or not target.is_dir():
-        raise ValueError(f"{target} exists and is not a result folder; move it away first")
-    foreign = sorted(p.name for p in target.iterdir() if p.name not in RUN_FILES)
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-        raise ValueError(
-            f"{target} exists and holds files no experiment writes ({shown}); "
-            "refusing to replace it - move it away or choose another --out"
-        )
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise PermissionError(f"the previous result {target} cannot be replaced: not writable")
-
-
-def _check_target_file(path: Path) -> None:
-    if path.exists() and not path.is_file():
-        raise ValueError(f"{path} exists and is not a file; move it away first")
+    return Path(out_root).expanduser().absolute()
 
 
 # --------------------------------------------------------------------------- atomic run
@@ -422,67 +386,15 @@ def _check_target_file(path: Path) -> None:
 
 def _run_into_place(experiment, config, root, quick, seed, device, progress,
                     overrides=None) -> Path:
-    created = _make_dirs(root)
-    staging = None
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{experiment.name}.running-", dir=root))
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a result folder is shared
+    target = root / experiment.name
+    with staged_folder(target, RUN_FILES, command="an experiment") as staging:
         start = time.perf_counter()
         metrics = experiment.run(config, str(staging), device=device, progress=progress)
         seconds = time.perf_counter() - start
         record = _run_record(experiment, config, quick, seed, device, seconds, metrics,
                              overrides or {})
         atomic_write(staging / "run.json", json.dumps(record, indent=2) + "\n")
-        target = root / experiment.name
-        _check_target(target)  # again: something may have appeared meanwhile
-        _swap_into_place(staging, target)
-        staging = None
-        return target
-    except BaseException:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only while empty: another run may have written there
-        raise
-
-
-def _make_dirs(root: Path) -> list[Path]:
-    """Create ``root`` and missing parents; return the folders created, outermost first."""
-    missing = []
-    folder = root
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    created = []
-    for folder in reversed(missing):
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        created.append(folder)
-    return created
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; a previous ``target`` is removed only after."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        try:
-            os.replace(target, old / target.name)
-        except BaseException:
-            shutil.rmtree(old, ignore_errors=True)
-            raise
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        if old is not None:  # put the previous result back
-            os.replace(old / target.name, target)
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def _run_record(experiment, config, quick, seed, device, seconds, metrics, overrides) -> dict:
