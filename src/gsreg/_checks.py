@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 #: budgets must lie in (0, MAX_BUDGET)
 MAX_BUDGET = 10.0
+#: the largest random seed (numpy's and scikit-learn's seeds are 32-bit)
+MAX_SEED = 2**32 - 1
 
 
 class WrongTypeError(TypeError, ValueError):

@@ -19,6 +19,7 @@ from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ._checks import check_int
 from .analysis import modules as graph_modules
 from .graphs import Graph
 
@@ -434,8 +435,7 @@ def _snapshots(
     history: Sequence[tuple[int, Graph] | Graph], max_snapshots: int
 ) -> list[tuple[str, Graph]]:
     """Up to ``max_snapshots`` evenly spaced ``(title, graph)`` pairs, first and last kept."""
-    if not isinstance(max_snapshots, int) or max_snapshots < 1:
-        raise ValueError(f"max_snapshots must be a positive integer, got {max_snapshots!r}")
+    check_int(max_snapshots, "max_snapshots")
     if len(history) == 0:
         raise ValueError("history is empty")
     entries = [_snapshot_entry(k, entry) for k, entry in enumerate(history)]

@@ -16,6 +16,7 @@ import torch
 from scipy.linalg import eigh
 from torch import nn
 
+from .._checks import check_int
 from .._util import model_device as _model_device
 from ..graphs import Graph, rank_by_size
 from ._arrangement import arrangement
@@ -131,8 +132,7 @@ def activations(
     names = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
     if not names:
         raise ValueError("layers is empty; name at least one submodule")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int(batch_size, "batch_size")
     modules = {name: _submodule(model, name) for name in names}
     X = _as_input(X)
     device = _model_device(model) if device is None else torch.device(device)

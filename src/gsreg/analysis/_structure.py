@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from .. import analysis as base  # the package imports this module: names resolve at call time
+from .._checks import check_int
 from ..graphs import Graph, rank_by_size
 
 __all__ = [
@@ -104,11 +105,9 @@ def territories(
     labels = _check_node_labels(labels, graph)
     if min_size is None:
         count = len(np.unique(labels)) if n_classes is None else n_classes
-        if not isinstance(count, (int, np.integer)) or count < 1:
-            raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+        check_int(count, "n_classes")
         min_size = max(2, round(graph.n_nodes / (2 * count)))
-    if not isinstance(min_size, (int, np.integer)) or min_size < 1:
-        raise ValueError(f"min_size must be a positive integer, got {min_size!r}")
+    check_int(min_size, "min_size")
     same = labels[graph.edges[:, 0]] == labels[graph.edges[:, 1]]
     i, j = graph.edges[same].T
     inside = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(graph.n_nodes,) * 2)
@@ -260,8 +259,7 @@ def _null_summary(observed: float, null: np.ndarray) -> dict[str, float]:
 
 
 def _check_permutations(n_permutations: int) -> None:
-    if not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
-        raise ValueError(f"n_permutations must be a positive integer, got {n_permutations!r}")
+    check_int(n_permutations, "n_permutations")
 
 
 def _check_node_labels(labels: np.ndarray, graph: Graph) -> np.ndarray:

@@ -318,11 +318,10 @@ def _budget(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-MAX_SEED = 2**32 - 1
-"""The largest --seed (numpy's and scikit-learn's seeds are 32-bit)."""
-
 
 def _seed(text: str) -> int:
+    from .._checks import MAX_SEED
+
     try:
         value = int(text)
     except ValueError:

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from .._checks import is_int, is_real
 
 if TYPE_CHECKING:
     from ..report import RunFolder
@@ -34,16 +35,16 @@ def check_config(name: str, **checks: tuple[object, str]) -> None:
         if rule == "optional_positive_int" and value is None:
             continue
         if rule in ("positive_int", "optional_positive_int"):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            ok = is_int(value, minimum=1)
             expected = "a positive int"
         elif rule in ("positive", "non_negative"):
-            ok = _is_number(value) and (value > 0 if rule == "positive" else value >= 0)
+            ok = is_real(value, minimum=0, strict_min=rule == "positive")
             expected = "a number > 0" if rule == "positive" else "a number >= 0"
         elif rule == "weights":
             ok = (
                 isinstance(value, Sequence)
                 and len(value) > 0
-                and all(_is_number(v) and v >= 0 for v in value)
+                and all(is_real(v, minimum=0) for v in value)
             )
             expected = "a non-empty sequence of numbers >= 0"
         else:
@@ -63,14 +64,6 @@ def training_checks(config: Any) -> dict[str, tuple[object, str]]:
         "n_train": (config.n_train, "optional_positive_int"),
         "n_test": (config.n_test, "optional_positive_int"),
     }
-
-
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
 
 
 def public_fields(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .._checks import MAX_SEED, check_int
 from .._files import atomic_write, check_run_folder, staged_folder
 
 __all__ = [
@@ -47,8 +48,6 @@ __all__ = [
 
 #: files an experiment writes; a folder holding anything else is not replaced
 RUN_FILES = frozenset({"report.html", "metrics.json", "config.json", "run.json", "figures"})
-#: largest accepted seed (numpy and torch both take it)
-MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -344,8 +343,7 @@ def summary_text(folder: str | os.PathLike) -> str:
 
 def _check_run(name, seed, device, quick, overrides):
     experiment = get_experiment(name)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    check_int(seed, "seed", minimum=0, maximum=MAX_SEED)
     if not isinstance(quick, bool):
         raise ValueError(f"quick must be True or False, got {quick!r}")
     device = _check_device(device)
