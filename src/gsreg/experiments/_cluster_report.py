@@ -16,6 +16,7 @@ and ``trajectory``); :func:`gsreg.analysis.module_controls` and
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import analysis, plotting
+from ..report import render
 from . import cluster_indication as ci
 from ._config import check_config, tuple_fields
 from ._labels import lambda_label
@@ -33,6 +35,16 @@ RunKey = tuple[str, int, int, str, float]
 SETTING_COLORS = {"gsreg": "tab:blue", "authors": "tab:orange", "defaults": "tab:green"}
 SETTING_LABELS = {"gsreg": "gsreg setting", "authors": "authors' setting",
                   "defaults": "estimator defaults"}
+#: k-means restarts of :func:`kmeans_ari`
+KMEANS_RESTARTS = 10
+
+
+def prose(name: str, /, **values) -> str:
+    """The template ``name`` of gsreg's templates folder (:func:`gsreg.report.render`) as
+    Section text: the lines of a paragraph joined by single spaces (templates wrap their
+    sentences), paragraphs (blank-line separated) by one blank line, empty ones dropped."""
+    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", render(name, **values)))
+    return "\n\n".join(p for p in paragraphs if p)
 
 
 @dataclass(frozen=True)
@@ -191,11 +203,13 @@ def sweep_records(rows: Sequence[Mapping]) -> list[dict]:
 
 
 def kmeans_ari(X: np.ndarray, truth: np.ndarray, k: int, seed: int) -> float:
-    """ARI against ``truth`` (N,) of k-means (k clusters, 10 restarts, ``random_state=seed``)
-    on the rows of X (N, d): how separable the clusters are without any graph."""
+    """ARI against ``truth`` (N,) of k-means (k clusters, :data:`KMEANS_RESTARTS` restarts,
+    ``random_state=seed``) on the rows of X (N, d): how separable the clusters are without
+    any graph."""
     from sklearn.cluster import KMeans
 
-    pred = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(np.asarray(X))
+    pred = KMeans(n_clusters=k, n_init=KMEANS_RESTARTS, random_state=seed).fit_predict(
+        np.asarray(X))
     return analysis.cluster_scores(pred, truth)["ari"]
 
 
@@ -233,10 +247,7 @@ def cost_cell(record: Mapping) -> str:
 
 def cost_rule() -> str:
     """How a cost is judged, in words."""
-    return (f"The primary task is reconstruction: test MSE against the same model, seed and "
-            f"schedule trained with weight 0. Up to {MSE_CLOSE:g}x is close to λ = 0, above "
-            f"{MSE_WRECKED:g}x the penalty wrecks the primary task, in between it has a "
-            "noticeable cost.")
+    return prose("cluster_report/cost_rule.txt", close=MSE_CLOSE, wrecked=MSE_WRECKED)
 
 
 # --------------------------------------------------------------------------- figures
@@ -259,7 +270,8 @@ def plot_sweep(
 ) -> plt.Figure:
     """The gsreg setting's weight sweep: ARI (one line per data set and ``ari_keys``
     entry: ``(record key, label)``, solid then dashed), components and the test MSE ratio
-    against λ. Dotted lines: the planted numbers and the 1.1x / 1.5x cost rules."""
+    against λ. Dotted lines: the planted numbers and the cost rules (``MSE_CLOSE``,
+    ``MSE_WRECKED``)."""
     fig, (ax_ari, ax_comp, ax_mse) = plt.subplots(1, 3, figsize=(12.5, 3.6),
                                                   layout="constrained")
     groups: dict[str, list[Mapping]] = {}
@@ -291,7 +303,8 @@ def plot_sweep(
     ax_ari.legend(fontsize=7)
     ax_ari.set_title("Do the components indicate the clusters?", fontsize=9)
     ax_comp.set_title("Components of the learned graph (dotted: planted)", fontsize=9)
-    ax_mse.set_title("Cost (dotted: 1.1x close, 1.5x wrecked)", fontsize=9)
+    ax_mse.set_title(f"Cost (dotted: {MSE_CLOSE:g}x close, {MSE_WRECKED:g}x wrecked)",
+                     fontsize=9)
     return fig
 
 
@@ -340,26 +353,8 @@ def verdict_entry(verdict: Mapping) -> str:
 def verdict_sentence(verdict: Mapping, subject: str) -> str:
     """One plain sentence: whether ``subject`` (e.g. "The GSR modules") beats the best
     control, by how much, at what cost, and why it does not help where it does not."""
-    margin = verdict["margin"]
-    text = (f"{subject} {'beat' if margin > 0 else 'do not beat'} the best control "
-            f"({verdict['best_control']}): ARI {verdict['gsr_ari']:.2f} against "
-            f"{verdict['control_ari']:.2f} ({margin:+.2f}), at {verdict['mse_ratio']:.2f}x "
-            "the test MSE of λ = 0")
-    if verdict["helps"]:
-        return (text + f"; they also beat the permutation null in every run (p ≤ "
-                f"{verdict['p_value']:.3f}): GSR helps here.")
-    reasons = []
-    if margin <= 0:
-        reasons.append("a clustering without GSR indicates the clusters at least as well")
-    if not verdict["modules"]:
-        reasons.append("some run has a single module or indicates every sample by one")
-    if not verdict.get("affordable", True):
-        reasons.append(f"it wrecks the primary task ({verdict['mse_ratio']:.2f}x the test "
-                       "MSE of λ = 0)")
-    if verdict["p_value"] >= analysis.P_LEVEL:
-        reasons.append(f"the modules do not beat the permutation null in every run "
-                       f"(largest p {verdict['p_value']:.3f})")
-    return text + f": GSR does not help here ({'; '.join(reasons)})."
+    return prose("cluster_report/verdict_sentence.txt", subject=subject, verdict=verdict,
+                 affordable=verdict.get("affordable", True), p_level=analysis.P_LEVEL)
 
 
 def controls_row(label: str, verdict: Mapping) -> dict[str, str]:
@@ -380,28 +375,21 @@ def controls_row(label: str, verdict: Mapping) -> dict[str, str]:
 def controls_rule(k_rule: str) -> str:
     """How the controls and the verdict are defined, in words; ``k_rule`` says how many
     groups the controls get."""
-    return (
-        f"Controls, each with {k_rule}: the neurons of the same model trained at λ = 0 "
-        "clustered into modules after training (k-means and Leiden on their activation "
-        "profiles) and read out exactly like the GSR modules, and the samples clustered "
-        "directly (k-means and Leiden) on that λ = 0 layer and on the raw input. The null: "
-        f"the GSR modules' ARI against {analysis.NULL_PERMUTATIONS} random groupings of the "
-        "neurons with the same module sizes (mean and p-value; the largest p over runs "
-        "counts). GSR helps only when its mean ARI beats the best control, it beats the null "
-        f"(p < {analysis.P_LEVEL:g}) in every run, and every run has more than one module that "
-        "samples are indicated by." + ("" if analysis.leiden_available() else
-                                       " igraph is not installed: no Leiden controls."))
+    return prose("cluster_report/controls_rule.txt", k_rule=k_rule,
+                 permutations=analysis.NULL_PERMUTATIONS, p_level=analysis.P_LEVEL,
+                 leiden=analysis.leiden_available())
 
 
-#: the targets of the estimator's learned-graph defaults, per data set and 5 seeds
+#: the targets of the estimator's learned-graph defaults, per data set over its seeds
 DEFAULTS_TARGET = {"exact_share": 0.8, "ari": 0.9, "mse_ratio": 1.10}
 
 
 def defaults_target(rows: Sequence[Mapping]) -> dict[str, dict]:
     """Per data set, the ``"defaults"`` setting's runs against :data:`DEFAULTS_TARGET`:
-    the exact module count in at least 80% of runs, mean ARI >= 0.9, test MSE <= 1.10x
-    λ = 0 and mean ARI at least that of k-means of the samples on the λ = 0 layer (as many
-    groups as modules found). ``{}`` without such runs."""
+    the exact module count in at least its ``exact_share`` of runs, mean ARI >= its
+    ``ari``, test MSE <= its ``mse_ratio`` times λ = 0, and mean ARI at least that of
+    k-means of the samples on the λ = 0 layer (as many groups as modules found). ``{}``
+    without such runs."""
     out = {}
     for kind, n in dict.fromkeys((r["dataset"], r["n_modules"]) for r in rows
                                  if r["setting"] == "defaults"):
