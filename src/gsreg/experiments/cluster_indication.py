@@ -100,7 +100,9 @@ GSREG = Setting(
     features="standardized", warmup_steps=100, update_every=100, weight=0.1, epochs=15,
     k=10, kernel="knn",
 )  # fmt: skip
-#: the paper's procedure, warm-up shrunk from 5000 to 1000 steps (batch 32)
+#: the warm-up of the original paper's procedure, in training steps
+PAPER_WARMUP_STEPS = 5000
+#: the paper's procedure, warm-up shrunk from PAPER_WARMUP_STEPS to 1000 steps (batch 32)
 AUTHORS = Setting(
     model="linear", batch_size=32, buffer_size=32, on_disconnect="stop",
     features="raw", warmup_steps=1000, update_every=100, weight=0.01, epochs=27,

@@ -32,6 +32,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from .. import analysis, plotting
+from ..estimators import GSRAutoencoder
 from ..report import RunFolder, Section
 from . import _cluster_report as cr
 from . import cluster_indication as ci
@@ -41,6 +42,13 @@ from ._verdicts import CLOSE, COSTLY, MSE_CLOSE, MSE_WRECKED, WRECKED
 TITLE = "Neuron modules of a learned graph on planted clusters"
 #: mean ARI from which the components are said to indicate the clusters
 ARI_GOOD = 0.9
+#: share of a group's seeds that must find the exact module count (:func:`indicates`)
+EXACT_SHARE = 0.8
+#: mean components below which the graph learnt at λ = 0 counts as connected
+CONNECTED_MEAN = 1.5
+#: the figures a run writes: ``{key: file stem}`` (``figures/<stem>.png``)
+FIGURES = {"graphs": "learned_graphs", "heatmaps": "module_cluster_heatmaps",
+           "history": "components_history", "ari": "ari_by_seed", "sweep": "weight_sweep"}
 
 
 @dataclass(frozen=True)
@@ -221,15 +229,14 @@ def _figures(folder: RunFolder, config: ModulesConfig, rows: list[dict], metrics
     examples = [cr.typical(_group_rows(rows, n, s))
                 for s in config.settings for n in config.n_modules]
     ncols = len(config.n_modules)
-    return {
-        "graphs": folder.save_figure(_plot_graphs(examples, ncols), "learned_graphs"),
-        "heatmaps": folder.save_figure(_plot_tables(examples, ncols), "module_cluster_heatmaps"),
-        "history": folder.save_figure(_plot_history(config, rows), "components_history"),
-        "ari": folder.save_figure(_plot_ari(config, rows), "ari_by_seed"),
-        "sweep": folder.save_figure(
-            cr.plot_sweep(metrics["sweep"], lambda r: f"{r['n_modules']} planted"),
-            "weight_sweep"),
+    plots = {
+        "graphs": lambda: _plot_graphs(examples, ncols),
+        "heatmaps": lambda: _plot_tables(examples, ncols),
+        "history": lambda: _plot_history(config, rows),
+        "ari": lambda: _plot_ari(config, rows),
+        "sweep": lambda: cr.plot_sweep(metrics["sweep"], lambda r: f"{r['n_modules']} planted"),
     }
+    return {key: folder.save_figure(plots[key](), stem) for key, stem in FIGURES.items()}
 
 
 def _example_title(row: Mapping) -> str:
@@ -314,31 +321,20 @@ def _plot_ari(config: ModulesConfig, rows: Sequence[Mapping]) -> plt.Figure:
 
 
 def _sections(config: ModulesConfig, metrics: dict, figures: dict[str, str]) -> list[Section]:
+    study = config.study(datasets_of(config))
     return [
         Section("Summary", text=_summary(config, metrics), table=_group_table(metrics)),
-        Section("The learned graphs", text=(
-            "The graph read as modules of a typical run (the seed at the median ARI) per "
-            "planted count and setting, each component drawn apart and in its own colour. "
-            "Components = neuron modules; a run indicates the clusters when it has one "
-            "component per planted module."), figures=[figures["graphs"]]),
-        Section("What drives each module", text=(
-            "For the same runs: the mean activity of each module (rows) over the test "
-            "samples of each planted cluster (columns). A module that indicates a cluster is "
-            "high in that cluster's column only; a module high in several columns is a "
-            "conjunction of clusters, and a cluster without a high cell has no module of its "
-            "own."), figures=[figures["heatmaps"]]),
-        Section("Components over training", text=(
-            "Number of components of each learned graph at every graph update, one line per "
-            "seed (lines shifted slightly apart so that equal ones stay visible). The gsreg "
-            "setting rebuilds the graph every 100 steps all run long; the authors' setting "
-            "stops at the first graph that falls apart, whose components are read as "
-            "modules (the last point of its lines)."), figures=[figures["history"]]),
+        Section("The learned graphs", text=cr.prose("modules/learned_graphs.txt"),
+                figures=[figures["graphs"]]),
+        Section("What drives each module", text=cr.prose("modules/drivers.txt"),
+                figures=[figures["heatmaps"]]),
+        Section("Components over training", text=cr.prose(
+            "modules/history.txt", update_every=study.gsreg.update_every),
+            figures=[figures["history"]]),
         Section("Controls", text=_controls_text(config, metrics),
                 table=_controls_table(metrics)),
-        Section("ARI per seed", text=(
-            "ARI of the indicated clusters against the planted ones, one dot per seed, per "
-            "setting (circles), beside the best control of the same runs (crosses; see "
-            f"Controls). Dotted: ARI {ARI_GOOD:g}."), figures=[figures["ari"]]),
+        Section("ARI per seed", text=cr.prose("modules/ari.txt", ari_good=ARI_GOOD),
+                figures=[figures["ari"]]),
         Section("The weight trade-off", text=_sweep_text(metrics),
                 table=_sweep_table(metrics), figures=[figures["sweep"]]),
     ]
@@ -352,10 +348,9 @@ def _controls_table(metrics: dict) -> list[dict]:
 
 
 def _controls_text(config: ModulesConfig, metrics: dict) -> str:
-    lines = [cr.controls_rule(K_RULE) + " One row per planted count and setting (means over "
-             "seeds), then each setting over all of its runs."]
-    lines += [_verdict_sentence(s, metrics["verdict"][s]) for s in config.settings]
-    return "\n\n".join(lines)
+    return cr.prose("modules/controls.txt", rule=cr.controls_rule(K_RULE),
+                    verdicts=[_verdict_sentence(s, metrics["verdict"][s])
+                              for s in config.settings])
 
 
 def _group_table(metrics: dict) -> list[dict]:
@@ -378,7 +373,7 @@ def _group_table(metrics: dict) -> list[dict]:
     return table
 
 
-def indicates(record: Mapping, ari: float = ARI_GOOD, exact: float = 0.8) -> bool:
+def indicates(record: Mapping, ari: float = ARI_GOOD, exact: float = EXACT_SHARE) -> bool:
     """Whether a group's components indicate its clusters: mean ARI >= ``ari`` and the
     exact number of components in at least a fraction ``exact`` of its seeds."""
     return ci.aim_reached(record, min_exact=math.ceil(exact * record["seeds"]), min_ari=ari)
@@ -387,19 +382,11 @@ def indicates(record: Mapping, ari: float = ARI_GOOD, exact: float = 0.8) -> boo
 def _claim(metrics: dict) -> str:
     """Whether the paper's claim holds here, group by group, in words."""
     good = [r for r in metrics["groups"] if indicates(r)]
-    bad = [r for r in metrics["groups"] if not indicates(r)]
-    lines = [f"Is the paper's claim reproduced? The components indicate the clusters (mean "
-             f"ARI ≥ {ARI_GOOD:g} and the exact count in ≥ 80% of seeds) in: "
-             + ("; ".join(_group_label(r) for r in good) if good else "no case") + "."]
-    if bad:
-        lines.append(f"They do not in: {'; '.join(_group_label(r) for r in bad)}.")
-    affordable = [_group_label(r) for r in good if r["cost"]["verdict"] != WRECKED]
-    if good and not affordable:
-        lines.append("Wherever they do, the penalty wrecks the primary task: the structure is "
-                     "reproduced, \"without significantly impacting performance\" is not.")
-    elif affordable:
-        lines.append(f"Without wrecking the primary task in: {'; '.join(affordable)}.")
-    return " ".join(lines)
+    return cr.prose(
+        "modules/claim.txt", ari_good=ARI_GOOD, exact_share=EXACT_SHARE,
+        good=[_group_label(r) for r in good],
+        bad=[_group_label(r) for r in metrics["groups"] if not indicates(r)],
+        affordable=[_group_label(r) for r in good if r["cost"]["verdict"] != WRECKED])
 
 
 def _sweep_table(metrics: dict) -> list[dict]:
@@ -413,46 +400,28 @@ def _sweep_table(metrics: dict) -> list[dict]:
     } for r in metrics["sweep_by_weight"]]
 
 
-def _setting_sentence(setting: str, metrics: dict) -> str:
-    o = metrics["overall"][setting]
+def _setting_facts(setting: str, metrics: dict) -> dict:
+    """What the summary says about one setting: its overall record, its groups and the
+    range of its per-run MSE ratios."""
+    overall = metrics["overall"][setting]
     groups = [r for r in metrics["groups"] if r["setting"] == setting]
-    per = "; ".join(f"{r['n_modules']} planted: {r['exact']}/{r['seeds']} exact, mean ARI "
-                    f"{cr.fmt(r['ari_mean'])}" for r in groups)
     ratios = [x for r in groups for x in r["cost"]["mse_ratios"]]
-    return (f"The {cr.SETTING_LABELS[setting]} (λ = {lambda_label(o['weight'])}): the "
-            f"graph has exactly as many components as planted modules in {o['exact']} of "
-            f"{o['runs']} runs ({per}). Its test MSE is {o['cost']['mse_ratio']:.2f}x that of "
-            f"the same model trained without the penalty (per run {min(ratios):.2f}x to "
-            f"{max(ratios):.2f}x): {o['cost']['verdict']}.")
+    return {"label": cr.SETTING_LABELS[setting], "weight": lambda_label(overall["weight"]),
+            "overall": overall, "groups": groups, "ratio_min": min(ratios),
+            "ratio_max": max(ratios)}
 
 
 def _summary(config: ModulesConfig, metrics: dict) -> str:
-    seeds = metrics["seeds"]
-    lines = [
-        f"Data with {', '.join(str(n) for n in config.n_modules)} planted modules, "
-        f"{config.n_samples} samples each, seeds {seeds[0]} to {seeds[-1]}. An autoencoder "
-        "learns the graph of a 100-neuron layer (64 for the estimator defaults: "
-        "GSRAutoencoder(graph=\"learned\"), the centred penalty, the graph frozen and the "
-        "penalty released once its modules hold) from its co-activations while GSR smooths "
-        "the layer on it; the graph's connected components are the neuron modules, and each test "
-        "sample is assigned to the module it drives most. ARI 1 means the modules indicate "
-        "the planted clusters exactly, 0 chance.",
-        cr.cost_rule(),
-    ]
-    lines += [_setting_sentence(s, metrics) for s in config.settings]
-    if "authors" in config.settings:
-        lines.append(
-            f"The authors' setting follows the paper's procedure with its warm-up shortened "
-            f"from 5000 to {config.authors_warmup_steps} steps (see cluster_indication).")
-    if metrics["wrecked"]:
-        lines.append(
-            f"By the {MSE_WRECKED:g}x rule the penalty wrecks the primary task in: "
-            f"{'; '.join(metrics['wrecked'])}. The modules are bought with a reconstruction "
-            "that is much worse than without the penalty; the paper's \"without significantly "
-            "impacting performance on the primary task\" does not hold for these settings.")
-    lines.append(_claim(metrics))
-    lines += [_verdict_sentence(s, metrics["verdict"][s]) for s in config.settings]
-    return "\n\n".join(lines)
+    study = config.study(datasets_of(config))
+    return cr.prose(
+        "modules/summary.txt", n_modules=config.n_modules, n_samples=config.n_samples,
+        seeds=metrics["seeds"], width=study.width,
+        defaults_width=GSRAutoencoder().n_structured, cost_rule=cr.cost_rule(),
+        settings=[_setting_facts(s, metrics) for s in config.settings],
+        authors_warmup=config.authors_warmup_steps if "authors" in config.settings else None,
+        paper_warmup=ci.PAPER_WARMUP_STEPS, wrecked=metrics["wrecked"],
+        mse_wrecked=MSE_WRECKED, claim=_claim(metrics),
+        verdicts=[_verdict_sentence(s, metrics["verdict"][s]) for s in config.settings])
 
 
 def _verdict_sentence(setting: str, verdict: Mapping) -> str:
@@ -467,41 +436,24 @@ def _cost_words(verdict: str) -> str:
 
 def _sweep_text(metrics: dict) -> str:
     by_weight = metrics["sweep_by_weight"]
-    planted = sorted({r["n_modules"] for r in metrics["sweep"]})
-    lines = [
-        f"The gsreg setting at each λ on the data with {', '.join(map(str, planted))} planted "
-        "modules, every seed (table: all of these runs together; figure: per planted count). "
-        "λ = 0 learns the graph the same way but does not penalise the layer.",
-    ]
     zero = next((r for r in by_weight if r["weight"] == 0), None)
-    if zero is not None:
-        lines.append(
-            f"Without the penalty the learned graph has {zero['components_mean']:.1f} "
-            "components on average" + (
-                ": it does not fall apart by itself, the modules come from GSR."
-                if zero["components_mean"] < 1.5 else "."))
     weakest = metrics["weakest_weight_with_modules"]
-    if weakest is None:
-        lines.append(f"No weight reaches a mean ARI of {ARI_GOOD:g}.")
-    else:
-        w = next(r for r in by_weight if r["weight"] == weakest)
-        lines.append(
-            f"The smallest λ with a mean ARI ≥ {ARI_GOOD:g} is {lambda_label(weakest)} "
-            f"(ARI {cr.fmt(w['ari_mean'])}, exact in {w['exact']}/{w['runs']} runs) at "
-            f"{w['cost']['mse_ratio']:.2f}x the MSE of λ = 0: {w['cost']['verdict']}.")
+    best = []
     for verdict in (CLOSE, COSTLY):
         kept = [r for r in by_weight if r["weight"] > 0 and r["cost"]["verdict"] == verdict]
         if kept:
-            best = max(kept, key=lambda r: r["ari_mean"] or 0.0)
-            lines.append(
-                f"The best mean ARI at a cost {_cost_words(verdict)} is "
-                f"{cr.fmt(best['ari_mean'])} (λ = {lambda_label(best['weight'])}, exact in "
-                f"{best['exact']}/{best['runs']} runs, {best['cost']['mse_ratio']:.2f}x).")
-    if not any(r["weight"] > 0 and r["cost"]["verdict"] == CLOSE for r in by_weight):
-        lines.append(f"Every λ > 0 here costs more than {MSE_CLOSE:g}x the MSE of λ = 0: "
-                     "in this setting the modules always cost reconstruction.")
-    return "\n\n".join(lines)
+            record = max(kept, key=lambda r: r["ari_mean"] or 0.0)
+            best.append({"words": _cost_words(verdict), "weight": lambda_label(record["weight"]),
+                         "record": record})
+    return cr.prose(
+        "modules/sweep.txt", planted=sorted({r["n_modules"] for r in metrics["sweep"]}),
+        zero=zero, connected=zero is not None and zero["components_mean"] < CONNECTED_MEAN,
+        ari_good=ARI_GOOD, weakest=None if weakest is None else {
+            "weight": lambda_label(weakest),
+            "record": next(r for r in by_weight if r["weight"] == weakest)},
+        best=best, mse_close=MSE_CLOSE,
+        any_close=any(r["weight"] > 0 and r["cost"]["verdict"] == CLOSE for r in by_weight))
 
 
-__all__ = ["ModulesConfig", "headline", "readout", "run",
+__all__ = ["FIGURES", "ModulesConfig", "headline", "readout", "run",
            "weakest_weight_with_modules"]
