@@ -14,15 +14,22 @@ import numpy as np
 import pytest
 
 from gsreg import analysis
-from gsreg.experiments import CLOSE, COSTLY, WRECKED, hierarchy, modules, registry
+from gsreg.experiments import (
+    CLOSE,
+    COSTLY,
+    MSE_CLOSE,
+    MSE_WRECKED,
+    WRECKED,
+    hierarchy,
+    modules,
+    registry,
+)
 from gsreg.experiments import _cluster_report as cr
+from gsreg.experiments import cluster_indication as ci
 
-FIGURES = {
-    "modules": ("learned_graphs", "module_cluster_heatmaps", "components_history",
-                "ari_by_seed", "weight_sweep"),
-    "hierarchy": ("module_fine_heatmaps", "bit_module_correlation", "ari_coarse_vs_fine",
-                  "weight_sweep"),
-}
+#: the figure file stems each experiment promises
+FIGURES = {"modules": tuple(modules.FIGURES.values()),
+           "hierarchy": tuple(hierarchy.FIGURES.values())}
 CONFIGS = {"modules": modules.ModulesConfig, "hierarchy": hierarchy.HierarchyConfig}
 VERDICTS = (CLOSE, COSTLY, WRECKED)
 
@@ -76,15 +83,19 @@ def _check_cost(cost: dict) -> None:
 
 def test_modules_metrics(quick_runs):
     metrics = _metrics(quick_runs["modules"])
+    config = modules.ModulesConfig.quick(seed=3)
     for key in ("data", "seeds", "settings", "groups", "overall", "sweep", "sweep_by_weight",
                 "weakest_weight_with_modules", "wrecked", "runs", "sweep_runs"):
         assert key in metrics
-    assert metrics["seeds"] == [3]
-    assert set(metrics["settings"]) == {"gsreg", "authors", "defaults"}
+    assert metrics["seeds"] == list(config.seeds) == [3]
+    assert set(metrics["settings"]) == set(config.settings) == set(ci.SETTINGS)
     assert [(g["n_modules"], g["setting"]) for g in metrics["groups"]] == [
-        (3, "gsreg"), (3, "authors"), (3, "defaults")]
-    target = metrics["defaults_target"]["modules:3"]
-    assert target["runs"] == 1 and target["met"] == all(target["checks"].values())
+        (n, s) for n in config.n_modules for s in config.settings]
+    assert set(metrics["defaults_target"]) == {f"{kind}:{n}"
+                                               for kind, n in modules.datasets_of(config)}
+    for target in metrics["defaults_target"].values():
+        assert target["runs"] == config.n_seeds
+        assert target["met"] == all(target["checks"].values())
     for group in metrics["groups"]:
         _check_cost(group["cost"])
         assert 0 <= group["purity_mean"] <= 1
@@ -97,7 +108,7 @@ def test_modules_metrics(quick_runs):
     assert metrics["runs"][0]["components"] == 3
     assert metrics["runs"][0]["controls"]["raw_kmeans"] > 0.9  # the clusters are easy to find
     weights = [r["weight"] for r in metrics["sweep_by_weight"]]
-    assert weights == [0.0, 0.1]
+    assert weights == sorted(set(config.sweep_weights)) and weights[0] == 0.0
     zero = metrics["sweep_by_weight"][0]
     # weight 0 learns a graph but trains exactly the unpenalised model
     assert zero["cost"]["mse_ratio"] == pytest.approx(1.0, rel=1e-6)
@@ -106,20 +117,23 @@ def test_modules_metrics(quick_runs):
         _check_cost(record["cost"])
     # the sweep point at the setting's own weight is the main run, trained once
     main = next(r for r in metrics["runs"] if r["setting"] == "gsreg")
-    swept = next(r for r in metrics["sweep_runs"] if r["weight"] == 0.1)
+    swept = next(r for r in metrics["sweep_runs"]
+                 if r["weight"] == config.setting_weight("gsreg"))
     assert {k: v for k, v in swept.items() if k != "weight"} == {
         k: v for k, v in main.items() if k != "weight"}
 
 
 def test_hierarchy_metrics(quick_runs):
     metrics = _metrics(quick_runs["hierarchy"])
+    config = hierarchy.HierarchyConfig.quick(seed=3)
+    kinds = [kind for kind, _ in hierarchy.datasets_of(config)]
     for key in ("data", "groups", "hierarchical", "binary", "kmeans", "sweep", "wrecked",
                 "runs", "sweep_runs"):
         assert key in metrics
     assert {(g["dataset"], g["setting"]) for g in metrics["groups"]} == {
-        (kind, s) for kind in ("hierarchical", "binary_modules")
-        for s in ("gsreg", "authors", "defaults")}
-    assert set(metrics["defaults_target"]) == {"hierarchical:3", "binary_modules:3"}
+        (kind, s) for kind in kinds for s in config.settings}
+    assert set(metrics["defaults_target"]) == {f"{kind}:{n}"
+                                               for kind, n in hierarchy.datasets_of(config)}
     for group in metrics["groups"]:
         _check_cost(group["cost"])
     for h in metrics["hierarchical"].values():
@@ -135,10 +149,11 @@ def test_hierarchy_metrics(quick_runs):
     k = metrics["kmeans"]["mean"]
     assert k["k_fine_ari_fine"] > 0.9
     assert 0 < k["coarse_labels_fine_ari"] < 1
+    fine = config.n_modules * config.study(()).subtypes
     for row in metrics["runs"]:
-        if row["dataset"] == "hierarchical" and row["components"] > 0:
-            assert len(row["subtypes"]["majority"]) == 6
-    assert [r["weight"] for r in metrics["sweep"]] == [0.0, 0.1]
+        if row["dataset"] == hierarchy.HIERARCHICAL and row["components"] > 0:
+            assert len(row["subtypes"]["majority"]) == fine
+    assert [r["weight"] for r in metrics["sweep"]] == sorted(set(config.sweep_weights))
 
 
 def _group_rows(runs, group):
@@ -211,7 +226,8 @@ def test_hierarchy_results_stand_beside_their_controls_with_a_verdict(quick_runs
     metrics = _metrics(folder)
     report = _report_text(folder)
     headline = registry.read_run(folder)["headline"]
-    assert set(metrics["verdict"]) == {"hierarchical", "binary_modules"}
+    config = hierarchy.HierarchyConfig.quick(seed=3)
+    assert set(metrics["verdict"]) == {kind for kind, _ in hierarchy.datasets_of(config)}
     for row in metrics["runs"]:
         check_controls(row)
     for kind, verdicts in metrics["verdict"].items():
@@ -221,6 +237,39 @@ def test_hierarchy_results_stand_beside_their_controls_with_a_verdict(quick_runs
             check_verdict(verdict, rows)
             assert hierarchy._verdict_sentence(kind, setting, verdict) in report
             assert cr.verdict_entry(verdict) in headline.values()
+
+
+def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_runs):
+    config = modules.ModulesConfig.quick(seed=3)
+    study = config.study(modules.datasets_of(config))
+    report = _report_text(quick_runs["modules"])
+    history = cr.prose("modules/history.txt", update_every=study.gsreg.update_every)
+    assert f"rebuilds the graph every {study.gsreg.update_every} steps" in history
+    assert history in report
+    assert (f"mean ARI ≥ {modules.ARI_GOOD:g} and the exact count in "
+            f"≥ {modules.EXACT_SHARE:.0%} of seeds") in report
+    assert (f"warm-up shortened from {ci.PAPER_WARMUP_STEPS} to "
+            f"{config.authors_warmup_steps} steps") in report
+    assert f"learns the graph of a {study.width}-neuron layer" in report
+    assert cr.cost_rule() in report
+    assert f"Up to {MSE_CLOSE:g}x is close to λ = 0, above {MSE_WRECKED:g}x" in cr.cost_rule()
+
+    config = hierarchy.HierarchyConfig.quick(seed=3)
+    subtypes = config.study(()).subtypes
+    folder = quick_runs["hierarchy"]
+    k = _metrics(folder)["kmeans"]["mean"]
+    report = _report_text(folder)
+    assert (f"{config.n_modules} planted modules x {subtypes} sub-types "
+            f"({config.n_samples} samples)") in report
+    assert (f"with k = {config.n_modules * subtypes} a fine ARI of "
+            f"{k['k_fine_ari_fine']:.2f}") in report
+    assert f"are the {subtypes} sub-types of planted module 0" in report
+
+
+def test_prose_joins_the_lines_of_a_paragraph_and_keeps_paragraphs():
+    text = cr.prose("modules/controls.txt", rule="The rule.", verdicts=["One\nverdict.", "Two."])
+    assert text == ("The rule. One row per planted count and setting (means over seeds), then "
+                    "each setting over all of its runs.\n\nOne verdict.\n\nTwo.")
 
 
 def _verdict_rows(aris, components, controls, p_values):

@@ -44,17 +44,20 @@ TITLE = "Coarse or fine: which level do learned-graph modules indicate?"
 ARI_GOOD = 0.9
 HIERARCHICAL = "hierarchical"
 BINARY = "binary_modules"
+#: the figures a run writes: ``{key: file stem}`` (``figures/<stem>.png``)
+FIGURES = {"heatmaps": "module_fine_heatmaps", "bits": "bit_module_correlation",
+           "levels": "ari_coarse_vs_fine", "sweep": "weight_sweep"}
 
 
 @dataclass(frozen=True)
 class HierarchyConfig(cr.StudyConfig):
     """Everything that defines a run; written to ``config.json``.
 
-    ``n_modules``: the coarse modules of the hierarchical data (each with 2 sub-types);
-    ``bits``: the on/off modules k of the binary data (``n_samples // 2**k`` samples per
-    pattern). The weight sweep runs on the hierarchical data. The settings were chosen on
-    tuning seeds 100-102 (``cluster_indication``), the sweep grid fixed in advance; nothing
-    here was tuned on the reported seeds. Shared fields: see
+    ``n_modules``: the coarse modules of the hierarchical data (each with the study's
+    ``subtypes``); ``bits``: the on/off modules k of the binary data (``n_samples // 2**k``
+    samples per pattern). The weight sweep runs on the hierarchical data. The settings were
+    chosen on tuning seeds 100-102 (``cluster_indication``), the sweep grid fixed in
+    advance; nothing here was tuned on the reported seeds. Shared fields: see
     :class:`gsreg.experiments._cluster_report.StudyConfig`.
     """
 
@@ -298,19 +301,25 @@ def headline(metrics: dict) -> dict[str, str]:
 
 def _figures(folder: RunFolder, config: HierarchyConfig, rows: list[dict], metrics: dict
              ) -> dict[str, str]:
-    return {
-        "heatmaps": folder.save_figure(_plot_tables(config, rows), "module_fine_heatmaps"),
-        "bits": folder.save_figure(_plot_bits(config, rows), "bit_module_correlation"),
-        "levels": folder.save_figure(_plot_levels(config, rows, metrics), "ari_coarse_vs_fine"),
-        "sweep": folder.save_figure(
-            cr.plot_sweep(metrics["sweep"], lambda r: f"{r['n_modules']} x 2 hierarchical",
-                          ari_keys=(("ari_mean", "coarse"), ("ari_fine_mean", "fine"))),
-            "weight_sweep"),
+    subtypes = config.study(()).subtypes
+    plots = {
+        "heatmaps": lambda: _plot_tables(config, rows),
+        "bits": lambda: _plot_bits(config, rows),
+        "levels": lambda: _plot_levels(config, rows, metrics),
+        "sweep": lambda: cr.plot_sweep(
+            metrics["sweep"], lambda r: f"{r['n_modules']} x {subtypes} hierarchical",
+            ari_keys=(("ari_mean", "coarse"), ("ari_fine_mean", "fine"))),
     }
+    return {key: folder.save_figure(plots[key](), stem) for key, stem in FIGURES.items()}
+
+
+def _subtype_names(module: int, subtypes: int) -> list[str]:
+    """``["0a", "0b", ...]``: the sub-types of planted module ``module``."""
+    return [f"{module}{'abcdefghij'[t]}" for t in range(subtypes)]
 
 
 def _fine_names(n_modules: int, subtypes: int) -> list[str]:
-    return [f"cluster {j}{'abcdefghij'[t]}" for j in range(n_modules) for t in range(subtypes)]
+    return [f"cluster {name}" for j in range(n_modules) for name in _subtype_names(j, subtypes)]
 
 
 def _plot_tables(config: HierarchyConfig, rows: Sequence[Mapping]) -> plt.Figure:
@@ -387,33 +396,19 @@ def _plot_levels(config: HierarchyConfig, rows: Sequence[Mapping], metrics: dict
 
 
 def _sections(config: HierarchyConfig, metrics: dict, figures: dict[str, str]) -> list[Section]:
-    reference = metrics["kmeans"]["mean"]["coarse_labels_fine_ari"]
     return [
         Section("Summary", text=_summary(config, metrics), table=_group_table(metrics)),
         Section("Controls", text=_controls_text(config, metrics),
                 table=_controls_table(metrics)),
-        Section("Coarse or fine (hierarchical data)", text=(
-            "ARI of the indicated clusters against the coarse modules (x) and against the "
-            "sub-types (y), one dot per seed. A perfect coarse indication sits at the star "
-            f"on the right (its fine ARI is {reference:.2f}, not 0, because the coarse "
-            "modules group the sub-types), a perfect fine one at "
-            "the star on top. Crosses: k-means on the raw data with k = coarse and k = fine, "
-            "how separable each level is without a graph."),
+        Section("Coarse or fine (hierarchical data)", text=cr.prose(
+            "hierarchy/levels.txt",
+            reference=metrics["kmeans"]["mean"]["coarse_labels_fine_ari"]),
             table=_hierarchical_table(metrics), figures=[figures["levels"]]),
-        Section("What drives each module (hierarchical data)", text=(
-            "Mean activity of each neuron module (rows) over the test samples of each "
-            "sub-type (columns; cluster 0a and 0b are the two sub-types of planted module 0) "
-            "for a typical run per setting (the seed at the median coarse ARI). When the two "
-            "sub-types of a module light up the same row, the component indicates the coarse "
-            "level; a row that is high for one sub-type only indicates the fine level."),
+        Section("What drives each module (hierarchical data)", text=cr.prose(
+            "hierarchy/drivers.txt", subtypes=_subtype_names(0, config.study(()).subtypes)),
             figures=[figures["heatmaps"]]),
-        Section("Bits and modules (binary data)", text=(
-            "Correlation over the test samples of each neuron module's mean activity with "
-            "each on/off bit, one panel per seed and setting. One module per bit shows as one "
-            "strong red cell per column, each in its own row; a module correlated with "
-            "several bits mixes them. The bit match pairs modules and bits one to one "
-            "(largest total correlation) and averages the paired correlations."),
-            table=_binary_table(metrics), figures=[figures["bits"]]),
+        Section("Bits and modules (binary data)", text=cr.prose("hierarchy/bits.txt"),
+                table=_binary_table(metrics), figures=[figures["bits"]]),
         Section("The weight trade-off (hierarchical data)", text=_sweep_text(metrics),
                 figures=[figures["sweep"]]),
     ]
@@ -431,12 +426,14 @@ def _controls_table(metrics: dict) -> list[dict]:
             for kind, verdicts in metrics["verdict"].items() for s, v in verdicts.items()]
 
 
+def _verdict_sentences(metrics: dict) -> list[str]:
+    return [_verdict_sentence(kind, s, v) for kind, verdicts in metrics["verdict"].items()
+            for s, v in verdicts.items()]
+
+
 def _controls_text(config: HierarchyConfig, metrics: dict) -> str:
-    lines = [cr.controls_rule(K_RULE) + " ARI against the coarse modules (hierarchical data) "
-             "or the patterns (binary data), means over seeds."]
-    lines += [_verdict_sentence(kind, s, v) for kind, verdicts in metrics["verdict"].items()
-              for s, v in verdicts.items()]
-    return "\n\n".join(lines)
+    return cr.prose("hierarchy/controls.txt", rule=cr.controls_rule(K_RULE),
+                    verdicts=_verdict_sentences(metrics))
 
 
 def _group_table(metrics: dict) -> list[dict]:
@@ -479,40 +476,17 @@ def _binary_table(metrics: dict) -> list[dict]:
 
 
 def _summary(config: HierarchyConfig, metrics: dict) -> str:
-    seeds, k = metrics["seeds"], metrics["kmeans"]["mean"]
-    lines = [
-        f"Hierarchical data: {config.n_modules} planted modules x 2 sub-types "
-        f"({config.n_samples} samples); binary data: {config.bits} independent on/off modules, "
-        f"all {2**config.bits} patterns. Seeds {seeds[0]} to {seeds[-1]}. The learned graph's "
-        "components are the neuron modules; each test sample is assigned to the module it "
-        "drives most.",
-        cr.cost_rule(),
-    ]
-    for setting in config.settings:
-        h, b = metrics["hierarchical"][setting], metrics["binary"][setting]
-        lines.append(
-            f"The {cr.SETTING_LABELS[setting]}: on the hierarchical data the components "
-            f"indicate {_level_words(h['level'])}: mean ARI {cr.fmt(h['ari_coarse_mean'])} "
-            f"against the coarse modules, {cr.fmt(h['ari_fine_mean'])} against the sub-types; "
-            f"the sub-types of {h['merged']} of {h['modules']} planted modules (all seeds) "
-            f"drive the same component, those of {h['split']} drive different ones. Test MSE "
-            f"{h['cost']['mse_ratio']:.2f}x that of λ = 0: {h['cost']['verdict']}. On the "
-            f"binary data the bit match is {cr.fmt(b['bit_match_mean'])} (bits with a module "
-            f"of their own per seed: {', '.join(map(str, b['bits_owned']))} of "
-            f"{config.bits}): {_binary_words(b['level'])}. Test MSE "
-            f"{b['cost']['mse_ratio']:.2f}x: {b['cost']['verdict']}.")
-    lines.append(
-        f"Both levels are present in the input: k-means on the raw hierarchical data with "
-        f"k = {config.n_modules} reaches a coarse ARI of {k['k_coarse_ari_coarse']:.2f}, with "
-        f"k = {2 * config.n_modules} a fine ARI of {k['k_fine_ari_fine']:.2f}.")
-    lines += [_verdict_sentence(kind, s, v) for kind, verdicts in metrics["verdict"].items()
-              for s, v in verdicts.items()]
-    if metrics["wrecked"]:
-        lines.append(
-            f"The penalty wrecks the primary task (test MSE above {MSE_WRECKED:g}x that of "
-            f"λ = 0) in: "
-            f"{'; '.join(metrics['wrecked'])}.")
-    return "\n\n".join(lines)
+    settings = [{"label": cr.SETTING_LABELS[s], "hierarchical": metrics["hierarchical"][s],
+                 "level": _level_words(metrics["hierarchical"][s]["level"]),
+                 "binary": metrics["binary"][s],
+                 "binary_level": _binary_words(metrics["binary"][s]["level"])}
+                for s in config.settings]
+    return cr.prose(
+        "hierarchy/summary.txt", n_modules=config.n_modules,
+        subtypes=config.study(()).subtypes, n_samples=config.n_samples, bits=config.bits,
+        seeds=metrics["seeds"], cost_rule=cr.cost_rule(), settings=settings,
+        kmeans=metrics["kmeans"]["mean"], verdicts=_verdict_sentences(metrics),
+        wrecked=metrics["wrecked"], mse_wrecked=MSE_WRECKED)
 
 
 def _level_words(level: str) -> str:
@@ -528,30 +502,18 @@ def _binary_words(level: str) -> str:
 
 
 def _sweep_text(metrics: dict) -> str:
-    records = metrics["sweep"]
-    lines = ["The gsreg setting at each λ on the hierarchical data, every seed: ARI against "
-             "the coarse modules (solid) and the sub-types (dashed), components and cost. "
-             "λ = 0 learns the graph without penalising the layer."]
-    for r in records:
-        lines.append(
-            f"λ = {lambda_label(r['weight'])}: {r['components_mean']:.1f} components on "
-            f"average, ARI coarse {cr.fmt(r['ari_mean'])}, fine {cr.fmt(r['ari_fine_mean'])}, "
-            f"MSE {r['cost']['mse_ratio']:.2f}x ({r['cost']['verdict']}).")
+    records = [{**r, "label": lambda_label(r["weight"])} for r in metrics["sweep"]]
     penalised = [r for r in records if r["weight"] > 0]
     levels = {r["weight"]: hierarchy_level(r["ari_mean"], r["ari_fine_mean"]) for r in penalised}
-    if penalised and "fine" not in levels.values():
-        lines.append("No weight makes the components indicate the sub-types.")
     coarse = [r for r in penalised if levels[r["weight"]] == "coarse"]
-    if coarse:
-        cheapest = min(coarse, key=lambda r: r["cost"]["mse_ratio"])
-        lines.append(
-            f"The cheapest weight at which the components indicate the coarse level is λ = "
-            f"{lambda_label(cheapest['weight'])}: {cheapest['cost']['mse_ratio']:.2f}x the MSE "
-            f"of λ = 0 ({cheapest['cost']['verdict']}).")
-    return "\n\n".join(lines)
+    return cr.prose(
+        "hierarchy/sweep.txt", records=records,
+        no_fine=bool(penalised) and "fine" not in levels.values(),
+        cheapest=min(coarse, key=lambda r: r["cost"]["mse_ratio"]) if coarse else None)
 
 
 __all__ = [
+    "FIGURES",
     "HierarchyConfig",
     "binary_level",
     "headline",
