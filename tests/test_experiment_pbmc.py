@@ -19,8 +19,8 @@ from gsreg.datasets.pbmc import (  # noqa: E402
     scale_inputs,
     split,
 )
+from gsreg.experiments import MSE_CLOSE, MSE_WRECKED, pbmc, registry  # noqa: E402
 from gsreg.experiments import _cluster_report as cr  # noqa: E402
-from gsreg.experiments import registry  # noqa: E402
 from gsreg.experiments.pbmc import (  # noqa: E402
     METHODS,
     PbmcConfig,
@@ -28,7 +28,8 @@ from gsreg.experiments.pbmc import (  # noqa: E402
     mean_predictor_mse,
 )
 
-FIGURES = ("cells_pca", "modules_by_cell_type", "neurons_by_marker", "ari_by_seed")
+#: the figure file stems the experiment promises
+FIGURES = tuple(pbmc.FIGURES.values())
 SCORE_KEYS = {"ari", "nmi", "purity", "ari_coarse", "nmi_coarse", "purity_coarse"}
 
 
@@ -127,6 +128,30 @@ def test_the_modules_stand_beside_their_controls_with_a_verdict(quick_run):
     assert headline["vs best control"] == cr.verdict_entry(verdict)
 
 
+def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_run):
+    folder, metrics = quick_run
+    config = PbmcConfig.quick(seed=3)
+    report = html.unescape((folder / "report.html").read_text())
+    n_types = len(metrics["data"]["cell_types"])
+    t_subsets = sum(group == "T" for group in COARSE_GROUPS.values())
+    assert (f"Over {config.n_seeds} seed(s) the learned graph (λ = {config.weight:g}) fell "
+            f"apart into") in report
+    assert (f"a stratified {config.test_fraction:.0%} of the cells per seed is held out for "
+            "the test MSE") in report
+    assert f"The {n_types} labels (obs['bulk_labels'])" in report
+    assert f"The {t_subsets} T-cell subsets overlap strongly" in report
+    assert f"ARI against the {n_types} cell types, means over seeds." in report
+    assert (f"Test MSE up to {MSE_CLOSE:g}x that of λ = 0 is close to λ = 0, above "
+            f"{MSE_WRECKED:g}x the penalty wrecks the primary task.") in report
+    assert (f"at least that of k-means (k = {pbmc.DEFAULTS_K}) and of Leiden (as many groups) "
+            f"on the cells' PCA scores, at most {pbmc.DEFAULTS_MSE_RATIO:g}x the test MSE "
+            "of λ = 0") in report
+    assert cr.prose("pbmc/ari.txt", n_types=n_types) in report
+    for paragraph in pbmc._module_text(metrics["typical"]).split("\n\n"):
+        assert f"<p>{paragraph}</p>" in report
+    assert f"score at least {pbmc.CLEAR_SCORE:g} on average" in report
+
+
 def test_headline_names_the_scores(quick_run):
     folder, metrics = quick_run
     headline = registry.read_run(folder)["headline"]
@@ -140,7 +165,7 @@ def test_headline_names_the_scores(quick_run):
 
 def test_data_and_coarse_groups(data):
     assert data.X.shape == data.expression.shape == (700, 765)
-    assert len(set(data.cell_types)) == 10
+    assert len(set(data.cell_types)) == 10 == pbmc.DEFAULTS_K  # one PCA group per type
     assert set(data.cell_types) == set(COARSE_GROUPS)
     assert (data.expression >= 0).all()  # log-normalised counts
     # scaled per gene (to about zero mean and unit variance)

@@ -93,6 +93,9 @@ K_RULE = "as many groups as the GSR run found modules"
 CLEAR_SCORE = 1.0
 #: the layer of :class:`GraphLayerAutoencoder` that carries the learned graph
 LAYER = GraphLayerAutoencoder.layer
+#: the figures a run writes: ``{key: file stem}`` (``figures/<stem>.png``)
+FIGURES = {"cells": "cells_pca", "types": "modules_by_cell_type",
+           "markers": "neurons_by_marker", "ari": "ari_by_seed"}
 
 
 def method_labels() -> dict[str, str]:
@@ -284,8 +287,10 @@ def scores(pred: np.ndarray, data: PbmcData) -> dict[str, float]:
     return {**fine, **{f"{key}_coarse": value for key, value in coarse.items()}}
 
 
-#: groups of the PCA controls of the defaults' target (the 10 cell types)
-DEFAULTS_K = 10
+#: groups of the PCA controls of the defaults' target: one per cell type
+DEFAULTS_K = len(COARSE_GROUPS)
+#: the defaults' target allows at most this test MSE, as a multiple of that at λ = 0
+DEFAULTS_MSE_RATIO = 1.05
 
 
 def defaults_seed(data: PbmcData, pcs: np.ndarray, config: PbmcConfig, seed: int,
@@ -313,13 +318,14 @@ def defaults_seed(data: PbmcData, pcs: np.ndarray, config: PbmcConfig, seed: int
 
 def defaults_summary(rows: list[dict]) -> dict:
     """Mean ARI, controls and MSE ratio of :func:`defaults_seed` over seeds, and whether the
-    target is met: ARI at least each control's, MSE at most 1.05x."""
+    target is met: ARI at least each control's, MSE at most :data:`DEFAULTS_MSE_RATIO`
+    times that at λ = 0."""
     ari = float(np.mean([r["ari"] for r in rows]))
     controls = {k: float(np.mean([r["controls"][k] for r in rows])) for k in rows[0]["controls"]}
     ratio = float(np.mean([r["mse_ratio"] for r in rows]))
     return {"ari": ari, "controls": controls, "mse_ratio": ratio,
             "n_modules": [r["n_modules"] for r in rows],
-            "met": all(ari >= c for c in controls.values()) and ratio <= 1.05,
+            "met": all(ari >= c for c in controls.values()) and ratio <= DEFAULTS_MSE_RATIO,
             "seeds": rows}
 
 
@@ -383,12 +389,13 @@ def run(config: PbmcConfig, out: str, device: str = "auto", progress: bool = Tru
     metrics["defaults"] = defaults
     folder.write_json("config.json", dataclasses.asdict(config))
     folder.write_metrics(metrics)
-    figures = {
-        "cells": folder.save_figure(_plot_cells(pcs, data, typical), "cells_pca"),
-        "types": folder.save_figure(_plot_module_types(detail), "modules_by_cell_type"),
-        "markers": folder.save_figure(_plot_markers(detail, markers), "neurons_by_marker"),
-        "ari": folder.save_figure(_plot_ari(config, metrics), "ari_by_seed"),
+    plots = {
+        "cells": lambda: _plot_cells(pcs, data, typical),
+        "types": lambda: _plot_module_types(detail),
+        "markers": lambda: _plot_markers(detail, markers),
+        "ari": lambda: _plot_ari(config, metrics),
     }
+    figures = {key: folder.save_figure(plots[key](), stem) for key, stem in FIGURES.items()}
     folder.write_report(TITLE, _sections(config, metrics, figures))
     return metrics
 
@@ -525,7 +532,7 @@ def defaults_sentence(d: dict) -> str:
             f"{'met' if d['met'] else 'missed'}")
 
 
-DEFAULTS_LABELS = {"pca_kmeans": "PCA + k-means (k = 10)",
+DEFAULTS_LABELS = {"pca_kmeans": f"PCA + k-means (k = {DEFAULTS_K})",
                    "pca_leiden": "Leiden on PCA neighbours"}
 
 
@@ -594,7 +601,8 @@ def _plot_ari(config: PbmcConfig, metrics: dict) -> plt.Figure:
     labels = method_labels()
     seeds = metrics["seeds"]
     colours = plt.get_cmap("tab10")
-    for ax, key, title in ((axes[0], "ari", "against the 10 cell types"),
+    n_types = len(metrics["data"]["cell_types"])
+    for ax, key, title in ((axes[0], "ari", f"against the {n_types} cell types"),
                            (axes[1], "ari_coarse", "against the coarse groups")):
         for x, method in enumerate(METHODS):
             values = [s["scores"][method][key] for s in seeds if s["scores"][method]]
@@ -623,103 +631,54 @@ def _plot_ari(config: PbmcConfig, metrics: dict) -> plt.Figure:
 
 def _sections(config: PbmcConfig, metrics: dict, figures: dict[str, str]) -> list[Section]:
     typical = metrics["typical"]
+    n_types = len(metrics["data"]["cell_types"])
     return [
         Section("Summary", text=_summary(config, metrics), table=_method_table(metrics)),
         Section("The cells", text=_data_text(config, metrics), table=_coarse_table(metrics),
                 figures=[figures["cells"]]),
-        Section("Every seed", text=(
-            "One row per seed: the modules of the learned graph (neurons per module), the "
-            "components of the graph learnt alongside the λ = 0 model (which does not act "
-            "on it), the ARI of each clustering against the 10 cell types, and the test "
-            "MSE on the held-out cells. " + _cost_rule()), table=_seed_table(metrics)),
-        Section("Modules against cell types", text=(
-            f"Seed {typical['seed']} (the median ARI of the GSR modules). Left: the mean "
-            "activity of each module's neurons in the cells of each type. Right: the same "
-            "after subtracting the module's median over all cells and dividing by its "
-            "standard deviation: the indication score, by which each cell is assigned to "
-            "its highest-scoring module. A module that indicates a cell type is bright in "
-            "that type's column and dark elsewhere.\n\n" + _module_text(typical)),
-            table=_module_table(typical), figures=[figures["types"]]),
-        Section("Neurons against marker genes", text=(
-            "The Pearson correlation over all cells of every neuron's activation with the "
-            "log-normalised expression of the usual PBMC marker genes present in the data "
-            f"(missing here: {', '.join(metrics['data']['markers_missing']) or 'none'}). "
-            "Neurons are grouped by module (black lines); grey marks a neuron that never "
-            "varies. Neurons of a module that tracks a cell type share a colour pattern, "
-            "red for the markers of that type."), figures=[figures["markers"]]),
-        Section("Controls", text=(
-            cr.controls_rule(K_RULE) + " The raw input is the matrix the autoencoder reads "
-            "(all genes). ARI against the 10 cell types, means over seeds.\n\n"
-            + _verdict_sentence(metrics)),
+        Section("Every seed", text=cr.prose(
+            "pbmc/seeds.txt", n_types=n_types, close=MSE_CLOSE, wrecked=MSE_WRECKED),
+            table=_seed_table(metrics)),
+        Section("Modules against cell types", text=_module_text(typical),
+                table=_module_table(typical), figures=[figures["types"]]),
+        Section("Neurons against marker genes", text=cr.prose(
+            "pbmc/markers.txt", missing=metrics["data"]["markers_missing"]),
+            figures=[figures["markers"]]),
+        Section("Controls", text=cr.prose(
+            "pbmc/controls.txt", rule=cr.controls_rule(K_RULE), n_types=n_types,
+            verdict=_verdict_sentence(metrics)),
             table=[cr.controls_row("all seeds", metrics["verdict"])]),
-        *([_defaults_section(metrics["defaults"])] if "defaults" in metrics else []),
-        Section("ARI per seed", text=(
-            "Each dot is one seed, the bar the mean: the GSR modules, then their controls. "
-            "Left: against the 10 bulk labels; right: against the coarse groups. The dotted "
-            "line is the Louvain clustering shipped with the data (scanpy's neighbour graph "
-            "on all genes' PCA), for scale."),
-            figures=[figures["ari"]]),
+        *([_defaults_section(metrics)] if "defaults" in metrics else []),
+        Section("ARI per seed", text=cr.prose("pbmc/ari.txt", n_types=n_types),
+                figures=[figures["ari"]]),
     ]
 
 
-def _defaults_section(d: dict) -> Section:
+def _defaults_section(metrics: dict) -> Section:
     """What ``gsreg.sc.fit(adata)`` gives with no other argument, against its target."""
+    d = metrics["defaults"]
     rows = [{"clustering": "gsreg.sc.fit defaults (modules)", "ARI (cell types)":
              f"{d['ari']:.3f}", "MSE vs λ = 0": f"{d['mse_ratio']:.3f}x"}]
     rows += [{"clustering": DEFAULTS_LABELS[k], "ARI (cell types)": f"{v:.3f}",
               "MSE vs λ = 0": "-"} for k, v in d["controls"].items()]
-    counts = d["n_modules"]
-    text = (
-        "The same cells and seeds through gsreg.sc.fit with its defaults (the estimator's "
-        "learned-graph recipe: the centred penalty at a fixed weight, the graph frozen "
-        "and the penalty released once its modules hold). Its target: a module ARI "
-        "against the 10 cell types at least that of k-means (k = 10) and of Leiden (as "
-        "many groups) on the cells' PCA scores, "
-        f"at most 1.05x the test MSE of λ = 0. Modules found: {min(counts)}-{max(counts)}. "
-        f"{defaults_sentence(d)[0].upper()}{defaults_sentence(d)[1:]}.")
-    if not d["met"]:
-        text += (" When the modules lose to these controls, the PCA clustering is the "
-                 "better read-out of cell types; more epochs, or a budget "
-                 "(gsreg.sc.fit(budget=0.2)), may separate more modules.")
+    text = cr.prose("pbmc/defaults.txt", n_types=len(metrics["data"]["cell_types"]),
+                    k=DEFAULTS_K, mse_ratio=DEFAULTS_MSE_RATIO, counts=d["n_modules"],
+                    sentence=defaults_sentence(d), met=d["met"])
     return Section("gsreg.sc.fit defaults", text=text, table=rows)
 
 
+def _t_subsets() -> int:
+    """How many of the bulk labels are T-cell subsets (coarse group T)."""
+    return sum(group == "T" for group in COARSE_GROUPS.values())
+
+
 def _summary(config: PbmcConfig, metrics: dict) -> str:
-    methods, counts = metrics["methods"], metrics["n_modules"]
-    gsr = methods["gsr"]
-    cost = metrics["cost"]
-    lines = [
-        f"Over {config.n_seeds} seed(s) the learned graph (λ = {config.weight:g}) fell apart "
-        f"into {min(counts)} to {max(counts)} modules (per seed: "
-        f"{', '.join(map(str, counts))}) for {len(metrics['data']['cell_types'])} cell "
-        "types. " + _control_text(metrics["components_without_gsr"]),
-        f"Assigning every cell to the module it drives most gives ARI "
-        f"{gsr['ari_mean']:.2f} ± {gsr['ari_sd']:.2f} (NMI {gsr['nmi_mean']:.2f}) against "
-        f"the cell types and {gsr['ari_coarse_mean']:.2f} ± {gsr['ari_coarse_sd']:.2f} "
-        f"against the coarse groups. " + _verdict_sentence(metrics),
-        "Reading the ARI: the bulk labels come from reference populations that overlap "
-        "(five T-cell subsets), so even a good clustering of these cells scores well below "
-        "1 against them; the coarse groups pool the T cells.",
-        f"Primary task: the test MSE on held-out cells is {metrics['test_mse']:.3f} with GSR "
-        f"and {metrics['test_mse_no_gsr']:.3f} without, {cost['mse_ratio']:.2f}x "
-        f"({cost['verdict']}); predicting each gene's mean gives "
-        f"{metrics['test_mse_mean_predictor']:.3f}.",
-    ]
-    if cost["verdict"] == WRECKED:
-        lines.append("At this λ the penalty wrecks the reconstruction: the modules are "
-                     "bought at a cost the primary task cannot bear.")
-    return "\n\n".join(lines)
-
-
-def _control_text(components: list[int]) -> str:
-    """What the graph learnt alongside the lambda = 0 model says, in words."""
-    listed = ", ".join(map(str, components))
-    if max(components) == 1:
-        return (f"The graph learnt alongside the λ = 0 model stayed connected ({listed} "
-                "component per seed): the modules come from the penalty.")
-    return (f"The graph learnt alongside the λ = 0 model had {listed} components per seed: "
-            "without the penalty the layer falls apart too, so not all of the modules are "
-            "the penalty's doing.")
+    return cr.prose(
+        "pbmc/summary.txt", n_seeds=config.n_seeds, weight=config.weight,
+        counts=metrics["n_modules"], n_types=len(metrics["data"]["cell_types"]),
+        without_gsr=metrics["components_without_gsr"], gsr=metrics["methods"]["gsr"],
+        verdict=_verdict_sentence(metrics), t_subsets=_t_subsets(), metrics=metrics,
+        cost=metrics["cost"], wrecked=metrics["cost"]["verdict"] == WRECKED)
 
 
 def _verdict_sentence(metrics: dict) -> str:
@@ -727,30 +686,10 @@ def _verdict_sentence(metrics: dict) -> str:
     return cr.verdict_sentence(metrics["verdict"], "Against the cell types, the GSR modules")
 
 
-def _cost_rule() -> str:
-    return (f"Test MSE up to {MSE_CLOSE:g}x that of λ = 0 is close to λ = 0, above "
-            f"{MSE_WRECKED:g}x the penalty wrecks the primary task.")
-
-
 def _data_text(config: PbmcConfig, metrics: dict) -> str:
-    data = metrics["data"]
-    matrix = ("the scaled matrix adata.X (each gene scaled to about unit variance, so every "
-              "gene weighs about the same in the loss)" if config.matrix == "X"
-              else "the log-normalised matrix adata.raw")
-    return (
-        f"scanpy's pbmc68k_reduced: {data['n_cells']} cells, {data['n_genes']} genes. The "
-        f"autoencoder reads {matrix}; a stratified {config.test_fraction:.0%} of the cells "
-        "per seed is held out for the test MSE, and the modules are read on all cells (the "
-        "labels are never used in training).\n\n"
-        "The 10 labels (obs['bulk_labels']) are bulk labels: each cell got the label of the "
-        "sorted reference population its profile resembled most. The five T-cell subsets "
-        "overlap strongly, and some 'Dendritic' cells lie among the CD14+ monocytes (left "
-        "plot). The coarse groups "
-        "below pool the T cells (the data hold no megakaryocyte label).\n\n"
-        "The plot shows the cells on the first two principal components of the same "
-        "matrix, coloured by cell type (left) and by the module each cell drives most in "
-        "the median seed (right)."
-    )
+    return cr.prose("pbmc/data.txt", data=metrics["data"], matrix=config.matrix,
+                    test_fraction=config.test_fraction,
+                    n_types=len(metrics["data"]["cell_types"]), t_subsets=_t_subsets())
 
 
 def _coarse_table(metrics: dict) -> list[dict]:
@@ -810,24 +749,19 @@ def _module_table(typical: dict) -> list[dict]:
 
 
 def _module_text(typical: dict) -> str:
-    clear = [m for m in typical["modules"] if m["top_score"] >= CLEAR_SCORE]
-    vague = [str(m["module"]) for m in typical["modules"] if m["top_score"] < CLEAR_SCORE]
-    pointed = sorted({m["top_cell_type"] for m in clear})
-    text = (f"{len(clear)} of {len(typical['modules'])} modules point clearly to a cell type "
-            f"(its cells score at least {CLEAR_SCORE:g} on average): "
-            + ", ".join(f"module {m['module']} to {m['top_cell_type']} "
-                        f"({COARSE_GROUPS.get(m['top_cell_type'], '?')})" for m in clear)
-            + ".")
-    if vague:
-        text += f" Module(s) {', '.join(vague)} point to no cell type."
-    missing = sorted(set(typical["classes"]) - set(pointed))
-    if missing:
-        text += (f" No module points to {', '.join(missing)}: their cells go to the module "
-                 "of a similar type, or are split among several.")
-    return text
+    """The typical seed's modules against the cell types: which point clearly to one."""
+    clear = [{**m, "group": COARSE_GROUPS.get(m["top_cell_type"], "?")}
+             for m in typical["modules"] if m["top_score"] >= CLEAR_SCORE]
+    pointed = {m["top_cell_type"] for m in clear}
+    return cr.prose(
+        "pbmc/modules.txt", seed=typical["seed"], clear=clear, modules=typical["modules"],
+        clear_score=CLEAR_SCORE,
+        vague=[m["module"] for m in typical["modules"] if m["top_score"] < CLEAR_SCORE],
+        missing=sorted(set(typical["classes"]) - pointed))
 
 
 __all__ = [
+    "FIGURES",
     "MARKER_CELLS",
     "METHODS",
     "PbmcConfig",
