@@ -13,15 +13,16 @@ from scipy.stats import spearmanr
 
 from gsreg import analysis
 from gsreg.datasets import trajectory as branching
-from gsreg.experiments import CLOSE, COSTLY, WRECKED, registry
+from gsreg.experiments import CLOSE, COSTLY, MSE_WRECKED, WRECKED, lambda_label, registry
 from gsreg.experiments import _cluster_report as cr
 from gsreg.experiments import trajectory as T
 
 NAME = "trajectory"
-FIGURES = ("data", "peak_vs_pseudotime", "line_activity", "correlation_by_restart",
-           "module_branch", "learned_graph")
-VARIANTS = {"plain_lambda_0", "plain_lambda_1e-2", "plain_lambda_0.1",
-            "standardised_lambda_0", "standardised_lambda_3e-2", "standardised_lambda_0.1"}
+#: the figure file stems the experiment promises
+FIGURES = tuple(T.FIGURES.values())
+QUICK = T.TrajectoryConfig.quick(seed=3)
+#: the line layers of the quick run, by metrics key
+VARIANTS = {v.key for v in T.variants(QUICK)}
 
 
 # --------------------------------------------------------------------------- quick run
@@ -67,7 +68,7 @@ def _in_unit(value) -> bool:
 
 def test_quick_metrics(quick_run):
     _, metrics = quick_run
-    assert set(metrics["datasets"]) == {"dla", "krumsiek11"}
+    assert set(metrics["datasets"]) == set(QUICK.datasets) == set(T.DATASETS)
     for name, m in metrics["datasets"].items():
         n_lineages = len(m["data"]["lineages"])
         assert len(m["reference_abs_rho"]) == n_lineages
@@ -75,7 +76,10 @@ def test_quick_metrics(quick_run):
         assert m["reference_median_abs_rho"] > 0.5, name
         variants = m["line"]["variants"]
         assert set(variants) == VARIANTS
-        assert variants["plain_lambda_0"]["mse_ratio"] == 1.0
+        assert len(VARIANTS) == len(set(QUICK.weights)) + len(set(QUICK.standardised_weights))
+        baseline = variants[T.BASELINE_KEY]
+        assert baseline["mse_ratio"] == 1.0
+        assert (baseline["weight"], baseline["layout"]) == (0.0, "plain")
         for v in variants.values():
             for key in ("median_abs_rho_peak", "median_abs_rho_com", "mean_abs_rho_peak",
                         "mean_abs_rho_com"):
@@ -84,7 +88,7 @@ def test_quick_metrics(quick_run):
             assert v["verdict"] in (CLOSE, COSTLY, WRECKED)
             assert v["dirichlet_energy"] >= 0 and v["activation_norm"] > 0
             (restart,) = v["restarts"]
-            assert restart["seed"] == 3
+            assert restart["seed"] == QUICK.seed
             assert len(restart["rho_peak"]) == len(restart["rho_com"]) == n_lineages
             assert _in_unit(v["shuffled_abs_rho_peak"]) and _in_unit(v["shuffled_abs_rho_com"])
         best = m["line"]["best"]
@@ -92,7 +96,7 @@ def test_quick_metrics(quick_run):
         learned = m["learned"]
         assert learned["mse_ratio"] > 0 and learned["verdict"] in (CLOSE, COSTLY, WRECKED)
         (row,) = learned["restarts"]
-        assert row["components"] >= 1 and sum(row["module_sizes"]) == 30  # quick width
+        assert row["components"] >= 1 and sum(row["module_sizes"]) == QUICK.width
         assert -1 <= row["ari"] <= 1 and _in_unit(row["nmi"]) and _in_unit(row["purity"])
         assert row["no_gsr_components"] >= 1
         assert len(row["drivers"]) == row["components"]
@@ -104,13 +108,13 @@ def test_quick_metrics(quick_run):
 def test_headline_names_both_data_sets(quick_run):
     _, metrics = quick_run
     lines = T.headline(metrics)
-    assert set(lines) == {f"{name} {part}" for name in ("dla", "krumsiek11")
+    assert set(lines) == {f"{name} {part}" for name in QUICK.datasets
                           for part in ("line layer", "learned modules",
                                        "line layer vs best control",
                                        "learned modules vs best control",
                                        "estimator defaults",
                                        "estimator defaults vs best control")}
-    for name in ("dla", "krumsiek11"):
+    for name in QUICK.datasets:
         defaults = metrics["datasets"][name]["defaults"]
         assert defaults["test_mse"] > 0 and defaults["controls_verdict"]["helps"] in (True, False)
 
@@ -162,6 +166,27 @@ def test_line_and_modules_stand_beside_their_controls_with_a_verdict(quick_run):
             assert 0 < controls["p_value"] <= 1
         assert T._learned_verdict_sentence(name, m) in report
         assert headline[f"{name} learned modules vs best control"] == cr.verdict_entry(verdict)
+
+
+def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_run):
+    folder, metrics = quick_run
+    report = html.unescape((folder / "report.html").read_text())
+    activity = cr.prose("trajectory/activity.txt", line=QUICK.line, n_bins=QUICK.n_bins)
+    assert (f"Mean activation of the {QUICK.line} line neurons (columns, in line order) over "
+            f"all samples of each lineage, split into {QUICK.n_bins} pseudotime bins") in activity
+    assert f"<p>{activity}</p>" in report
+    assert (f"A line layer of {QUICK.line} neurons (GSR on path:{QUICK.line}) was trained "
+            f"{QUICK.n_restarts} time(s) per λ ({QUICK.epochs} epochs).") in report
+    assert (f"A {QUICK.width}-unit layer learned its graph from co-activations (kNN, "
+            f"k = {QUICK.k}) with GSR weight {lambda_label(QUICK.learned_weight)}.") in report
+    assert (f"without wrecking the reconstruction (test MSE above {MSE_WRECKED:g}x that of "
+            "λ = 0)") in report
+    runs = len(metrics["datasets"]["krumsiek11"]["data"]["lineages"])
+    assert f"krumsiek11: {runs} simulated runs from the stem state" in report
+    for name, m in metrics["datasets"].items():
+        data = m["data"]
+        assert (f"{name} ({data['n_samples']} samples, {data['n_features']} features, "
+                f"{len(data['lineages'])} lineages;") in report
 
 
 # --------------------------------------------------------------------------- statistics

@@ -56,7 +56,7 @@ from torch import nn
 from .. import analysis, graphs, plotting
 from ..coactivation import CoactivationGraph
 from ..datasets.base import stratified_indices
-from ..datasets.trajectory import Trajectory, dla_tree, krumsiek11
+from ..datasets.trajectory import KRUMSIEK_STEM, Trajectory, dla_tree, krumsiek11
 from ..estimators import GSRAutoencoder
 from ..models import GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
@@ -66,13 +66,22 @@ from . import _cluster_report as cr
 from ._config import check_config, tuple_fields
 from ._labels import lambda_label
 from ._training import LAYOUTS, LayoutVariant, bottleneck_autoencoder, layout_variants, one_thread
-from ._verdicts import WRECKED, against_controls, reconstruction_cost, verdict_ending
+from ._verdicts import MSE_WRECKED, WRECKED, against_controls, reconstruction_cost, verdict_ending
 from .cluster_indication import module_drivers
 
 TITLE = "Trajectories: a line layer and a learned graph on branching data"
 DATASETS = ("dla", "krumsiek11")
 #: how much higher a median |rho| must be than at lambda = 0 to count as an improvement
 IMPROVEMENT = 0.1
+#: an unordered GSR line whose normalised Dirichlet energy is below this fraction of that
+#: at lambda = 0 is said to meet the penalty with flatter profiles
+FLATTER = 0.5
+#: the key of the reference line variant: the plain line at lambda = 0
+BASELINE_KEY = layout_variants((0.0,), ())[0].key
+#: the figures a run writes: ``{key: file stem}`` (``figures/<stem>.png``)
+FIGURES = {"data": "data", "peak": "peak_vs_pseudotime", "activity": "line_activity",
+           "summary": "correlation_by_restart", "modules": "module_branch",
+           "graph": "learned_graph"}
 
 
 # --------------------------------------------------------------------------- data
@@ -352,7 +361,9 @@ class TrajectoryConfig:
 # --------------------------------------------------------------------------- models
 
 
-def _variants(config: TrajectoryConfig) -> list[LayoutVariant]:
+def variants(config: TrajectoryConfig) -> list[LayoutVariant]:
+    """The line layers a run trains: each layout at each of its weights (the keys of
+    ``metrics["datasets"][name]["line"]["variants"]``)."""
     return layout_variants(config.weights, config.standardised_weights)
 
 
@@ -379,7 +390,7 @@ def run(config: TrajectoryConfig, out: str, device: str = "auto", progress: bool
                 "split": data,
                 "line": {v.key: {"variant": v, "restarts": [
                     _train_line(v, data, config, config.seed + r, device, progress)
-                    for r in range(config.n_restarts)]} for v in _variants(config)},
+                    for r in range(config.n_restarts)]} for v in variants(config)},
                 "learned": [_train_learned(data, config, config.seed + r, device, progress)
                             for r in range(config.learned_restarts)],
                 "defaults": [_train_defaults(data, config, config.seed + r)
@@ -536,7 +547,7 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 
 def _line_metrics(line: dict) -> dict:
-    base = float(np.mean([r["test_mse"] for r in line["plain_lambda_0"]["restarts"]]))
+    base = float(np.mean([r["test_mse"] for r in line[BASELINE_KEY]["restarts"]]))
     out = {}
     for key, entry in line.items():
         variant, restarts = entry["variant"], entry["restarts"]
@@ -665,7 +676,7 @@ def headline(metrics: dict) -> dict[str, str]:
     """The numbers an index page shows: per data set the line layer and the modules."""
     out = {}
     for name, m in metrics["datasets"].items():
-        none = m["line"]["variants"]["plain_lambda_0"]
+        none = m["line"]["variants"][BASELINE_KEY]
         best = m["line"]["best"]
         text = (f"median |ρ| (peak / centre) no GSR {none['median_abs_rho_peak']:.2f} / "
                 f"{none['median_abs_rho_com']:.2f}")
@@ -714,15 +725,15 @@ def _typical_learned(rows: list[dict]) -> dict:
 
 
 def _figures(folder, config, results, metrics) -> dict[str, str]:
-    return {
-        "data": folder.save_figure(_plot_data(results), "data"),
-        "peak": folder.save_figure(_plot_peaks(results), "peak_vs_pseudotime"),
-        "activity": folder.save_figure(_plot_activity(results, config), "line_activity"),
-        "summary": folder.save_figure(_plot_summary(results, metrics),
-                                      "correlation_by_restart"),
-        "modules": folder.save_figure(_plot_module_tables(results), "module_branch"),
-        "graph": folder.save_figure(_plot_learned_graphs(results), "learned_graph"),
+    plots = {
+        "data": lambda: _plot_data(results),
+        "peak": lambda: _plot_peaks(results),
+        "activity": lambda: _plot_activity(results, config),
+        "summary": lambda: _plot_summary(results, metrics),
+        "modules": lambda: _plot_module_tables(results),
+        "graph": lambda: _plot_learned_graphs(results),
     }
+    return {key: folder.save_figure(plots[key](), stem) for key, stem in FIGURES.items()}
 
 
 def _pca2(X: np.ndarray) -> np.ndarray:
@@ -930,47 +941,22 @@ def _learned_rows(metrics: dict) -> list[dict]:
 
 
 def _sections(config: TrajectoryConfig, metrics: dict, figures: dict[str, str]) -> list:
+    data = {name: m["data"] for name, m in metrics["datasets"].items()}
     return [
         Section("Summary", text=_summary(config, metrics), table=_line_rows(metrics)),
-        Section("The data", text=(
-            "First two principal components of each data set (z-scored features), coloured "
-            "by branch (left) and by pseudotime (right). dla: a diffusion-limited-"
-            "aggregation tree from phate (every branch grows from a step of branch 0, the "
-            "trunk; pseudotime counts the random-walk steps from the root). krumsiek11: "
-            "four simulated runs from the stem state to one fate each; the first half of "
-            "every run is labelled progenitor, and pseudotime is the step within the run."),
-            figures=[figures["data"]]),
-        Section("Line position against pseudotime", text=(
-            "One panel per line layer (the restart at the median centre-of-mass |ρ|), one "
-            "colour per lineage: dots are the most active neuron of each held-out sample "
-            "(jittered), lines the centre of mass of its activity. A line layer that orders "
-            "its neurons along the trajectory draws a rising or falling curve per lineage; "
-            "flat or scattered dots mean position carries no pseudotime."),
-            figures=[figures["peak"]]),
-        Section("Mean activations by branch and pseudotime", text=(
-            f"Mean activation of the {config.line} line neurons (columns, in line order) "
-            f"over all samples of each lineage, split into {config.n_bins} pseudotime bins "
-            "of equal counts (rows, early at the top of each block). A bump that moves "
-            "along the line from top to bottom of a block is the trajectory drawn on the "
-            "line; vertical stripes mean fixed neurons code the lineage with no order."),
+        Section("The data", text=cr.prose("trajectory/data.txt", data=data,
+                                          stem=KRUMSIEK_STEM),
+                figures=[figures["data"]]),
+        Section("Line position against pseudotime", text=cr.prose("trajectory/peaks.txt"),
+                figures=[figures["peak"]]),
+        Section("Mean activations by branch and pseudotime", text=cr.prose(
+            "trajectory/activity.txt", line=config.line, n_bins=config.n_bins),
             figures=[figures["activity"]]),
-        Section("Every restart", text=(
-            "Left: median |ρ| over lineages of each restart for the peak (circles) and the "
-            "centre of mass (squares); grey crosses: the centre of mass when the neurons are "
-            "put on the line in random orders (chance: what the neurons' tuning gives "
-            "without their order); the dotted line is the median |ρ| of each lineage's own "
-            "first principal component, what one linear direction of the data reaches. "
-            "Right: test MSE, the cost to the primary task."),
-            figures=[figures["summary"]]),
-        Section("Learned graph: modules against branches", text=(
-            f"A {config.width}-unit layer learned its graph from co-activations (kNN, "
-            f"k = {config.k}) with GSR weight {lambda_label(config.learned_weight)}. Each "
-            "row of the table is one restart: its modules (connected components), the ARI "
-            "and NMI of the module every held-out sample drives most against the branches, "
-            "the components of the co-activation graph of the same model without GSR, the "
-            "permutation null and one control (all controls: next section), and which "
-            "branches drive each module. The heatmap gives each module's mean activity per "
-            "branch for the restart at the median ARI, the graph below its modules."),
+        Section("Every restart", text=cr.prose("trajectory/restarts.txt"),
+                figures=[figures["summary"]]),
+        Section("Learned graph: modules against branches", text=cr.prose(
+            "trajectory/learned.txt", width=config.width, k=config.k,
+            weight=lambda_label(config.learned_weight)),
             table=_learned_rows(metrics),
             figures=[figures["modules"], figures["graph"]]),
         Section("Controls", text=_controls_text(metrics), table=_controls_rows(metrics)),
@@ -982,20 +968,17 @@ def _controls_rows(metrics: dict) -> list[dict]:
             for name, m in metrics["datasets"].items()]
 
 
+def _line_verdict_sentences(metrics: dict) -> dict[str, str]:
+    """``{data set: line verdict sentence}`` of the data sets with a GSR line."""
+    return {name: _line_verdict_sentence(name, m["line"]["best"]["controls_verdict"])
+            for name, m in metrics["datasets"].items() if m["line"]["best"] is not None}
+
+
 def _controls_text(metrics: dict) -> str:
-    lines = ["Line layer: the best GSR line (highest median centre-of-mass |ρ|) against the "
-             "λ = 0 model of its layout as trained, the same λ = 0 model with its units "
-             "arranged onto the line after training (the smoothest placement on the training "
-             "samples, scored on the held-out ones), and the GSR model with its neurons "
-             "shuffled along the line (chance). GSR helps when it beats the best of them "
-             "without wrecking the reconstruction (test MSE above 1.5x that of λ = 0)."]
-    for name, m in metrics["datasets"].items():
-        if m["line"]["best"] is not None:
-            lines.append(_line_verdict_sentence(name, m["line"]["best"]["controls_verdict"]))
-    lines.append("Learned graph, against the branches: "
-                 + cr.controls_rule(K_RULE) + " Means over restarts.")
-    lines += [_learned_verdict_sentence(name, m) for name, m in metrics["datasets"].items()]
-    return "\n\n".join(lines)
+    return cr.prose(
+        "trajectory/controls.txt", mse_wrecked=MSE_WRECKED,
+        line=list(_line_verdict_sentences(metrics).values()), rule=cr.controls_rule(K_RULE),
+        learned=[_learned_verdict_sentence(name, m) for name, m in metrics["datasets"].items()])
 
 
 #: how many groups each learned-graph control gets in this experiment
@@ -1004,12 +987,8 @@ K_RULE = ("as many groups as the GSR run found modules (the number of branches w
 
 
 def _line_verdict_sentence(name: str, verdict: dict) -> str:
-    margin = verdict["margin"]
-    text = (f"{name}, line layer: the best GSR line {'beats' if margin > 0 else 'does not beat'}"
-            f" the best control ({verdict['best_control']}): median |ρ| (centre) "
-            f"{verdict['gsr_rho']:.2f} against {verdict['control_rho']:.2f} ({margin:+.2f}), "
-            f"at {verdict['mse_ratio']:.2f}x the test MSE of plain λ = 0")
-    return text + verdict_ending(verdict, "the reconstruction")
+    return cr.prose("trajectory/line_verdict.txt", name=name, verdict=verdict,
+                    ending=verdict_ending(verdict, "the reconstruction"))
 
 
 def _learned_verdict_sentence(name: str, m: dict) -> str:
@@ -1018,21 +997,18 @@ def _learned_verdict_sentence(name: str, m: dict) -> str:
 
 
 def _line_verdict(name: str, m: dict) -> str:
-    variants = m["line"]["variants"]
+    """One data set's line layers: every variant's |rho| and cost, and per layout whether
+    GSR orders the line."""
+    variants_ = m["line"]["variants"]
     reference = m["reference_median_abs_rho"]
-    lines = [f"{name} ({m['data']['n_samples']} samples, {m['data']['n_features']} features, "
-             f"{len(m['data']['lineages'])} lineages; one principal component per lineage "
-             f"reaches a median |ρ| of {reference:.2f}):"]
+    layouts = []
     for layout in LAYOUTS:
-        own = [v for v in variants.values() if v["layout"] == layout]
+        own = [v for v in variants_.values() if v["layout"] == layout]
         base = next((v for v in own if v["weight"] == 0), None)
-        for v in own:
-            lines.append(f"{v['label']}: median |ρ| peak / centre "
-                         f"{v['median_abs_rho_peak']:.2f} / {v['median_abs_rho_com']:.2f}, "
-                         f"test MSE {v['mse_ratio']:.2f}x plain λ = 0 ({v['verdict']}).")
-        if base is not None and len(own) > 1:
-            lines.append(_line_conclusion(layout, base, own, reference))
-    return " ".join(lines)
+        layouts.append({"variants": own, "conclusion": _line_conclusion(
+            layout, base, own, reference) if base is not None and len(own) > 1 else None})
+    return cr.prose("trajectory/line_dataset.txt", name=name, data=m["data"],
+                    reference=reference, layouts=layouts)
 
 
 def _line_conclusion(layout: str, base: dict, own: list[dict], reference: float) -> str:
@@ -1040,69 +1016,31 @@ def _line_conclusion(layout: str, base: dict, own: list[dict], reference: float)
     against the same model with its neurons shuffled along the line."""
     best = max((v for v in own if v is not base), key=lambda v: v["median_abs_rho_com"])
     readouts = {"peak": "peak", "centre": "com"}
-    gain = {r: best[f"median_abs_rho_{k}"] - base[f"median_abs_rho_{k}"]
-            for r, k in readouts.items()}
     order = {r: best[f"median_abs_rho_{k}"] - best[f"shuffled_abs_rho_{k}"]
              for r, k in readouts.items()}
-    ordered = [r for r in readouts if gain[r] >= IMPROVEMENT and order[r] >= IMPROVEMENT]
-    text = (f"{best['label']} moves the median |ρ| (peak / centre) from "
-            f"{base['median_abs_rho_peak']:.2f} / {base['median_abs_rho_com']:.2f} at λ = 0 "
-            f"to {best['median_abs_rho_peak']:.2f} / {best['median_abs_rho_com']:.2f}; with "
-            f"its neurons shuffled it gives {best['shuffled_abs_rho_peak']:.2f} / "
-            f"{best['shuffled_abs_rho_com']:.2f}, so their order along the line adds "
-            f"{order['peak']:.2f} / {order['centre']:.2f}.")
-    if len(ordered) == len(readouts):
-        text += (f" On the {layout} line GSR orders the neurons along pseudotime, modestly "
-                 f"(the first-PC reference is {reference:.2f}).")
-    elif ordered:
-        text += (f" On the {layout} line GSR orders the neurons along pseudotime in the "
-                 f"{ordered[0]} read-out only (a gain of {IMPROVEMENT:g} or more over λ = 0 "
-                 "and over shuffled neurons).")
-    else:
-        text += (f" On the {layout} line GSR does not order the neurons along pseudotime "
-                 f"(no read-out gains {IMPROVEMENT:g} over both λ = 0 and shuffled neurons).")
-    if best["dirichlet_energy"] < 0.5 * base["dirichlet_energy"] and not ordered:
-        text += (f" Its normalised Dirichlet energy falls from {base['dirichlet_energy']:.2f} "
-                 f"to {best['dirichlet_energy']:.2f}: the penalty is met by flatter profiles, "
-                 "not by a bump that moves with pseudotime.")
-    return text
+    ordered = [r for r, k in readouts.items()
+               if best[f"median_abs_rho_{k}"] - base[f"median_abs_rho_{k}"] >= IMPROVEMENT
+               and order[r] >= IMPROVEMENT]
+    return cr.prose(
+        "trajectory/line_conclusion.txt", layout=layout, base=base, best=best, order=order,
+        ordered=ordered, all_ordered=len(ordered) == len(readouts), reference=reference,
+        improvement=IMPROVEMENT,
+        flatter=best["dirichlet_energy"] < FLATTER * base["dirichlet_energy"])
 
 
 def _learned_verdict(name: str, m: dict) -> str:
-    learned = m["learned"]
-    ari = learned["ari_median"]
-    if ari is None:
-        return f"{name}: no graph was learned (training shorter than the warm-up)."
-    return (f"{name}, learned graph: a median of {learned['components_median']:.0f} modules "
-            f"for {len(m['data']['branches'])} branches, ARI {ari:.2f} and NMI "
-            f"{learned['nmi_median']:.2f} against the branches (no GSR: "
-            f"{learned['no_gsr_components_median']:.0f} component(s) in the co-activation "
-            f"graph); test MSE {learned['mse_ratio']:.2f}x that without GSR "
-            f"({learned['verdict']}). " + _learned_verdict_sentence(name, m))
+    return cr.prose("trajectory/learned_verdict.txt", name=name, learned=m["learned"],
+                    branches=len(m["data"]["branches"]),
+                    verdict=_learned_verdict_sentence(name, m))
 
 
 def _summary(config: TrajectoryConfig, metrics: dict) -> str:
-    paragraphs = [
-        f"A line layer of {config.line} neurons (GSR on path:{config.line}) was trained "
-        f"{config.n_restarts} time(s) per λ ({config.epochs} epochs). Per lineage, the "
-        "Spearman ρ between pseudotime and the line position of each held-out sample - "
-        "the most active neuron (peak) or the centre of mass of the activity above the "
-        "sample's mean (centre) - is ±1 when the line orders its neurons along the "
-        "trajectory and about 0 when not; the medians below are over lineages and "
-        "restarts. With the neurons put on the line in random orders (shuffled), the same "
-        "read-outs give the chance level of a layer whose neurons respond to pseudotime "
-        "in no particular order along the line. The data are z-scored, so a test MSE is "
-        "about the fraction of the variance not reconstructed.",
-    ]
-    for name, m in metrics["datasets"].items():
-        paragraphs.append(_line_verdict(name, m))
-        if m["line"]["best"] is not None:
-            paragraphs.append(_line_verdict_sentence(name, m["line"]["best"]["controls_verdict"]))
-        paragraphs.append(_learned_verdict(name, m))
-        cost = _cost_note(name, m)
-        if cost:
-            paragraphs.append(cost)
-    return "\n\n".join(paragraphs)
+    line_verdicts = _line_verdict_sentences(metrics)
+    datasets = [{"line": _line_verdict(name, m), "line_verdict": line_verdicts.get(name),
+                 "learned": _learned_verdict(name, m), "cost": _cost_note(name, m)}
+                for name, m in metrics["datasets"].items()]
+    return cr.prose("trajectory/summary.txt", line=config.line, restarts=config.n_restarts,
+                    epochs=config.epochs, datasets=datasets)
 
 
 def _cost_note(name: str, m: dict) -> str:
@@ -1114,15 +1052,15 @@ def _cost_note(name: str, m: dict) -> str:
         wrecked.append(("learned graph", learned["test_mse"]))
     if not wrecked:
         return ""
-    worst = max(mse for _, mse in wrecked)
-    return (f"{name}, {', '.join(label for label, _ in wrecked)}: the test MSE is more than "
-            f"1.5x that without GSR ({WRECKED}). Without GSR the test MSE is "
-            f"{line['plain_lambda_0']['test_mse']:.4f} (line layer) and "
-            f"{learned['test_mse_no_gsr']:.4f} (learned-graph layer); the worst of these "
-            f"models leaves {worst:.1%} of the variance unreconstructed.")
+    return cr.prose(
+        "trajectory/cost_note.txt", name=name, labels=[label for label, _ in wrecked],
+        mse_wrecked=MSE_WRECKED, wrecked=WRECKED, line_mse=line[BASELINE_KEY]["test_mse"],
+        learned_mse=learned["test_mse_no_gsr"], worst=max(mse for _, mse in wrecked))
 
 
 __all__ = [
+    "BASELINE_KEY",
+    "FIGURES",
     "TrajectoryConfig",
     "centre_of_mass",
     "headline",
@@ -1135,4 +1073,5 @@ __all__ = [
     "shuffled_order_rho",
     "split",
     "stratified_means",
+    "variants",
 ]
