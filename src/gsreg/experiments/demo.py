@@ -18,20 +18,25 @@ from ..report import RunFolder, Section
 from ._config import public_fields, write_config_and_metrics
 from ._training import load_mnist, train_variants
 from .mnist_grid_ae import (
-    ARRANGED_ROW_TEXT,
-    CONTROLS_TEXT,
+    CLASS_MAP_FIGURES,
     Variant,
     budget_sentence,
     budget_summary,
     budget_variant,
-    class_map_figures,
+    class_map_plots,
     control_summary,
+    controls_text,
+    prose,
+    save_figures,
     table_rows,
     train_variant,
     verdict_rows,
     with_arranged_reference,
     with_controls,
 )
+
+#: the figures a run writes (``figures/<name>.png``), in report order
+FIGURES = (*CLASS_MAP_FIGURES, "training")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,16 @@ def _variants(config: DemoConfig) -> list[Variant]:
     ]
 
 
+def variant_keys(config: DemoConfig) -> list[str]:
+    """The keys of the models a run of ``config`` trains (``metrics["models"]``), in order."""
+    return [variant.key for variant in _variants(config)]
+
+
+def title(config: DemoConfig) -> str:
+    """The report's title."""
+    return f"gsreg demo: MNIST autoencoder with a {config.graph} GSR layer"
+
+
 def run(config: DemoConfig, out: str, device: str = "auto", progress: bool = True) -> dict:
     """Train, analyse and write ``out/`` (report.html, metrics.json, config.json, figures/).
 
@@ -78,8 +93,7 @@ def run(config: DemoConfig, out: str, device: str = "auto", progress: bool = Tru
     metrics = _metrics(config, results)
     write_config_and_metrics(folder, config, metrics)
     figures = _figures(folder, config, graph, data, results, histories)
-    folder.write_report("gsreg demo: MNIST autoencoder with an 8x8 GSR layer",
-                        _sections(config, metrics, figures))
+    folder.write_report(title(config), _sections(config, metrics, figures))
     return metrics
 
 
@@ -108,11 +122,11 @@ def _metrics(config: DemoConfig, results: dict) -> dict:
 
 def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
     rows = with_arranged_reference(list(results.values()))
-    return {
-        **class_map_figures(folder, rows, graph, list(data.classes)),
-        "history": folder.save_figure(
-            plotting.plot_history(histories, keys=("task_loss",)), "training"),
+    plots = {
+        **class_map_plots(rows, graph, list(data.classes)),
+        "training": plotting.plot_history(histories, keys=("task_loss",)),
     }
+    return save_figures(folder, plots, FIGURES)
 
 
 def _sections(config: DemoConfig, metrics: dict, figures: dict[str, str]) -> list[Section]:
@@ -122,32 +136,32 @@ def _sections(config: DemoConfig, metrics: dict, figures: dict[str, str]) -> lis
         "MSE vs no GSR": f"{m['mse_ratio']:.3f}x",
     })
     gsr, none = models["gsr"], models["none"]
-    change = "rises" if gsr["morans_i"] > none["morans_i"] else "falls"
-    summary = (
-        f"The same autoencoder was trained on MNIST ({config.epochs} epochs, seed "
-        f"{config.seed}) without GSR, with GSR at a fixed λ and with a task-loss budget; GSR "
-        f"acts on the {config.graph} layer '{config.layer}'. With GSR at λ={config.weight:g} "
-        f"the test MSE is {gsr['mse_ratio']:.3f}x that without, while Moran's I of the class "
-        f"maps {change} from {none['morans_i']:.3f} to {gsr['morans_i']:.3f} (about "
-        f"{-1 / 63:.3f} means no spatial structure, 1 perfectly smooth). But the layer "
-        "without GSR, its units arranged post hoc on the grid (same model, same MSE), "
-        f"reaches {none['arranged']['morans_i']:.3f}. "
-        + analysis.map_verdict_text(gsr["verdict_vs_controls"], f"GSR λ={config.weight:g}",
-                       f"{gsr['mse_ratio']:.3f}x the MSE") + "\n\n"
-        + budget_sentence(metrics["budget"], "the test MSE") + "\n\n"
-        "The plain penalty can also be lowered by shrinking activations: compare mean ||z|| "
-        f"({gsr['scale_vs_lambda_0']:.2f}x that without GSR)."
+    summary = prose(
+        "demo/summary.txt", epochs=config.epochs, seed=config.seed, graph=config.graph,
+        layer=config.layer, weight=config.weight, gsr=gsr, base=none,
+        change=direction(none["morans_i"], gsr["morans_i"]),
+        verdict=analysis.map_verdict_text(gsr["verdict_vs_controls"],
+                                          f"GSR λ={config.weight:g}",
+                                          f"{gsr['mse_ratio']:.3f}x the MSE"),
+        budget=budget_sentence(metrics["budget"], "the test MSE"),
     )
     return [
         Section("Summary", text=summary, table=rows),
-        Section("Controls", text=CONTROLS_TEXT, table=verdict_rows(models)),
-        Section("Class maps", text="Each panel is the average activation of the 64 grid "
-                "neurons over the test images of one digit; each row is one model. "
-                + ARRANGED_ROW_TEXT, figures=[figures["raw"]]),
+        Section("Controls", text=controls_text(), table=verdict_rows(models)),
+        Section("Class maps", text=prose("demo/class_maps.txt",
+                                         n_nodes=graphs.parse(config.graph).n_nodes),
+                figures=[figures["class_maps"]]),
         Section("Class maps minus the global mean",
                 text="What sets each digit apart: red above, blue below the average map.",
-                figures=[figures["deviation"]]),
+                figures=[figures["class_maps_minus_mean"]]),
         Section("Class segmentation", text="Per neuron, the digit whose L1-normalised "
                 "average map claims it most.", figures=[figures["segmentation"]]),
-        Section("Training", figures=[figures["history"]]),
+        Section("Training", figures=[figures["training"]]),
     ]
+
+
+def direction(before: float, after: float, digits: int = 3) -> str:
+    """How a score moved, as the report prints it (rounded to ``digits``): "rises",
+    "falls" or "stays"."""
+    before, after = round(before, digits), round(after, digits)
+    return "rises" if after > before else "falls" if after < before else "stays"

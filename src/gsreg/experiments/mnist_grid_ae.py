@@ -16,19 +16,23 @@ figures, table columns and the lambda-grid metrics) are shared with the demo and
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from torch import nn
 
 from .. import analysis, graphs, plotting
 from ..datasets import Dataset
 from ..graphs import Graph
 from ..models import DenseAutoencoder
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, render
 from ..training import evaluate, seeded
 from ._config import (
     check_config,
@@ -40,9 +44,25 @@ from ._config import (
 from ._figures import plot_tradeoff
 from ._labels import lambda_label
 from ._training import fit_with_budget, fit_with_gsr, load_mnist, train_variants
-from ._verdicts import CLOSE, WRECKED, reconstruction_cost
+from ._verdicts import CLOSE, MSE_CLOSE, MSE_WRECKED, WRECKED, reconstruction_cost
 
-TITLE = "MNIST autoencoder with an 8x8 GSR layer: the lambda grid"
+#: the class-map figures of the models with a grid layer (:func:`class_map_plots`)
+CLASS_MAP_FIGURES = ("class_maps", "class_maps_minus_mean", "segmentation")
+#: the figures a run writes (``figures/<name>.png``), in report order
+FIGURES = ("tradeoff", *CLASS_MAP_FIGURES, "training")
+
+
+def prose(template: str, /, **values: Any) -> str:
+    """Report prose: the template ``template`` of gsreg's templates folder filled in with
+    ``values`` (:func:`gsreg.report.render`), each paragraph on one line with single spaces
+    between its words (templates wrap their lines freely; blank lines separate paragraphs)."""
+    paragraphs = re.split(r"\n\s*\n", render(template, **values))
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
+
+
+def title(config: MnistGridAEConfig) -> str:
+    """The report's title."""
+    return f"MNIST autoencoder with a {config.graph} GSR layer: the lambda grid"
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,11 @@ def _variants(config: MnistGridAEConfig) -> list[Variant]:
     return out
 
 
+def variant_keys(config: MnistGridAEConfig) -> list[str]:
+    """The keys of the models a run of ``config`` trains (``metrics["models"]``), in order."""
+    return [variant.key for variant in _variants(config)]
+
+
 def budget_variant(budget: float) -> Variant:
     """The estimators' default model: budget ``budget``, units arranged first."""
     return Variant("budget", f"budget {budget:g} (arranged, fine-tuned)", 0.0, False,
@@ -134,7 +159,7 @@ def run(
     metrics = _metrics(config, data, results)
     write_config_and_metrics(folder, config, metrics)
     figures = _figures(folder, config, graph, data, results, histories)
-    folder.write_report(TITLE, _sections(config, metrics, figures))
+    folder.write_report(title(config), _sections(config, metrics, figures))
     return metrics
 
 
@@ -285,18 +310,11 @@ def budget_summary(models: dict[str, dict]) -> dict | None:
 def budget_sentence(budget: dict, cost: str) -> str:
     """One plain sentence on the budget model: what it spent and whether it beats the
     controls; ``cost`` names the cost, e.g. "the test MSE"."""
-    b = budget["budget"]
-    head = (f"With a budget of {b:g} (the estimators' default: the λ = 0 run, its units "
-            f"arranged, then {budget['epochs']} epochs in all with the λ the budget sets, "
-            f"ending at λ = {budget['lambda']:.3g}) {cost} is {budget['cost_ratio']:.3f}x "
-            f"that of λ = 0 (target {1 + b:.2f}x). ")
-    if budget["at_floor"]:
-        head += "Even the least weight cost more than the budget: it could not be met. "
     verdict = budget["verdict_vs_controls"]
-    if verdict is None:
-        return head
-    return head + analysis.map_verdict_text(verdict, "The budget model",
+    if verdict is not None:
+        verdict = analysis.map_verdict_text(verdict, "The budget model",
                                             f"{budget['cost_ratio']:.3f}x {cost}")
+    return prose("mnist_grid_ae/budget.txt", budget=budget, cost=cost, verdict=verdict)
 
 
 def headline(metrics: dict) -> dict[str, str]:
@@ -307,7 +325,7 @@ def headline(metrics: dict) -> dict[str, str]:
     }
     best = metrics["best"]
     if best is None:
-        out["best λ"] = "none keeps the MSE within 10% of λ=0"
+        out["best λ"] = f"none keeps the MSE within {_percent(MSE_CLOSE - 1)} of λ=0"
     else:
         out["best λ"] = (f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
                          f"MSE {best['mse_ratio']:.2f}x")
@@ -341,12 +359,12 @@ def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
         control=("λ=0 arranged (control)", rows[0]["arranged"]["morans_i"]),
         title="Primary task and localisation against λ",
     )
-    return {
-        "tradeoff": folder.save_figure(tradeoff, "tradeoff"),
-        **class_map_figures(folder, with_arranged_reference(rows), graph, names),
-        "history": folder.save_figure(
-            plotting.plot_history(histories, keys=("task_loss",), logy=True), "training"),
+    plots = {
+        "tradeoff": tradeoff,
+        **class_map_plots(with_arranged_reference(rows), graph, names),
+        "training": plotting.plot_history(histories, keys=("task_loss",), logy=True),
     }
+    return save_figures(folder, plots, FIGURES)
 
 
 def arranged_row(result: dict) -> dict[str, Any]:
@@ -362,25 +380,36 @@ def with_arranged_reference(rows: Sequence[dict]) -> list[dict]:
             for row in ((r, arranged_row(r)) if r["weight"] == 0 else (r,))]
 
 
-def class_map_figures(
-    folder: RunFolder, rows: Sequence[dict], graph: Graph, names: Sequence[str]
-) -> dict[str, str]:
-    """Save the class maps, the class maps minus the global mean and the class segmentation
-    of the results ``rows`` (one row of panels each, from :func:`class_map_fields`).
-
-    Returns ``{"raw", "deviation", "segmentation": figure file}``.
-    """
-    return {
-        "raw": folder.save_figure(plotting.plot_class_map_comparison(
+def class_map_plots(
+    rows: Sequence[dict], graph: Graph, names: Sequence[str]
+) -> dict[str, Figure]:
+    """The class maps, the class maps minus the global mean and the class segmentation of
+    the results ``rows`` (one row of panels each, from :func:`class_map_fields`), keyed by
+    their names in :data:`CLASS_MAP_FIGURES`."""
+    return dict(zip(CLASS_MAP_FIGURES, (
+        plotting.plot_class_map_comparison(
             {r["label"]: r["_maps"] for r in rows}, graph, names,
-            title="Class-average activations of the 8x8 layer"), "class_maps"),
-        "deviation": folder.save_figure(plotting.plot_class_map_comparison(
+            title=f"Class-average activations of the {graph.name} layer"),
+        plotting.plot_class_map_comparison(
             {r["label"]: r["_deviation_maps"] for r in rows}, graph, names, symmetric=True,
-            title="Class averages minus the global mean"), "class_maps_minus_mean"),
-        "segmentation": folder.save_figure(plotting.plot_segmentation(
+            title="Class averages minus the global mean"),
+        plotting.plot_segmentation(
             {r["label"]: analysis.segmentation(r["_maps"]) for r in rows}, graph, names),
-            "segmentation"),
-    }
+    ), strict=True))
+
+
+def save_figures(
+    folder: RunFolder, plots: dict[str, Figure], names: Sequence[str]
+) -> dict[str, str]:
+    """Save ``plots[name]`` as ``figures/<name>.png`` for every name of ``names`` (a
+    module's ``FIGURES``, so that the files a run writes are those it lists); returns
+    ``{name: relative path}``. ValueError, with nothing saved and every figure closed,
+    unless ``plots`` holds exactly those names."""
+    if set(plots) != set(names):
+        for fig in plots.values():
+            plt.close(fig)
+        raise ValueError(f"figures {sorted(plots)} are not those listed, {tuple(names)}")
+    return {name: folder.save_figure(plots[name], name) for name in names}
 
 
 def _sections(config: MnistGridAEConfig, metrics: dict, figures: dict[str, str]) -> list:
@@ -389,48 +418,36 @@ def _sections(config: MnistGridAEConfig, metrics: dict, figures: dict[str, str])
         "MSE vs λ=0": f"{m['mse_ratio']:.3f}x",
         "primary task": m["verdict"],
     })
+    n_nodes = graphs.parse(config.graph).n_nodes
     return [
         Section("Summary", text=_summary(config, metrics), table=rows),
-        Section("Primary task and localisation against λ", text=(
-            "Blue: test MSE (left axis); orange: Moran's I of the class maps minus the "
-            "global mean (right axis). λ = 0 sits at the left end; open markers are the "
-            "centred Rayleigh penalty. The dotted line is Moran's I without any spatial "
-            "structure, the red dashed line that of the λ = 0 layer arranged post hoc. A "
-            "useful λ lifts the orange curve above the red line while the blue one stays "
-            "flat."),
-            figures=[figures["tradeoff"]]),
-        Section("Controls", text=CONTROLS_TEXT, table=verdict_rows(metrics["models"])),
-        Section("Class maps", text=(
-            "Each panel is the average activation of the 64 grid neurons over the test "
-            "images of one digit; each row is one model, with its own colour scale. With "
-            "GSR, neighbouring neurons take similar values, so the maps become blobs "
-            "rather than salt and pepper. " + ARRANGED_ROW_TEXT), figures=[figures["raw"]]),
-        Section("Class maps minus the global mean", text=(
-            "What sets each digit apart: red above, blue below the average map. Localised "
-            "classes show one or two compact red regions."), figures=[figures["deviation"]]),
-        Section("Class segmentation", text=(
-            "Per neuron, the digit whose L1-normalised average map claims it most. "
-            "Contiguous patches mean that each digit owns a region of the grid."),
-            figures=[figures["segmentation"]]),
+        Section("Primary task and localisation against λ",
+                text=prose("mnist_grid_ae/tradeoff.txt"), figures=[figures["tradeoff"]]),
+        Section("Controls", text=controls_text(), table=verdict_rows(metrics["models"])),
+        Section("Class maps", text=prose("mnist_grid_ae/class_maps.txt", n_nodes=n_nodes),
+                figures=[figures["class_maps"]]),
+        Section("Class maps minus the global mean", text=prose("mnist_grid_ae/deviation.txt"),
+                figures=[figures["class_maps_minus_mean"]]),
+        Section("Class segmentation", text=prose("mnist_grid_ae/segmentation.txt"),
+                figures=[figures["segmentation"]]),
         Section("Training", text="Reconstruction loss per epoch (the penalty excluded).",
-                figures=[figures["history"]]),
+                figures=[figures["training"]]),
     ]
 
 
-#: what the controls are, for every report with class maps on a grid
-CONTROLS_TEXT = (
-    "Every GSR model against the best control: the λ = 0 layer as trained, or with its "
-    "units arranged post hoc onto the graph (gsreg.arrange: the same model, so the same "
-    "task loss, fitted on training activations and scored on test digits). GSR helps when "
-    "its Moran's I beats the best control while it keeps as many class territories as "
-    "λ = 0, three quarters of its participation ratio (distinct class patterns) and its "
-    "class decodability within 0.01. Each Moran's I has a p-value from 999 "
-    "random placements of the units; the participation ratio counts distinct class "
-    "patterns (1: one pattern shared by every class, only scaled).")
-#: the arranged row of the class-map figures
-ARRANGED_ROW_TEXT = (
-    "The row marked 'arranged' is the λ = 0 model with its units placed post hoc on the grid: "
-    "the control GSR has to beat.")
+def controls_text() -> str:
+    """What the controls are, for every report with class maps on a grid: the thresholds of
+    :func:`gsreg.analysis.map_verdict` and the permutations of the Moran's I p-values."""
+    # map_controls scores with map_structure's default number of permutations
+    n_permutations = inspect.signature(analysis.map_structure).parameters["n_permutations"]
+    return prose("mnist_grid_ae/controls.txt", pattern_share=analysis.PATTERN_SHARE,
+                 decode_tolerance=analysis.DECODE_TOLERANCE,
+                 n_permutations=n_permutations.default)
+
+
+def _percent(excess: float) -> str:
+    """A share above 1 in words: ``0.1`` -> "10%"."""
+    return f"{excess * 100:g}%"
 
 
 def verdict_rows(models: dict[str, dict]) -> list[dict[str, str]]:
@@ -486,57 +503,32 @@ def structure_columns(model: dict) -> dict[str, str]:
 
 def _summary(config: MnistGridAEConfig, metrics: dict) -> str:
     models = metrics["models"]
-    data = metrics["data"]
     none = models["lambda_0"]
-    lines = [
-        f"The autoencoder was trained {len(models)} times on {data['n_train']} MNIST digits "
-        f"({config.epochs} epochs, seed {config.seed}) with GSR on the {config.graph} layer "
-        f"'{config.layer}' at λ in {{{', '.join(lambda_label(w) for w in metrics['lambdas'])}}}"
-        f", plus the centred Rayleigh form at λ = {lambda_label(config.centered_weight)}. "
-        f"Scores are on {data['n_test']} test digits.",
-        f"Without GSR the test MSE is {none['test_mse']:.5f} and Moran's I of the class maps "
-        f"is {none['morans_i']:.3f} ({none['morans_i_expected']:.3f} means no spatial "
-        "structure, 1 perfectly smooth); with the same layer's units arranged post hoc on "
-        f"the grid it is {none['arranged']['morans_i']:.3f}, at no cost.",
-    ]
-    best = metrics["best"]
-    if best is None:
-        lines.append("No λ of the plain penalty keeps the test MSE within 10% of λ = 0.")
-    else:
-        lines.append(
-            f"The most localised model whose MSE stays within 10% of λ = 0 is λ = "
-            f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f} at "
-            f"{best['mse_ratio']:.3f}x the MSE. " + analysis.map_verdict_text(
-                best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
-                f"{best['mse_ratio']:.3f}x the MSE")
-        )
-    centered = metrics["centered"]
-    if centered is not None:
-        lines.append(
-            f"The centred Rayleigh form at λ = {lambda_label(centered['lambda'])} reaches "
-            f"Moran's I {centered['morans_i']:.3f} at {centered['mse_ratio']:.3f}x the MSE "
-            f"({centered['verdict']}), with a mean ||z|| of {centered['activation_norm']:.3f} "
-            f"against {none['activation_norm']:.3f} without GSR. " + analysis.map_verdict_text(
-                centered["verdict_vs_controls"], "The centred form",
-                f"{centered['mse_ratio']:.3f}x the MSE")
-        )
-    if metrics.get("budget") is not None:
-        lines.append(budget_sentence(metrics["budget"], "the test MSE"))
-    wrecked = [m["label"] for m in models.values() if m["verdict"] == WRECKED]
-    if wrecked:
-        lines.append(
-            f"{', '.join(wrecked)} wreck{'s' if len(wrecked) == 1 else ''} the primary task "
-            f"(test MSE more than 1.5x that at λ = 0): the structure there is bought with "
-            "the reconstruction, not added to it."
-        )
+    best, centered = metrics["best"], metrics["centered"]
     norms = [m["activation_norm"] for m in models.values() if m["normalize"] is False]
-    shrink = none["activation_norm"] / min(norms) if min(norms) > 0 else float("nan")
-    lines.append(
-        f"The plain penalty is also lowered by shrinking activations: the mean ||z|| falls up "
-        f"to {shrink:.1f}x below that at λ = 0 (table). The normalised Dirichlet energy and "
-        "Moran's I ignore the scale; the centred Rayleigh form cannot be lowered that way."
+    return prose(
+        "mnist_grid_ae/summary.txt",
+        n_models=len(models), n_train=metrics["data"]["n_train"],
+        n_test=metrics["data"]["n_test"], epochs=config.epochs, seed=config.seed,
+        graph=config.graph, layer=config.layer,
+        lambdas=[lambda_label(w) for w in metrics["lambdas"]],
+        base=none, close_percent=(MSE_CLOSE - 1) * 100,
+        best=best,
+        best_lambda=None if best is None else lambda_label(best["lambda"]),
+        best_verdict=None if best is None else analysis.map_verdict_text(
+            best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
+            f"{best['mse_ratio']:.3f}x the MSE"),
+        centered=centered,
+        centered_lambda=None if centered is None else lambda_label(centered["lambda"]),
+        centered_verdict=None if centered is None else analysis.map_verdict_text(
+            centered["verdict_vs_controls"], "The centred form",
+            f"{centered['mse_ratio']:.3f}x the MSE"),
+        budget=(None if metrics.get("budget") is None
+                else budget_sentence(metrics["budget"], "the test MSE")),
+        wrecked=[m["label"] for m in models.values() if m["verdict"] == WRECKED],
+        wrecked_ratio=MSE_WRECKED,
+        shrink=none["activation_norm"] / min(norms) if min(norms) > 0 else float("nan"),
     )
-    return "\n\n".join(lines)
 
 
-__all__ = ["MnistGridAEConfig", "headline", "run"]
+__all__ = ["FIGURES", "MnistGridAEConfig", "headline", "run", "variant_keys"]

@@ -39,20 +39,36 @@ from ._config import (
 from ._figures import plot_tradeoff
 from ._labels import lambda_label
 from ._training import fit_with_gsr, load_mnist, train_variants
-from ._verdicts import WRECKED, accuracy_cost
+from ._verdicts import ACCURACY_CLOSE, ACCURACY_WRECKED, WRECKED, accuracy_cost
 from .mnist_grid_ae import (
-    ARRANGED_ROW_TEXT,
-    CONTROLS_TEXT,
+    CLASS_MAP_FIGURES,
     class_map_fields,
-    class_map_figures,
+    class_map_plots,
+    controls_text,
     lambda_grid_metrics,
+    prose,
+    save_figures,
     table_rows,
     verdict_rows,
     with_arranged_reference,
     with_controls,
 )
 
-TITLE = "MNIST classifier with an 8x8 GSR layer"
+#: the figures a run writes (``figures/<name>.png``), in report order
+FIGURES = ("tradeoff", *CLASS_MAP_FIGURES, "misclassified_maps",
+           "misclassified_examples", "training")
+#: the conv head's convolution kernel and max-pooling window (:class:`GridHeadClassifier`)
+HEAD_KERNEL = 3
+HEAD_POOL = 2
+#: a conv-head accuracy change within this many points counts as no change
+HEAD_EVEN_POINTS = 0.5
+#: a GSR layer whose mean ||z|| falls below this share of λ = 0's counts as shrunk
+SHRUNK = 0.5
+
+
+def title(config: MnistGridClassifierConfig) -> str:
+    """The report's title."""
+    return f"MNIST classifier with a {config.graph} GSR layer"
 
 
 @dataclass(frozen=True)
@@ -111,9 +127,9 @@ class GridHeadClassifier(nn.Module):
     """:class:`ConvClassifier` whose output reads the dense layer as a 1 x h x w image.
 
     ``features`` and ``fc`` (h*w units, LeakyReLU; hook ``"fc"``) and ``dropout`` are
-    those of ``ConvClassifier(hidden=h*w)``; then ``head``: conv3x3(``channels``, same
-    padding)-LeakyReLU-maxpool2 on the map reshaped row-major to (B, 1, h, w), and
-    ``out``: Linear to the logits.
+    those of ``ConvClassifier(hidden=h*w)``; then ``head``: conv :data:`HEAD_KERNEL` x
+    :data:`HEAD_KERNEL` (``channels``, same padding)-LeakyReLU-maxpool :data:`HEAD_POOL`
+    on the map reshaped row-major to (B, 1, h, w), and ``out``: Linear to the logits.
     """
 
     def __init__(
@@ -127,19 +143,20 @@ class GridHeadClassifier(nn.Module):
     ) -> None:
         super().__init__()
         h, w = grid_shape
-        if h < 2 or w < 2:
-            raise ValueError(f"grid_shape must be at least 2x2, got {tuple(grid_shape)}")
+        if h < HEAD_POOL or w < HEAD_POOL:
+            raise ValueError(f"grid_shape must be at least {HEAD_POOL}x{HEAD_POOL}, got "
+                             f"{tuple(grid_shape)}")
         base = ConvClassifier(in_shape, n_classes, hidden=h * w, dropout=dropout,
                               negative_slope=negative_slope)
         self.in_shape = tuple(in_shape)
         self.grid_shape = (h, w)
         self.features, self.fc, self.dropout = base.features, base.fc, base.dropout
         self.head = nn.Sequential(OrderedDict(
-            conv=nn.Conv2d(1, channels, 3, padding=1),
+            conv=nn.Conv2d(1, channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2),
             act=nn.LeakyReLU(negative_slope),
-            pool=nn.MaxPool2d(2),
+            pool=nn.MaxPool2d(HEAD_POOL),
         ))
-        self.out = nn.Linear(channels * (h // 2) * (w // 2), n_classes)
+        self.out = nn.Linear(channels * (h // HEAD_POOL) * (w // HEAD_POOL), n_classes)
         for layer in (self.head.conv, self.out):
             nn.init.kaiming_normal_(layer.weight, a=negative_slope, nonlinearity="leaky_relu")
             nn.init.zeros_(layer.bias)
@@ -173,6 +190,11 @@ def _variants(config: MnistGridClassifierConfig) -> list[_Variant]:
     return dense + conv
 
 
+def variant_keys(config: MnistGridClassifierConfig) -> list[str]:
+    """The keys of the models a run of ``config`` trains (``metrics["models"]``), in order."""
+    return [variant.key for variant in _variants(config)]
+
+
 def run(
     config: MnistGridClassifierConfig, out: str, device: str = "auto", progress: bool = True
 ) -> dict:
@@ -187,7 +209,7 @@ def run(
     metrics = _metrics(config, data, results, showcase)
     write_config_and_metrics(folder, config, metrics)
     figures = _figures(folder, config, graph, data, results, histories, showcase)
-    folder.write_report(TITLE, _sections(config, metrics, figures))
+    folder.write_report(title(config), _sections(config, metrics, figures))
     return metrics
 
 
@@ -302,9 +324,10 @@ def headline(metrics: dict) -> dict[str, str]:
     out = {
         "accuracy at λ=0": f"{metrics['test_accuracy_no_gsr']:.4f}",
         "Moran's I at λ=0": f"{metrics['morans_i_no_gsr']:.3f}",
-        "best λ": "none keeps the accuracy within 1 point of λ=0" if best is None else (
-            f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
-            f"accuracy {_points(best['accuracy_drop'])} points"),
+        "best λ": (f"none keeps the accuracy within {_in_points(ACCURACY_CLOSE)} of λ=0"
+                   if best is None else
+                   f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
+                   f"accuracy {_points(best['accuracy_drop'])} points"),
         **({} if best is None else {"best λ vs best control": analysis.map_verdict_short(
             best["verdict_vs_controls"], f"{_points(best['accuracy_drop'])} points accuracy")}),
         "conv head": (f"{head['test_accuracy_no_gsr']:.4f} without, "
@@ -333,15 +356,14 @@ def _figures(folder, config, graph, data, results, histories, showcase) -> dict[
         title=f"{showcase['label']}: mean maps (minus the global mean) of digits correctly "
               "classified as each class, and of digits wrongly taken for it",
     )
-    return {
-        "tradeoff": folder.save_figure(tradeoff, "tradeoff"),
-        **class_map_figures(folder, with_arranged_reference(rows), graph, names),
-        "mistakes": folder.save_figure(mistakes, "misclassified_maps"),
-        "examples": folder.save_figure(
-            _plot_examples(showcase, data, graph, config.n_examples), "misclassified_examples"),
-        "history": folder.save_figure(
-            plotting.plot_history(histories, keys=("task_loss",), logy=True), "training"),
+    plots = {
+        "tradeoff": tradeoff,
+        **class_map_plots(with_arranged_reference(rows), graph, names),
+        "misclassified_maps": mistakes,
+        "misclassified_examples": _plot_examples(showcase, data, graph, config.n_examples),
+        "training": plotting.plot_history(histories, keys=("task_loss",), logy=True),
     }
+    return save_figures(folder, plots, FIGURES)
 
 
 def _plot_examples(showcase: dict, data, graph, n_examples: int):
@@ -393,34 +415,24 @@ def _sections(config, metrics: dict, figures: dict[str, str]) -> list[Section]:
     mis = metrics["misclassified"]
     return [
         Section("Summary", text=_summary(config, metrics), table=rows),
-        Section("Primary task and localisation against λ", text=(
-            "Blue: test accuracy (left axis); orange: Moran's I of the class maps minus the "
-            "global mean (right axis); λ = 0 at the left end; the dotted line is Moran's I "
-            "without spatial structure, the red dashed line that of the λ = 0 layer "
-            "arranged post hoc."), figures=[figures["tradeoff"]]),
-        Section("Controls", text=CONTROLS_TEXT, table=verdict_rows(metrics["models"])),
-        Section("Class maps", text=(
-            "Average activation of the 64 grid units over the test digits of each class, "
-            "one row per model (the last rows: the conv head). " + ARRANGED_ROW_TEXT),
-            figures=[figures["raw"]]),
+        Section("Primary task and localisation against λ",
+                text=prose("mnist_grid_classifier/tradeoff.txt"), figures=[figures["tradeoff"]]),
+        Section("Controls", text=controls_text(), table=verdict_rows(metrics["models"])),
+        Section("Class maps", text=prose("mnist_grid_classifier/class_maps.txt",
+                                         n_nodes=graphs.parse(config.graph).n_nodes),
+                figures=[figures["class_maps"]]),
         Section("Class maps minus the global mean",
                 text="What sets each digit apart: red above, blue below the average map.",
-                figures=[figures["deviation"]]),
+                figures=[figures["class_maps_minus_mean"]]),
         Section("Class segmentation", text=(
             "Per unit, the digit whose L1-normalised average map claims it most."),
             figures=[figures["segmentation"]]),
-        Section("Misclassified digits", text=(
-            f"Model {mis['label']}: {mis['n_misclassified']} of {mis['n_test']} test digits "
-            "are misclassified. Top row: the mean map (minus the global mean) of the digits "
-            "correctly classified as each class; bottom row: the mean map of the digits "
-            "wrongly taken for that class (empty where there are none). When the bottom row "
-            "resembles the top one, mistaken digits light up the region of the class they "
-            f"were taken for. Per mistaken digit, its map correlates more with the map of "
-            f"the predicted class than with that of its true class in "
-            f"{_percent(mis['like_predicted'])} of the cases (50% would be no preference)."),
-            figures=[figures["mistakes"], figures["examples"]]),
+        Section("Misclassified digits", text=prose(
+            "mnist_grid_classifier/misclassified.txt", mis=mis,
+            like_predicted=_percent(mis["like_predicted"])),
+            figures=[figures["misclassified_maps"], figures["misclassified_examples"]]),
         Section("Training", text="Cross-entropy per epoch (the penalty excluded).",
-                figures=[figures["history"]]),
+                figures=[figures["training"]]),
     ]
 
 
@@ -429,64 +441,44 @@ def _points(drop: float) -> str:
     return f"{-drop * 100 + 0.0:+.2f}"
 
 
+def _in_points(share: float) -> str:
+    """An accuracy share as a count of percentage points: ``0.01`` -> "1 point"."""
+    points = share * 100
+    return f"{points:g} point{'' if points == 1 else 's'}"
+
+
 def _percent(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{value * 100:.0f}%"
 
 
 def _summary(config, metrics: dict) -> str:
     models = metrics["models"]
-    data = metrics["data"]
     none = models["lambda_0"]
-    lines = [
-        f"The classifier was trained on {data['n_train']} MNIST digits ({config.epochs} "
-        f"epochs, seed {config.seed}) with GSR on the {config.graph} layer '{config.layer}' "
-        f"at λ in {{{', '.join(lambda_label(w) for w in metrics['lambdas'])}}}; scores are "
-        f"on {data['n_test']} test digits. Without GSR the test accuracy is "
-        f"{none['test_accuracy']:.4f} and Moran's I of the class maps "
-        f"{none['morans_i']:.3f} ({none['morans_i_expected']:.3f} means no spatial "
-        f"structure); {none['arranged']['morans_i']:.3f} with its units arranged post hoc.",
-    ]
     best = metrics["best"]
-    if best is None:
-        lines.append("No λ keeps the accuracy within 1 point of λ = 0.")
-    else:
-        lines.append(
-            f"The most localised model within 1 point of the accuracy at λ = 0 is λ = "
-            f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, accuracy "
-            f"{_points(best['accuracy_drop'])} points. " + analysis.map_verdict_text(
-                best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
-                f"{_points(best['accuracy_drop'])} points of accuracy")
-        )
-    wrecked = [m["label"] for m in models.values() if m["verdict"] == WRECKED]
-    if wrecked:
-        lines.append(
-            f"{', '.join(wrecked)} wreck{'s' if len(wrecked) == 1 else ''} the primary task "
-            "(accuracy more than 5 points below its λ = 0 reference)."
-        )
     dense = [m for m in models.values() if m["head"] == "dense"]
     smallest = min(dense, key=lambda m: m["activation_norm"])
-    if smallest["weight"] > 0 and smallest["activation_norm"] < 0.5 * none["activation_norm"]:
-        lines.append(
-            f"Part of the plain penalty is paid by shrinking the layer: its mean ||z|| falls "
-            f"from {none['activation_norm']:.2f} without GSR to "
-            f"{smallest['activation_norm']:.2f} at {smallest['label']}; Moran's I ignores "
-            "the scale, so the localisation it reports is real structure."
-        )
+    shrunk = (smallest["weight"] > 0
+              and smallest["activation_norm"] < SHRUNK * none["activation_norm"])
     head = metrics["conv_head"]
-    gain = head["gain_from_gsr"] * 100
-    verdict = (
-        "GSR helps the head that treats the layer as an image" if gain > 0.5 else
-        "GSR costs the head that treats the layer as an image accuracy" if gain < -0.5 else
-        "the head that treats the layer as an image does about as well with and without GSR"
+    h, w = graphs.parse(config.graph).shape
+    return prose(
+        "mnist_grid_classifier/summary.txt",
+        n_train=metrics["data"]["n_train"], n_test=metrics["data"]["n_test"],
+        epochs=config.epochs, seed=config.seed, graph=config.graph, layer=config.layer,
+        lambdas=[lambda_label(w) for w in metrics["lambdas"]], base=none,
+        close=_in_points(ACCURACY_CLOSE), best=best,
+        best_lambda=None if best is None else lambda_label(best["lambda"]),
+        best_points=None if best is None else _points(best["accuracy_drop"]),
+        best_verdict=None if best is None else analysis.map_verdict_text(
+            best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
+            f"{_points(best['accuracy_drop'])} points of accuracy"),
+        wrecked=[m["label"] for m in models.values() if m["verdict"] == WRECKED],
+        wrecked_by=_in_points(ACCURACY_WRECKED),
+        shrunk=smallest if shrunk else None,
+        head=head, head_lambda=lambda_label(head["lambda"]), gain=head["gain_from_gsr"] * 100,
+        even_points=HEAD_EVEN_POINTS, head_kernel=HEAD_KERNEL, head_pool=HEAD_POOL,
+        grid=f"{h}x{w}",
     )
-    lines.append(
-        f"Conv head (3x3 convolution and 2x2 max pooling on the 8x8 map): test accuracy "
-        f"{head['test_accuracy_no_gsr']:.4f} without and {head['test_accuracy_gsr']:.4f} with "
-        f"GSR λ = {lambda_label(head['lambda'])} ({gain:+.2f} points): {verdict}. Moran's I "
-        f"of its layer: {head['morans_i_no_gsr']:.3f} without, {head['morans_i_gsr']:.3f} "
-        "with GSR."
-    )
-    return "\n\n".join(lines)
 
 
 __all__ = ["GridHeadClassifier", "MnistGridClassifierConfig", "headline", "run"]
