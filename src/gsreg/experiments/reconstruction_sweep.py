@@ -43,7 +43,8 @@ from ..training import evaluate, fit, seeded
 from ._config import check_config, training_checks, tuple_fields, write_config_and_metrics
 from ._labels import lambda_label
 from ._training import load_mnist
-from ._verdicts import CLOSE, WRECKED, against_controls, reconstruction_cost
+from ._verdicts import CLOSE, MSE_CLOSE, WRECKED, against_controls, reconstruction_cost
+from .mnist_grid_ae import prose, save_figures
 
 TITLE = "Reconstruction cost of L1, L2 and GSR activity regularisation"
 KINDS = ("l1", "l2", "gsr")
@@ -55,6 +56,8 @@ COLLAPSE_FRACTION = 0.9
 ARRANGE_SAMPLES = 5000
 #: random unit orders in the permutation null of the energy
 N_PERMUTATIONS = 999
+#: the figures a run writes (``figures/<name>.png``), in report order
+FIGURES = ("mse_vs_coefficient",)
 
 
 @dataclass(frozen=True)
@@ -122,8 +125,8 @@ def run(
     results = [_train(kind, c, config, graph, data, device, progress) for kind, c in runs]
     metrics = _metrics(config, data, results, mean_image_mse)
     write_config_and_metrics(folder, config, metrics)
-    figure = folder.save_figure(_plot(config, metrics), "mse_vs_coefficient")
-    folder.write_report(TITLE, _sections(config, metrics, figure))
+    figures = save_figures(folder, {"mse_vs_coefficient": _plot(config, metrics)}, FIGURES)
+    folder.write_report(TITLE, _sections(config, metrics, figures, data.n_features))
     return metrics
 
 
@@ -310,32 +313,22 @@ def _overall_verdict(gsr: list[dict]) -> dict | None:
 
 
 def _verdict_sentence(v: dict) -> str:
-    margin = v["margin"]
-    beats = margin > 0
-    head = (f"GSR {lambda_label(v['coefficient'])} {'beats' if beats else 'does not beat'} "
-            f"the best control ({v['best_control']}): normalised Dirichlet energy "
-            f"{v['gsr_score']:.3f} against {v['control_score']:.3f} "
-            f"({abs(margin):.3f} {'lower' if beats else 'higher'}; lower is smoother), at "
-            f"{v['mse_ratio']:.2f}x the test MSE of λ = 0 ({v['cost']}) and "
-            f"{v['norm_ratio']:.2f}x its mean latent norm")
-    if v["helps"]:
-        return head + ": GSR helps here."
-    if beats:
-        reason = ("the reconstruction is wrecked" if v["status"] == "ok"
-                  else f"the run {v['status']}")
-        return head + f", but {reason}: GSR does not help here."
-    return head + ": GSR does not help here."
+    return prose("reconstruction_sweep/verdict.txt", v=v,
+                 coefficient=lambda_label(v["coefficient"]))
+
+
+def _tolerated(metrics: dict) -> list[str]:
+    """Per regulariser, its largest coefficient whose test MSE stays close to λ = 0."""
+    return [f"{_NAMES[k]} {'none' if c is None else lambda_label(c)}"
+            for k, c in metrics["largest_close_coefficient"].items()]
 
 
 def headline(metrics: dict) -> dict[str, str]:
     """The numbers an index page shows."""
-    tolerated = ", ".join(
-        f"{_NAMES[k]} {'none' if c is None else lambda_label(c)}"
-        for k, c in metrics["largest_close_coefficient"].items()
-    )
     out = {
         "test MSE without regulariser": f"{metrics['none']['test_mse']:.4f}",
-        "largest coefficient within 10% of that": tolerated,
+        f"largest coefficient within {(MSE_CLOSE - 1) * 100:g}% of that":
+            ", ".join(_tolerated(metrics)),
         "collapsed runs": str(len(metrics["collapsed"])),
     }
     v = metrics.get("verdict")
@@ -394,61 +387,28 @@ def _table(config, metrics: dict) -> list[dict]:
     return rows
 
 
-def _sections(config, metrics: dict, figure: str) -> list[Section]:
+def _sections(config, metrics: dict, figures: dict[str, str], n_features: int) -> list[Section]:
     data = metrics["data"]
-    none = metrics["none"]
-    tolerated = metrics["largest_close_coefficient"]
-    lines = [
-        f"The autoencoder 784-{'-'.join(map(str, config.hidden))}-{config.latent} (mirrored "
-        f"decoder) was trained on {data['n_train']} MNIST digits scaled to [-1, 1] "
-        f"({config.epochs} epochs, Adam lr {config.lr:g}, seed {config.seed}) once without "
-        f"a regulariser and once per regulariser and coefficient; MSE on the training "
-        f"digits and on {data['n_test']} test digits.",
-        "L1, L2 and GSR all act on the same 32 latent activations (activity "
-        "regularisation, not weight decay), so the comparison is like for like: L1 adds "
-        "c·mean_b Σ|z|, L2 c·mean_b Σz², GSR c·mean_b zᵀLz on the "
-        f"{config.graph} graph.",
-        f"Without a regulariser the test MSE is {none['test_mse']:.4f} (train "
-        f"{none['train_mse']:.4f}); predicting the mean image gives "
-        f"{metrics['mean_image_mse']:.4f}. The largest coefficient whose test MSE stays "
-        "within 10% of that without a regulariser: " + ", ".join(
-            f"{_NAMES[k]} {'none' if c is None else lambda_label(c)}"
-            for k, c in tolerated.items()) + ".",
-    ]
-    if metrics["verdict"] is not None:
-        lines.append(
-            "Structure stands beside its controls (table below): the latent without a "
-            "regulariser as trained, the same latent with its units arranged post hoc onto "
-            f"the torus (fitted on at most {ARRANGE_SAMPLES} training digits, scored on the "
-            f"test digits) and {N_PERMUTATIONS} random unit orders. The verdict is drawn at "
-            "the GSR coefficient of largest margin over the best control among those whose "
-            "test MSE stays within 10% of λ = 0 (else among those that neither diverged nor "
-            "collapsed). The normalised energy ignores the scale of the latent; its mean "
-            "norm is given against λ = 0 because L1, L2 and the plain GSR penalty can all "
-            "be lowered by shrinking it.")
-        lines.append(metrics["verdict"]["sentence"])
-    if metrics["collapsed"]:
-        lines.append(
-            f"Runs marked 'collapsed' ({', '.join(metrics['collapsed'])}) reconstruct "
-            "hardly better than the mean image: the penalty wrecked the primary task."
-        )
-    if metrics["diverged"]:
-        lines.append(f"Diverged (non-finite loss): {', '.join(metrics['diverged'])}.")
+    summary = prose(
+        "reconstruction_sweep/summary.txt",
+        layers=[n_features, *config.hidden, config.latent], latent=config.latent,
+        n_train=data["n_train"], n_test=data["n_test"], epochs=config.epochs, lr=config.lr,
+        seed=config.seed, graph=config.graph, regularizers=list(config.regularizers),
+        names=[_NAMES[k] for k in config.regularizers], kind_names=_NAMES,
+        base=metrics["none"], mean_image_mse=metrics["mean_image_mse"],
+        close_percent=(MSE_CLOSE - 1) * 100, tolerated=_tolerated(metrics),
+        verdict=metrics["verdict"], arrange_samples=ARRANGE_SAMPLES,
+        n_permutations=N_PERMUTATIONS, collapsed=metrics["collapsed"],
+        diverged=metrics["diverged"],
+    )
     return [
-        Section("Summary", text="\n\n".join(lines)),
-        Section("MSE against the coefficient", text=(
-            "Solid lines and circles: test MSE; dashed lines and crosses: train MSE; one "
-            "colour per regulariser. Black lines: no regulariser; grey dotted: the mean "
-            "image. A regulariser is harmless where its curves lie on the black lines; the "
-            "coefficient where they leave them shows how much of it the task tolerates."),
-            figures=[figure]),
+        Section("Summary", text=summary),
+        Section("MSE against the coefficient", text=prose("reconstruction_sweep/mse_figure.txt"),
+                figures=[figures["mse_vs_coefficient"]]),
         Section("Train and test MSE", table=_table(config, metrics)),
-        Section("Smoothness against the controls", text=(
-            "Normalised Dirichlet energy of the test latent on the torus (lower is "
-            "smoother) as trained and after the post-hoc arrangement of its units, the "
-            "mean energy of random unit orders and the share of them at least as smooth "
-            "(p). Margin: the best control's energy minus GSR's."),
-            table=_controls_table(metrics)),
+        Section("Smoothness against the controls",
+                text=prose("reconstruction_sweep/controls.txt", graph=config.graph),
+                table=_controls_table(metrics)),
     ]
 
 
@@ -472,4 +432,4 @@ def _controls_table(metrics: dict) -> list[dict]:
     return rows
 
 
-__all__ = ["ReconstructionSweepConfig", "headline", "run"]
+__all__ = ["FIGURES", "ReconstructionSweepConfig", "headline", "run"]
