@@ -56,13 +56,22 @@ from ..training import evaluate, fit, seeded
 from ._config import check_config, tuple_fields
 from ._labels import lambda_label
 from ._training import LayoutVariant, bottleneck_autoencoder, layout_variants
-from ._verdicts import WRECKED, against_controls, reconstruction_cost, verdict_ending
+from ._verdicts import (
+    MSE_WRECKED,
+    WRECKED,
+    against_controls,
+    reconstruction_cost,
+    verdict_ending,
+)
+from .mnist_grid_ae import prose, save_figures
 
 TITLE = "A ring layer on a rotating object"
 #: |circular correlation| from which a restart counts as following the angle
 TRACKING = 0.9
 #: random unit orders in the permutation null of |rho|
 N_PERMUTATIONS = 199
+#: the figures a run writes (``figures/<name>.png``), in report order
+FIGURES = ("frames", "peak_polar", "peak_vs_angle", "ring_activity", "correlation_by_restart")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -240,6 +249,12 @@ def _variants(config: RotationConfig) -> list[LayoutVariant]:
                       AUTHORS, float(w))
         for w in sorted(set(config.authors_weights))
     ]
+
+
+def variant_keys(config: RotationConfig, layout: str | None = None) -> list[str]:
+    """The keys of the ring layers a run of ``config`` trains (``metrics["variants"]``), in
+    order; only those of ``layout`` (plain, standardised or authors) if given."""
+    return [v.key for v in _variants(config) if layout is None or v.layout == layout]
 
 
 def ring_graph(config: RotationConfig, layout: str) -> graphs.Graph:
@@ -456,13 +471,8 @@ def _verdict(gsr: list[dict], controls: dict[str, dict]) -> dict | None:
 
 
 def _verdict_sentence(v: dict) -> str:
-    beats = v["margin"] > 0
-    head = (f"{v['gsr']} {'beats' if beats else 'does not beat'} the best control "
-            f"({v['best_control']}): median |ρ| {v['gsr_score']:.3f} against "
-            f"{v['control_score']:.3f} ({v['margin']:+.3f}; {v['null_score']:.3f} with its "
-            f"units in random orders), at {v['mse_ratio']:.2f}x the test MSE of "
-            f"{_reference_words(v['mse_reference'])} ({v['cost']})")
-    return head + verdict_ending(v, "the reconstruction")
+    return prose("rotation/verdict.txt", v=v, reference_words=_reference_words(v["mse_reference"]),
+                 ending=verdict_ending(v, "the reconstruction"))
 
 
 def _reference_words(label: str) -> str:
@@ -497,13 +507,14 @@ def _typical(restarts: list[dict]) -> dict:
 
 def _figures(folder, config, train, test, results) -> dict[str, str]:
     entries = list(results.values())
-    return {
-        "frames": folder.save_figure(_plot_frames(train), "frames"),
-        "polar": folder.save_figure(_plot_polar(entries, test), "peak_polar"),
-        "scatter": folder.save_figure(_plot_scatter(entries, test), "peak_vs_angle"),
-        "activity": folder.save_figure(_plot_activity(entries, test), "ring_activity"),
-        "summary": folder.save_figure(_plot_summary(entries), "correlation_by_restart"),
+    plots = {
+        "frames": _plot_frames(train),
+        "peak_polar": _plot_polar(entries, test),
+        "peak_vs_angle": _plot_scatter(entries, test),
+        "ring_activity": _plot_activity(entries, test),
+        "correlation_by_restart": _plot_summary(entries),
     }
+    return save_figures(folder, plots, FIGURES)
 
 
 def _plot_frames(data) -> plt.Figure:
@@ -613,37 +624,20 @@ def _sections(config: RotationConfig, metrics: dict, figures: dict[str, str]) ->
     ]
     sections = [Section("Summary", text=_summary(config, metrics), table=rows)]
     if metrics["verdict"] is not None:
-        sections.append(Section("GSR against the controls", text=(
-            "Median |ρ| over restarts of each λ = 0 ring as trained and with its units "
-            "arranged post hoc onto the ring (fitted on the training frames, scored on the "
-            "test frames), beside the GSR ring that is judged. Random unit orders give "
-            f"the permutation null ({N_PERMUTATIONS} orders per restart)."),
+        sections.append(Section(
+            "GSR against the controls",
+            text=prose("rotation/controls.txt", n_permutations=N_PERMUTATIONS),
             table=_controls_table(metrics)))
     return sections + [
-        Section("The data", text=(
-            f"{config.n_frames} frames of an asymmetric glyph rotating counter-clockwise "
-            f"through 360°, {config.size}x{config.size} pixels; the models are tested on "
-            "the frames half-way between the training angles."),
-            figures=[figures["frames"]]),
-        Section("Peak angle against true angle", text=(
-            "Polar plots, one per ring layer, of its typical restart (the one at the median "
-            "|ρ|): each dot is a test frame, drawn at the angle of the ring's activation "
-            "peak and at a radius that grows with the true angle. A peak that follows the "
-            "object draws a spiral going once around; a peak that stands still or jumps "
-            "draws a ray or scattered dots. Below, the same for every restart as peak "
-            "angle against true angle: a diagonal line (either direction, wrapping at "
-            "360°) means the peak follows the object."),
-            figures=[figures["polar"], figures["scatter"]]),
-        Section("Ring activity over a turn", text=(
-            "Activation of each ring neuron (rows) over the test frames (columns) for the "
-            "typical restart. A bump that travels around the ring shows as diagonal "
-            "stripes; horizontal stripes mean fixed neurons code the frames with no order "
-            "along the ring; a change of slope is a fold, where the bump turns back."),
-            figures=[figures["activity"]]),
-        Section("Every restart", text=(
-            "Left: |circular correlation| of each restart (the dotted line is the "
-            f"{TRACKING:g} from which we say the peak follows the angle). Right: its test "
-            "MSE, the cost to the primary task."), figures=[figures["summary"]]),
+        Section("The data",
+                text=prose("rotation/data.txt", n_frames=config.n_frames, size=config.size),
+                figures=[figures["frames"]]),
+        Section("Peak angle against true angle", text=prose("rotation/peak.txt"),
+                figures=[figures["peak_polar"], figures["peak_vs_angle"]]),
+        Section("Ring activity over a turn", text=prose("rotation/activity.txt"),
+                figures=[figures["ring_activity"]]),
+        Section("Every restart", text=prose("rotation/restarts.txt", tracking=TRACKING),
+                figures=[figures["correlation_by_restart"]]),
     ]
 
 
@@ -671,59 +665,28 @@ def _controls_table(metrics: dict) -> list[dict]:
 
 def _summary(config: RotationConfig, metrics: dict) -> str:
     variants = metrics["variants"]
-    none = variants["plain_lambda_0"]
-    lines = [
-        f"Each ring layer was trained {config.n_restarts} time(s) per λ (seeds "
-        f"{config.seed} to {config.seed + config.n_restarts - 1}): the plain and "
-        f"standardised bottleneck rings of {config.ring} neurons {config.epochs} epochs"
-        + (f", the authors' ring of {config.authors_ring} neurons on the first decoder layer "
-           f"behind a {config.authors_latent}-unit bottleneck {config.authors_epochs} epochs "
-           f"with λ x{config.authors_decay[0]:g} every {config.authors_decay[1]} steps "
-           f"(its MSE against its own λ = 0 twin)" if config.authors_weights else "")
-        + ". The circular correlation ρ between the "
-        "ring's peak angle and the true angle is ±1 when the peak follows the object, "
-        f"about 0 when it does not; a restart with |ρ| ≥ {TRACKING:g} counts as following "
-        "it. Each ring is also scored with its units arranged post hoc onto the ring "
-        "(fitted on the training frames) and in random orders.",
-    ]
-    for v in variants.values():
-        if v["weight"] == 0:
-            continue
-        lines.append(
-            f"{v['label']}: median |ρ| {v['median_abs_rho']:.2f} (arranged post hoc "
-            f"{v['arranged_median_abs_rho']:.2f}), best {v['best_abs_rho']:.2f}, "
-            f"{v['tracking_fraction'] * 100:.0f}% of restarts follow the angle; test MSE "
-            f"{v['mse_ratio']:.2f}x that of {_reference_words(v['mse_reference'])} "
-            f"({v['verdict']})."
-        )
-    verdict = metrics["verdict"]
-    if verdict is not None:
-        lines.append(verdict["sentence"])
-        if verdict["helps"] and verdict["tracking_fraction"] >= 0.5:
-            lines.append(f"With {verdict['gsr']} the peak follows the rotation in most "
-                         "restarts.")
-        elif verdict["helps"]:
-            lines.append(
-                "GSR orders the ring: the activity moves along it as the object turns "
-                "(diagonal stripes below), but it folds back or slips in most restarts, so "
-                "the peak does not follow the angle over a whole turn reliably. The penalty "
-                "is no higher for a pattern that stays in place and changes its sign or "
-                "strength than for one that travels (on the plain ring it is lower, since "
-                "the constant mode is free), so nothing in it prefers the travelling one."
-            )
     wrecked = [v for v in variants.values() if v["verdict"] == WRECKED]
-    if wrecked:
-        lines.append(
-            f"{', '.join(v['label'] for v in wrecked)}: the test MSE is more than 1.5x that "
-            f"of its λ = 0 reference ({', '.join(sorted({v['mse_reference'] for v in wrecked}))}"
-            f"; the plain ring without GSR reaches {none['test_mse']:.5f}, a near-perfect "
-            "reconstruction), a cost to the primary task that must be weighed against the "
-            "structure."
-        )
-    return "\n\n".join(lines)
+    authors = None
+    if config.authors_weights:
+        rate, every = config.authors_decay
+        authors = {"ring": config.authors_ring, "latent": config.authors_latent,
+                   "epochs": config.authors_epochs, "decay_rate": rate, "decay_every": every}
+    return prose(
+        "rotation/summary.txt",
+        n_restarts=config.n_restarts, seed=config.seed, ring=config.ring,
+        epochs=config.epochs, standardised=bool(config.standardised_weights),
+        authors=authors, tracking=TRACKING,
+        variants=[v | {"reference_words": _reference_words(v["mse_reference"])}
+                  for v in variants.values() if v["weight"] != 0],
+        verdict=metrics["verdict"],
+        wrecked=[v["label"] for v in wrecked],
+        wrecked_references=sorted({v["mse_reference"] for v in wrecked}),
+        wrecked_ratio=MSE_WRECKED, plain_mse=variants["plain_lambda_0"]["test_mse"],
+    )
 
 
 __all__ = [
+    "FIGURES",
     "RotationConfig",
     "circular_correlation",
     "headline",
@@ -731,5 +694,6 @@ __all__ = [
     "rho_null",
     "ring_peak_angle",
     "run",
+    "variant_keys",
     "winding_number",
 ]
