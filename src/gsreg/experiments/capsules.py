@@ -59,7 +59,15 @@ from ..report import RunFolder, Section
 from ..training import resolve_device, seeded
 from ._config import check_config, tuple_fields
 from ._labels import lambda_label
-from ._verdicts import WRECKED, accuracy_cost, against_controls, reconstruction_cost, verdict_ending
+from ._verdicts import (
+    ACCURACY_WRECKED,
+    WRECKED,
+    accuracy_cost,
+    against_controls,
+    reconstruction_cost,
+    verdict_ending,
+)
+from .mnist_grid_ae import prose, save_figures
 
 TITLE = "Capsule network with the capsule graph"
 LAYER = "digit_caps"
@@ -76,6 +84,18 @@ STRONG = 0.5
 CLAIM_VERDICTS = ("reproduced", "weak", "not reproduced")
 #: coordinate-ascent sweeps of :func:`capsule_arrangement` at most
 ARRANGE_SWEEPS = 100
+#: the figures a run writes (``figures/<name>.png``), in report order
+FIGURES = ("perturbation_grids", "signatures", "consistency_matrix", "consistency_by_dimension",
+           "accuracy")
+#: the most consistent dimensions of each model drawn in the perturbation grids
+GRID_DIMS = 4
+#: the most consistent dimensions of each model whose signatures are drawn
+SIGNATURE_DIMS = 2
+#: alignment gained by relabelling λ = 0 post hoc from which the report calls the
+#: transformations shared (only needing matching labels)
+RELABEL_GAIN = 0.05
+#: true-capsule length lost to GSR from which the report says the penalty shrinks the poses
+SHORTER = 0.02
 
 
 # --------------------------------------------------------------------------- statistics
@@ -476,8 +496,20 @@ def run(config: CapsulesConfig, out: str, device: str = "auto", progress: bool =
     folder.write_json("config.json", dataclasses.asdict(config))
     folder.write_metrics(metrics)
     figures = _figures(folder, config, data, results)
-    folder.write_report(TITLE, _sections(config, metrics, figures))
+    network = architecture(next(iter(results.values()))["_model"])
+    folder.write_report(TITLE, _sections(config, metrics, figures, network))
     return metrics
+
+
+def architecture(model: CapsuleNet) -> dict:
+    """The sizes of ``model`` the report states, read from the model: its constructor
+    arguments (``model.config``), ``primary_grid`` (the (h, w) grid of the primary capsules)
+    and ``n_pixels`` (the decoder's output)."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        u = model.primary.conv(model.conv(torch.zeros(1, *model.in_shape, device=device)))
+    return {**model.config, "primary_grid": list(u.shape[-2:]),
+            "n_pixels": math.prod(model.in_shape)}
 
 
 def _probe_digits(labels: np.ndarray, n_per_class: int) -> np.ndarray:
@@ -712,15 +744,7 @@ def _verdict(best: dict, controls: dict[str, dict]) -> dict:
 
 
 def _verdict_sentence(v: dict) -> str:
-    beats = v["margin"] > 0
-    head = (f"GSR {v['gsr']} {'beats' if beats else 'does not beat'} the best control "
-            f"({v['best_control']}): alignment {v['gsr_score']:+.3f} against "
-            f"{v['control_score']:+.3f} ({v['margin']:+.3f}; p = "
-            f"{', '.join(f'{p:.4f}' for p in v['gsr_p_values'])} against "
-            f"{', '.join(f'{p:.4f}' for p in v['control_p_values'])}), at "
-            f"{-v['accuracy_drop'] * 100:+.2f} points of test accuracy ({v['cost']}) and "
-            f"{v['mse_ratio']:.2f}x the reconstruction MSE of λ = 0")
-    return head + verdict_ending(v, "the classification")
+    return prose("capsules/verdict.txt", v=v, ending=verdict_ending(v, "the classification"))
 
 
 def _weight_summary(weight: float, models: dict, base_accuracy: float, base_mse: float) -> dict:
@@ -807,24 +831,24 @@ def _top_dims(result: dict, count: int) -> np.ndarray:
 
 def _figures(folder, config, data, results) -> dict[str, str]:
     shown = _first_restarts(results)
-    return {
-        "grids": folder.save_figure(_plot_grids(config, data, shown), "perturbation_grids"),
-        "signatures": folder.save_figure(_plot_signatures(shown), "signatures"),
-        "matrix": folder.save_figure(_plot_matrices(shown), "consistency_matrix"),
-        "by_dimension": folder.save_figure(_plot_by_dimension(list(results.values())),
-                                           "consistency_by_dimension"),
-        "accuracy": folder.save_figure(_plot_accuracy(list(results.values())), "accuracy"),
+    plots = {
+        "perturbation_grids": _plot_grids(config, data, shown),
+        "signatures": _plot_signatures(shown),
+        "consistency_matrix": _plot_matrices(shown),
+        "consistency_by_dimension": _plot_by_dimension(list(results.values())),
+        "accuracy": _plot_accuracy(list(results.values())),
     }
+    return save_figures(folder, plots, FIGURES)
 
 
 def _plot_grids(config, data, shown) -> plt.Figure:
     """Rows: one digit per class of ``grid_classes``; columns: the models. Each panel
-    stacks the reconstructions of the model's 4 most consistent dimensions (rows) over
-    the perturbation steps (columns)."""
+    stacks the reconstructions of the model's :data:`GRID_DIMS` most consistent dimensions
+    (rows) over the perturbation steps (columns)."""
     steps = np.linspace(-config.max_perturbation, config.max_perturbation, config.grid_steps)
     digits = [int(np.flatnonzero(data.y_test == c)[0]) for c in config.grid_classes]
     h, w = data.image_shape
-    n_dims = min(4, config.capsule_dim)
+    n_dims = min(GRID_DIMS, config.capsule_dim)
     fig, axes = plt.subplots(len(digits), len(shown), squeeze=False, layout="constrained",
                              figsize=(0.42 * config.grid_steps * len(shown) + 0.6,
                                       0.45 * n_dims * len(digits) + 0.5))
@@ -843,15 +867,17 @@ def _plot_grids(config, data, shown) -> plt.Figure:
             ax.set_xticks([w / 2, (len(steps) - 0.5) * w],
                           [f"{steps[0]:+g}", f"{steps[-1]:+g}"], fontsize=7)
             if row == 0:
-                ax.set_title(f"{result['label']}: its 4 most consistent dimensions", fontsize=9)
+                ax.set_title(f"{result['label']}: its {n_dims} most consistent dimensions",
+                             fontsize=9)
             if col == 0:
                 ax.set_ylabel(f"digit {data.y_test[i]}", fontsize=9)
     return fig
 
 
 def _plot_signatures(shown) -> plt.Figure:
-    """For each model, the signatures (class x feature) of its 2 most consistent dims."""
-    n_dims = 2
+    """For each model, the signatures (class x feature) of its :data:`SIGNATURE_DIMS` most
+    consistent dimensions."""
+    n_dims = SIGNATURE_DIMS
     fig, axes = plt.subplots(n_dims, len(shown), squeeze=False, layout="constrained",
                              figsize=(3.6 * len(shown), 3.0 * n_dims))
     for col, result in enumerate(shown):
@@ -923,7 +949,8 @@ def _plot_accuracy(results: list[dict]) -> plt.Figure:
 # --------------------------------------------------------------------------- report
 
 
-def _sections(config: CapsulesConfig, metrics: dict, figures: dict[str, str]) -> list:
+def _sections(config: CapsulesConfig, metrics: dict, figures: dict[str, str],
+              network: dict) -> list:
     rows = [{
         "model": f"{m['label']} seed {m['seed']}",
         "test accuracy": f"{m['test_accuracy']:.4f}",
@@ -939,64 +966,26 @@ def _sections(config: CapsulesConfig, metrics: dict, figures: dict[str, str]) ->
                                           f"(p {m['arranged']['p_value']:.4f})"),
         "split-half reliability": f"{m['reliability']:.3f}",
     } for m in metrics["models"].values()]
-    steps = ", ".join(f"{s:+g}" for s in metrics["steps"])
+    data = metrics["data"]
     return [
         Section("Summary", text=_summary(config, metrics), table=rows),
-        Section("GSR against the controls", text=(
-            "Mean alignment over restarts (matched minus shuffled consistency) of the "
-            "network without GSR as trained and with each capsule's pose dimensions "
-            "relabelled post hoc (within the capsule, fitted on the signatures of "
-            f"{config.n_per_class} training digits per class, scored on the test digits), "
-            "beside the GSR λ that is judged, as trained and relabelled. p: the "
-            "permutation p-value of each restart."), table=_controls_table(metrics)),
-        Section("Model and measurement", text=(
-            f"Capsule network: conv 9x9 ({config.conv_channels} channels, ReLU), primary "
-            f"capsules ({config.primary_types} types of {config.primary_dim} dimensions on a "
-            f"6x6 grid, 9x9 conv with stride 2), {N_CLASSES} digit capsules of "
-            f"{config.capsule_dim} dimensions by {config.routing_iterations} rounds of "
-            "dynamic routing, margin loss, and a dense decoder "
-            f"({' - '.join(map(str, config.decoder_hidden))} - 784) that reconstructs the "
-            "digit from its true-class capsule (the others masked), weighted by "
-            f"{config.recon_weight:g} x summed squared error. Trained {config.epochs} epochs "
-            f"on {metrics['data']['n_train']} MNIST digits; tested on "
-            f"{metrics['data']['n_test']}. GSR: graph {metrics['graph']} on the 160 pose "
-            f"values of layer {LAYER} (node c·{config.capsule_dim} + k is dimension k of "
-            "capsule c; each dimension's 10 copies form a clique).\n\n"
-            f"Signatures: for {config.n_per_class} test digits per class, dimension k of "
-            f"the true-class capsule is shifted by {steps} and the digit reconstructed. "
-            f"Each reconstruction is described by {len(FEATURES)} moment statistics "
-            f"({', '.join(FEATURES)}); the slope of each against the shift, divided by the "
-            "root mean square of that statistic's slopes (so that every statistic weighs "
-            "alike) and averaged over the digits of a class, is the signature of "
-            "(class, k). Consistency of k: mean cosine of its signatures over pairs of "
-            "classes (1: every class changes the same way). "
-            "Shuffled: the same for different dimensions k ≠ k' (what unrelated "
-            "transformations share, e.g. any shift making strokes fainter). Alignment: "
-            "consistency minus shuffled. p: share of random relabellings of the dimensions "
-            f"(independently per class, {config.n_permutations} draws) whose matched "
-            "consistency is at least the observed one; the smallest possible value is "
-            f"1/{config.n_permutations + 1} = {1 / (config.n_permutations + 1):.4f}.")),
-        Section("Perturbation grids", text=(
-            "One digit per row of panels, one model per column. In each panel the rows are "
-            "that model's four most consistent dimensions (by the measure below, so the "
-            "view favours each model equally) and the columns the shift of that dimension "
-            f"from {-config.max_perturbation:+g} to {config.max_perturbation:+g}. If the "
-            "same dimension encodes the same transformation in every capsule, a row shows "
-            "the same kind of change (e.g. thicker strokes, a tilt to the right) for every "
-            "digit of the column."), figures=[figures["grids"]]),
-        Section("What each dimension changes", text=(
-            "Signatures of the two most consistent dimensions of each model: rows are the "
-            "classes, columns the image statistics, the colour the change per unit shift "
-            "(in root mean squares of that statistic's slopes). A consistent dimension has "
-            "the same colour pattern in every row."), figures=[figures["signatures"]]),
-        Section("Consistency across classes", text=(
-            "Left: the matrix of mean cosines between signatures of dimension k in one "
-            "class and dimension k' in another. A diagonal that stands out means dimension "
-            "k means the same in every capsule; a matrix without a diagonal means the "
-            "dimension indices carry no shared meaning. Below: the diagonal for every model "
-            "and restart, with its mean and the off-diagonal (shuffled) mean, and the "
-            "permutation p-value in the row label."),
-            figures=[figures["matrix"], figures["by_dimension"]]),
+        Section("GSR against the controls",
+                text=prose("capsules/controls.txt", n_per_class=config.n_per_class),
+                table=_controls_table(metrics)),
+        Section("Model and measurement", text=prose(
+            "capsules/model.txt", net=network, recon_weight=config.recon_weight,
+            epochs=config.epochs, n_train=data["n_train"], n_test=data["n_test"],
+            graph=metrics["graph"], layer=LAYER, n_per_class=config.n_per_class,
+            steps=metrics["steps"], features=list(FEATURES),
+            n_permutations=config.n_permutations)),
+        Section("Perturbation grids", text=prose(
+            "capsules/grids.txt", n_dims=min(GRID_DIMS, config.capsule_dim),
+            max_perturbation=config.max_perturbation), figures=[figures["perturbation_grids"]]),
+        Section("What each dimension changes",
+                text=prose("capsules/signatures.txt", n_dims=SIGNATURE_DIMS),
+                figures=[figures["signatures"]]),
+        Section("Consistency across classes", text=prose("capsules/consistency.txt"),
+                figures=[figures["consistency_matrix"], figures["consistency_by_dimension"]]),
         Section("Primary task", text=(
             "Test accuracy (the class is the longest capsule), reconstruction MSE from the "
             "true-class capsule, and the alignment, one dot per restart."),
@@ -1019,99 +1008,38 @@ def _controls_table(metrics: dict) -> list[dict]:
 
 
 def _summary(config: CapsulesConfig, metrics: dict) -> str:
-    none, best = metrics["by_weight"]["0"], metrics["best"]
-    lines = [
-        f"Each λ was trained {config.n_restarts} time(s) (seeds {config.seed} to "
-        f"{config.seed + config.n_restarts - 1}). Reconstruction from the true-class capsule "
-        f"reaches a test MSE of {metrics['test_mse_no_gsr']:.4f} without GSR, against "
-        f"{metrics['class_mean_mse']:.4f} for drawing the mean digit of the class: the "
-        "poses carry part of each digit's style, which is what the perturbations show. "
-        "The signatures are reproducible: computed from two halves of the digits of a "
-        "class they agree with a mean cosine of "
-        f"{min(s['reliability_mean'] for s in metrics['by_weight'].values()):.2f} or more, so "
-        "a cross-class consistency below that is not measurement noise. (Part of it can be "
-        "the digits' shapes: the same transformation moves the moments of a 1 and of an 8 "
-        "somewhat differently.)",
-        f"Without GSR the matched-dimension consistency is {none['consistency_mean']:.3f} "
-        f"against {none['shuffled_mean']:.3f} for shuffled dimensions (alignment "
-        f"{none['alignment_mean']:+.3f}, p = {_p_values(none)}): "
-        + ("the dimension indices of different capsules are unrelated."
-           if none["significant_fraction"] == 0 else
-           "some restarts align their dimensions even without the graph."),
-    ]
-    arranged = none["arranged"]
-    lines.append(
-        f"Relabelling each capsule's dimensions post hoc (fitted on training digits) gives "
-        f"the network without GSR an alignment of {arranged['alignment_mean']:+.3f} on the "
-        f"test digits ({arranged['significant_fraction'] * 100:.0f}% of restarts at p < "
-        f"{SIGNIFICANT:g}): " + (
-            "shared transformations that only needed matching labels."
-            if arranged["alignment_mean"] > none["alignment_mean"] + 0.05 else
-            "matching the labels after training recovers little shared meaning."))
-    for s in metrics["by_weight"].values():
-        if s["weight"] > 0:
-            lines.append(_weight_line(s, none))
-    lines.append(metrics["verdict"]["sentence"])
-    lines.append(_claim_line(metrics, best, metrics["controls"][
-        metrics["verdict"]["best_control"]], metrics["verdict"]["best_control"]))
-    wrecked = [s["label"] for s in metrics["by_weight"].values() if s["verdict"] == WRECKED]
-    if wrecked:
-        lines.append(f"{', '.join(wrecked)} wrecks the primary task: test accuracy more than "
-                     "5 points below the network without GSR.")
-    return "\n\n".join(lines)
-
-
-def _p_values(summary: dict) -> str:
-    return ", ".join(f"{p:.4f}" for p in summary["p_values"])
-
-
-def _weight_line(s: dict, none: dict) -> str:
-    per_restart = ", ".join(f"{a:+.3f}" for a in s["alignment_by_restart"])
-    return (
-        f"{s['label']}: consistency {s['consistency_mean']:.3f} against "
-        f"{s['shuffled_mean']:.3f} shuffled (alignment {s['alignment_mean']:+.3f}, per "
-        f"restart {per_restart}; p = {_p_values(s)}); on average "
-        f"{s['n_consistent_dims_mean']:.1f} of the dimensions reach a consistency of "
-        f"{STRONG:g} (without GSR {none['n_consistent_dims_mean']:.1f}). Test accuracy "
-        f"{s['test_accuracy']:.4f} against {none['test_accuracy']:.4f} without GSR "
-        f"({s['verdict']}), reconstruction MSE {s['mse_ratio']:.2f}x ({s['mse_verdict']}); "
-        "mean length of the "
-        f"true-class capsule {s['mean_true_length']:.2f} (without GSR "
-        f"{none['mean_true_length']:.2f})"
-        + (": the penalty pulls each pose toward the near-zero poses of the other capsules."
-           if s["mean_true_length"] < none["mean_true_length"] - 0.02 else ".")
+    by_weight = metrics["by_weight"]
+    verdict = metrics["verdict"]
+    return prose(
+        "capsules/summary.txt",
+        n_restarts=config.n_restarts, seed=config.seed,
+        test_mse_no_gsr=metrics["test_mse_no_gsr"], class_mean_mse=metrics["class_mean_mse"],
+        reliability=min(s["reliability_mean"] for s in by_weight.values()),
+        base=by_weight["0"], gsr=[s for s in by_weight.values() if s["weight"] > 0],
+        significant=SIGNIFICANT, strong=STRONG, relabel_gain=RELABEL_GAIN, shorter=SHORTER,
+        verdict=verdict["sentence"],
+        claim=_claim_line(metrics, metrics["best"], metrics["controls"][verdict["best_control"]],
+                          verdict["best_control"]),
+        wrecked=[s["label"] for s in by_weight.values() if s["verdict"] == WRECKED],
+        wrecked_points=ACCURACY_WRECKED * 100,
     )
 
 
 def _claim_line(metrics: dict, best: dict, control: dict, control_name: str) -> str:
-    claim = metrics["claim"]
-    numbers = (f"alignment {best['alignment_mean']:+.3f} with {best['label']} against "
-               f"{control['alignment_mean']:+.3f} for {control_name}, matched consistency "
-               f"{best['consistency_mean']:.3f}, {best['significant_fraction'] * 100:.0f}% of "
-               f"restarts significant at p < {SIGNIFICANT:g}")
-    if claim == "reproduced":
-        return (f"The claim is reproduced ({numbers}): with the capsule graph the same pose "
-                "dimension changes every digit's reconstruction in the same way.")
-    if claim == "weak":
-        return (f"The claim holds only weakly ({numbers}): with the capsule graph the same "
-                "dimension index changes the digits of different classes more alike than "
-                "unrelated dimensions do, reliably, but far from identically: with a mean "
-                f"cosine below {STRONG:g} most dimensions change the digits of different "
-                "classes in partly different ways; only "
-                f"{best['n_consistent_dims_mean']:.1f} of {metrics['capsule_dim']} "
-                f"dimensions per model reach {STRONG:g} (the top rows of its perturbation grids).")
-    return (f"The claim is not reproduced in this setting ({numbers}): GSR with the capsule "
-            "graph does not make the same pose dimension encode the same transformation in "
-            "every capsule reliably.")
+    return prose("capsules/claim.txt", claim=metrics["claim"], best=best, control=control,
+                 control_name=control_name, significant=SIGNIFICANT, strong=STRONG,
+                 capsule_dim=metrics["capsule_dim"])
 
 
 __all__ = [
     "CLAIM_VERDICTS",
     "FEATURES",
+    "FIGURES",
     "SIGNIFICANT",
     "STRONG",
     "CapsulesConfig",
     "alignment_pvalue",
+    "architecture",
     "capsule_arrangement",
     "capsule_network",
     "claim_verdict",
