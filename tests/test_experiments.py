@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import itertools
 import json
 import math
 import os
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
+import jinja2
+import jinja2.meta
 import numpy as np
 import pytest
 
-from gsreg import datasets
+import gsreg
+from gsreg import analysis, datasets
 from gsreg.experiments import (
     CLOSE,
     COSTLY,
     WRECKED,
     accuracy_cost,
     lambda_label,
+    mnist_grid_ae,
     reconstruction_cost,
     registry,
 )
@@ -27,16 +34,31 @@ from gsreg.experiments.rotation import circular_correlation, ring_peak_angle, wi
 from gsreg.report import RunFolder, Section
 
 NAMES = ("mnist-grid-ae", "mnist-grid-classifier", "reconstruction-sweep", "rotation")
-FIGURES = {
-    "mnist-grid-ae": ("tradeoff", "class_maps", "class_maps_minus_mean", "segmentation",
-                      "training"),
-    "mnist-grid-classifier": ("tradeoff", "class_maps", "class_maps_minus_mean",
-                              "segmentation", "misclassified_maps", "misclassified_examples",
-                              "training"),
-    "reconstruction-sweep": ("mse_vs_coefficient",),
-    "rotation": ("frames", "peak_polar", "peak_vs_angle", "ring_activity",
-                 "correlation_by_restart"),
-}
+TEMPLATES = Path(gsreg.__file__).parent / "templates"
+
+
+def _module(name: str):
+    """The module of the experiment ``name``."""
+    return importlib.import_module(registry.get_experiment(name).module)
+
+
+def _quick_config(name: str):
+    return registry.get_experiment(name).make_config(quick=True, seed=3)
+
+
+@contextlib.contextmanager
+def _recording_prose():
+    """Inside: the list of every (template, values) report prose is rendered from."""
+    calls = []
+    render = mnist_grid_ae.render
+
+    def record(template, /, **values):
+        calls.append((template, values))
+        return render(template, **values)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mnist_grid_ae, "render", record)
+        yield calls
 
 
 # --------------------------------------------------------------------------- quick runs
@@ -44,14 +66,16 @@ FIGURES = {
 
 @pytest.fixture(scope="module")
 def quick_runs(tmp_path_factory):
-    """Every registered experiment, quick, through run_experiment (seed 3)."""
+    """Every registered experiment, quick, through run_experiment (seed 3): the root, the
+    run folders and the (template, values) each run's report prose was rendered from."""
     root = tmp_path_factory.mktemp("runs")
-    folders = {}
+    folders, rendered = {}, {}
     for name in NAMES:
-        folders[name] = registry.run_experiment(
-            name, root, quick=True, seed=3, device="cpu", progress=False
-        )
-    return root, folders
+        with _recording_prose() as rendered[name]:
+            folders[name] = registry.run_experiment(
+                name, root, quick=True, seed=3, device="cpu", progress=False
+            )
+    return root, folders, rendered
 
 
 def _metrics(folder: Path) -> dict:
@@ -60,15 +84,17 @@ def _metrics(folder: Path) -> dict:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_quick_run_writes_every_promised_file(quick_runs, name):
-    root, folders = quick_runs
+    root, folders, _ = quick_runs
     folder = folders[name]
     assert folder == root.absolute() / name
     for file in ("report.html", "metrics.json", "config.json", "run.json"):
         assert (folder / file).stat().st_size > 0
-    for figure in FIGURES[name]:
+    figures = _module(name).FIGURES
+    for figure in figures:
         assert (folder / "figures" / f"{figure}.png").stat().st_size > 1000, figure
+    assert sorted(p.stem for p in (folder / "figures").iterdir()) == sorted(figures)
     html = (folder / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(FIGURES[name])
+    assert html.count("data:image/png;base64,") == len(figures)
     assert "Summary" in html
     # no staging folders left next to the result
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
@@ -76,7 +102,7 @@ def test_quick_run_writes_every_promised_file(quick_runs, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_config_json_reruns_the_same_config(quick_runs, name):
-    _, folders = quick_runs
+    _, folders, _ = quick_runs
     experiment = registry.get_experiment(name)
     saved = json.loads((folders[name] / "config.json").read_text())
     assert experiment.config_class(**saved) == experiment.make_config(quick=True, seed=3)
@@ -92,21 +118,21 @@ def test_config_json_reruns_the_same_config(quick_runs, name):
 
 def test_mnist_grid_ae_metrics(quick_runs):
     metrics = _metrics(quick_runs[1]["mnist-grid-ae"])
-    assert set(metrics["models"]) == {
-        "lambda_0", "lambda_1e-4", "lambda_1e-3", "lambda_1e-2", "lambda_0.1", "centered_1e-2",
-        "budget",
-    }
-    assert metrics["lambdas"] == [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
+    config = _quick_config("mnist-grid-ae")
+    keys = mnist_grid_ae.variant_keys(config)
+    assert set(metrics["models"]) == set(keys) and len(keys) == len(config.weights) + 2
+    assert metrics["lambdas"] == sorted(config.weights)
+    centered = f"centered_{lambda_label(config.centered_weight)}"
     for model in metrics["models"].values():
         assert 0 < model["test_mse"] < 0.5
         assert -1 <= model["morans_i"] <= 1
         assert model["activation_norm"] > 0 and model["dirichlet_energy"] >= 0
         assert model["verdict"] in (CLOSE, COSTLY, WRECKED)
     assert metrics["models"]["lambda_0"]["mse_ratio"] == 1.0
-    assert metrics["models"]["centered_1e-2"]["normalize"] == "centered"
+    assert metrics["models"][centered]["normalize"] == "centered"
     budget = metrics["models"]["budget"]
-    assert budget["budget"]["budget"] == metrics["budget"]["budget"] == 0.05
-    assert budget["weight"] == budget["budget"]["weights"]["decoder.0"] > 0
+    assert budget["budget"]["budget"] == metrics["budget"]["budget"] == config.budget
+    assert budget["weight"] == budget["budget"]["weights"][config.layer] > 0
     assert metrics["budget"]["cost_ratio"] == budget["mse_ratio"]
     for key in ("test_mse_no_gsr", "morans_i_no_gsr", "wrecking_lambdas", "best"):
         assert key in metrics
@@ -137,10 +163,11 @@ def test_mnist_grid_experiments_judge_every_gsr_model_against_the_best_control(
 
 def test_mnist_grid_classifier_metrics(quick_runs):
     metrics = _metrics(quick_runs[1]["mnist-grid-classifier"])
+    config = _quick_config("mnist-grid-classifier")
     assert metrics["test_accuracy_no_gsr"] > 0.3  # chance is 0.1
-    assert {"lambda_0", "lambda_1e-2", "conv_head_lambda_0", "conv_head_lambda_1e-2"} <= set(
-        metrics["models"]
-    )
+    keys = _module("mnist-grid-classifier").variant_keys(config)
+    assert set(metrics["models"]) == set(keys) and len(keys) == len(config.weights) + 2
+    assert {"lambda_0", "conv_head_lambda_0"} <= set(keys)
     for model in metrics["models"].values():
         assert 0 <= model["test_accuracy"] <= 1
         assert -1 <= model["morans_i"] <= 1 or math.isnan(model["morans_i"])
@@ -149,36 +176,84 @@ def test_mnist_grid_classifier_metrics(quick_runs):
         head["test_accuracy_gsr"] - head["test_accuracy_no_gsr"]
     )
     mis = metrics["misclassified"]
-    assert mis["n_test"] == 300 and 0 <= mis["n_misclassified"] <= 300
+    assert mis["n_test"] == config.n_test and 0 <= mis["n_misclassified"] <= config.n_test
 
 
 def test_reconstruction_sweep_metrics(quick_runs):
     metrics = _metrics(quick_runs[1]["reconstruction-sweep"])
+    config = _quick_config("reconstruction-sweep")
     runs = metrics["runs"]
     assert [(r["regularizer"], r["coefficient"]) for r in runs] == [("none", 0.0)] + [
-        (k, c) for k in ("l1", "l2", "gsr") for c in (1e-2, 1e2)
+        (k, c) for k in config.regularizers for c in config.coefficients
     ]
     for r in runs:
         assert r["status"] in ("ok", "collapsed")
         assert 0 < r["train_mse"] < 10 and 0 < r["test_mse"] < 10
-    assert set(metrics["by_regularizer"]) == {"l1", "l2", "gsr"}
+    assert set(metrics["by_regularizer"]) == set(config.regularizers)
     assert metrics["mean_image_mse"] > 0
-    assert set(metrics["largest_close_coefficient"]) == {"l1", "l2", "gsr"}
+    assert set(metrics["largest_close_coefficient"]) == set(config.regularizers)
 
 
 def test_rotation_metrics(quick_runs):
     metrics = _metrics(quick_runs[1]["rotation"])
-    assert set(metrics["variants"]) == {
-        "plain_lambda_0", "plain_lambda_1e-2", "plain_lambda_0.1",
-        "standardised_lambda_0", "standardised_lambda_3e-2",
-        "authors_lambda_0", "authors_lambda_0.1",
-    }
+    config = _quick_config("rotation")
+    keys = _module("rotation").variant_keys(config)
+    assert set(metrics["variants"]) == set(keys)
+    assert len(keys) == (len(config.weights) + len(config.standardised_weights)
+                         + len(config.authors_weights))
     for variant in metrics["variants"].values():
         assert 0 <= variant["median_abs_rho"] <= variant["best_abs_rho"] <= 1
         assert 0 <= variant["tracking_fraction"] <= 1
         assert variant["test_mse"] > 0
         (restart,) = variant["restarts"]
         assert restart["seed"] == 3 and isinstance(restart["winding"], int)
+
+
+# --------------------------------------------------------------------------- report prose
+
+
+def _with_includes(templates) -> set[str]:
+    """The templates and every template they include, recursively."""
+    found, todo = set(), list(templates)
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            source = (TEMPLATES / name).read_text(encoding="utf-8")
+            todo.extend(jinja2.meta.find_referenced_templates(jinja2.Environment().parse(source)))
+    return found
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_run_report_holds_the_prose_of_every_template_of_its_module(quick_runs, name):
+    _, folders, rendered = quick_runs
+    folder = registry.get_experiment(name).module.rsplit(".", 1)[1]
+    own = {f"{folder}/{path.name}" for path in (TEMPLATES / folder).glob("*.txt")}
+    assert own and own <= _with_includes(template for template, _ in rendered[name])
+    page = (folders[name] / "report.html").read_text()
+    for template, values in rendered[name]:
+        for paragraph in mnist_grid_ae.prose(template, **values).split("\n\n"):
+            assert escape(paragraph) in page, (template, paragraph)
+
+
+def test_a_template_missing_a_value_raises():
+    values = {"pattern_share": 0.75, "decode_tolerance": 0.01, "n_permutations": 999}
+    text = mnist_grid_ae.prose("mnist_grid_ae/controls.txt", **values)
+    assert "75% of its participation ratio" in text and "999 random placements" in text
+    del values["n_permutations"]
+    with pytest.raises(jinja2.UndefinedError, match="n_permutations"):
+        mnist_grid_ae.prose("mnist_grid_ae/controls.txt", **values)
+
+
+def test_report_prose_reads_the_thresholds_it_states(monkeypatch):
+    monkeypatch.setattr(analysis, "PATTERN_SHARE", 0.6)
+    monkeypatch.setattr(analysis, "DECODE_TOLERANCE", 0.02)
+    text = mnist_grid_ae.controls_text()
+    assert "60% of its participation ratio" in text and "within 0.02." in text
+    monkeypatch.setattr(mnist_grid_ae, "MSE_CLOSE", 1.25)
+    headline = mnist_grid_ae.headline({"test_mse_no_gsr": 0.1, "morans_i_no_gsr": 0.0,
+                                       "best": None})
+    assert headline["best λ"] == "none keeps the MSE within 25% of λ=0"
 
 
 # --------------------------------------------------------------------------- registry
