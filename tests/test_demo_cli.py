@@ -2,37 +2,51 @@
 
 import json
 import re
+from html import escape
+from pathlib import Path
 
 import pytest
 
+import gsreg
 from gsreg import cli
-from gsreg.experiments import demo
-
-FIGURES = ("class_maps", "class_maps_minus_mean", "segmentation", "training")
+from gsreg.experiments import demo, mnist_grid_ae
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """The quick demo through the command line: (exit code, folder, the (template, values)
+    its report prose was rendered from)."""
     out = tmp_path_factory.mktemp("runs") / "demo"
-    code = cli.main(["demo", "--quick", "--quiet", "--out", str(out)])
-    return code, out
+    calls, render = [], mnist_grid_ae.render
+
+    def record(template, /, **values):
+        calls.append((template, values))
+        return render(template, **values)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mnist_grid_ae, "render", record)
+        code = cli.main(["demo", "--quick", "--quiet", "--out", str(out)])
+    return code, out, calls
 
 
 def test_quick_demo_writes_every_promised_file(quick_run):
-    code, out = quick_run
+    code, out, _ = quick_run
     assert code == 0
     for name in ("report.html", "metrics.json", "config.json"):
         assert (out / name).stat().st_size > 0
-    for name in FIGURES:
+    for name in demo.FIGURES:
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    assert sorted(p.stem for p in (out / "figures").iterdir()) == sorted(demo.FIGURES)
 
 
 def test_quick_demo_metrics_and_report_content(quick_run):
-    _, out = quick_run
+    _, out, _ = quick_run
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"none", "gsr", "budget"}
+    config = demo.DemoConfig.quick()
+    assert set(metrics["models"]) == set(demo.variant_keys(config))
     budget = metrics["budget"]
-    assert budget["budget"] == 0.05 and budget["lambda"] == metrics["models"]["budget"]["weight"]
+    assert budget["budget"] == config.budget
+    assert budget["lambda"] == metrics["models"]["budget"]["weight"]
     assert budget["cost_ratio"] == pytest.approx(metrics["models"]["budget"]["mse_ratio"])
     for key in ("test_mse_no_gsr", "test_mse_gsr", "mse_ratio_gsr", "morans_i_no_gsr",
                 "morans_i_gsr"):
@@ -44,12 +58,32 @@ def test_quick_demo_metrics_and_report_content(quick_run):
     config = json.loads((out / "config.json").read_text())
     assert demo.DemoConfig(**config) == demo.DemoConfig.quick()
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert html.count("data:image/png;base64,") == len(demo.FIGURES)
     assert "Moran" in html and f"{metrics['test_mse_gsr']:.5f}" in html
+    gsr, none = metrics["models"]["gsr"], metrics["models"]["none"]
+    change = demo.direction(none["morans_i"], gsr["morans_i"])
+    assert f"Moran's I of the class maps {change} " in html.replace("&#x27;", "'")
+    assert f"about {none['morans_i_expected']:.3f} means no spatial structure" in html
+
+
+def test_quick_demo_report_holds_the_prose_of_its_templates(quick_run):
+    _, out, calls = quick_run
+    folder = Path(gsreg.__file__).parent / "templates" / "demo"
+    assert {f"demo/{path.name}" for path in folder.glob("*.txt")} <= {t for t, _ in calls}
+    page = (out / "report.html").read_text()
+    for template, values in calls:
+        for paragraph in mnist_grid_ae.prose(template, **values).split("\n\n"):
+            assert escape(paragraph) in page, (template, paragraph)
+
+
+def test_direction_word_follows_the_printed_numbers():
+    assert demo.direction(0.1, 0.3) == "rises"
+    assert demo.direction(0.3, 0.1) == "falls"
+    assert demo.direction(0.1234, 0.1231) == "stays"  # both print as 0.123
 
 
 def test_quick_demo_judges_gsr_against_the_arranged_lambda_0_layer(quick_run):
-    _, out = quick_run
+    _, out, _ = quick_run
     metrics = json.loads((out / "metrics.json").read_text())
     none = metrics["models"]["none"]
     assert metrics["morans_i_no_gsr_arranged"] == none["arranged"]["morans_i"]
