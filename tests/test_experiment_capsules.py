@@ -5,20 +5,25 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from html import escape
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage, stats
 
+import gsreg
 from gsreg import GraphRegularizer, graphs
-from gsreg.experiments import CLOSE, COSTLY, WRECKED, lambda_label, registry
+from gsreg.experiments import CLOSE, COSTLY, WRECKED, lambda_label, mnist_grid_ae, registry
 from gsreg.experiments.capsules import (
     CLAIM_VERDICTS,
     FEATURES,
+    FIGURES,
     STRONG,
     CapsulesConfig,
     alignment_pvalue,
+    architecture,
     capsule_arrangement,
     claim_verdict,
     consistency_matrix,
@@ -37,17 +42,31 @@ from gsreg.experiments.capsules import (
 from gsreg.models import CapsuleNet, DigitCapsules, PrimaryCapsules, squash
 
 NAME = "capsules"
-FIGURES = ("perturbation_grids", "signatures", "consistency_matrix",
-           "consistency_by_dimension", "accuracy")
 
 
 # --------------------------------------------------------------------------- quick run
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run_and_prose(tmp_path_factory):
+    """The quick run's folder and the (template, values) its report prose was rendered from."""
     root = tmp_path_factory.mktemp("runs")
-    return registry.run_experiment(NAME, root, quick=True, seed=3, device="cpu", progress=False)
+    calls, render = [], mnist_grid_ae.render
+
+    def record(template, /, **values):
+        calls.append((template, values))
+        return render(template, **values)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mnist_grid_ae, "render", record)
+        folder = registry.run_experiment(NAME, root, quick=True, seed=3, device="cpu",
+                                         progress=False)
+    return folder, calls
+
+
+@pytest.fixture(scope="module")
+def quick_run(quick_run_and_prose):
+    return quick_run_and_prose[0]
 
 
 def test_quick_run_writes_every_promised_file(quick_run):
@@ -59,6 +78,31 @@ def test_quick_run_writes_every_promised_file(quick_run):
     html = (quick_run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(FIGURES)
     assert "Summary" in html and "The claim" in html
+
+
+def test_quick_run_report_holds_the_prose_of_every_template(quick_run_and_prose):
+    folder, calls = quick_run_and_prose
+    templates = Path(gsreg.__file__).parent / "templates" / NAME
+    assert {f"{NAME}/{path.name}" for path in templates.glob("*.txt")} <= {t for t, _ in calls}
+    page = (folder / "report.html").read_text()
+    for template, values in calls:
+        for paragraph in mnist_grid_ae.prose(template, **values).split("\n\n"):
+            assert escape(paragraph) in page, (template, paragraph)
+
+
+def test_report_states_the_network_sizes_of_the_model():
+    torch.manual_seed(0)
+    model = CapsuleNet(conv_channels=8, primary_types=2, primary_dim=4, capsule_dim=6,
+                       decoder_hidden=(16,), conv_kernel=5, primary_kernel=7, primary_stride=2)
+    net = architecture(model)
+    assert net["primary_grid"] == [(28 - 5 + 1 - 7) // 2 + 1] * 2 and net["n_pixels"] == 784
+    assert net["conv_kernel"] == 5 and net["primary_stride"] == 2 and net["capsule_dim"] == 6
+    text = mnist_grid_ae.prose(
+        "capsules/model.txt", net=net, recon_weight=0.0005, epochs=1, n_train=10, n_test=5,
+        graph="capsules:10x6", layer="digit_caps", n_per_class=2, steps=[-0.25, 0.0, 0.25],
+        features=list(FEATURES), n_permutations=9)
+    assert "conv 5x5 (8 channels" in text and "on a 9x9 grid, 7x7 conv with stride 2" in text
+    assert "(16 - 784)" in text and "the 60 pose values" in text
 
 
 def test_config_json_rebuilds_the_config(quick_run):
