@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from gsreg import analysis
-from gsreg.experiments import lambda_label, registry
+from gsreg.experiments import registry
 from gsreg.experiments import rotation as R
 
 NAME = "rotation"
-AUTHORS = {f"authors_lambda_{lambda_label(w)}" for w in R.RotationConfig().authors_weights}
+AUTHORS = set(R.variant_keys(R.RotationConfig.quick(), "authors"))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,9 @@ def test_rotation_authors_config_checks_and_round_trip():
         with pytest.raises(ValueError, match="authors"):
             R.RotationConfig(**bad)
     without = R.RotationConfig.quick(authors_weights=())
-    assert not [v for v in R._variants(without) if v.layout == "authors"]
+    assert AUTHORS and R.variant_keys(without, "authors") == []
+    assert R.variant_keys(without) == [
+        key for key in R.variant_keys(R.RotationConfig.quick()) if key not in AUTHORS]
 
 
 def test_rotation_quick_run_has_the_authors_variant_and_its_controls(quick_run):
