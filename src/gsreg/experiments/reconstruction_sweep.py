@@ -46,7 +46,6 @@ from ._training import load_mnist
 from ._verdicts import CLOSE, MSE_CLOSE, WRECKED, against_controls, reconstruction_cost
 from .mnist_grid_ae import prose, save_figures
 
-TITLE = "Reconstruction cost of L1, L2 and GSR activity regularisation"
 KINDS = ("l1", "l2", "gsr")
 _NAMES = {"none": "none", "l1": "L1", "l2": "L2", "gsr": "GSR"}
 _COLORS = {"l1": "tab:green", "l2": "tab:purple", "gsr": "tab:red"}
@@ -112,6 +111,14 @@ class ReconstructionSweepConfig:
 
 
 
+def title(config: ReconstructionSweepConfig) -> str:
+    """The report's title: "Reconstruction cost of L1, L2 and GSR activity regularisation"
+    with the config's regularisers."""
+    names = [_NAMES[k] for k in config.regularizers]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"Reconstruction cost of {listed} activity regularisation"
+
+
 def run(
     config: ReconstructionSweepConfig, out: str, device: str = "auto", progress: bool = True
 ) -> dict:
@@ -126,7 +133,7 @@ def run(
     metrics = _metrics(config, data, results, mean_image_mse)
     write_config_and_metrics(folder, config, metrics)
     figures = save_figures(folder, {"mse_vs_coefficient": _plot(config, metrics)}, FIGURES)
-    folder.write_report(TITLE, _sections(config, metrics, figures, data.n_features))
+    folder.write_report(title(config), _sections(config, metrics, figures, data.n_features))
     return metrics
 
 
