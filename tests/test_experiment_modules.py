@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gsreg import analysis
+from gsreg import report as gsreg_report
 from gsreg.experiments import (
     CLOSE,
     COSTLY,
@@ -243,7 +244,7 @@ def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_runs
     config = modules.ModulesConfig.quick(seed=3)
     study = config.study(modules.datasets_of(config))
     report = _report_text(quick_runs["modules"])
-    history = cr.prose("modules/history.txt", update_every=study.gsreg.update_every)
+    history = gsreg_report.prose("modules/history.txt", update_every=study.gsreg.update_every)
     assert f"rebuilds the graph every {study.gsreg.update_every} steps" in history
     assert history in report
     assert (f"mean ARI ≥ {modules.ARI_GOOD:g} and the exact count in "
@@ -267,7 +268,8 @@ def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_runs
 
 
 def test_prose_joins_the_lines_of_a_paragraph_and_keeps_paragraphs():
-    text = cr.prose("modules/controls.txt", rule="The rule.", verdicts=["One\nverdict.", "Two."])
+    text = gsreg_report.prose("modules/controls.txt", rule="The rule.",
+                              verdicts=["One\nverdict.", "Two."])
     assert text == ("The rule. One row per planted count and setting (means over seeds), then "
                     "each setting over all of its runs.\n\nOne verdict.\n\nTwo.")
 

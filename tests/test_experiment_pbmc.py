@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("scanpy")
 
 from gsreg import analysis  # noqa: E402
+from gsreg import report as gsreg_report  # noqa: E402
 from gsreg.datasets.pbmc import (  # noqa: E402
     COARSE_GROUPS,
     coarse_labels,
@@ -146,7 +147,7 @@ def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_run)
     assert (f"at least that of k-means (k = {pbmc.DEFAULTS_K}) and of Leiden (as many groups) "
             f"on the cells' PCA scores, at most {pbmc.DEFAULTS_MSE_RATIO:g}x the test MSE "
             "of λ = 0") in report
-    assert cr.prose("pbmc/ari.txt", n_types=n_types) in report
+    assert gsreg_report.prose("pbmc/ari.txt", n_types=n_types) in report
     for paragraph in pbmc._module_text(metrics["typical"]).split("\n\n"):
         assert f"<p>{paragraph}</p>" in report
     assert f"score at least {pbmc.CLEAR_SCORE:g} on average" in report

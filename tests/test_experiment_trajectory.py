@@ -12,6 +12,7 @@ import torch
 from scipy.stats import spearmanr
 
 from gsreg import analysis
+from gsreg import report as gsreg_report
 from gsreg.datasets import trajectory as branching
 from gsreg.experiments import CLOSE, COSTLY, MSE_WRECKED, WRECKED, lambda_label, registry
 from gsreg.experiments import _cluster_report as cr
@@ -171,7 +172,7 @@ def test_line_and_modules_stand_beside_their_controls_with_a_verdict(quick_run):
 def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_run):
     folder, metrics = quick_run
     report = html.unescape((folder / "report.html").read_text())
-    activity = cr.prose("trajectory/activity.txt", line=QUICK.line, n_bins=QUICK.n_bins)
+    activity = gsreg_report.prose("trajectory/activity.txt", line=QUICK.line, n_bins=QUICK.n_bins)
     assert (f"Mean activation of the {QUICK.line} line neurons (columns, in line order) over "
             f"all samples of each lineage, split into {QUICK.n_bins} pseudotime bins") in activity
     assert f"<p>{activity}</p>" in report

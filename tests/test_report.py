@@ -145,3 +145,17 @@ def test_to_jsonable_handles_tensors_and_non_finite_values():
     assert to_jsonable(np.array([[0.1, np.nan]], dtype=np.float32)) == [[0.1, None]]
     assert to_jsonable(np.array(3)) == 3 and to_jsonable(np.float64(0.1)) == 0.1
     assert to_jsonable({1: -math.inf}) == {"1": None}
+
+
+def test_templates_refuse_missing_values_even_when_formatted():
+    import jinja2
+
+    from gsreg.report import _templates, prose
+
+    template = _templates().from_string("{{ x | fmt('.2f') }} and {{ y }}")
+    assert template.render(x=0.123, y=None) == "0.12 and None"
+    assert _templates().from_string("{{ x | fmt('.2f') }}").render(x=None) == "n/a"
+    with pytest.raises(jinja2.UndefinedError):
+        template.render(y=1)
+    with pytest.raises(jinja2.UndefinedError):
+        prose("modules/history.txt")  # needs update_every

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 
 from ._files import atomic_write
 
-__all__ = ["RunFolder", "Section", "render", "to_jsonable"]
+__all__ = ["RunFolder", "Section", "prose", "render", "to_jsonable"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -167,7 +167,17 @@ def render(name: str, /, **values: Any) -> str:
     return _templates().get_template(name).render(**values)
 
 
+def prose(name: str, /, **values: Any) -> str:
+    """The ``.txt`` template ``name`` rendered (:func:`render`) as :class:`Section` text:
+    the lines of each paragraph joined by single spaces (templates wrap their sentences
+    freely), paragraphs separated by one blank line, empty ones dropped."""
+    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", render(name, **values)))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
 def _fmt(value: Any, spec: str = "") -> str:
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()  # a missing value, even when formatted
     return "n/a" if value is None else format(value, spec)
 
 

@@ -159,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..experiments import demo
+    from .._files import check_run_folder, staged_folder
+    from ..experiments import demo, registry
 
     overrides = {"seed": args.seed}
     if args.epochs is not None:
@@ -167,7 +168,9 @@ def _demo(args: argparse.Namespace) -> int:
     config = (
         demo.DemoConfig.quick(**overrides) if args.quick else demo.DemoConfig(**overrides)
     )
-    metrics = demo.run(config, args.out, device=args.device, progress=not args.quiet)
+    out = check_run_folder(args.out, registry.RUN_FILES, command="gsreg demo")
+    with staged_folder(out, registry.RUN_FILES, command="gsreg demo") as staging:
+        metrics = demo.run(config, str(staging), device=args.device, progress=not args.quiet)
     budget = metrics["budget"]
     print(
         f"test MSE without GSR {metrics['test_mse_no_gsr']:.5f}, with GSR "

@@ -16,7 +16,6 @@ and ``trajectory``); :func:`gsreg.analysis.module_controls` and
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import analysis, plotting
-from ..report import render
+from ..report import prose
 from . import cluster_indication as ci
 from ._config import check_config, tuple_fields
 from ._labels import lambda_label
@@ -37,14 +36,6 @@ SETTING_LABELS = {"gsreg": "gsreg setting", "authors": "authors' setting",
                   "defaults": "estimator defaults"}
 #: k-means restarts of :func:`kmeans_ari`
 KMEANS_RESTARTS = 10
-
-
-def prose(name: str, /, **values) -> str:
-    """The template ``name`` of gsreg's templates folder (:func:`gsreg.report.render`) as
-    Section text: the lines of a paragraph joined by single spaces (templates wrap their
-    sentences), paragraphs (blank-line separated) by one blank line, empty ones dropped."""
-    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", render(name, **values)))
-    return "\n\n".join(p for p in paragraphs if p)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The figure several experiments share: the primary task and a structure score
-against λ."""
+"""Figures several experiments share: the primary task and a structure score against
+λ, and saving a module's listed figures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
+from ..report import RunFolder
 from ._labels import lambda_label
 
 
@@ -61,3 +63,17 @@ def plot_tradeoff(
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+def save_figures(
+    folder: RunFolder, plots: dict[str, Figure], names: Sequence[str]
+) -> dict[str, str]:
+    """Save ``plots[name]`` as ``figures/<name>.png`` for every name of ``names`` (a
+    module's ``FIGURES``, so that the files a run writes are those it lists); returns
+    ``{name: relative path}``. ValueError, with nothing saved and every figure closed,
+    unless ``plots`` holds exactly those names."""
+    if set(plots) != set(names):
+        for fig in plots.values():
+            plt.close(fig)
+        raise ValueError(f"figures {sorted(plots)} are not those listed, {tuple(names)}")
+    return {name: folder.save_figure(plots[name], name) for name in names}

@@ -55,9 +55,10 @@ from tqdm.auto import tqdm
 from .. import datasets, graphs
 from ..models import CapsuleNet
 from ..regularizer import GraphRegularizer
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, prose
 from ..training import resolve_device, seeded
 from ._config import check_config, tuple_fields
+from ._figures import save_figures
 from ._labels import lambda_label
 from ._verdicts import (
     ACCURACY_WRECKED,
@@ -67,7 +68,6 @@ from ._verdicts import (
     reconstruction_cost,
     verdict_ending,
 )
-from .mnist_grid_ae import prose, save_figures
 
 TITLE = "Capsule network with the capsule graph"
 LAYER = "digit_caps"

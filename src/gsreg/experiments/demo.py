@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import analysis, graphs, plotting
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, prose
 from ._config import public_fields, write_config_and_metrics
+from ._figures import save_figures
 from ._training import load_mnist, train_variants
 from .mnist_grid_ae import (
     CLASS_MAP_FIGURES,
@@ -26,8 +27,6 @@ from .mnist_grid_ae import (
     class_map_plots,
     control_summary,
     controls_text,
-    prose,
-    save_figures,
     table_rows,
     train_variant,
     verdict_rows,

@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import analysis, datasets
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, prose
 from . import _cluster_report as cr
 from . import cluster_indication as ci
 from ._labels import lambda_label
@@ -400,14 +400,14 @@ def _sections(config: HierarchyConfig, metrics: dict, figures: dict[str, str]) -
         Section("Summary", text=_summary(config, metrics), table=_group_table(metrics)),
         Section("Controls", text=_controls_text(config, metrics),
                 table=_controls_table(metrics)),
-        Section("Coarse or fine (hierarchical data)", text=cr.prose(
+        Section("Coarse or fine (hierarchical data)", text=prose(
             "hierarchy/levels.txt",
             reference=metrics["kmeans"]["mean"]["coarse_labels_fine_ari"]),
             table=_hierarchical_table(metrics), figures=[figures["levels"]]),
-        Section("What drives each module (hierarchical data)", text=cr.prose(
+        Section("What drives each module (hierarchical data)", text=prose(
             "hierarchy/drivers.txt", subtypes=_subtype_names(0, config.study(()).subtypes)),
             figures=[figures["heatmaps"]]),
-        Section("Bits and modules (binary data)", text=cr.prose("hierarchy/bits.txt"),
+        Section("Bits and modules (binary data)", text=prose("hierarchy/bits.txt"),
                 table=_binary_table(metrics), figures=[figures["bits"]]),
         Section("The weight trade-off (hierarchical data)", text=_sweep_text(metrics),
                 figures=[figures["sweep"]]),
@@ -432,7 +432,7 @@ def _verdict_sentences(metrics: dict) -> list[str]:
 
 
 def _controls_text(config: HierarchyConfig, metrics: dict) -> str:
-    return cr.prose("hierarchy/controls.txt", rule=cr.controls_rule(K_RULE),
+    return prose("hierarchy/controls.txt", rule=cr.controls_rule(K_RULE),
                     verdicts=_verdict_sentences(metrics))
 
 
@@ -481,7 +481,7 @@ def _summary(config: HierarchyConfig, metrics: dict) -> str:
                  "binary": metrics["binary"][s],
                  "binary_level": _binary_words(metrics["binary"][s]["level"])}
                 for s in config.settings]
-    return cr.prose(
+    return prose(
         "hierarchy/summary.txt", n_modules=config.n_modules,
         subtypes=config.study(()).subtypes, n_samples=config.n_samples, bits=config.bits,
         seeds=metrics["seeds"], cost_rule=cr.cost_rule(), settings=settings,
@@ -506,7 +506,7 @@ def _sweep_text(metrics: dict) -> str:
     penalised = [r for r in records if r["weight"] > 0]
     levels = {r["weight"]: hierarchy_level(r["ari_mean"], r["ari_fine_mean"]) for r in penalised}
     coarse = [r for r in penalised if levels[r["weight"]] == "coarse"]
-    return cr.prose(
+    return prose(
         "hierarchy/sweep.txt", records=records,
         no_fine=bool(penalised) and "fine" not in levels.values(),
         cheapest=min(coarse, key=lambda r: r["cost"]["mse_ratio"]) if coarse else None)

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from torch import nn
@@ -32,7 +30,7 @@ from .. import analysis, graphs, plotting
 from ..datasets import Dataset
 from ..graphs import Graph
 from ..models import DenseAutoencoder
-from ..report import RunFolder, Section, render
+from ..report import RunFolder, Section, prose
 from ..training import evaluate, seeded
 from ._config import (
     check_config,
@@ -41,7 +39,7 @@ from ._config import (
     tuple_fields,
     write_config_and_metrics,
 )
-from ._figures import plot_tradeoff
+from ._figures import plot_tradeoff, save_figures
 from ._labels import lambda_label
 from ._training import fit_with_budget, fit_with_gsr, load_mnist, train_variants
 from ._verdicts import CLOSE, MSE_CLOSE, MSE_WRECKED, WRECKED, reconstruction_cost
@@ -50,14 +48,6 @@ from ._verdicts import CLOSE, MSE_CLOSE, MSE_WRECKED, WRECKED, reconstruction_co
 CLASS_MAP_FIGURES = ("class_maps", "class_maps_minus_mean", "segmentation")
 #: the figures a run writes (``figures/<name>.png``), in report order
 FIGURES = ("tradeoff", *CLASS_MAP_FIGURES, "training")
-
-
-def prose(template: str, /, **values: Any) -> str:
-    """Report prose: the template ``template`` of gsreg's templates folder filled in with
-    ``values`` (:func:`gsreg.report.render`), each paragraph on one line with single spaces
-    between its words (templates wrap their lines freely; blank lines separate paragraphs)."""
-    paragraphs = re.split(r"\n\s*\n", render(template, **values))
-    return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
 
 
 def title(config: MnistGridAEConfig) -> str:
@@ -104,8 +94,6 @@ class MnistGridAEConfig:
         """Seconds: 600 training and 300 test digits, one epoch."""
         return cls(**{"epochs": 1, "batch_size": 100, "n_train": 600, "n_test": 300,
                       **overrides})
-
-
 
 
 @dataclass(frozen=True)
@@ -396,20 +384,6 @@ def class_map_plots(
         plotting.plot_segmentation(
             {r["label"]: analysis.segmentation(r["_maps"]) for r in rows}, graph, names),
     ), strict=True))
-
-
-def save_figures(
-    folder: RunFolder, plots: dict[str, Figure], names: Sequence[str]
-) -> dict[str, str]:
-    """Save ``plots[name]`` as ``figures/<name>.png`` for every name of ``names`` (a
-    module's ``FIGURES``, so that the files a run writes are those it lists); returns
-    ``{name: relative path}``. ValueError, with nothing saved and every figure closed,
-    unless ``plots`` holds exactly those names."""
-    if set(plots) != set(names):
-        for fig in plots.values():
-            plt.close(fig)
-        raise ValueError(f"figures {sorted(plots)} are not those listed, {tuple(names)}")
-    return {name: folder.save_figure(plots[name], name) for name in names}
 
 
 def _sections(config: MnistGridAEConfig, metrics: dict, figures: dict[str, str]) -> list:

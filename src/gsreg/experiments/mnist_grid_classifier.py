@@ -27,7 +27,7 @@ from torch import nn
 
 from .. import analysis, graphs, plotting
 from ..models import ConvClassifier
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, prose
 from ..training import seeded
 from ._config import (
     check_config,
@@ -36,7 +36,7 @@ from ._config import (
     tuple_fields,
     write_config_and_metrics,
 )
-from ._figures import plot_tradeoff
+from ._figures import plot_tradeoff, save_figures
 from ._labels import lambda_label
 from ._training import fit_with_gsr, load_mnist, train_variants
 from ._verdicts import ACCURACY_CLOSE, ACCURACY_WRECKED, WRECKED, accuracy_cost
@@ -46,8 +46,6 @@ from .mnist_grid_ae import (
     class_map_plots,
     controls_text,
     lambda_grid_metrics,
-    prose,
-    save_figures,
     table_rows,
     verdict_rows,
     with_arranged_reference,

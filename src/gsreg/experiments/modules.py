@@ -33,7 +33,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import analysis, plotting
 from ..estimators import GSRAutoencoder
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, prose
 from . import _cluster_report as cr
 from . import cluster_indication as ci
 from ._labels import lambda_label
@@ -324,16 +324,16 @@ def _sections(config: ModulesConfig, metrics: dict, figures: dict[str, str]) -> 
     study = config.study(datasets_of(config))
     return [
         Section("Summary", text=_summary(config, metrics), table=_group_table(metrics)),
-        Section("The learned graphs", text=cr.prose("modules/learned_graphs.txt"),
+        Section("The learned graphs", text=prose("modules/learned_graphs.txt"),
                 figures=[figures["graphs"]]),
-        Section("What drives each module", text=cr.prose("modules/drivers.txt"),
+        Section("What drives each module", text=prose("modules/drivers.txt"),
                 figures=[figures["heatmaps"]]),
-        Section("Components over training", text=cr.prose(
+        Section("Components over training", text=prose(
             "modules/history.txt", update_every=study.gsreg.update_every),
             figures=[figures["history"]]),
         Section("Controls", text=_controls_text(config, metrics),
                 table=_controls_table(metrics)),
-        Section("ARI per seed", text=cr.prose("modules/ari.txt", ari_good=ARI_GOOD),
+        Section("ARI per seed", text=prose("modules/ari.txt", ari_good=ARI_GOOD),
                 figures=[figures["ari"]]),
         Section("The weight trade-off", text=_sweep_text(metrics),
                 table=_sweep_table(metrics), figures=[figures["sweep"]]),
@@ -348,7 +348,7 @@ def _controls_table(metrics: dict) -> list[dict]:
 
 
 def _controls_text(config: ModulesConfig, metrics: dict) -> str:
-    return cr.prose("modules/controls.txt", rule=cr.controls_rule(K_RULE),
+    return prose("modules/controls.txt", rule=cr.controls_rule(K_RULE),
                     verdicts=[_verdict_sentence(s, metrics["verdict"][s])
                               for s in config.settings])
 
@@ -382,7 +382,7 @@ def indicates(record: Mapping, ari: float = ARI_GOOD, exact: float = EXACT_SHARE
 def _claim(metrics: dict) -> str:
     """Whether the paper's claim holds here, group by group, in words."""
     good = [r for r in metrics["groups"] if indicates(r)]
-    return cr.prose(
+    return prose(
         "modules/claim.txt", ari_good=ARI_GOOD, exact_share=EXACT_SHARE,
         good=[_group_label(r) for r in good],
         bad=[_group_label(r) for r in metrics["groups"] if not indicates(r)],
@@ -413,7 +413,7 @@ def _setting_facts(setting: str, metrics: dict) -> dict:
 
 def _summary(config: ModulesConfig, metrics: dict) -> str:
     study = config.study(datasets_of(config))
-    return cr.prose(
+    return prose(
         "modules/summary.txt", n_modules=config.n_modules, n_samples=config.n_samples,
         seeds=metrics["seeds"], width=study.width,
         defaults_width=GSRAutoencoder().n_structured, cost_rule=cr.cost_rule(),
@@ -445,7 +445,7 @@ def _sweep_text(metrics: dict) -> str:
             record = max(kept, key=lambda r: r["ari_mean"] or 0.0)
             best.append({"words": _cost_words(verdict), "weight": lambda_label(record["weight"]),
                          "record": record})
-    return cr.prose(
+    return prose(
         "modules/sweep.txt", planted=sorted({r["n_modules"] for r in metrics["sweep"]}),
         zero=zero, connected=zero is not None and zero["components_mean"] < CONNECTED_MEAN,
         ari_good=ARI_GOOD, weakest=None if weakest is None else {

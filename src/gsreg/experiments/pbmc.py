@@ -68,7 +68,7 @@ from ..datasets.pbmc import (
 from ..estimators import GSRAutoencoder
 from ..models import GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, prose
 from ..training import evaluate, fit, seeded
 from . import _cluster_report as cr
 from ._config import check_config, tuple_fields
@@ -636,20 +636,20 @@ def _sections(config: PbmcConfig, metrics: dict, figures: dict[str, str]) -> lis
         Section("Summary", text=_summary(config, metrics), table=_method_table(metrics)),
         Section("The cells", text=_data_text(config, metrics), table=_coarse_table(metrics),
                 figures=[figures["cells"]]),
-        Section("Every seed", text=cr.prose(
+        Section("Every seed", text=prose(
             "pbmc/seeds.txt", n_types=n_types, close=MSE_CLOSE, wrecked=MSE_WRECKED),
             table=_seed_table(metrics)),
         Section("Modules against cell types", text=_module_text(typical),
                 table=_module_table(typical), figures=[figures["types"]]),
-        Section("Neurons against marker genes", text=cr.prose(
+        Section("Neurons against marker genes", text=prose(
             "pbmc/markers.txt", missing=metrics["data"]["markers_missing"]),
             figures=[figures["markers"]]),
-        Section("Controls", text=cr.prose(
+        Section("Controls", text=prose(
             "pbmc/controls.txt", rule=cr.controls_rule(K_RULE), n_types=n_types,
             verdict=_verdict_sentence(metrics)),
             table=[cr.controls_row("all seeds", metrics["verdict"])]),
         *([_defaults_section(metrics)] if "defaults" in metrics else []),
-        Section("ARI per seed", text=cr.prose("pbmc/ari.txt", n_types=n_types),
+        Section("ARI per seed", text=prose("pbmc/ari.txt", n_types=n_types),
                 figures=[figures["ari"]]),
     ]
 
@@ -661,7 +661,7 @@ def _defaults_section(metrics: dict) -> Section:
              f"{d['ari']:.3f}", "MSE vs λ = 0": f"{d['mse_ratio']:.3f}x"}]
     rows += [{"clustering": DEFAULTS_LABELS[k], "ARI (cell types)": f"{v:.3f}",
               "MSE vs λ = 0": "-"} for k, v in d["controls"].items()]
-    text = cr.prose("pbmc/defaults.txt", n_types=len(metrics["data"]["cell_types"]),
+    text = prose("pbmc/defaults.txt", n_types=len(metrics["data"]["cell_types"]),
                     k=DEFAULTS_K, mse_ratio=DEFAULTS_MSE_RATIO, counts=d["n_modules"],
                     sentence=defaults_sentence(d), met=d["met"])
     return Section("gsreg.sc.fit defaults", text=text, table=rows)
@@ -673,7 +673,7 @@ def _t_subsets() -> int:
 
 
 def _summary(config: PbmcConfig, metrics: dict) -> str:
-    return cr.prose(
+    return prose(
         "pbmc/summary.txt", n_seeds=config.n_seeds, weight=config.weight,
         counts=metrics["n_modules"], n_types=len(metrics["data"]["cell_types"]),
         without_gsr=metrics["components_without_gsr"], gsr=metrics["methods"]["gsr"],
@@ -687,7 +687,7 @@ def _verdict_sentence(metrics: dict) -> str:
 
 
 def _data_text(config: PbmcConfig, metrics: dict) -> str:
-    return cr.prose("pbmc/data.txt", data=metrics["data"], matrix=config.matrix,
+    return prose("pbmc/data.txt", data=metrics["data"], matrix=config.matrix,
                     test_fraction=config.test_fraction,
                     n_types=len(metrics["data"]["cell_types"]), t_subsets=_t_subsets())
 
@@ -753,7 +753,7 @@ def _module_text(typical: dict) -> str:
     clear = [{**m, "group": COARSE_GROUPS.get(m["top_cell_type"], "?")}
              for m in typical["modules"] if m["top_score"] >= CLEAR_SCORE]
     pointed = {m["top_cell_type"] for m in clear}
-    return cr.prose(
+    return prose(
         "pbmc/modules.txt", seed=typical["seed"], clear=clear, modules=typical["modules"],
         clear_score=CLEAR_SCORE,
         vague=[m["module"] for m in typical["modules"] if m["top_score"] < CLEAR_SCORE],

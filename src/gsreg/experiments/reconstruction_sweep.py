@@ -38,13 +38,13 @@ from .. import analysis, graphs
 from ..activity import ActivityRegularizer
 from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, prose
 from ..training import evaluate, fit, seeded
 from ._config import check_config, training_checks, tuple_fields, write_config_and_metrics
+from ._figures import save_figures
 from ._labels import lambda_label
 from ._training import load_mnist
 from ._verdicts import CLOSE, MSE_CLOSE, WRECKED, against_controls, reconstruction_cost
-from .mnist_grid_ae import prose, save_figures
 
 KINDS = ("l1", "l2", "gsr")
 _NAMES = {"none": "none", "l1": "L1", "l2": "L2", "gsr": "GSR"}

@@ -51,9 +51,10 @@ from torch import nn
 from .. import analysis, datasets, graphs
 from ..models import DenseAutoencoder
 from ..regularizer import GraphRegularizer
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, prose
 from ..training import evaluate, fit, seeded
 from ._config import check_config, tuple_fields
+from ._figures import save_figures
 from ._labels import lambda_label
 from ._training import LayoutVariant, bottleneck_autoencoder, layout_variants
 from ._verdicts import (
@@ -63,7 +64,6 @@ from ._verdicts import (
     reconstruction_cost,
     verdict_ending,
 )
-from .mnist_grid_ae import prose, save_figures
 
 TITLE = "A ring layer on a rotating object"
 #: |circular correlation| from which a restart counts as following the angle

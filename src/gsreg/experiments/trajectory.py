@@ -60,7 +60,7 @@ from ..datasets.trajectory import KRUMSIEK_STEM, Trajectory, dla_tree, krumsiek1
 from ..estimators import GSRAutoencoder
 from ..models import GraphLayerAutoencoder
 from ..regularizer import GraphRegularizer
-from ..report import RunFolder, Section
+from ..report import RunFolder, Section, prose
 from ..training import evaluate, fit, seeded
 from . import _cluster_report as cr
 from ._config import check_config, tuple_fields
@@ -944,17 +944,17 @@ def _sections(config: TrajectoryConfig, metrics: dict, figures: dict[str, str]) 
     data = {name: m["data"] for name, m in metrics["datasets"].items()}
     return [
         Section("Summary", text=_summary(config, metrics), table=_line_rows(metrics)),
-        Section("The data", text=cr.prose("trajectory/data.txt", data=data,
+        Section("The data", text=prose("trajectory/data.txt", data=data,
                                           stem=KRUMSIEK_STEM),
                 figures=[figures["data"]]),
-        Section("Line position against pseudotime", text=cr.prose("trajectory/peaks.txt"),
+        Section("Line position against pseudotime", text=prose("trajectory/peaks.txt"),
                 figures=[figures["peak"]]),
-        Section("Mean activations by branch and pseudotime", text=cr.prose(
+        Section("Mean activations by branch and pseudotime", text=prose(
             "trajectory/activity.txt", line=config.line, n_bins=config.n_bins),
             figures=[figures["activity"]]),
-        Section("Every restart", text=cr.prose("trajectory/restarts.txt"),
+        Section("Every restart", text=prose("trajectory/restarts.txt"),
                 figures=[figures["summary"]]),
-        Section("Learned graph: modules against branches", text=cr.prose(
+        Section("Learned graph: modules against branches", text=prose(
             "trajectory/learned.txt", width=config.width, k=config.k,
             weight=lambda_label(config.learned_weight)),
             table=_learned_rows(metrics),
@@ -975,7 +975,7 @@ def _line_verdict_sentences(metrics: dict) -> dict[str, str]:
 
 
 def _controls_text(metrics: dict) -> str:
-    return cr.prose(
+    return prose(
         "trajectory/controls.txt", mse_wrecked=MSE_WRECKED,
         line=list(_line_verdict_sentences(metrics).values()), rule=cr.controls_rule(K_RULE),
         learned=[_learned_verdict_sentence(name, m) for name, m in metrics["datasets"].items()])
@@ -987,7 +987,7 @@ K_RULE = ("as many groups as the GSR run found modules (the number of branches w
 
 
 def _line_verdict_sentence(name: str, verdict: dict) -> str:
-    return cr.prose("trajectory/line_verdict.txt", name=name, verdict=verdict,
+    return prose("trajectory/line_verdict.txt", name=name, verdict=verdict,
                     ending=verdict_ending(verdict, "the reconstruction"))
 
 
@@ -1007,7 +1007,7 @@ def _line_verdict(name: str, m: dict) -> str:
         base = next((v for v in own if v["weight"] == 0), None)
         layouts.append({"variants": own, "conclusion": _line_conclusion(
             layout, base, own, reference) if base is not None and len(own) > 1 else None})
-    return cr.prose("trajectory/line_dataset.txt", name=name, data=m["data"],
+    return prose("trajectory/line_dataset.txt", name=name, data=m["data"],
                     reference=reference, layouts=layouts)
 
 
@@ -1021,7 +1021,7 @@ def _line_conclusion(layout: str, base: dict, own: list[dict], reference: float)
     ordered = [r for r, k in readouts.items()
                if best[f"median_abs_rho_{k}"] - base[f"median_abs_rho_{k}"] >= IMPROVEMENT
                and order[r] >= IMPROVEMENT]
-    return cr.prose(
+    return prose(
         "trajectory/line_conclusion.txt", layout=layout, base=base, best=best, order=order,
         ordered=ordered, all_ordered=len(ordered) == len(readouts), reference=reference,
         improvement=IMPROVEMENT,
@@ -1029,7 +1029,7 @@ def _line_conclusion(layout: str, base: dict, own: list[dict], reference: float)
 
 
 def _learned_verdict(name: str, m: dict) -> str:
-    return cr.prose("trajectory/learned_verdict.txt", name=name, learned=m["learned"],
+    return prose("trajectory/learned_verdict.txt", name=name, learned=m["learned"],
                     branches=len(m["data"]["branches"]),
                     verdict=_learned_verdict_sentence(name, m))
 
@@ -1039,7 +1039,7 @@ def _summary(config: TrajectoryConfig, metrics: dict) -> str:
     datasets = [{"line": _line_verdict(name, m), "line_verdict": line_verdicts.get(name),
                  "learned": _learned_verdict(name, m), "cost": _cost_note(name, m)}
                 for name, m in metrics["datasets"].items()]
-    return cr.prose("trajectory/summary.txt", line=config.line, restarts=config.n_restarts,
+    return prose("trajectory/summary.txt", line=config.line, restarts=config.n_restarts,
                     epochs=config.epochs, datasets=datasets)
 
 
@@ -1052,7 +1052,7 @@ def _cost_note(name: str, m: dict) -> str:
         wrecked.append(("learned graph", learned["test_mse"]))
     if not wrecked:
         return ""
-    return cr.prose(
+    return prose(
         "trajectory/cost_note.txt", name=name, labels=[label for label, _ in wrecked],
         mse_wrecked=MSE_WRECKED, wrecked=WRECKED, line_mse=line[BASELINE_KEY]["test_mse"],
         learned_mse=learned["test_mse_no_gsr"], worst=max(mse for _, mse in wrecked))
