@@ -122,7 +122,7 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def fit_with_gsr(
+def fit_variant(
     model: nn.Module,
     variant: Any,
     config: Any,
@@ -133,67 +133,52 @@ def fit_with_gsr(
     *,
     task: str = "reconstruction",
     normalize: bool | str = False,
-) -> tuple[History, float]:
-    """Train ``model`` on ``data``'s training split with GSR of ``variant.weight`` on
-    ``config.layer`` laid out on ``graph`` (none at weight 0), the hook removed afterwards.
+) -> tuple[History, float, dict | None]:
+    """Train ``model`` on ``data``'s training split as ``variant`` says, on ``config.layer``
+    laid out on ``graph``; returns the History, the training seconds and the budget's
+    summary (None without a budget).
 
-    ``config`` needs layer, epochs, batch_size, lr and seed; ``task="classification"``
-    trains on the labels ``data.y_train``. Returns the History and the training seconds.
-    """
-    reg = None
-    if variant.weight > 0:
-        reg = GraphRegularizer(
-            model, {config.layer: graph}, weight=variant.weight, normalize=normalize
-        )
-    labels = data.y_train if task == "classification" else None
-    start = time.perf_counter()
-    history = fit(
-        model, data.X_train, labels, task=task, regularizer=reg, epochs=config.epochs,
-        batch_size=config.batch_size, lr=config.lr, device=device, seed=config.seed,
-        progress=progress, desc=variant.label,
-    )
-    seconds = time.perf_counter() - start
-    if reg is not None:
-        reg.remove()
-    return history, seconds
-
-
-def fit_with_budget(
-    model: nn.Module,
-    variant: Any,
-    config: Any,
-    graph: Graph,
-    data: Dataset,
-    device: str,
-    progress: bool,
-    *,
-    task: str = "reconstruction",
-) -> tuple[History, float, dict]:
-    """Train as the estimators do by default: ``config.epochs`` without the penalty (the
-    λ = 0 model), its units arranged on ``graph`` (:func:`gsreg.arrange`, fitted on at most
+    With ``variant.budget`` (when the variant has one and it is not None) training follows
+    the estimators' default: ``config.epochs`` without the penalty (the λ = 0 model), its
+    units arranged on ``graph`` (:func:`gsreg.arrange`, fitted on at most
     ``estimators.ARRANGE_ROWS`` training rows), then :func:`estimators.budget_epochs` more
     with the weight that spends ``variant.budget`` of the λ = 0 run's final task loss (a
-    fresh optimiser and the next seed's batches). Returns the History of both phases, the
-    training seconds and the budget's summary."""
+    fresh optimiser and the next seed's batches). Otherwise GSR of ``variant.weight``
+    (none at weight 0). ``config`` needs layer, epochs, batch_size, lr and seed;
+    ``task="classification"`` trains on the labels ``data.y_train``. The hook is removed
+    afterwards.
+    """
     labels = data.y_train if task == "classification" else None
     common = dict(task=task, batch_size=config.batch_size, lr=config.lr, device=device,
-                  progress=progress, desc=variant.label)
+                  progress=progress, desc=variant.label)  # fmt: skip
     start = time.perf_counter()
+    budget = getattr(variant, "budget", None)
+    if budget is None:
+        reg = None
+        if variant.weight > 0:
+            reg = GraphRegularizer(model, {config.layer: graph}, weight=variant.weight,
+                                   normalize=normalize)  # fmt: skip
+        try:
+            history = fit(model, data.X_train, labels, regularizer=reg, epochs=config.epochs,
+                          seed=config.seed, **common)  # fmt: skip
+        finally:
+            if reg is not None:
+                reg.remove()
+        return history, time.perf_counter() - start, None
     history = fit(model, data.X_train, labels, epochs=config.epochs, seed=config.seed,
-                  **common)
+                  **common)  # fmt: skip
     reference = reference_loss(history["task_loss"],
-                               math.ceil(len(data.X_train) / config.batch_size))
+                               math.ceil(len(data.X_train) / config.batch_size))  # fmt: skip
     rows = np.arange(len(data.X_train))
     if len(rows) > ARRANGE_ROWS:
         rows = np.sort(np.random.default_rng(config.seed).choice(rows, ARRANGE_ROWS,
-                                                                 replace=False))
+                                                                 replace=False))  # fmt: skip
     placement.arrange(model, config.layer, graph, torch.as_tensor(data.X_train[rows]),
-                      random_state=config.seed)
-    reg = GraphRegularizer(model, {config.layer: graph}, budget=variant.budget,
-                           reference=reference)
+                      random_state=config.seed)  # fmt: skip
+    reg = GraphRegularizer(model, {config.layer: graph}, budget=budget, reference=reference)
     try:
         more = fit(model, data.X_train, labels, regularizer=reg, seed=config.seed + 1,
-                   epochs=budget_epochs(config.epochs), **common)
+                   epochs=budget_epochs(config.epochs), **common)  # fmt: skip
     finally:
         reg.remove()
     seconds = time.perf_counter() - start

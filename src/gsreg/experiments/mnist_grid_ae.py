@@ -41,7 +41,7 @@ from ._config import (
 )
 from ._figures import plot_tradeoff, save_figures
 from ._labels import lambda_label
-from ._training import fit_with_budget, fit_with_gsr, load_mnist, train_variants
+from ._training import fit_variant, load_mnist, train_variants
 from ._verdicts import CLOSE, MSE_CLOSE, MSE_WRECKED, WRECKED, reconstruction_cost
 
 #: the class-map figures of the models with a grid layer (:func:`class_map_plots`)
@@ -159,14 +159,8 @@ def train_variant(variant, config, graph, data, device, progress):
             data.n_features, hidden=(50, 50), latent=config.latent,
             decoder_hidden=(graph.n_nodes, 50),
         )
-        budget = None
-        if variant.budget is not None:
-            history, seconds, budget = fit_with_budget(model, variant, config, graph, data,
-                                                       device, progress)
-        else:
-            history, seconds = fit_with_gsr(
-                model, variant, config, graph, data, device, progress, normalize=variant.normalize
-            )
+        history, seconds, budget = fit_variant(model, variant, config, graph, data, device,
+                                               progress, normalize=variant.normalize)
         result = {
             "label": variant.label,
             "weight": variant.weight if budget is None else budget["weights"][config.layer],

@@ -38,7 +38,7 @@ from ._config import (
 )
 from ._figures import plot_tradeoff, save_figures
 from ._labels import lambda_label
-from ._training import fit_with_gsr, load_mnist, train_variants
+from ._training import fit_variant, load_mnist, train_variants
 from ._verdicts import ACCURACY_CLOSE, ACCURACY_WRECKED, WRECKED, accuracy_cost
 from .mnist_grid_ae import (
     CLASS_MAP_FIGURES,
@@ -220,9 +220,8 @@ def _model(variant: _Variant, config: MnistGridClassifierConfig, graph) -> nn.Mo
 def _train(variant, config, graph, data, device, progress):
     with seeded(config.seed):
         model = _model(variant, config, graph)
-        history, seconds = fit_with_gsr(
-            model, variant, config, graph, data, device, progress, task="classification"
-        )
+        history, seconds, _ = fit_variant(model, variant, config, graph, data, device, progress,
+                                          task="classification")
         outputs = analysis.activations(model, data.X_test, [config.layer, "out"], batch_size=500)
         Z, logits = outputs[config.layer], outputs["out"]
         pred = logits.argmax(axis=1)
