@@ -66,8 +66,9 @@ def measure(side: int, samples: int) -> dict:
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            faq = quadratic_assignment(L.toarray(), K, method="faq",
-                                       options={"rng": np.random.default_rng(0)})
+            faq = quadratic_assignment(
+                L.toarray(), K, method="faq", options={"rng": np.random.default_rng(0)}
+            )
         faq_seconds = time.perf_counter() - start
         row |= {
             "faq_seconds": faq_seconds,
@@ -85,8 +86,12 @@ def main() -> None:
     samples = 512 if args.quick else SAMPLES
     with threadpool_limits(limits=args.threads):
         results = [measure(side, samples) for side in sides]
-    config = {"graphs": [f"grid:{s}x{s}" for s in sides], "samples": samples,
-              "bumps": 20, "noise": 0.5}
+    config = {
+        "graphs": [f"grid:{s}x{s}" for s in sides],
+        "samples": samples,
+        "bumps": 20,
+        "noise": 0.5,
+    }
     write("arrange", args, environment(device), config, results)
 
 

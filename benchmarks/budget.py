@@ -70,9 +70,14 @@ def one_model(kind: str, data, seed: int, epochs, quick: bool) -> dict:
         seconds = time.perf_counter() - start
         Z_tr, Z_te = est.activations(Xtr[:5000]), est.activations(Xte)
         maps = analysis.map_controls(Z_tr, ytr[:5000], Z_te, yte, graph, seed=seed)
-        runs[name] = {"loss": task_loss(est, Xte, yte), "seconds": seconds,
-                      "epochs": est.n_iter_, "maps": maps,
-                      "weight": est._final_weight(), "budget_report": est.budget_report_}
+        runs[name] = {
+            "loss": task_loss(est, Xte, yte),
+            "seconds": seconds,
+            "epochs": est.n_iter_,
+            "maps": maps,
+            "weight": est._final_weight(),
+            "budget_report": est.budget_report_,
+        }
         return est
 
     twin = run("λ=0", weight=0.0)
@@ -89,7 +94,9 @@ def one_model(kind: str, data, seed: int, epochs, quick: bool) -> dict:
         out[name] = {
             "loss_ratio": r["loss"] / reference["loss"],
             "time_ratio": r["seconds"] / runs[f"weight {WEIGHTS[kind][0]:g}"]["seconds"],
-            "epochs": r["epochs"], "weight": r["weight"], "budget_report": r["budget_report"],
+            "epochs": r["epochs"],
+            "weight": r["weight"],
+            "budget_report": r["budget_report"],
             "morans_i": r["maps"]["morans_i"],
             "participation_ratio": r["maps"]["participation_ratio"],
             "territories": r["maps"]["territories"],
@@ -108,20 +115,27 @@ def summarise(results: list[dict]) -> dict:
         rows = [r[kind] for r in results if kind in r]
         if not rows:
             continue
-        mean = {name: {key: float(np.mean([r[name][key] for r in rows]))
-                       for key in ("loss_ratio", "morans_i") if key in rows[0][name]}
-                for name in rows[0]}
+        mean = {
+            name: {
+                key: float(np.mean([r[name][key] for r in rows]))
+                for key in ("loss_ratio", "morans_i")
+                if key in rows[0][name]
+            }
+            for name in rows[0]
+        }
         per_budget = {}
         for b in BUDGETS:
             name = f"budget {b:g}"
             if name not in mean:
                 continue
-            fixed_within = [n for n in mean if n.startswith("weight ")
-                            and mean[n]["loss_ratio"] <= 1 + b]
+            fixed_within = [
+                n for n in mean if n.startswith("weight ") and mean[n]["loss_ratio"] <= 1 + b
+            ]
             best_fixed = max(fixed_within, key=lambda n: mean[n]["morans_i"], default=None)
             ratio = mean[name]["loss_ratio"]
             per_budget[name] = {
-                "loss_ratio": ratio, "target": [1 + b - TOLERANCE, 1 + b + TOLERANCE],
+                "loss_ratio": ratio,
+                "target": [1 + b - TOLERANCE, 1 + b + TOLERANCE],
                 "loss_met": abs(ratio - (1 + b)) <= TOLERANCE,
                 "morans_i": mean[name]["morans_i"],
                 "best_fixed_within_budget": best_fixed,
@@ -148,13 +162,19 @@ def timing(split, rounds: int, epochs) -> dict:
         order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
         for name in order:
             start = time.perf_counter()
-            GSRAutoencoder(graph=GRAPH, random_state=0, epochs=epochs, device="cpu",
-                           **contenders[name]).fit(Xtr)
+            GSRAutoencoder(
+                graph=GRAPH, random_state=0, epochs=epochs, device="cpu", **contenders[name]
+            ).fit(Xtr)
             seconds[name].append(time.perf_counter() - start)
-    ratios = [b / f for b, f in zip(seconds["budget 0.05"], seconds["fixed weight 3e-3"],
-                                    strict=True)]
-    return {"seconds": seconds, "ratio_median": float(np.median(ratios)), "ratios": ratios,
-            "steps_ratio": 1 + budget_epochs(100) / 100}
+    ratios = [
+        b / f for b, f in zip(seconds["budget 0.05"], seconds["fixed weight 3e-3"], strict=True)
+    ]
+    return {
+        "seconds": seconds,
+        "ratio_median": float(np.median(ratios)),
+        "ratios": ratios,
+        "steps_ratio": 1 + budget_epochs(100) / 100,
+    }
 
 
 def main() -> None:
@@ -162,9 +182,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--train", type=int, default=10_000, help="training samples")
     p.add_argument("--timing", action="store_true", help="only time budget against weight")
-    p.add_argument("--models", default=",".join(WEIGHTS),
-                   help="models to run (default all); the others' results are kept from "
-                   "the existing JSON")
+    p.add_argument(
+        "--models",
+        default=",".join(WEIGHTS),
+        help="models to run (default all); the others' results are kept from the existing JSON",
+    )
     args = p.parse_args()
     device = setup(args)
     data = mnist()
@@ -176,10 +198,17 @@ def main() -> None:
     epochs = 12 if args.quick else "auto"
     if args.timing:
         result = timing(split, 2 if args.quick else 5, epochs)
-        print(f"budget / fixed weight time: x{result['ratio_median']:.3f} (median of "
-              f"{len(result['ratios'])} rounds); steps x{result['steps_ratio']:.2f}")
-        write("budget_timing", args, environment(device),
-              {"train": n_train, "epochs": epochs, "graph": GRAPH}, result)
+        print(
+            f"budget / fixed weight time: x{result['ratio_median']:.3f} (median of "
+            f"{len(result['ratios'])} rounds); steps x{result['steps_ratio']:.2f}"
+        )
+        write(
+            "budget_timing",
+            args,
+            environment(device),
+            {"train": n_train, "epochs": epochs, "graph": GRAPH},
+            result,
+        )
         return
     seeds = range(1 if args.quick else args.seeds)
     kinds = [k for k in args.models.split(",") if k]
@@ -188,8 +217,9 @@ def main() -> None:
         raise SystemExit(f"unknown models {unknown}; known: {list(WEIGHTS)}")
     results = [{} for _ in seeds]
     if set(kinds) != set(WEIGHTS):  # keep the other models' runs of the existing file
-        old = json.loads((RESULTS / ("budget.quick.json" if args.quick else "budget.json"))
-                         .read_text())["results"]["runs"]
+        old = json.loads(
+            (RESULTS / ("budget.quick.json" if args.quick else "budget.json")).read_text()
+        )["results"]["runs"]
         results = [{k: v for k, v in r.items() if k not in kinds} for r in old]
     for seed, row in zip(seeds, results, strict=True):
         row.update({kind: one_model(kind, split, seed, epochs, args.quick) for kind in kinds})
@@ -197,14 +227,23 @@ def main() -> None:
     summary = summarise(results)
     for kind, s in summary.items():
         for name, b in s["budgets"].items():
-            print(f"{kind} {name}: loss x{b['loss_ratio']:.3f} (target {b['target']}) "
-                  f"Moran {b['morans_i']:.3f} vs arranged λ=0 "
-                  f"{b['arranged_lambda0_morans_i']:.3f}, best fixed within "
-                  f"{b['best_fixed_within_budget']} {b['best_fixed_morans_i']}, "
-                  f"time x{b['time_ratio']:.2f}")
-    config = {"train": n_train, "test": test.stop, "epochs": epochs, "seeds": list(seeds),
-              "budgets": list(BUDGETS), "weights": WEIGHTS, "graph": GRAPH,
-              "tolerance": TOLERANCE}
+            print(
+                f"{kind} {name}: loss x{b['loss_ratio']:.3f} (target {b['target']}) "
+                f"Moran {b['morans_i']:.3f} vs arranged λ=0 "
+                f"{b['arranged_lambda0_morans_i']:.3f}, best fixed within "
+                f"{b['best_fixed_within_budget']} {b['best_fixed_morans_i']}, "
+                f"time x{b['time_ratio']:.2f}"
+            )
+    config = {
+        "train": n_train,
+        "test": test.stop,
+        "epochs": epochs,
+        "seeds": list(seeds),
+        "budgets": list(BUDGETS),
+        "weights": WEIGHTS,
+        "graph": GRAPH,
+        "tolerance": TOLERANCE,
+    }
     write("budget", args, environment(device), config, {"summary": summary, "runs": results})
 
 

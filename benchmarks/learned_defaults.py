@@ -39,8 +39,13 @@ from gsreg.experiments.cluster_indication import bit_scores
 
 SEEDS = (100, 101, 102, 103, 104)
 QUICK_SEEDS = (100,)
-DATASETS = (("modules", 3), ("modules", 4), ("modules", 5), ("hierarchical", 3),
-            ("binary_modules", 3))  # fmt: skip
+DATASETS = (
+    ("modules", 3),
+    ("modules", 4),
+    ("modules", 5),
+    ("hierarchical", 3),
+    ("binary_modules", 3),
+)
 N_SAMPLES = 3000
 RESULTS = Path(__file__).parent / "results" / "learned_defaults.json"
 #: the recipe recommended as the learned-graph defaults (see docs/coactivation.md)
@@ -51,9 +56,12 @@ EIGENGAP_MAX = 10  # module counts the eigengap may choose from (1..EIGENGAP_MAX
 MIN_EXACT, MIN_ARI, MAX_MSE_RATIO = 0.8, 0.9, 1.10
 
 STD = {"features": "standardized"}
+
+
 #: recipe name -> GSRAutoencoder keyword arguments (graph="learned" and the seed are added)
-def recipe(weight, k=10, *, stable=None, release=None, early=False, normalize=None,
-           **estimator) -> dict:
+def recipe(
+    weight, k=10, *, stable=None, release=None, early=False, normalize=None, **estimator
+) -> dict:
     """Estimator arguments of one recipe: standardized features, k neighbours,
     ``stable_updates`` / ``release_steps``, ``early`` (first graph at step 300, an update
     every 50), the penalty form and other estimator arguments."""
@@ -73,10 +81,10 @@ def recipe(weight, k=10, *, stable=None, release=None, early=False, normalize=No
 RECIPES: dict[str, dict] = {
     # the estimator's budget schedule (weight None): the λ = 0 run, then 15% more epochs
     # in which the graph is learned and the budget sets the weight
-    "budget_centered_std_k8_stable3": recipe(None, 8, stable=3, release=0,
-                                             normalize="centered"),
-    "budget0.1_centered_std_k8_stable3": recipe(None, 8, stable=3, release=0,
-                                                normalize="centered", budget=0.1),
+    "budget_centered_std_k8_stable3": recipe(None, 8, stable=3, release=0, normalize="centered"),
+    "budget0.1_centered_std_k8_stable3": recipe(
+        None, 8, stable=3, release=0, normalize="centered", budget=0.1
+    ),
     "budget_plain_std_k8_stable3": recipe(None, 8, stable=3, release=0),
     # the old fixed-weight estimator defaults
     "default": {"weight": 3e-3, "learned_options": {}},
@@ -96,18 +104,24 @@ RECIPES: dict[str, dict] = {
     "early_std_k8_w0.03_stable3_release0": recipe(0.03, 8, stable=3, release=0, early=True),
     "early_std_k8_w0.1_stable2_release0": recipe(0.1, 8, stable=2, release=0, early=True),
     # the centred (scale-free) penalty
-    "early_std_k8_centered1_stable3_release0": recipe(1.0, 8, stable=3, release=0, early=True,
-                                                      normalize="centered"),
-    "early_std_k10_centered1_stable3_release0": recipe(1.0, stable=3, release=0, early=True,
-                                                       normalize="centered"),
+    "early_std_k8_centered1_stable3_release0": recipe(
+        1.0, 8, stable=3, release=0, early=True, normalize="centered"
+    ),
+    "early_std_k10_centered1_stable3_release0": recipe(
+        1.0, stable=3, release=0, early=True, normalize="centered"
+    ),
     "early_std_k10_centered1_stable3_release0_n100": recipe(
-        1.0, stable=3, release=0, early=True, normalize="centered", n_structured=100),
-    "early_std_k8_centered3_stable3_release0": recipe(3.0, 8, stable=3, release=0, early=True,
-                                                      normalize="centered"),
-    "early_std_k8_centered1_stable5_release0": recipe(1.0, 8, stable=5, release=0, early=True,
-                                                      normalize="centered"),
-    "std_k10_w0.1_centered_stable3_release0": recipe(0.1, stable=3, release=0,
-                                                     normalize="centered"),
+        1.0, stable=3, release=0, early=True, normalize="centered", n_structured=100
+    ),
+    "early_std_k8_centered3_stable3_release0": recipe(
+        3.0, 8, stable=3, release=0, early=True, normalize="centered"
+    ),
+    "early_std_k8_centered1_stable5_release0": recipe(
+        1.0, 8, stable=5, release=0, early=True, normalize="centered"
+    ),
+    "std_k10_w0.1_centered_stable3_release0": recipe(
+        0.1, stable=3, release=0, normalize="centered"
+    ),
 }
 
 
@@ -148,8 +162,7 @@ def ari(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def fit(kind, n, seed, data, recipe: dict, epochs) -> tuple[GSRAutoencoder, float]:
     start = time.perf_counter()
-    est = GSRAutoencoder(graph="learned", epochs=epochs, random_state=seed, device="cpu",
-                         **recipe)  # fmt: skip
+    est = GSRAutoencoder(graph="learned", epochs=epochs, random_state=seed, device="cpu", **recipe)
     est.fit(data.X_train)
     return est, time.perf_counter() - start
 
@@ -162,24 +175,39 @@ def measure(kind, n, seed, data, est, base, seconds, kmeans0) -> dict:
     var = float(np.mean((data.X_test - data.X_test.mean(axis=0)) ** 2))
     lg = est.coactivation_
     row = {
-        "dataset": kind, "n_modules": n, "seed": seed, "mse": mse, "mse_baseline": mse0,
-        "mse_ratio": mse / mse0, "r2": 1 - mse / var, "r2_baseline": 1 - mse0 / var,
-        "kmeans_lambda0_ari": kmeans0, "seconds": seconds,
+        "dataset": kind,
+        "n_modules": n,
+        "seed": seed,
+        "mse": mse,
+        "mse_baseline": mse0,
+        "mse_ratio": mse / mse0,
+        "r2": 1 - mse / var,
+        "r2_baseline": 1 - mse0 / var,
+        "kmeans_lambda0_ari": kmeans0,
+        "seconds": seconds,
         "components_history": [int(g.components()[0]) for _, g in lg.history],
-        "frozen_at": getattr(lg, "frozen_at", None), "n_updates": lg.n_updates,
-    }  # fmt: skip
+        "frozen_at": getattr(lg, "frozen_at", None),
+        "n_updates": lg.n_updates,
+    }
     graph = est.graph_
     if graph is None:
         row.update(components=0, exact=False, ari=0.0, eigengap=0, eigengap_ari=0.0)
         return row
     labels = analysis.modules(graph)
     count = int(labels.max()) + 1
-    row.update(components=count, exact=count == n, module_sizes=np.bincount(labels).tolist(),
-               ari=ari(analysis.indicated_modules(Z, labels), truth))  # fmt: skip
+    row.update(
+        components=count,
+        exact=count == n,
+        module_sizes=np.bincount(labels).tolist(),
+        ari=ari(analysis.indicated_modules(Z, labels), truth),
+    )
     gap = eigengap_count(graph)
     gap_labels = analysis.modules(graph, n_modules=gap) if gap > count else labels
-    row.update(eigengap=gap, eigengap_exact=gap == n,
-               eigengap_ari=ari(analysis.indicated_modules(Z, gap_labels), truth))  # fmt: skip
+    row.update(
+        eigengap=gap,
+        eigengap_exact=gap == n,
+        eigengap_ari=ari(analysis.indicated_modules(Z, gap_labels), truth),
+    )
     if kind == "binary_modules":
         bits = datasets.binary_patterns(n)[data.y_test]
         row["bit_match"] = bit_scores(Z, labels, bits)["bit_match"]
@@ -219,8 +247,11 @@ def summarise(rows: list[dict]) -> dict:
         for kind, n in dict.fromkeys((r["dataset"], r["n_modules"]) for r in mine):
             same = [r for r in mine if (r["dataset"], r["n_modules"]) == (kind, n)]
             per[f"{kind}:{n}"] = block(same)
-        summary[name] = {"all": block(mine), "datasets": per,
-                         "datasets_met": sum(b["targets_met"] for b in per.values())}  # fmt: skip
+        summary[name] = {
+            "all": block(mine),
+            "datasets": per,
+            "datasets_met": sum(b["targets_met"] for b in per.values()),
+        }
     return summary
 
 
@@ -317,18 +348,29 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "config": {"seeds": list(seeds), "datasets": [f"{k}:{n}" for k, n in sets],
-                   "n_samples": n_samples, "epochs": epochs, "quick": args.quick,
-                   "recipes": {n: RECIPES[n] for n in names},
-                   "targets": {"exact_fraction": MIN_EXACT, "mean_ari": MIN_ARI,
-                               "mse_ratio": MAX_MSE_RATIO}},
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads(),
-                        "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+        "config": {
+            "seeds": list(seeds),
+            "datasets": [f"{k}:{n}" for k, n in sets],
+            "n_samples": n_samples,
+            "epochs": epochs,
+            "quick": args.quick,
+            "recipes": {n: RECIPES[n] for n in names},
+            "targets": {
+                "exact_fraction": MIN_EXACT,
+                "mean_ari": MIN_ARI,
+                "mse_ratio": MAX_MSE_RATIO,
+            },
+        },
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        },
         "summary": summary,
         "screening": screening(args.include),
         "rows": rows,
-    }  # fmt: skip
+    }
     out.write_text(json.dumps(payload, indent=1))
     print(f"wrote {out}")
 

@@ -70,15 +70,22 @@ def train(weight: float, data, epochs: int, seed: int) -> dict[str, float]:
     pl.seed_everything(seed, verbose=False)
     x_train = torch.as_tensor(data.X_train)
     loader = DataLoader(
-        TensorDataset(x_train), batch_size=64, shuffle=True,
+        TensorDataset(x_train),
+        batch_size=64,
+        shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
     module = DigitsAutoencoder()
     # weight 0 (the baseline) collects nothing; training_step still finds self.gsr
     callbacks = [GSRCallback({LAYER: GRID}, weight=weight)]
     trainer = pl.Trainer(
-        accelerator="cpu", max_epochs=epochs, callbacks=callbacks, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        max_epochs=epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(module, loader)
     return evaluate(module, torch.as_tensor(data.X_test))
@@ -104,11 +111,15 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_baseline:
         result["baseline"] = train(0.0, data, args.epochs, args.seed)
         runs.insert(0, ("no GSR", result["baseline"]))
-    print(f"digits autoencoder, {len(data.X_train)} train / {len(data.X_test)} test images, "
-          f"{args.epochs} epochs, GSR on {LAYER}")
+    print(
+        f"digits autoencoder, {len(data.X_train)} train / {len(data.X_test)} test images, "
+        f"{args.epochs} epochs, GSR on {LAYER}"
+    )
     for label, r in runs:
-        print(f"  {label:<28} test MSE {r['test_mse']:.4f}   grid penalty {r['penalty']:8.3f}"
-              f"   Rayleigh {r['rayleigh']:.3f}   act RMS {r['act_rms']:.3f}")
+        print(
+            f"  {label:<28} test MSE {r['test_mse']:.4f}   grid penalty {r['penalty']:8.3f}"
+            f"   Rayleigh {r['rayleigh']:.3f}   act RMS {r['act_rms']:.3f}"
+        )
     return result
 
 

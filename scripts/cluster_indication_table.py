@@ -68,8 +68,14 @@ def tune(
     done = {_stage_key(s): s for s in map(_with_graph, (previous or {}).get("stages", []))}
 
     def stage(setting, grid, datasets, fixed):
-        key = _stage_key({"setting": setting, "grid": grid, "fixed": fixed,
-                          "datasets": [list(d) for d in datasets]})  # fmt: skip
+        key = _stage_key(
+            {
+                "setting": setting,
+                "grid": grid,
+                "fixed": fixed,
+                "datasets": [list(d) for d in datasets],
+            }
+        )
         if key in done:
             return done[key]
         base = config.setting(setting)
@@ -77,10 +83,13 @@ def tune(
         records = ci.tune(trial, grid, setting, TUNING_SEEDS, datasets, workers=workers)
         best = _best(records)
         return {
-            "setting": setting, "grid": grid, "fixed": fixed,
-            "datasets": [list(d) for d in datasets], "records": records,
+            "setting": setting,
+            "grid": grid,
+            "fixed": fixed,
+            "datasets": [list(d) for d in datasets],
+            "records": records,
             "best": {k: best[k] for k in grid},
-        }  # fmt: skip
+        }
 
     first = stage("gsreg", GSREG_GRID, TUNING_MODULES, GSREG_FIXED)
     fixed = {k: v for k, v in first["best"].items() if k not in WEIGHT_EPOCHS_GRID}
@@ -146,9 +155,12 @@ def figures(config: ci.ClusterIndicationConfig, images: Path) -> dict[str, str]:
     table_b, ids_b, classes_b = analysis.module_class_table(Zb, labels_b, binary.data.y_test)
     rows = max(len(ids), len(ids_b))
     fig, axes = plt.subplots(
-        1, 2, figsize=(11, 1.6 + 0.42 * rows), layout="constrained",
+        1,
+        2,
+        figsize=(11, 1.6 + 0.42 * rows),
+        layout="constrained",
         gridspec_kw={"width_ratios": [3 + 1.5, len(classes_b) + 1.5]},
-    )  # fmt: skip
+    )
     clusters = [name.replace("module", "cluster") for name in run.data.classes]
     plotting.plot_module_class_heatmap(table, ids, clusters, ax=axes[0], fmt=".1f")
     axes[0].set_title("modules, 3 planted: mean module activity per cluster", fontsize=9)
@@ -339,8 +351,10 @@ def render(result: dict, images: dict[str, str], image_dir: str) -> str:
             "by a single cluster, *conjunction* modules driven by several, and clusters that "
             "have a module of their own:\n"
         )
-        w("| data | setting | components | single-cluster modules | conjunction modules "
-          "| clusters with a module |")  # fmt: skip
+        w(
+            "| data | setting | components | single-cluster modules | conjunction modules "
+            "| clusters with a module |"
+        )
         w("|---|---|---|---|---|---|")
         for r in conj:
             w(
@@ -399,9 +413,10 @@ def render(result: dict, images: dict[str, str], image_dir: str) -> str:
 
 def _row(rows: list[dict], kind: str, n: int, seed: int, setting: str = "gsreg") -> dict:
     return next(
-        r for r in rows
+        r
+        for r in rows
         if (r["dataset"], r["n_modules"], r["seed"], r["setting"]) == (kind, n, seed, setting)
-    )  # fmt: skip
+    )
 
 
 def verdict(summary: list[dict], rows: list[dict], config: dict) -> str:
@@ -428,8 +443,9 @@ def verdict(summary: list[dict], rows: list[dict], config: dict) -> str:
                     f"{more} with more components than planted, {fewer} with fewer)"
                 )
             if r["ari_mean"] is None or r["ari_mean"] < 0.9:
-                short.append(f"mean ARI {fmt(r['ari_mean'])} ({fmt(0.9 - (r['ari_mean'] or 0))} "
-                             "below 0.9)")  # fmt: skip
+                short.append(
+                    f"mean ARI {fmt(r['ari_mean'])} ({fmt(0.9 - (r['ari_mean'] or 0))} below 0.9)"
+                )
             else:
                 short.append(f"mean ARI {fmt(r['ari_mean'])}")
             lines.append(f"- {data_name(r)}, {r['setting']}: " + "; ".join(short) + ".")
@@ -585,10 +601,11 @@ def render_tuning(tuning: dict, config: dict) -> str:
         for r in sorted(stage["records"], key=lambda r: (-r["exact"], -(r["ari_mean"] or 0))):
             comps = "; ".join(f"{k}: {','.join(map(str, v))}" for k, v in r["components"].items())
             out.append(
-                "| " + " | ".join(str(r[k]) for k in grid)
+                "| "
+                + " | ".join(str(r[k]) for k in grid)
                 + f" | {r['exact']}/{r['runs']} | {fmt(r['ari_mean'])} "
                 f"| {fmt(r['mse_ratio_mean'])} | {comps} |"
-            )  # fmt: skip
+            )
         out.append("")
     g = config["gsreg"]
     out.append(
@@ -623,9 +640,13 @@ def main(argv=None) -> int:
         default=2,
         help="processes to run the runs in (one torch thread each)",
     )
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the JSON, page and images (default: docs/, or "
-                        "runs/cluster_indication_quick/ with --quick)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the JSON, page and images (default: docs/, or "
+        "runs/cluster_indication_quick/ with --quick)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message=".*n_modules.*")
@@ -656,8 +677,11 @@ def main(argv=None) -> int:
     if not args.no_figures:
         images = figures(config, image_dir)
     elif image_dir.exists():
-        images = {k: f"cluster_{k}.png" for k in ("snapshots", "heatmap")
-                  if (image_dir / f"cluster_{k}.png").exists()}  # fmt: skip
+        images = {
+            k: f"cluster_{k}.png"
+            for k in ("snapshots", "heatmap")
+            if (image_dir / f"cluster_{k}.png").exists()
+        }
     page_path.write_text(render(result, images, "images"))
     written = [page_path] if args.from_json else [json_path, page_path]
     if images and not args.no_figures:

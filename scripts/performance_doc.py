@@ -498,22 +498,30 @@ def arrange_target_rows(data: dict | None) -> list[list[str]]:
     for r in data["results"]:
         if r.get("target_s") is None:
             continue
-        rows.append([
-            f"Post-hoc arrangement, n = {r['n']:,} units, {r['samples']:,} samples",
-            f"{fmt(r['seconds'])} s (energy {r['arranged_vs_planted']:.3f}x the planted "
-            "placement's)",
-            "",
-            f"< {fmt(r['target_s'])} s",
-            status(r["seconds"] < r["target_s"]),
-        ])
+        rows.append(
+            [
+                f"Post-hoc arrangement, n = {r['n']:,} units, {r['samples']:,} samples",
+                f"{fmt(r['seconds'])} s (energy {r['arranged_vs_planted']:.3f}x the planted "
+                "placement's)",
+                "",
+                f"< {fmt(r['target_s'])} s",
+                status(r["seconds"] < r["target_s"]),
+            ]
+        )
     return rows
 
 
 def arrange_section(data: dict) -> list[str]:
-    rows = [[f"{r['n']:,}", fmt(r["seconds"]), f"{r['arranged_vs_planted']:.3f}",
-             f"{r['faq_vs_planted']:.2f}" if "faq_vs_planted" in r else "not run",
-             ratio(r["seconds_vs_faq"]) if "seconds_vs_faq" in r else ""]
-            for r in data["results"]]
+    rows = [
+        [
+            f"{r['n']:,}",
+            fmt(r["seconds"]),
+            f"{r['arranged_vs_planted']:.3f}",
+            f"{r['faq_vs_planted']:.2f}" if "faq_vs_planted" in r else "not run",
+            ratio(r["seconds_vs_faq"]) if "seconds_vs_faq" in r else "",
+        ]
+        for r in data["results"]
+    ]
     return [
         "## Post-hoc arrangement",
         "",
@@ -526,8 +534,7 @@ def arrange_section(data: dict) -> list[str]:
         "vanishes and it stops after one step, which is why it is fast and far from the "
         "planted placement. gsreg starts FAQ from a spectral seriation instead.",
         "",
-        table(["units", "seconds", "energy vs planted", "scipy FAQ alone", "time vs FAQ"],
-              rows),
+        table(["units", "seconds", "energy vs planted", "scipy FAQ alone", "time vs FAQ"], rows),
         "",
     ]
 

@@ -35,7 +35,7 @@ KEY_FIGURES = {
     "hierarchy": ("module_fine_heatmaps",),
     "trajectory": ("line_activity", "module_branch"),
     "pbmc": ("neurons_by_marker", "ari_by_seed"),
-    "capsules": ("consistency_matrix",)
+    "capsules": ("consistency_matrix",),
 }
 RESULTS = ROOT / "docs" / "results" / "experiments"
 BUDGET = ROOT / "benchmarks" / "results" / "budget.json"
@@ -54,8 +54,9 @@ def collect(runs: Path, results: Path = RESULTS, images: Path = IMAGES) -> list[
         if not folder.exists():
             continue
         if not (folder / "run.json").is_file() or not (folder / "metrics.json").is_file():
-            raise ValueError(f"{folder} is not a finished result folder (no run.json or "
-                             "metrics.json)")
+            raise ValueError(
+                f"{folder} is not a finished result folder (no run.json or metrics.json)"
+            )
         record = registry.read_run(folder)
         if record["quick"]:
             raise ValueError(f"{folder} holds a quick run; the results page shows full runs")
@@ -67,8 +68,10 @@ def collect(runs: Path, results: Path = RESULTS, images: Path = IMAGES) -> list[
         for stem in KEY_FIGURES.get(experiment.name, ()):
             source = folder / "figures" / f"{stem}.png"
             if not source.is_file():
-                raise ValueError(f"{source} is missing: the experiment no longer draws "
-                                 f"{stem!r}; update KEY_FIGURES")
+                raise ValueError(
+                    f"{source} is missing: the experiment no longer draws "
+                    f"{stem!r}; update KEY_FIGURES"
+                )
             shutil.copyfile(source, images / f"{experiment.name}-{stem}.png")
         copied.append(experiment.name)
     return copied
@@ -91,8 +94,10 @@ def page(results: Path = RESULTS, images: Path = IMAGES, page_path: Path = PAGE)
         minutes = record["seconds"] / 60
         rows.append(
             f"| [`{experiment.name}`](#{experiment.name}) | "
-            + ("<br>".join(f"{_cell(k)}: {_cell(v)}" for k, v in verdicts.items())
-               or "no comparison with controls in this run")
+            + (
+                "<br>".join(f"{_cell(k)}: {_cell(v)}" for k, v in verdicts.items())
+                or "no comparison with controls in this run"
+            )
             + f" | {minutes:.1f} |"
         )
         sections.append(_section(experiment, record, headline, rel_images, rel_results))
@@ -114,8 +119,8 @@ def page(results: Path = RESULTS, images: Path = IMAGES, page_path: Path = PAGE)
         "its units arranged post hoc onto the graph (`gsreg.arrange`: the same function, "
         "so no cost); for learned modules, the λ = 0 layer's units clustered post hoc "
         "(k-means, Leiden) and the samples clustered on the λ = 0 layer and on the raw "
-        "input. A permutation null stands beside each score in the reports. \"does not "
-        "help\" means a model trained without GSR, read with the same care, shows at "
+        'input. A permutation null stands beside each score in the reports. "does not '
+        'help" means a model trained without GSR, read with the same care, shows at '
         "least as much structure.",
         "",
         "| experiment | GSR against the best control | minutes |",
@@ -146,40 +151,65 @@ def targets_section(results: Path = RESULTS) -> list[str]:
     ae = _read(results, "mnist-grid-ae")
     if ae is not None and ae.get("budget") is not None:
         v = ae["budget"]["verdict_vs_controls"]
-        rows.append(("mnist-grid-ae: the 5% budget's Moran's I at least "
-                     f"{BUDGET_MARGIN:g} above the arranged λ = 0 layer",
-                     f"{v['gsr_score']:.3f} against {v['control_score']:.3f} "
-                     f"({v['margin']:+.3f}) at {ae['budget']['cost_ratio']:.3f}x the MSE",
-                     v["margin"] >= BUDGET_MARGIN))
+        rows.append(
+            (
+                "mnist-grid-ae: the 5% budget's Moran's I at least "
+                f"{BUDGET_MARGIN:g} above the arranged λ = 0 layer",
+                f"{v['gsr_score']:.3f} against {v['control_score']:.3f} "
+                f"({v['margin']:+.3f}) at {ae['budget']['cost_ratio']:.3f}x the MSE",
+                v["margin"] >= BUDGET_MARGIN,
+            )
+        )
     for name in ("modules", "hierarchy"):
         m = _read(results, name)
         for data, t in ((m or {}).get("defaults_target") or {}).items():
-            rows.append((f"{name}, {data}: the estimator's learned-graph defaults (exact count "
-                         "in 4 of 5 seeds, ARI >= 0.9, MSE <= 1.10x, ARI >= k-means on the "
-                         "λ = 0 layer)",
-                         f"exact {t['exact']}/{t['runs']}, ARI {t['ari_mean']:.2f}, MSE "
-                         f"{t['mse_ratio']:.2f}x", t["met"]))
+            rows.append(
+                (
+                    f"{name}, {data}: the estimator's learned-graph defaults (exact count "
+                    "in 4 of 5 seeds, ARI >= 0.9, MSE <= 1.10x, ARI >= k-means on the "
+                    "λ = 0 layer)",
+                    f"exact {t['exact']}/{t['runs']}, ARI {t['ari_mean']:.2f}, MSE "
+                    f"{t['mse_ratio']:.2f}x",
+                    t["met"],
+                )
+            )
     pbmc = _read(results, "pbmc")
     if pbmc is not None and "defaults" in pbmc:
         d = pbmc["defaults"]
         controls = ", ".join(f"{k} {v:.2f}" for k, v in d["controls"].items())
-        rows.append(("pbmc: gsreg.sc.fit defaults' module ARI >= PCA + k-means and Leiden on "
-                     "PCA neighbours, MSE <= 1.05x",
-                     f"ARI {d['ari']:.2f} ({controls}), MSE {d['mse_ratio']:.2f}x", d["met"]))
+        rows.append(
+            (
+                "pbmc: gsreg.sc.fit defaults' module ARI >= PCA + k-means and Leiden on "
+                "PCA neighbours, MSE <= 1.05x",
+                f"ARI {d['ari']:.2f} ({controls}), MSE {d['mse_ratio']:.2f}x",
+                d["met"],
+            )
+        )
     rotation = _read(results, "rotation")
-    authors = [v for v in ((rotation or {}).get("variants") or {}).values()
-               if v.get("layout") == "authors" and v.get("weight", 0) > 0]
+    authors = [
+        v
+        for v in ((rotation or {}).get("variants") or {}).values()
+        if v.get("layout") == "authors" and v.get("weight", 0) > 0
+    ]
     for v in authors:
-        rows.append((f"rotation: the authors' ring follows the angle (|ρ| >= 0.9) in "
-                     f"{ROTATION_SHARE:.0%} of restarts",
-                     f"{v['tracking_fraction']:.0%} of restarts, median |ρ| "
-                     f"{v['median_abs_rho']:.2f}, {v['mse_ratio']:.2f}x the MSE",
-                     v["tracking_fraction"] >= ROTATION_SHARE))
+        rows.append(
+            (
+                f"rotation: the authors' ring follows the angle (|ρ| >= 0.9) in "
+                f"{ROTATION_SHARE:.0%} of restarts",
+                f"{v['tracking_fraction']:.0%} of restarts, median |ρ| "
+                f"{v['median_abs_rho']:.2f}, {v['mse_ratio']:.2f}x the MSE",
+                v["tracking_fraction"] >= ROTATION_SHARE,
+            )
+        )
     if not rows:
         return []
-    return ["## Targets of the budget and the defaults", "",
-            "| target | measured | met |", "|---|---|---|",
-            *(f"| {_cell(t)} | {_cell(m)} | {'yes' if ok else 'no'} |" for t, m, ok in rows)]
+    return [
+        "## Targets of the budget and the defaults",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        *(f"| {_cell(t)} | {_cell(m)} | {'yes' if ok else 'no'} |" for t, m, ok in rows),
+    ]
 
 
 def budget_section(path: Path) -> list[str]:
@@ -205,14 +235,18 @@ def budget_section(path: Path) -> list[str]:
     ]
     for kind, summary in data["results"]["summary"].items():
         for name, b in summary["budgets"].items():
-            fixed = ("none" if b["best_fixed_within_budget"] is None else
-                     f"{b['best_fixed_within_budget']}: {b['best_fixed_morans_i']:.3f}")
+            fixed = (
+                "none"
+                if b["best_fixed_within_budget"] is None
+                else f"{b['best_fixed_within_budget']}: {b['best_fixed_morans_i']:.3f}"
+            )
             met = b["loss_met"] and b["structure_met"]
             low, high = b["target"]
             out.append(
                 f"| {kind} | {name.split()[-1]} | {b['loss_ratio']:.3f}x | {low:.2f}-{high:.2f} "
                 f"| {b['morans_i']:.3f} | {fixed} | {b['arranged_lambda0_morans_i']:.3f} | "
-                f"{b['helps_in_runs']} of {b['runs']} | {'yes' if met else 'no'} |")
+                f"{b['helps_in_runs']} of {b['runs']} | {'yes' if met else 'no'} |"
+            )
     return out
 
 
@@ -249,8 +283,11 @@ def _relative(path: Path, start: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, help="folder holding the full runs' NAME/ folders")
-    parser.add_argument("--run", action="store_true",
-                        help="run every experiment in full into --runs (default runs/full) first")
+    parser.add_argument(
+        "--run",
+        action="store_true",
+        help="run every experiment in full into --runs (default runs/full) first",
+    )
     parser.add_argument("--device", default="auto", help="device of --run (default auto)")
     args = parser.parse_args(argv)
     status = 0

@@ -46,8 +46,9 @@ def test_arranged_energy_is_within_5_percent_of_the_brute_force_optimum_on_8_uni
 
 
 def test_energy_is_the_dirichlet_energy_of_the_standardised_activations_in_node_order():
-    graph = graphs.from_edges(6, [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5)],
-                              weights=[1.0, 2.0, 0.5, 1.0, 3.0])
+    graph = graphs.from_edges(
+        6, [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5)], weights=[1.0, 2.0, 0.5, 1.0, 3.0]
+    )
     Z = low_rank(6, 4, constant=3)
     perm = np.random.default_rng(0).permutation(6)
     dense = analysis.dirichlet_energy(standardised(Z)[:, perm], graph, normalize=False)
@@ -55,8 +56,11 @@ def test_energy_is_the_dirichlet_energy_of_the_standardised_activations_in_node_
 
 
 def test_swap_deltas_equal_the_energy_change_of_each_swap_recomputed():
-    graph = graphs.from_edges(7, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 6), (2, 6)],
-                              weights=[1.0, 2.0, 0.5, 1.0, 3.0, 1.5, 0.7])
+    graph = graphs.from_edges(
+        7,
+        [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 6), (2, 6)],
+        weights=[1.0, 2.0, 0.5, 1.0, 3.0, 1.5, 0.7],
+    )
     Z = low_rank(7, 5, constant=[1, 4])
     K, L = _correlation(Z, 7), graph.laplacian_matrix()
     perm = np.random.default_rng(1).permutation(7)
@@ -79,8 +83,9 @@ def test_scipy_faq_minimises_the_same_energy_as_the_arrangement():
     K, L = _correlation(Z, 9), graph.laplacian_matrix()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        result = quadratic_assignment(L.toarray(), K, method="faq",
-                                      options={"rng": np.random.default_rng(0)})
+        result = quadratic_assignment(
+            L.toarray(), K, method="faq", options={"rng": np.random.default_rng(0)}
+        )
     assert energy(L, K, result.col_ind) == pytest.approx(result.fun)
 
 
@@ -99,8 +104,10 @@ def test_a_shuffled_smooth_layer_is_put_back_nearly_as_smooth_as_it_was_planted(
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), spec=st.sampled_from(
-    ["grid:3x4", "ring:10", "path:9", "star:6", "lines:3x3", "torus:3x4"]))
+@given(
+    seed=st.integers(0, 10_000),
+    spec=st.sampled_from(["grid:3x4", "ring:10", "path:9", "star:6", "lines:3x3", "torus:3x4"]),
+)
 def test_the_arrangement_is_a_permutation_never_rougher_than_the_units_own_order(seed, spec):
     graph = graphs.parse(spec)
     n = graph.n_nodes
@@ -117,12 +124,15 @@ def test_the_same_random_state_gives_the_same_arrangement():
     assert np.array_equal(first, analysis.arrangement(Z, graph, random_state=3))
 
 
-@pytest.mark.parametrize("Z, graph, message", [
-    (np.ones((10, 5)), graphs.grid(2, 3), "5 units but the graph has 6 nodes"),
-    (np.ones((1, 6)), graphs.grid(2, 3), "at least 2 samples"),
-    (np.full((4, 6), np.nan), graphs.grid(2, 3), "24 NaN or Inf"),
-    (np.ones((4, 3)), graphs.from_edges(3, np.zeros((0, 2), dtype=int)), "no edges"),
-])
+@pytest.mark.parametrize(
+    "Z, graph, message",
+    [
+        (np.ones((10, 5)), graphs.grid(2, 3), "5 units but the graph has 6 nodes"),
+        (np.ones((1, 6)), graphs.grid(2, 3), "at least 2 samples"),
+        (np.full((4, 6), np.nan), graphs.grid(2, 3), "24 NaN or Inf"),
+        (np.ones((4, 3)), graphs.from_edges(3, np.zeros((0, 2), dtype=int)), "no edges"),
+    ],
+)
 def test_bad_input_is_refused_with_the_sizes(Z, graph, message):
     with pytest.raises(ValueError, match=message):
         analysis.arrangement(Z, graph)

@@ -43,8 +43,7 @@ def test_a_budget_with_a_weight_or_a_decay_is_refused():
     with pytest.raises(ValueError, match="not both"):
         GraphRegularizer(model, {"0": "grid:3x3"}, weight=1e-3, budget=0.05, warmup_steps=500)
     with pytest.raises(ValueError, match="not both"):
-        GraphRegularizer(model, {"0": "grid:3x3"}, budget=0.05, warmup_steps=500,
-                         decay=(0.99, 100))
+        GraphRegularizer(model, {"0": "grid:3x3"}, budget=0.05, warmup_steps=500, decay=(0.99, 100))
     with pytest.raises(ValueError, match="needs budget"):
         GraphRegularizer(model, {"0": "grid:3x3"}, reference=1.0)
 
@@ -144,8 +143,9 @@ def test_state_dict_round_trips_the_controller():
         reg.penalty()
         reg.step(torch.tensor(loss))
     state = reg.state_dict()
-    other = GraphRegularizer(nn.Sequential(nn.Linear(4, 9)), {"0": "grid:3x3"}, budget=0.1,
-                             reference=2.0)
+    other = GraphRegularizer(
+        nn.Sequential(nn.Linear(4, 9)), {"0": "grid:3x3"}, budget=0.1, reference=2.0
+    )
     other.load_state_dict(state)
     assert other.weight("0") == pytest.approx(reg.weight("0"))
     assert float(other.budget.cost()) == pytest.approx(float(reg.budget.cost()))
@@ -170,10 +170,17 @@ def test_training_with_a_budget_lands_at_the_asked_loss_ratio(seed):
     torch.manual_seed(seed)
     model = DenseAutoencoder(12, hidden=(16,), latent=9)
     warmup = 2000  # 200 epochs of 10 steps: the λ = 0 run has flattened
-    reg = GraphRegularizer(model, {"encoder.latent": "grid:3x3"}, budget=0.1,
-                           warmup_steps=warmup)
-    history = fit(model, X, regularizer=reg, epochs=300, batch_size=200, seed=seed,
-                  progress=False, device="cpu")
+    reg = GraphRegularizer(model, {"encoder.latent": "grid:3x3"}, budget=0.1, warmup_steps=warmup)
+    history = fit(
+        model,
+        X,
+        regularizer=reg,
+        epochs=300,
+        batch_size=200,
+        seed=seed,
+        progress=False,
+        device="cpu",
+    )
     report = reg.budget.summary()
     assert report["reference"] == pytest.approx(np.mean(history["task_loss"][197:200]), rel=0.05)
     final = np.mean(history["task_loss"][-10:]) / report["reference"]

@@ -33,8 +33,11 @@ def test_check_int_accepts_exactly_the_integers_in_range(value, minimum, width):
         got = check_int(value, "f: n", minimum, maximum)
         assert got == value and type(got) is int
     else:
-        with pytest.raises(ValueError, match=rf"^f: n must be an integer in \[{minimum}, "
-                                             rf"{maximum}\], got {value}$"):
+        with pytest.raises(
+            ValueError,
+            match=rf"^f: n must be an integer in \[{minimum}, "
+            rf"{maximum}\], got {value}$",
+        ):
             check_int(value, "f: n", minimum, maximum)
 
 
@@ -49,8 +52,10 @@ def test_check_int_accepts_numpy_integers_and_returns_an_int(dtype):
     assert got == 7 and type(got) is int
 
 
-@pytest.mark.parametrize("value", [True, False, np.bool_(True), 2.0, np.float64(3), "3", None,
-                                   Fraction(4, 1), np.array(3), [1]])
+@pytest.mark.parametrize(
+    "value",
+    [True, False, np.bool_(True), 2.0, np.float64(3), "3", None, Fraction(4, 1), np.array(3), [1]],
+)
 def test_check_int_rejects_bools_and_non_integers_with_a_type_error(value):
     with pytest.raises(TypeError, match=r"^grid: h must be an integer >= 1, got "):
         check_int(value, "grid: h")
@@ -132,10 +137,14 @@ def test_check_real_accepts_numpy_numbers_and_fractions(value):
         ({"minimum": 0, "strict_min": True}, "x must be a finite number > 0, got -1.0"),
         ({"maximum": -2.5}, "x must be a finite number <= -2.5, got -1.0"),
         ({"maximum": -1, "strict_max": True}, "x must be a finite number < -1, got -1.0"),
-        ({"minimum": 0, "maximum": 1, "strict_max": True},
-         r"x must be a finite number in \[0, 1\), got -1.0"),
-        ({"minimum": 0.0, "maximum": 1e-3, "strict_min": True},
-         r"x must be a finite number in \(0, 0.001\], got -1.0"),
+        (
+            {"minimum": 0, "maximum": 1, "strict_max": True},
+            r"x must be a finite number in \[0, 1\), got -1.0",
+        ),
+        (
+            {"minimum": 0.0, "maximum": 1e-3, "strict_min": True},
+            r"x must be a finite number in \(0, 0.001\], got -1.0",
+        ),
     ],
 )
 def test_check_real_messages_state_the_bounds(kwargs, message):
@@ -185,7 +194,9 @@ def test_check_choice_takes_arrays_and_unhashable_values_without_crashing():
 
 
 def test_checks_import_neither_torch_nor_scipy_nor_numpy():
-    code = ("import sys; import gsreg._checks; "
-            "print(sorted({'torch', 'scipy', 'numpy'} & set(sys.modules)))")
+    code = (
+        "import sys; import gsreg._checks; "
+        "print(sorted({'torch', 'scipy', 'numpy'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

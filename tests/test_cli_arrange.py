@@ -23,16 +23,35 @@ def files(tmp_path_factory):
     X, y = digits.data[:N], digits.target[:N]
     np.save(root / "x.npy", X)
     np.save(root / "y.npy", y)
-    code = cli.main(["fit", str(root / "x.npy"), "--graph", "grid:4x4", "--weight", "0",
-                     "--epochs", "2", "--quiet", "--out", str(root / "fit")])
+    code = cli.main(
+        [
+            "fit",
+            str(root / "x.npy"),
+            "--graph",
+            "grid:4x4",
+            "--weight",
+            "0",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--out",
+            str(root / "fit"),
+        ]
+    )
     assert code == 0
     torch.manual_seed(0)
     plain = DenseAutoencoder(8, hidden=(12,), latent=9, decoder_hidden=(9,))
     gsreg.save(root / "plain.safetensors", plain)
     Xp = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
     np.save(root / "xp.npy", Xp)
-    return {"root": root, "X": X, "y": y, "fit": root / "fit" / "model.safetensors",
-            "plain": root / "plain.safetensors", "Xp": Xp}
+    return {
+        "root": root,
+        "X": X,
+        "y": y,
+        "fit": root / "fit" / "model.safetensors",
+        "plain": root / "plain.safetensors",
+        "Xp": Xp,
+    }
 
 
 def arrange(args, capsys):
@@ -46,13 +65,25 @@ def outputs(model, X):
         return model.eval()(torch.as_tensor(X, dtype=torch.float32)).numpy()
 
 
-def test_a_fit_runs_model_is_arranged_with_labels_and_keeps_its_function(files, tmp_path,
-                                                                         capsys):
+def test_a_fit_runs_model_is_arranged_with_labels_and_keeps_its_function(files, tmp_path, capsys):
     X = files["X"]
     out = tmp_path / "arranged"
-    code, _, err = arrange([files["fit"], "--layer", "decoder.0", "--graph", "grid:4x4",
-                            "--data", files["root"] / "x.npy", "--labels",
-                            files["root"] / "y.npy", "--out", out], capsys)
+    code, _, err = arrange(
+        [
+            files["fit"],
+            "--layer",
+            "decoder.0",
+            "--graph",
+            "grid:4x4",
+            "--data",
+            files["root"] / "x.npy",
+            "--labels",
+            files["root"] / "y.npy",
+            "--out",
+            out,
+        ],
+        capsys,
+    )
     assert code == 0, err
     for name in cli_arrange.OUTPUTS:
         assert (out / name).exists(), name
@@ -67,11 +98,12 @@ def test_a_fit_runs_model_is_arranged_with_labels_and_keeps_its_function(files, 
         assert 0 < side["class_maps"]["contiguity_p"] <= 1
         assert side["class_maps"]["n_classes"] == 10
     # the estimator in the new file gives the same embedding; its layer's units are permuted
-    original, arranged = GSRAutoencoder.load(files["fit"]), GSRAutoencoder.load(
-        out / "model.safetensors")
+    original, arranged = (
+        GSRAutoencoder.load(files["fit"]),
+        GSRAutoencoder.load(out / "model.safetensors"),
+    )
     np.testing.assert_allclose(arranged.transform(X), original.transform(X), atol=1e-5)
-    np.testing.assert_allclose(arranged.activations(X), original.activations(X)[:, perm],
-                               atol=1e-5)
+    np.testing.assert_allclose(arranged.activations(X), original.activations(X)[:, perm], atol=1e-5)
     assert arranged.graph_ == gsreg.graphs.grid(4, 4)
     loaded = gsreg.load(out / "model.safetensors")
     np.testing.assert_array_equal(loaded.metadata["arrangement"]["perm"], perm)
@@ -80,12 +112,23 @@ def test_a_fit_runs_model_is_arranged_with_labels_and_keeps_its_function(files, 
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_a_plain_model_without_labels_reads_data_as_its_input(files, tmp_path, capsys,
-                                                              monkeypatch):
+def test_a_plain_model_without_labels_reads_data_as_its_input(files, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Xp = files["Xp"]
-    code, _, err = arrange([files["plain"], "--layer", "decoder.0", "--graph", "grid:3x3",
-                            "--data", files["root"] / "xp.npy", "--seed", "1"], capsys)
+    code, _, err = arrange(
+        [
+            files["plain"],
+            "--layer",
+            "decoder.0",
+            "--graph",
+            "grid:3x3",
+            "--data",
+            files["root"] / "xp.npy",
+            "--seed",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     out = tmp_path / "runs" / "arrange-plain"
     assert (out / "figures" / "maps.png").stat().st_size > 1000
@@ -97,8 +140,10 @@ def test_a_plain_model_without_labels_reads_data_as_its_input(files, tmp_path, c
     original = gsreg.load(files["plain"]).model
     arranged = gsreg.load(out / "model.safetensors").model
     np.testing.assert_allclose(outputs(arranged, Xp), outputs(original, Xp), atol=1e-5)
-    np.testing.assert_array_equal(arranged.decoder[0][0].weight.detach().numpy(),
-                                  original.decoder[0][0].weight.detach().numpy()[perm])
+    np.testing.assert_array_equal(
+        arranged.decoder[0][0].weight.detach().numpy(),
+        original.decoder[0][0].weight.detach().numpy()[perm],
+    )
 
 
 def test_a_fit_runs_model_in_a_run_folder_names_the_default_output_after_the_folder(files):
@@ -106,19 +151,27 @@ def test_a_fit_runs_model_in_a_run_folder_names_the_default_output_after_the_fol
     assert cli_arrange.default_out("some/where/ae.safetensors") == "runs/arrange-ae"
 
 
-@pytest.mark.parametrize("case, change, message", [
-    ("unknown layer", {"--layer": "decoder.9"}, "decoder.9"),
-    ("graph of the wrong size", {"--graph": "grid:4x4"}, "9 units"),
-    ("missing model file", {"model": "missing.safetensors"}, "no such model file"),
-    ("missing data file", {"--data": "missing.npy"}, "no such data file"),
-    ("data of the wrong width", {"--data": "x.npy"}, "cannot take x.npy"),
-    ("labels of the wrong length", {"--labels": "y.npy"}, "one label per sample"),
-    ("graph without edges", {"--graph": "path:1 + path:1"}, "no edges"),
-])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(files, tmp_path, capsys, case,
-                                                            change, message):
-    args = {"model": files["plain"], "--layer": "decoder.0", "--graph": "grid:3x3",
-            "--data": "xp.npy"}
+@pytest.mark.parametrize(
+    "case, change, message",
+    [
+        ("unknown layer", {"--layer": "decoder.9"}, "decoder.9"),
+        ("graph of the wrong size", {"--graph": "grid:4x4"}, "9 units"),
+        ("missing model file", {"model": "missing.safetensors"}, "no such model file"),
+        ("missing data file", {"--data": "missing.npy"}, "no such data file"),
+        ("data of the wrong width", {"--data": "x.npy"}, "cannot take x.npy"),
+        ("labels of the wrong length", {"--labels": "y.npy"}, "one label per sample"),
+        ("graph without edges", {"--graph": "path:1 + path:1"}, "no edges"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    files, tmp_path, capsys, case, change, message
+):
+    args = {
+        "model": files["plain"],
+        "--layer": "decoder.0",
+        "--graph": "grid:3x3",
+        "--data": "xp.npy",
+    }
     args.update(change)
     for key in ("--data", "--labels"):
         if key in args:
@@ -138,8 +191,20 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(files, tmp_path, cap
 def test_arranging_into_the_folder_that_holds_the_model_is_refused(files, capsys):
     fit = files["root"] / "fit"
     before = {p.name: p.stat().st_mtime_ns for p in fit.iterdir()}
-    code, stdout, err = arrange([files["fit"], "--layer", "decoder.0", "--graph", "grid:4x4",
-                                 "--data", files["root"] / "x.npy", "--out", fit], capsys)
+    code, stdout, err = arrange(
+        [
+            files["fit"],
+            "--layer",
+            "decoder.0",
+            "--graph",
+            "grid:4x4",
+            "--data",
+            files["root"] / "x.npy",
+            "--out",
+            fit,
+        ],
+        capsys,
+    )
     assert code == 2 and stdout == ""
     assert "model.safetensors is inside the run folder" in err and err.count("\n") == 1, err
     assert {p.name: p.stat().st_mtime_ns for p in fit.iterdir()} == before

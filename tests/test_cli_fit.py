@@ -27,8 +27,9 @@ def data():
 def write_csv(path, X, y=None, header=True, sep=","):
     lines = []
     if header:
-        lines.append(sep.join([f"px{i}" for i in range(X.shape[1])] + (["digit"] if y is
-                                                                          not None else [])))
+        lines.append(
+            sep.join([f"px{i}" for i in range(X.shape[1])] + (["digit"] if y is not None else []))
+        )
     for k, row in enumerate(X):
         cells = [f"{v:g}" for v in row] + ([f"d{y[k]}"] if y is not None else [])
         lines.append(sep.join(cells))
@@ -46,8 +47,9 @@ def test_csv_with_a_label_column_writes_the_whole_run_folder(tmp_path, data, cap
     X, y = data
     csv_path = write_csv(tmp_path / "digits.csv", X, y)
     out = tmp_path / "run"
-    code, stdout, err = run([csv_path, "--graph", "grid:4x4", "--labels", "digit", "--out", out],
-                            capsys)
+    code, stdout, err = run(
+        [csv_path, "--graph", "grid:4x4", "--labels", "digit", "--out", out], capsys
+    )
     assert code == 0, err
     assert str(out / "report.html") in stdout
     for name in fit_command.OUTPUTS:
@@ -79,12 +81,21 @@ def test_npy_with_a_labels_file_and_no_labels(tmp_path, data, capsys):
     X, y = data
     np.save(tmp_path / "x.npy", X)
     (tmp_path / "labels.txt").write_text("digit\n" + "\n".join(map(str, y)) + "\n")
-    code, _, err = run([tmp_path / "x.npy", "--graph", "rings:2x5", "--labels",
-                        tmp_path / "labels.txt", "--out", tmp_path / "a"], capsys)
+    code, _, err = run(
+        [
+            tmp_path / "x.npy",
+            "--graph",
+            "rings:2x5",
+            "--labels",
+            tmp_path / "labels.txt",
+            "--out",
+            tmp_path / "a",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert (tmp_path / "a" / "figures" / "class_maps.png").exists()
-    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:3x3", "--out", tmp_path / "b"],
-                       capsys)
+    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:3x3", "--out", tmp_path / "b"], capsys)
     assert code == 0, err
     assert (tmp_path / "b" / "figures" / "mean_variance_maps.png").exists()
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
@@ -109,12 +120,24 @@ def test_h5ad_sparse_with_an_obs_column_and_a_learned_graph(tmp_path, data, caps
     import scipy.sparse as sp
 
     X, y = data
-    obs = pd.DataFrame({"cell_type": pd.Categorical([f"t{v % 3}" for v in y])},
-                       index=[f"c{i}" for i in range(N)])
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical([f"t{v % 3}" for v in y])}, index=[f"c{i}" for i in range(N)]
+    )
     anndata.AnnData(X=sp.csr_matrix(X.astype(np.float32)), obs=obs).write_h5ad(
-        tmp_path / "cells.h5ad")
-    code, _, err = run([tmp_path / "cells.h5ad", "--graph", "learned", "--labels", "cell_type",
-                        "--out", tmp_path / "sc"], capsys)
+        tmp_path / "cells.h5ad"
+    )
+    code, _, err = run(
+        [
+            tmp_path / "cells.h5ad",
+            "--graph",
+            "learned",
+            "--labels",
+            "cell_type",
+            "--out",
+            tmp_path / "sc",
+        ],
+        capsys,
+    )
     assert code == 0, err
     metrics = json.loads((tmp_path / "sc" / "metrics.json").read_text())
     assert metrics["graph"] == "learned" and metrics["n_modules"] >= 1
@@ -141,17 +164,21 @@ def previous_run(out):
     (out / "figures").mkdir(parents=True)
     (out / "figures" / "training.png").write_bytes(b"png")
     (out / "report.html").write_text("old report")
-    return {p.relative_to(out): p.read_bytes() if p.is_file() else None
-            for p in sorted(out.rglob("*"))}
+    return {
+        p.relative_to(out): p.read_bytes() if p.is_file() else None for p in sorted(out.rglob("*"))
+    }
 
 
-@pytest.mark.parametrize("case, words", [
-    ("input_inside", ["the input", "embedding.csv is inside the run folder"]),
-    ("labels_inside", ["the input", "labels.txt is inside the run folder"]),
-    ("user_file", ["holds what gsreg fit does not write (notes.txt)", "move those away"]),
-    ("report_is_a_folder", ["report.html/"]),
-    ("figures_is_a_file", ["figures (not a folder)"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("input_inside", ["the input", "embedding.csv is inside the run folder"]),
+        ("labels_inside", ["the input", "labels.txt is inside the run folder"]),
+        ("user_file", ["holds what gsreg fit does not write (notes.txt)", "move those away"]),
+        ("report_is_a_folder", ["report.html/"]),
+        ("figures_is_a_file", ["figures (not a folder)"]),
+    ],
+)
 def test_what_the_run_would_overwrite_or_lose_is_refused_before_training(
     tmp_path, data, capsys, monkeypatch, case, words
 ):
@@ -177,21 +204,24 @@ def test_what_the_run_would_overwrite_or_lose_is_refused_before_training(
         (out / "figures" / "training.png").unlink()
         (out / "figures").rmdir()
         (out / "figures").write_text("x")
-    before = {p.relative_to(out): p.read_bytes() if p.is_file() else None
-              for p in sorted(out.rglob("*"))}
+    before = {
+        p.relative_to(out): p.read_bytes() if p.is_file() else None for p in sorted(out.rglob("*"))
+    }
     monkeypatch.setattr(fit_run, "write_run", lambda *a: pytest.fail("trained"))
     code, stdout, err = run(args, capsys)
     assert code == 2 and stdout == ""
     assert err.startswith("gsreg fit: error: ") and err.count("\n") == 1, err
     for word in words:
         assert word in err, (word, err)
-    after = {p.relative_to(out): p.read_bytes() if p.is_file() else None
-             for p in sorted(out.rglob("*"))}
+    after = {
+        p.relative_to(out): p.read_bytes() if p.is_file() else None for p in sorted(out.rglob("*"))
+    }
     assert after == before
 
 
-@pytest.mark.parametrize("errno, words", [(28, "No space left on device"),
-                                          (13, "Permission denied")])
+@pytest.mark.parametrize(
+    "errno, words", [(28, "No space left on device"), (13, "Permission denied")]
+)
 def test_a_full_disk_or_a_refused_write_exits_2_and_keeps_the_previous_run(
     tmp_path, data, capsys, monkeypatch, errno, words
 ):
@@ -207,14 +237,16 @@ def test_a_full_disk_or_a_refused_write_exits_2_and_keeps_the_previous_run(
         return real(path, array, *args, **kwargs)
 
     monkeypatch.setattr(fit_run.np, "save", failing_save)
-    code, stdout, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", out,
-                             "--no-controls"], capsys)
+    code, stdout, err = run(
+        [tmp_path / "x.npy", "--graph", "grid:2x2", "--out", out, "--no-controls"], capsys
+    )
     assert code == 2 and stdout == ""
     line = err.splitlines()[-1]  # after the warning about the digits' constant pixels
     assert line.startswith(f"gsreg fit: error: {words}: ") and "Traceback" not in err, err
     assert line.endswith("embedding.npy (the run folder is as it was)")
-    after = {p.relative_to(out): p.read_bytes() if p.is_file() else None
-             for p in sorted(out.rglob("*"))}
+    after = {
+        p.relative_to(out): p.read_bytes() if p.is_file() else None for p in sorted(out.rglob("*"))
+    }
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "x.npy"]
 
@@ -242,16 +274,19 @@ def test_a_fixed_graph_with_labels_stands_beside_lambda_zero_as_trained_and_arra
     np.save(tmp_path / "x.npy", X)
     np.save(tmp_path / "y.npy", y)
     out = tmp_path / "run"
-    code, stdout, err = run([tmp_path / "x.npy", "--graph", "grid:4x4", "--labels",
-                             tmp_path / "y.npy", "--out", out], capsys)
+    code, stdout, err = run(
+        [tmp_path / "x.npy", "--graph", "grid:4x4", "--labels", tmp_path / "y.npy", "--out", out],
+        capsys,
+    )
     assert code == 0, err
     metrics = metrics_of(out)
     controls = metrics["controls"]
     assert controls["kind"] == "maps"
     assert controls["lambda0"]["steps"] == metrics["steps"] * 2 // (2 + budget_epochs(2))
     assert controls["lambda0"]["seed"] == 0
-    assert controls["mse_ratio"] == pytest.approx(metrics["train_mse"]
-                                                  / controls["lambda0"]["train_mse"])
+    assert controls["mse_ratio"] == pytest.approx(
+        metrics["train_mse"] / controls["lambda0"]["train_mse"]
+    )
     assert controls["rows"] == {"fit": N // 2, "score": N - N // 2}
     scores, verdict = controls["scores"], controls["verdict"]
     assert set(scores) == {"GSR", "λ=0", "λ=0 arranged"}
@@ -260,8 +295,12 @@ def test_a_fixed_graph_with_labels_stands_beside_lambda_zero_as_trained_and_arra
     assert verdict["control_score"] == scores[best]["morans_i"]
     assert verdict["gsr_score"] == scores["GSR"]["morans_i"]
     assert verdict["margin"] == pytest.approx(verdict["gsr_score"] - verdict["control_score"])
-    assert verdict["helps"] == (verdict["margin"] > 0 and verdict["distinct"]
-                                and verdict["patterns"] and verdict["informative"])
+    assert verdict["helps"] == (
+        verdict["margin"] > 0
+        and verdict["distinct"]
+        and verdict["patterns"]
+        and verdict["informative"]
+    )
     # arranging a layer never makes its standardised activations rougher
     energy = scores["λ=0 arranged"]["arrangement_energy"]
     assert energy["arranged"] <= energy["identity"] + 1e-9
@@ -296,8 +335,9 @@ def test_without_labels_the_controls_compare_the_smoothness_of_standardised_acti
     # the energy is the one analysis.arrangement minimises, on the scored rows
     _, rows = gsreg.controls._split(N, 0)
     est = GSRAutoencoder.load(out / "model.safetensors")
-    _, reference = analysis.arrangement(est.activations(X)[rows], graphs.grid(3, 3),
-                                        return_energy=True)
+    _, reference = analysis.arrangement(
+        est.activations(X)[rows], graphs.grid(3, 3), return_energy=True
+    )
     assert energies["GSR"] == pytest.approx(reference["identity"], rel=1e-6)
     assert controls["verdict_text"] in stdout
 
@@ -308,33 +348,46 @@ def test_no_controls_trains_once_and_writes_none(tmp_path, data, capsys, monkeyp
     np.save(tmp_path / "y.npy", y)
     fits = []
     real = GSRAutoencoder.fit
-    monkeypatch.setattr(GSRAutoencoder, "fit",
-                        lambda self, *a, **k: fits.append(self.weight) or real(self, *a, **k))
+    monkeypatch.setattr(
+        GSRAutoencoder, "fit", lambda self, *a, **k: fits.append(self.weight) or real(self, *a, **k)
+    )
     out = tmp_path / "run"
-    code, stdout, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--labels",
-                             tmp_path / "y.npy", "--out", out, "--no-controls"], capsys)
+    code, stdout, err = run(
+        [
+            tmp_path / "x.npy",
+            "--graph",
+            "grid:2x2",
+            "--labels",
+            tmp_path / "y.npy",
+            "--out",
+            out,
+            "--no-controls",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert fits == [None]  # the budget sets the weight
     assert "controls" not in metrics_of(out)
     assert json.loads((out / "config.json").read_text())["controls"] is False
     assert "best control" not in stdout and "Controls" not in (out / "report.html").read_text()
     fits.clear()
-    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", tmp_path / "b"],
-                       capsys)
+    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", tmp_path / "b"], capsys)
     assert code == 0, err
     assert fits == [None, 0.0]  # the λ = 0 twin, on by default
 
 
-def test_a_learned_graph_in_one_piece_says_so_and_what_to_try(tmp_path, data, capsys,
-                                                              monkeypatch):
+def test_a_learned_graph_in_one_piece_says_so_and_what_to_try(tmp_path, data, capsys, monkeypatch):
     X, y = data
     np.save(tmp_path / "x.npy", X)
     np.save(tmp_path / "y.npy", y)
-    monkeypatch.setattr(gsreg.CoactivationGraph, "modules",
-                        lambda self: np.zeros(self.n_nodes, dtype=np.int64))
+    monkeypatch.setattr(
+        gsreg.CoactivationGraph, "modules", lambda self: np.zeros(self.n_nodes, dtype=np.int64)
+    )
     out = tmp_path / "run"
-    code, stdout, err = run([tmp_path / "x.npy", "--graph", "learned", "--labels",
-                             tmp_path / "y.npy", "--out", out], capsys)
+    code, stdout, err = run(
+        [tmp_path / "x.npy", "--graph", "learned", "--labels", tmp_path / "y.npy", "--out", out],
+        capsys,
+    )
     assert code == 0, err
     metrics = metrics_of(out)
     assert metrics["n_modules"] == 1
@@ -345,8 +398,11 @@ def test_a_learned_graph_in_one_piece_says_so_and_what_to_try(tmp_path, data, ca
     assert controls["kind"] == "modules" and controls["k"] == 10  # as many as labels
     ari, verdict = controls["ari"], controls["verdict"]
     assert ari["GSR modules"] == 0.0
-    assert {"k-means on λ=0 neurons", "k-means of samples on the λ=0 layer",
-            "k-means of samples on the raw input"} <= set(ari)
+    assert {
+        "k-means on λ=0 neurons",
+        "k-means of samples on the λ=0 layer",
+        "k-means of samples on the raw input",
+    } <= set(ari)
     best = max((name for name in ari if name != "GSR modules"), key=ari.get)
     assert verdict["best_control"] == best and verdict["control_ari"] == ari[best]
     assert verdict["margin"] == pytest.approx(verdict["gsr_ari"] - verdict["control_ari"])
@@ -355,15 +411,27 @@ def test_a_learned_graph_in_one_piece_says_so_and_what_to_try(tmp_path, data, ca
     assert controls["verdict_text"] in stdout
 
 
-def test_learned_modules_get_an_ari_null_and_a_verdict_that_needs_it(tmp_path, data, capsys,
-                                                                     monkeypatch):
+def test_learned_modules_get_an_ari_null_and_a_verdict_that_needs_it(
+    tmp_path, data, capsys, monkeypatch
+):
     X, y = data
     np.save(tmp_path / "x.npy", X)
     np.save(tmp_path / "y.npy", y)
-    monkeypatch.setattr(gsreg.CoactivationGraph, "modules",
-                        lambda self: np.arange(self.n_nodes, dtype=np.int64) % 4)
-    code, stdout, err = run([tmp_path / "x.npy", "--graph", "learned", "--labels",
-                             tmp_path / "y.npy", "--out", tmp_path / "run"], capsys)
+    monkeypatch.setattr(
+        gsreg.CoactivationGraph, "modules", lambda self: np.arange(self.n_nodes, dtype=np.int64) % 4
+    )
+    code, stdout, err = run(
+        [
+            tmp_path / "x.npy",
+            "--graph",
+            "learned",
+            "--labels",
+            tmp_path / "y.npy",
+            "--out",
+            tmp_path / "run",
+        ],
+        capsys,
+    )
     assert code == 0, err
     metrics = metrics_of(tmp_path / "run")
     assert metrics["n_modules"] == 4 and "note" not in metrics
@@ -427,9 +495,25 @@ def make_bad(tmp_path, case):
     return args + ["--out", out], words
 
 
-ERRORS = ["missing", "empty", "blank", "ragged", "nan", "empty_cell", "inf", "text",
-          "header_only", "no_column", "labels_len", "unknown_ext", "bad_graph", "out_is_file",
-          "bad_npy", "npy_1d", "one_row"]
+ERRORS = [
+    "missing",
+    "empty",
+    "blank",
+    "ragged",
+    "nan",
+    "empty_cell",
+    "inf",
+    "text",
+    "header_only",
+    "no_column",
+    "labels_len",
+    "unknown_ext",
+    "bad_graph",
+    "out_is_file",
+    "bad_npy",
+    "npy_1d",
+    "one_row",
+]
 
 
 @pytest.mark.parametrize("case", ERRORS)
@@ -456,8 +540,10 @@ def test_a_failure_during_training_leaves_nothing(tmp_path, data, capsys, monkey
         raise RuntimeError("non-finite loss in epoch 1 at step 1 of 1")
 
     monkeypatch.setattr(fit_run, "write_run", explode)
-    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out",
-                        tmp_path / "new" / "deeper" / "run"], capsys)
+    code, _, err = run(
+        [tmp_path / "x.npy", "--graph", "grid:2x2", "--out", tmp_path / "new" / "deeper" / "run"],
+        capsys,
+    )
     assert code == 2 and "training failed: non-finite loss" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
 
@@ -467,8 +553,22 @@ def test_fit_help_names_the_formats_and_options(capsys):
         cli.main(["fit", "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for word in (".npy", ".csv", ".tsv", ".h5ad", "--graph", "--labels", "--out", "--epochs",
-                 "--weight", "--seed", "--quiet", "learned", "--no-controls", "lambda = 0"):
+    for word in (
+        ".npy",
+        ".csv",
+        ".tsv",
+        ".h5ad",
+        "--graph",
+        "--labels",
+        "--out",
+        "--epochs",
+        "--weight",
+        "--seed",
+        "--quiet",
+        "learned",
+        "--no-controls",
+        "lambda = 0",
+    ):
         assert word in text
     with pytest.raises(SystemExit) as exc:
         cli.main(["fit", "x.csv"])  # --graph is required
@@ -477,12 +577,15 @@ def test_fit_help_names_the_formats_and_options(capsys):
         cli.main(["fit", "x.csv", "--graph", "grid:2x2", "--weight", "-1"])
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--budget", "0"], ["--budget", "(0, 10)"]),
-    (["--budget", "nan"], ["--budget", "(0, 10)"]),
-    (["--budget", "12"], ["--budget", "(0, 10)"]),
-    (["--budget", "0.1", "--weight", "0.01"], ["not allowed with argument"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--budget", "0"], ["--budget", "(0, 10)"]),
+        (["--budget", "nan"], ["--budget", "(0, 10)"]),
+        (["--budget", "12"], ["--budget", "(0, 10)"]),
+        (["--budget", "0.1", "--weight", "0.01"], ["not allowed with argument"]),
+    ],
+)
 def test_bad_budgets_are_refused_before_any_work(tmp_path, capsys, args, words):
     with pytest.raises(SystemExit) as exc:
         cli.main(["fit", str(tmp_path / "x.npy"), "--graph", "grid:2x2", *args])
@@ -495,8 +598,9 @@ def test_bad_budgets_are_refused_before_any_work(tmp_path, capsys, args, words):
 
 def test_the_report_says_what_the_budget_spent_and_when_it_could_not_be_met():
     report = {"budget": 0.05, "cost": 0.043, "at_floor": False}
-    assert fit_run.budget_text(report) == ("The budget allowed 5% more training loss than "
-                                            "without GSR; the fine-tuning ended at +4.3%.")
+    assert fit_run.budget_text(report) == (
+        "The budget allowed 5% more training loss than without GSR; the fine-tuning ended at +4.3%."
+    )
     text = fit_run.budget_text({**report, "cost": 0.4, "at_floor": True})
     assert "could not be met" in text and "--budget" in text
 
@@ -506,20 +610,25 @@ def test_constant_features_are_named_in_a_warning(tmp_path, data, capsys):
     X = X.copy()
     X[:, [0, 7]] = 3.0
     np.save(tmp_path / "x.npy", X)
-    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--out", tmp_path / "r",
-                        "--no-controls"], capsys)
+    code, _, err = run(
+        [tmp_path / "x.npy", "--graph", "grid:2x2", "--out", tmp_path / "r", "--no-controls"],
+        capsys,
+    )
     assert code == 0, err
     n_constant = int((X == X[:1]).all(axis=0).sum())
     assert f"warning: {n_constant} of 64 features are constant (feature 1, " in err
     assert "feature 8" in err.split("(")[1]
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--device", "tpu"], ["--device", "auto, cpu, cuda or cuda:N", "'tpu'"]),
-    (["--device", "meta"], ["--device", "'meta'"]),
-    (["--seed", str(2**64)], ["--seed", "[0, 4294967295]"]),
-    (["--seed", "-1"], ["--seed"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--device", "tpu"], ["--device", "auto, cpu, cuda or cuda:N", "'tpu'"]),
+        (["--device", "meta"], ["--device", "'meta'"]),
+        (["--seed", str(2**64)], ["--seed", "[0, 4294967295]"]),
+        (["--seed", "-1"], ["--seed"]),
+    ],
+)
 def test_bad_device_or_seed_exits_2_before_reading_the_data(tmp_path, capsys, args, words):
     missing = tmp_path / "never-read.npy"  # the data would fail too, later
     with pytest.raises(SystemExit) as exc:
@@ -542,8 +651,9 @@ print(code, sorted(m for m in ("torch", "sklearn", "matplotlib", "anndata") if m
 """
 
 
-@pytest.mark.parametrize("case", ["empty", "bad_graph", "foreign_out", "bad_budget",
-                                  "bad_seed", "labels_inside"])
+@pytest.mark.parametrize(
+    "case", ["empty", "bad_graph", "foreign_out", "bad_budget", "bad_seed", "labels_inside"]
+)
 def test_bad_arguments_fail_before_torch_or_scikit_learn_is_imported(tmp_path, case):
     import subprocess
     import sys
@@ -560,10 +670,22 @@ def test_bad_arguments_fail_before_torch_or_scikit_learn_is_imported(tmp_path, c
         "foreign_out": ["x.csv", "--graph", "grid:2x2", "--out", "taken"],
         "bad_budget": ["x.csv", "--graph", "grid:2x2", "--budget", "12"],
         "bad_seed": ["x.csv", "--graph", "grid:2x2", "--seed", str(2**64)],
-        "labels_inside": ["x.csv", "--graph", "grid:2x2", "--labels", "out/labels.txt",
-                          "--out", "out"],
-    }[case]  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", PROBE, "fit", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+        "labels_inside": [
+            "x.csv",
+            "--graph",
+            "grid:2x2",
+            "--labels",
+            "out/labels.txt",
+            "--out",
+            "out",
+        ],
+    }[case]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "fit", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.stdout.strip() == "2 []", (done.stdout, done.stderr)
     assert "gsreg fit: error: " in done.stderr and "Traceback" not in done.stderr

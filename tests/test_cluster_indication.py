@@ -115,9 +115,16 @@ def test_module_drivers_tell_single_cluster_and_conjunction_modules():
 
 
 def test_summary_and_aim():
-    base = {"dataset": "modules", "n_modules": 3, "setting": "gsreg", "planted": 3,
-            "split_ari": None, "mse_ratio": 1.5, "nmi": 0.9,
-            "module_drivers": [[0], [1], [2]]}  # fmt: skip
+    base = {
+        "dataset": "modules",
+        "n_modules": 3,
+        "setting": "gsreg",
+        "planted": 3,
+        "split_ari": None,
+        "mse_ratio": 1.5,
+        "nmi": 0.9,
+        "module_drivers": [[0], [1], [2]],
+    }
     rows = [
         {**base, "seed": s, "components": c, "exact": c == 3, "ari": a}
         for s, (c, a) in enumerate([(3, 1.0), (3, 0.95), (4, 0.9), (3, 1.0), (3, 0.92)])

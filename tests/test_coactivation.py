@@ -290,8 +290,9 @@ def test_stable_updates_count_restarts_when_the_count_changes():
 
 @pytest.mark.parametrize("release", [0, 3])
 def test_release_steps_switch_the_penalty_off_after_freezing(release):
-    lg = CoactivationGraph(k=1, update_every=1, buffer_size=8, stable_updates=2,
-                           release_steps=release)  # fmt: skip
+    lg = CoactivationGraph(
+        k=1, update_every=1, buffer_size=8, stable_updates=2, release_steps=release
+    )
     z = three_clusters(4) + torch.randn(4, 6)
     lg.observe(three_clusters())
     assert lg.step(1) and not lg.frozen and lg.current_penalty() is not None
@@ -312,8 +313,9 @@ def test_release_steps_also_follow_max_updates_and_on_disconnect():
         lg.step(step)
     # updates at 2 and 4; max_updates ends them at 4 and the penalty stops a step later
     assert lg.frozen_at == 4 and not lg.frozen and lg.released and lg.graph is not None
-    lg = CoactivationGraph(k=2, update_every=1, buffer_size=8, on_disconnect="freeze",
-                           release_steps=2)  # fmt: skip
+    lg = CoactivationGraph(
+        k=2, update_every=1, buffer_size=8, on_disconnect="freeze", release_steps=2
+    )
     lg.observe(two_clusters())
     lg.step(1)
     lg.step(2)
@@ -337,8 +339,9 @@ def test_a_released_learned_graph_adds_nothing_to_the_regularizer_penalty():
 
 def test_state_dict_keeps_the_freeze_and_release_schedule():
     def make() -> CoactivationGraph:
-        return CoactivationGraph(k=1, update_every=1, buffer_size=8, stable_updates=2,
-                                 release_steps=3)  # fmt: skip
+        return CoactivationGraph(
+            k=1, update_every=1, buffer_size=8, stable_updates=2, release_steps=3
+        )
 
     lg = make()
     lg.observe(three_clusters())
@@ -568,13 +571,18 @@ def test_learned_graph_recovers_planted_modules():
     assert train_planted(weight=0.0)[0].n_components == 1
 
 
-@pytest.mark.parametrize("tamper, match", [
-    (lambda s: {**s, "n_updates": -5}, "n_updates must be an int >= 0"),
-    (lambda s: {**s, "frozen": "false"}, "frozen must be True or False"),
-    (lambda s: {**s, "position": 1.5}, "position must be an int"),
-    (lambda s: {**s, "graph": graphs.path(5).to_dict()}, "a saved graph has 5 nodes, the layer "
-                                                         "has 8"),
-])
+@pytest.mark.parametrize(
+    "tamper, match",
+    [
+        (lambda s: {**s, "n_updates": -5}, "n_updates must be an int >= 0"),
+        (lambda s: {**s, "frozen": "false"}, "frozen must be True or False"),
+        (lambda s: {**s, "position": 1.5}, "position must be an int"),
+        (
+            lambda s: {**s, "graph": graphs.path(5).to_dict()},
+            "a saved graph has 5 nodes, the layer has 8",
+        ),
+    ],
+)
 def test_tampered_state_is_refused(tamper, match):
     lg = CoactivationGraph(k=2, update_every=1, buffer_size=8, n_nodes=8)
     lg.observe(random_activations(8, 8, seed=0))

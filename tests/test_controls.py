@@ -8,8 +8,12 @@ from gsreg import analysis, graphs
 
 def fields(morans_i, arranged, territories=4, patterns=3.0, decodability=0.9):
     """A map_controls-like result with the scores map_verdict reads."""
-    scores = {"morans_i": morans_i, "territories": territories,
-              "participation_ratio": patterns, "decodability": decodability}
+    scores = {
+        "morans_i": morans_i,
+        "territories": territories,
+        "participation_ratio": patterns,
+        "decodability": decodability,
+    }
     return scores | {"arranged": scores | {"morans_i": arranged}}
 
 
@@ -20,19 +24,24 @@ def test_gsr_helps_only_above_the_best_control_with_its_territories_patterns_and
     assert verdict["margin"] == pytest.approx(0.15) and verdict["helps"] is True
     assert "GSR helps" not in analysis.map_verdict_text(verdict, "GSR", "1.01x")
     assert analysis.map_verdict_text(verdict, "GSR", "1.01x").startswith(
-        "GSR beats the best control (λ=0 arranged): Moran's I 0.600 against 0.450 (+0.150)")
+        "GSR beats the best control (λ=0 arranged): Moran's I 0.600 against 0.450 (+0.150)"
+    )
     below = analysis.map_verdict(fields(0.30, 0.40), reference)
     assert below["margin"] == pytest.approx(-0.15) and below["helps"] is False
     assert "does not help" in analysis.map_verdict_short(below, "0.99x MSE")
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({"territories": 3}, "fewer class territories"),
-    ({"patterns": 1.05}, "fewer distinct class patterns"),
-    ({"decodability": 0.88}, "less class information"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"territories": 3}, "fewer class territories"),
+        ({"patterns": 1.05}, "fewer distinct class patterns"),
+        ({"decodability": 0.88}, "less class information"),
+    ],
+)
 def test_a_smoother_layer_that_loses_territories_patterns_or_information_does_not_help(
-        change, reason):
+    change, reason
+):
     verdict = analysis.map_verdict(fields(0.65, 0.6, **change), fields(0.0, 0.45))
     assert verdict["margin"] > 0 and verdict["helps"] is False
     text = analysis.map_verdict_text(verdict, "The centred form", "1.02x the MSE")
@@ -58,13 +67,15 @@ def test_map_controls_scores_the_arranged_layer_on_rows_it_was_not_fitted_on():
     rng = np.random.default_rng(1)
     graph = graphs.grid(4, 4)
     labels = np.repeat(np.arange(4), 60)
-    smooth = np.exp(-((graph.coords[:, None] - graph.coords[[0, 3, 12, 15]][None]) ** 2)
-                    .sum(-1) / 2.0)  # (16, 4): each class lights one corner
+    smooth = np.exp(
+        -((graph.coords[:, None] - graph.coords[[0, 3, 12, 15]][None]) ** 2).sum(-1) / 2.0
+    )  # (16, 4): each class lights one corner
     Z = np.eye(4)[labels] @ smooth.T + 0.2 * rng.normal(size=(240, 16))
     shuffled = Z[:, rng.permutation(16)]
     train, test = slice(0, None, 2), slice(1, None, 2)
-    result = analysis.map_controls(shuffled[train], labels[train], shuffled[test],
-                                   labels[test], graph)
+    result = analysis.map_controls(
+        shuffled[train], labels[train], shuffled[test], labels[test], graph
+    )
     energies = result["arranged"]["arrangement_energy"]
     assert energies["arranged"] < energies["identity"]
     assert result["arranged"]["morans_i"] > result["morans_i"] + 0.3
@@ -76,8 +87,7 @@ def test_map_controls_scores_the_arranged_layer_on_rows_it_was_not_fitted_on():
 def test_a_scalar_score_is_judged_against_its_best_control_and_its_task_cost():
     from gsreg.experiments import CLOSE, WRECKED, against_controls, verdict_ending
 
-    higher = against_controls(0.7, {"λ=0": 0.2, "λ=0 arranged": 0.5, "bad": float("nan")},
-                              CLOSE)
+    higher = against_controls(0.7, {"λ=0": 0.2, "λ=0 arranged": 0.5, "bad": float("nan")}, CLOSE)
     assert higher["best_control"] == "λ=0 arranged" and higher["margin"] == pytest.approx(0.2)
     assert higher["helps"] is True and verdict_ending(higher, "x") == ": GSR helps here."
     lower = against_controls(0.25, {"λ=0": 4.9, "λ=0 arranged": 1.29}, CLOSE, better="lower")

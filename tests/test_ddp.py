@@ -91,8 +91,7 @@ def tensors_to_lists(tensors: dict[str, torch.Tensor]) -> dict[str, list]:
 
 
 def run_workers(fn, args: tuple) -> None:
-    context = mp.start_processes(fn, args=args, nprocs=WORLD_SIZE, join=False,
-                                 start_method="spawn")
+    context = mp.start_processes(fn, args=args, nprocs=WORLD_SIZE, join=False, start_method="spawn")
     deadline = time.monotonic() + TIMEOUT_S
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
@@ -106,14 +105,18 @@ def run_workers(fn, args: tuple) -> None:
 
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD_SIZE, timeout=timedelta(seconds=240))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD_SIZE,
+        timeout=timedelta(seconds=240),
+    )
     try:
         model = make_model(seed=rank)  # DDP broadcasts rank 0's parameters at wrapping
         learned = make_learned()
         # attach to the plain model BEFORE wrapping: layer names stay "hidden", "code"
-        reg = GraphRegularizer(model, {"hidden": graphs.grid(4, 4), "code": learned},
-                               weight=WEIGHT)
+        reg = GraphRegularizer(model, {"hidden": graphs.grid(4, 4), "code": learned}, weight=WEIGHT)
         ddp = DistributedDataParallel(model)
         # attached to the wrapper instead, the names carry DDP's "module." prefix
         try:
@@ -166,8 +169,9 @@ def test_ddp_keeps_parameters_and_learned_graphs_equal_across_ranks(tmp_path):
     init = dict(make_model(seed=0).named_parameters())
     for name, value in first["params"].items():
         assert torch.equal(torch.tensor(value), torch.tensor(second["params"][name])), name
-    assert not torch.allclose(torch.tensor(first["params"]["hidden.0.weight"]),
-                              init["hidden.0.weight"])
+    assert not torch.allclose(
+        torch.tensor(first["params"]["hidden.0.weight"]), init["hidden.0.weight"]
+    )
 
     assert "did you mean 'module.hidden'" in first["wrapped_error"]
 
@@ -268,9 +272,15 @@ def test_lightning_ddp_spawn_ranks_share_the_learned_graph(tmp_path):
         {"model.hidden": "grid:4x4", "model.code": make_learned()}, weight=WEIGHT
     )
     trainer = pl.Trainer(
-        accelerator="cpu", devices=WORLD_SIZE, strategy="ddp_spawn", max_steps=STEPS,
-        callbacks=[callback], logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        devices=WORLD_SIZE,
+        strategy="ddp_spawn",
+        max_steps=STEPS,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     watchdog = _kill_children_after(TIMEOUT_S)
     try:

@@ -50,8 +50,13 @@ def test_quick_demo_metrics_and_report_content(quick_run):
     assert budget["budget"] == config.budget
     assert budget["lambda"] == metrics["models"]["budget"]["weight"]
     assert budget["cost_ratio"] == pytest.approx(metrics["models"]["budget"]["mse_ratio"])
-    for key in ("test_mse_no_gsr", "test_mse_gsr", "mse_ratio_gsr", "morans_i_no_gsr",
-                "morans_i_gsr"):
+    for key in (
+        "test_mse_no_gsr",
+        "test_mse_gsr",
+        "mse_ratio_gsr",
+        "morans_i_no_gsr",
+        "morans_i_gsr",
+    ):
         assert isinstance(metrics[key], float)
     for model in metrics["models"].values():
         assert 0 < model["test_mse"] < 0.2
@@ -95,15 +100,21 @@ def test_quick_demo_judges_gsr_against_the_arranged_lambda_0_layer(quick_run):
     energy = none["arranged"]["arrangement_energy"]
     assert energy["arranged"] <= energy["identity"]
     assert metrics["models"]["gsr"]["verdict_vs_controls"] == metrics["verdict_gsr"]
-    assert metrics["models"]["budget"]["verdict_vs_controls"] == \
-        metrics["budget"]["verdict_vs_controls"]
+    assert (
+        metrics["models"]["budget"]["verdict_vs_controls"]
+        == metrics["budget"]["verdict_vs_controls"]
+    )
     for key in ("gsr", "budget"):
         verdict = metrics["models"][key]["verdict_vs_controls"]
         best = max(none["morans_i"], none["arranged"]["morans_i"])
         assert verdict["control_score"] == best
         assert verdict["margin"] == pytest.approx(metrics["models"][key]["morans_i"] - best)
-        assert verdict["helps"] == (verdict["margin"] > 0 and verdict["distinct"]
-                                    and verdict["patterns"] and verdict["informative"])
+        assert verdict["helps"] == (
+            verdict["margin"] > 0
+            and verdict["distinct"]
+            and verdict["patterns"]
+            and verdict["informative"]
+        )
     html = (out / "report.html").read_text()
     assert "the best control" in html and "no GSR arranged" in html
 
@@ -133,8 +144,9 @@ def test_graph_command(tmp_path, capsys):
 def test_graph_command_prints_the_laplacian_spectrum(capsys):
     # path:3 has combinatorial Laplacian eigenvalues 0, 1 and 3
     assert cli.main(["graph", "path:3"]) == 0
-    found = re.search(r"combinatorial Laplacian eigenvalues in \[(\S+), (\S+)\]",
-                      capsys.readouterr().out)
+    found = re.search(
+        r"combinatorial Laplacian eigenvalues in \[(\S+), (\S+)\]", capsys.readouterr().out
+    )
     assert found is not None
     assert float(found[1]) == pytest.approx(0, abs=1e-12) and float(found[2]) == 3
 

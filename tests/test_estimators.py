@@ -30,21 +30,26 @@ FIXED = dict(weight=3e-3, arrange=False)
 
 
 def fast_ae(**kw):
-    return GSRAutoencoder(**{"graph": "grid:2x3", "hidden": (8,), "latent": 3, **FAST, **FIXED,
-                             **kw})
+    return GSRAutoencoder(
+        **{"graph": "grid:2x3", "hidden": (8,), "latent": 3, **FAST, **FIXED, **kw}
+    )
 
 
 def fast_clf(**kw):
-    return GSRClassifier(**{"graph": "grid:2x3", "hidden": (8,), **FAST, **FIXED, "epochs": 10,
-                            "lr": 3e-2, **kw})
+    return GSRClassifier(
+        **{"graph": "grid:2x3", "hidden": (8,), **FAST, **FIXED, "epochs": 10, "lr": 3e-2, **kw}
+    )
 
 
 # Every scikit-learn estimator check passes with these small settings; none is expected to
 # fail (check_array_api_input is skipped by scikit-learn itself unless SCIPY_ARRAY_API=1).
 @parametrize_with_checks(
-    [fast_ae(graph="grid:2x2", latent=2), fast_clf(),
-     fast_ae(graph="grid:2x2", latent=2, weight=None, arrange="auto"),
-     fast_clf(weight=None, budget=0.05, arrange="auto")],
+    [
+        fast_ae(graph="grid:2x2", latent=2),
+        fast_clf(),
+        fast_ae(graph="grid:2x2", latent=2, weight=None, arrange="auto"),
+        fast_clf(weight=None, budget=0.05, arrange="auto"),
+    ],
     expected_failed_checks=lambda estimator: {},
 )
 def test_sklearn_estimator_checks(estimator, check):
@@ -235,21 +240,32 @@ def test_weight_zero_is_the_same_model_without_gsr(digits):
     model = DenseAutoencoder(64, hidden=[8], latent=3, decoder_hidden=[6])
     Xs = torch.from_numpy(((X - est.input_mean_) / est.input_scale_).astype(np.float32))
     fit(model, Xs, epochs=3, batch_size=64, lr=1e-2, seed=7, progress=False, device="cpu")
-    for (name, a), b in zip(est.model_.state_dict().items(), model.state_dict().values(),
-                            strict=True):
+    for (name, a), b in zip(
+        est.model_.state_dict().items(), model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     gsr = fast_ae(weight=1.0, random_state=7).fit(X)
     assert not torch.equal(gsr.model_.decoder[0][0].weight, model.decoder[0][0].weight)
 
 
 def test_gsr_structures_the_layer_at_little_cost(digits):
-    settings = dict(graph="grid:6x6", hidden=(32,), latent=8, epochs=150, batch_size=200,
-                    lr=3e-3, random_state=0, device="cpu")
+    settings = dict(
+        graph="grid:6x6",
+        hidden=(32,),
+        latent=8,
+        epochs=150,
+        batch_size=200,
+        lr=3e-3,
+        random_state=0,
+        device="cpu",
+    )
     plain = GSRAutoencoder(weight=0.0, **settings).fit(digits.X_train)
     gsr = GSRAutoencoder(weight=1e-2, **settings).fit(digits.X_train)
     g = graphs.grid(6, 6)
-    scores = [analysis.localization(e.activations(digits.X_test), digits.y_test, g)["morans_i"]
-              for e in (plain, gsr)]
+    scores = [
+        analysis.localization(e.activations(digits.X_test), digits.y_test, g)["morans_i"]
+        for e in (plain, gsr)
+    ]
     assert scores[1] > scores[0] + 0.2
     assert -gsr.score(digits.X_test) < 1.5 * -plain.score(digits.X_test)
 
@@ -271,16 +287,21 @@ def test_random_state_makes_fits_repeatable_and_leaves_torch_rng_alone(digits):
 
 def test_learned_graph_gives_modules(digits):
     X = digits.X_train[:300]
-    est = fast_ae(graph="learned", n_structured=12, epochs=20,
-                  learned_options={"k": 3, "on_disconnect": "continue"}).fit(X)
+    est = fast_ae(
+        graph="learned",
+        n_structured=12,
+        epochs=20,
+        learned_options={"k": 3, "on_disconnect": "continue"},
+    ).fit(X)
     assert est.activations(X).shape == (300, 12)
     assert isinstance(est.graph_, gsreg.Graph) and est.graph_.n_nodes == 12
     assert est.modules_.shape == (12,)
     np.testing.assert_array_equal(est.modules_, est.coactivation_.modules())
     assert est.coactivation_.warmup_steps == est.n_steps_ // 4
     with pytest.warns(RuntimeWarning, match="no graph was learned"):
-        none = fast_ae(graph="learned", n_structured=12, learned_options={"k": 3,
-                       "warmup_steps": 10_000}).fit(X)  # fmt: skip
+        none = fast_ae(
+            graph="learned", n_structured=12, learned_options={"k": 3, "warmup_steps": 10_000}
+        ).fit(X)
     assert none.modules_ is None and none.graph_ is None
 
 
@@ -293,8 +314,15 @@ def test_verbose_zero_prints_nothing(capsys):
 def test_classifier(digits):
     labels = np.array([f"digit {v}" for v in range(10)])
     y = labels[digits.y_train]
-    clf = GSRClassifier(graph="grid:4x4", hidden=(32,), epochs=60, batch_size=200, lr=3e-3,
-                        random_state=0, device="cpu").fit(digits.X_train, y)
+    clf = GSRClassifier(
+        graph="grid:4x4",
+        hidden=(32,),
+        epochs=60,
+        batch_size=200,
+        lr=3e-3,
+        random_state=0,
+        device="cpu",
+    ).fit(digits.X_train, y)
     assert clf.classes_.tolist() == sorted(labels.tolist())
     proba = clf.predict_proba(digits.X_test)
     assert proba.shape == (300, 10)
@@ -327,8 +355,15 @@ def test_arrange_trains_a_quarter_without_gsr_then_arranges_in_place_and_trains_
     def spy(model, layer, graph, rows, **kw):
         before = model(rows).detach().clone()
         perm = real(model, layer, graph, rows, **kw)
-        calls.append(dict(layer=layer, graph=graph, n_rows=len(rows), perm=perm,
-                          weight=model.decoder[0][0].weight.detach().clone()))
+        calls.append(
+            dict(
+                layer=layer,
+                graph=graph,
+                n_rows=len(rows),
+                perm=perm,
+                weight=model.decoder[0][0].weight.detach().clone(),
+            )
+        )
         torch.testing.assert_close(model(rows).detach(), before, rtol=1e-5, atol=1e-5)
         return perm
 
@@ -348,8 +383,17 @@ def test_arrange_trains_a_quarter_without_gsr_then_arranges_in_place_and_trains_
 
 
 def test_arrange_gives_a_smoother_layer_than_training_with_gsr_alone(digits):
-    settings = dict(graph="grid:4x4", weight=1e-2, hidden=(16,), latent=4, epochs=12,
-                    batch_size=100, lr=1e-2, random_state=0, device="cpu")
+    settings = dict(
+        graph="grid:4x4",
+        weight=1e-2,
+        hidden=(16,),
+        latent=4,
+        epochs=12,
+        batch_size=100,
+        lr=1e-2,
+        random_state=0,
+        device="cpu",
+    )
     plain = GSRAutoencoder(**settings).fit(digits.X_train)
     arranged = GSRAutoencoder(arrange=True, **settings).fit(digits.X_train)
     assert plain.n_steps_ == arranged.n_steps_ and plain.arrangement_ is None
@@ -408,8 +452,18 @@ def test_budget_default_trains_the_weight_zero_run_then_fine_tunes_within_the_bu
     weight=0 run step for step; the fine-tuning epochs that follow carry the weight the
     budget sets, and the report states the reference and the spend."""
     X = digits.X_train[:300]
-    kw = dict(graph="learned", n_structured=12, learned_options={"k": 3}, epochs=40,
-              batch_size=64, lr=1e-2, random_state=0, device="cpu", hidden=(8,), latent=3)
+    kw = dict(
+        graph="learned",
+        n_structured=12,
+        learned_options={"k": 3},
+        epochs=40,
+        batch_size=64,
+        lr=1e-2,
+        random_state=0,
+        device="cpu",
+        hidden=(8,),
+        latent=3,
+    )
     twin = GSRAutoencoder(weight=0.0, **kw).fit(X)
     est = GSRAutoencoder(budget=BUDGET, **kw).fit(X)
     assert est.weight is None and est.budget == BUDGET
@@ -428,8 +482,9 @@ def test_learned_graph_default_is_the_measured_recipe(digits):
     """graph="learned" with the defaults: a fixed weight, the centred penalty and the
     recipe's graph options, scheduled on the run's length (learned_options still win)."""
     X = digits.X_train[:300]
-    est = fast_ae(graph="learned", weight=None, n_structured=12, epochs=60,
-                  learned_options={"k": 3}).fit(X)
+    est = fast_ae(
+        graph="learned", weight=None, n_structured=12, epochs=60, learned_options={"k": 3}
+    ).fit(X)
     lg = est.coactivation_
     assert est.budget == "auto" and est.budget_report_ is None
     assert est.n_iter_ == 60 and est.n_steps_ == 60 * 5

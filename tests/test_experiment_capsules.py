@@ -61,8 +61,9 @@ def quick_run_and_prose(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gsreg_report, "render", record)
-        folder = registry.run_experiment(NAME, root, quick=True, seed=3, device="cpu",
-                                         progress=False)
+        folder = registry.run_experiment(
+            NAME, root, quick=True, seed=3, device="cpu", progress=False
+        )
     return folder, calls
 
 
@@ -94,15 +95,33 @@ def test_quick_run_report_holds_the_prose_of_every_template(quick_run_and_prose)
 
 def test_report_states_the_network_sizes_of_the_model():
     torch.manual_seed(0)
-    model = CapsuleNet(conv_channels=8, primary_types=2, primary_dim=4, capsule_dim=6,
-                       decoder_hidden=(16,), conv_kernel=5, primary_kernel=7, primary_stride=2)
+    model = CapsuleNet(
+        conv_channels=8,
+        primary_types=2,
+        primary_dim=4,
+        capsule_dim=6,
+        decoder_hidden=(16,),
+        conv_kernel=5,
+        primary_kernel=7,
+        primary_stride=2,
+    )
     net = architecture(model)
     assert net["primary_grid"] == [(28 - 5 + 1 - 7) // 2 + 1] * 2 and net["n_pixels"] == 784
     assert net["conv_kernel"] == 5 and net["primary_stride"] == 2 and net["capsule_dim"] == 6
     text = gsreg_report.prose(
-        "capsules/model.txt", net=net, recon_weight=0.0005, epochs=1, n_train=10, n_test=5,
-        graph="capsules:10x6", layer="digit_caps", n_per_class=2, steps=[-0.25, 0.0, 0.25],
-        features=list(FEATURES), n_permutations=9)
+        "capsules/model.txt",
+        net=net,
+        recon_weight=0.0005,
+        epochs=1,
+        n_train=10,
+        n_test=5,
+        graph="capsules:10x6",
+        layer="digit_caps",
+        n_per_class=2,
+        steps=[-0.25, 0.0, 0.25],
+        features=list(FEATURES),
+        n_permutations=9,
+    )
     assert "conv 5x5 (8 channels" in text and "on a 9x9 grid, 7x7 conv with stride 2" in text
     assert "(16 - 784)" in text and "the 60 pose values" in text
 
@@ -181,7 +200,7 @@ def test_tilt_sign_top_leaning_right():
     image = np.zeros((30, 30))
     for row in range(5, 25):  # a bar whose top is further right than its bottom
         col = 15 + (15 - row) // 2
-        image[row, col - 1:col + 2] = 1
+        image[row, col - 1 : col + 2] = 1
     tilt = moment_features(image)[FEATURES.index("tilt")]
     assert 0 < tilt < np.pi / 4
 
@@ -206,12 +225,12 @@ def test_slant_of_a_sheared_bar_and_skew_against_scipy():
     shear = 0.4
     for row in range(6, 34):
         col = int(round(20 + shear * (row - 20)))
-        image[row, col - 1:col + 2] = 1
+        image[row, col - 1 : col + 2] = 1
     f = dict(zip(FEATURES, moment_features(image), strict=True))
     assert f["slant"] == pytest.approx(shear, abs=0.03)
     wedge = np.zeros((30, 30))
     for row in range(5, 25):  # wider at the bottom: mass piles up low, a long tail upward
-        wedge[row, 15 - (row - 5) // 2:16 + (row - 5) // 2] = 1
+        wedge[row, 15 - (row - 5) // 2 : 16 + (row - 5) // 2] = 1
     rows, cols = np.nonzero(wedge)
     g = dict(zip(FEATURES, moment_features(wedge), strict=True))
     assert g["skew y"] == pytest.approx(stats.skew(rows))
@@ -337,12 +356,18 @@ def test_permuted_consistency_against_a_loop():
     perms = np.stack([np.stack([rng.permutation(D) for _ in range(C)]) for _ in range(6)])
     got = permuted_consistency(sig, perms)
     for p in range(6):
-        values = [_cos(sig[c, perms[p, c, k]], sig[d, perms[p, d, k]])
-                  for k in range(D) for c in range(C) for d in range(C) if c != d]
+        values = [
+            _cos(sig[c, perms[p, c, k]], sig[d, perms[p, d, k]])
+            for k in range(D)
+            for c in range(C)
+            for d in range(C)
+            if c != d
+        ]
         assert got[p] == pytest.approx(np.mean(values))
     identity = np.broadcast_to(np.arange(D), (1, C, D))
     assert permuted_consistency(sig, identity)[0] == pytest.approx(
-        consistency_summary(consistency_matrix(sig))["consistency"])
+        consistency_summary(consistency_matrix(sig))["consistency"]
+    )
 
 
 def test_alignment_pvalue_detects_alignment_and_is_calibrated():
@@ -357,9 +382,12 @@ def test_alignment_pvalue_detects_alignment_and_is_calibrated():
 
 
 def _summary(alignments, p_values, consistency, verdict="close to λ = 0"):
-    return {"alignment_by_restart": alignments, "consistency_mean": consistency,
-            "significant_fraction": float(np.mean(np.array(p_values) < 0.01)),
-            "verdict": verdict}
+    return {
+        "alignment_by_restart": alignments,
+        "consistency_mean": consistency,
+        "significant_fraction": float(np.mean(np.array(p_values) < 0.01)),
+        "verdict": verdict,
+    }
 
 
 def test_claim_verdict_against_the_best_control():
@@ -386,11 +414,13 @@ def test_capsule_arrangement_undoes_a_planted_relabelling():
     assert all(sorted(row) == list(range(D)) for row in perm)
     relabelled = np.take_along_axis(scrambled, perm[:, :, None], axis=1)
     # the same labels up to one relabelling shared by every capsule
-    assert all((perm[c][np.argsort(perm[0])] == planted[c][np.argsort(planted[0])]).all()
-               for c in range(C))
+    assert all(
+        (perm[c][np.argsort(perm[0])] == planted[c][np.argsort(planted[0])]).all() for c in range(C)
+    )
     summary = consistency_summary(consistency_matrix(relabelled))
     assert summary["alignment"] == pytest.approx(
-        consistency_summary(consistency_matrix(signatures))["alignment"])
+        consistency_summary(consistency_matrix(signatures))["alignment"]
+    )
 
 
 def test_capsule_arrangement_is_never_worse_than_the_identity():
@@ -401,18 +431,25 @@ def test_capsule_arrangement_is_never_worse_than_the_identity():
         perm = capsule_arrangement(cosine_table(sig).reshape(C * D, C * D), C, D)
         identity = np.broadcast_to(np.arange(D), (1, C, D))
         assert permuted_consistency(sig, perm[None])[0] >= (
-            permuted_consistency(sig, identity)[0] - 1e-12)
+            permuted_consistency(sig, identity)[0] - 1e-12
+        )
 
 
 def test_margin_loss_against_a_loop():
     rng = np.random.default_rng(7)
     lengths = rng.random((6, 10))
     labels = rng.integers(0, 10, 6)
-    expected = np.mean([
-        sum(max(0.0, 0.9 - lengths[b, c]) ** 2 if c == labels[b]
-            else 0.5 * max(0.0, lengths[b, c] - 0.1) ** 2 for c in range(10))
-        for b in range(6)
-    ])
+    expected = np.mean(
+        [
+            sum(
+                max(0.0, 0.9 - lengths[b, c]) ** 2
+                if c == labels[b]
+                else 0.5 * max(0.0, lengths[b, c] - 0.1) ** 2
+                for c in range(10)
+            )
+            for b in range(6)
+        ]
+    )
     got = margin_loss(torch.tensor(lengths), torch.tensor(labels))
     assert float(got) == pytest.approx(expected)
 
@@ -436,7 +473,9 @@ def test_primary_capsules_layout():
     assert u.shape == (2, 2 * 16, 4)
     raw = layer.conv(x)  # (2, 8, 4, 4)
     t, row, col = 1, 2, 3  # capsule of type t at (row, col) is number t*16 + row*4 + col
-    assert torch.allclose(u[:, t * 16 + row * 4 + col], squash(raw[:, t * 4:(t + 1) * 4, row, col]))
+    assert torch.allclose(
+        u[:, t * 16 + row * 4 + col], squash(raw[:, t * 4 : (t + 1) * 4, row, col])
+    )
 
 
 def test_one_routing_round_is_the_squashed_mean_prediction():
@@ -444,8 +483,9 @@ def test_one_routing_round_is_the_squashed_mean_prediction():
     layer = DigitCapsules(n_in=6, in_dim=3, n_out=4, out_dim=5, iterations=1)
     u = torch.randn(2, 6, 3)
     W = layer.weight.reshape(6, 4, 5, 3)
-    predictions = torch.stack([torch.stack([W[i, j] @ u[b, i] for i in range(6)])
-                               for b in range(2) for j in range(4)]).reshape(2, 4, 6, 5)
+    predictions = torch.stack(
+        [torch.stack([W[i, j] @ u[b, i] for i in range(6)]) for b in range(2) for j in range(4)]
+    ).reshape(2, 4, 6, 5)
     # coupling 1/n_out for every (input, output) pair, predictions summed over the inputs
     assert torch.allclose(layer(u), squash(predictions.sum(dim=2) / 4), atol=1e-6)
 
@@ -472,8 +512,9 @@ def test_routing_rounds_raise_the_agreeing_output():
 
 def test_capsule_net_shapes_masking_and_flat_input():
     torch.manual_seed(3)
-    model = CapsuleNet(conv_channels=8, primary_types=2, primary_dim=4, capsule_dim=6,
-                       decoder_hidden=(16,))
+    model = CapsuleNet(
+        conv_channels=8, primary_types=2, primary_dim=4, capsule_dim=6, decoder_hidden=(16,)
+    )
     model.eval()
     x = torch.rand(3, 784)
     lengths, rec = model(x)
@@ -496,28 +537,37 @@ def test_capsule_net_shapes_masking_and_flat_input():
 
 def test_gsr_on_digit_caps_is_the_capsule_graph_energy():
     torch.manual_seed(4)
-    model = CapsuleNet(conv_channels=8, primary_types=2, primary_dim=4, capsule_dim=6,
-                       decoder_hidden=(16,))
-    reg = GraphRegularizer(model, {"digit_caps": graphs.capsules(10, 6)}, weight=1.0,
-                           nodes="flatten")
+    model = CapsuleNet(
+        conv_channels=8, primary_types=2, primary_dim=4, capsule_dim=6, decoder_hidden=(16,)
+    )
+    reg = GraphRegularizer(
+        model, {"digit_caps": graphs.capsules(10, 6)}, weight=1.0, nodes="flatten"
+    )
     model.train()
     x = torch.rand(4, 784)
     model(x, torch.tensor([0, 1, 2, 3]))
     with torch.no_grad():  # the hook collects nothing without autograd
         v = model.poses(x)
-    expected = np.mean([
-        sum(float(v[b, c, k] - v[b, d, k]) ** 2
-            for k in range(6) for c in range(10) for d in range(c + 1, 10))
-        for b in range(4)
-    ])
+    expected = np.mean(
+        [
+            sum(
+                float(v[b, c, k] - v[b, d, k]) ** 2
+                for k in range(6)
+                for c in range(10)
+                for d in range(c + 1, 10)
+            )
+            for b in range(4)
+        ]
+    )
     assert float(reg.penalty().detach()) == pytest.approx(expected, rel=1e-5)
     reg.remove()
 
 
 def test_perturbed_reconstructions_decode_the_shifted_capsule():
     torch.manual_seed(5)
-    model = CapsuleNet(conv_channels=8, primary_types=2, primary_dim=4, capsule_dim=6,
-                       decoder_hidden=(16,)).eval()
+    model = CapsuleNet(
+        conv_channels=8, primary_types=2, primary_dim=4, capsule_dim=6, decoder_hidden=(16,)
+    ).eval()
     poses = torch.randn(2, 10, 6) * 0.3
     classes = torch.tensor([3, 8])
     steps = np.array([-0.25, 0.0, 0.25])

@@ -20,9 +20,10 @@ from gsreg.experiments.rotation import circular_correlation, rho_null, ring_peak
 def runs(tmp_path_factory):
     """The three experiments, quick, through run_experiment (seed 3)."""
     root = tmp_path_factory.mktemp("runs")
-    return {name: registry.run_experiment(name, root, quick=True, seed=3, device="cpu",
-                                          progress=False)
-            for name in ("reconstruction-sweep", "rotation", "capsules")}
+    return {
+        name: registry.run_experiment(name, root, quick=True, seed=3, device="cpu", progress=False)
+        for name in ("reconstruction-sweep", "rotation", "capsules")
+    }
 
 
 def _metrics(folder) -> dict:
@@ -34,7 +35,8 @@ def _check_verdict(verdict: dict) -> None:
     never helps without a positive margin."""
     sign = 1.0 if verdict["better"] == "higher" else -1.0
     assert verdict["margin"] == pytest.approx(
-        sign * (verdict["gsr_score"] - verdict["control_score"]))
+        sign * (verdict["gsr_score"] - verdict["control_score"])
+    )
     if not verdict["margin"] > 0:
         assert verdict["helps"] is False
     assert isinstance(verdict["helps"], bool)
@@ -46,8 +48,9 @@ def _check_report(folder, verdict: dict) -> None:
     assert ("GSR helps here" in verdict["sentence"]) == verdict["helps"]
     headline = registry.read_run(folder)["headline"]
     assert "vs best control" in headline
-    assert headline["vs best control"].endswith("does not help" if not verdict["helps"]
-                                                 else "helps")
+    assert headline["vs best control"].endswith(
+        "does not help" if not verdict["helps"] else "helps"
+    )
 
 
 # --------------------------------------------------------------------------- reconstruction
@@ -118,14 +121,16 @@ def test_rotation_controls_are_each_lambda_0_ring_as_trained_and_arranged(runs):
     variants = metrics["variants"]
     references = [v for v in variants.values() if v["weight"] == 0]
     assert set(metrics["controls"]) == {
-        name for v in references for name in (v["label"], f"{v['label']} arranged")}
+        name for v in references for name in (v["label"], f"{v['label']} arranged")
+    }
     for v in references:
         trained = metrics["controls"][v["label"]]
         arranged = metrics["controls"][f"{v['label']} arranged"]
         assert trained["median_abs_rho"] == v["median_abs_rho"]
         assert arranged["median_abs_rho"] == v["arranged_median_abs_rho"]
         assert arranged["median_abs_rho"] == pytest.approx(
-            np.median([abs(r["rho_arranged"]) for r in v["restarts"]]))
+            np.median([abs(r["rho_arranged"]) for r in v["restarts"]])
+        )
     for v in variants.values():
         for r in v["restarts"]:
             assert 0 <= r["null_abs_rho"] <= 1 and 0 < r["p_value"] <= 1
@@ -179,10 +184,12 @@ def test_capsules_controls_are_lambda_0_as_trained_and_relabelled(runs):
     for m in metrics["models"].values():
         arranged = m["arranged"]
         assert arranged["alignment"] == pytest.approx(
-            arranged["consistency"] - arranged["shuffled"])
+            arranged["consistency"] - arranged["shuffled"]
+        )
         assert 0 < arranged["p_value"] <= 1 and 0 <= arranged["relabelled_fraction"] <= 1
-    relabelled = [m["arranged"]["alignment"] for m in metrics["models"].values()
-                  if m["weight"] == 0]
+    relabelled = [
+        m["arranged"]["alignment"] for m in metrics["models"].values() if m["weight"] == 0
+    ]
     assert controls["λ=0 arranged"]["alignment_by_restart"] == relabelled
 
 
@@ -190,8 +197,9 @@ def test_capsules_verdict_takes_the_best_control(runs):
     metrics = _metrics(runs["capsules"])
     verdict, best = metrics["verdict"], metrics["best"]
     assert verdict["better"] == "higher" and verdict["gsr"] == best["label"]
-    assert verdict["control_score"] == max(c["alignment_mean"]
-                                           for c in metrics["controls"].values())
+    assert verdict["control_score"] == max(
+        c["alignment_mean"] for c in metrics["controls"].values()
+    )
     assert verdict["gsr_score"] == best["alignment_mean"]
     assert verdict["gsr_arranged_score"] == best["arranged"]["alignment_mean"]
     assert verdict["accuracy_drop"] == best["accuracy_drop"]

@@ -29,8 +29,10 @@ from gsreg.experiments import _cluster_report as cr
 from gsreg.experiments import cluster_indication as ci
 
 #: the figure file stems each experiment promises
-FIGURES = {"modules": tuple(modules.FIGURES.values()),
-           "hierarchy": tuple(hierarchy.FIGURES.values())}
+FIGURES = {
+    "modules": tuple(modules.FIGURES.values()),
+    "hierarchy": tuple(hierarchy.FIGURES.values()),
+}
 CONFIGS = {"modules": modules.ModulesConfig, "hierarchy": hierarchy.HierarchyConfig}
 VERDICTS = (CLOSE, COSTLY, WRECKED)
 
@@ -39,9 +41,10 @@ VERDICTS = (CLOSE, COSTLY, WRECKED)
 def quick_runs(tmp_path_factory):
     """Both experiments, quick, through run_experiment (seed 3)."""
     root = tmp_path_factory.mktemp("runs")
-    return {name: registry.run_experiment(name, root, quick=True, seed=3, device="cpu",
-                                          progress=False)
-            for name in FIGURES}
+    return {
+        name: registry.run_experiment(name, root, quick=True, seed=3, device="cpu", progress=False)
+        for name in FIGURES
+    }
 
 
 def _metrics(folder: Path) -> dict:
@@ -85,15 +88,28 @@ def _check_cost(cost: dict) -> None:
 def test_modules_metrics(quick_runs):
     metrics = _metrics(quick_runs["modules"])
     config = modules.ModulesConfig.quick(seed=3)
-    for key in ("data", "seeds", "settings", "groups", "overall", "sweep", "sweep_by_weight",
-                "weakest_weight_with_modules", "wrecked", "runs", "sweep_runs"):
+    for key in (
+        "data",
+        "seeds",
+        "settings",
+        "groups",
+        "overall",
+        "sweep",
+        "sweep_by_weight",
+        "weakest_weight_with_modules",
+        "wrecked",
+        "runs",
+        "sweep_runs",
+    ):
         assert key in metrics
     assert metrics["seeds"] == list(config.seeds) == [3]
     assert set(metrics["settings"]) == set(config.settings) == set(ci.SETTINGS)
     assert [(g["n_modules"], g["setting"]) for g in metrics["groups"]] == [
-        (n, s) for n in config.n_modules for s in config.settings]
-    assert set(metrics["defaults_target"]) == {f"{kind}:{n}"
-                                               for kind, n in modules.datasets_of(config)}
+        (n, s) for n in config.n_modules for s in config.settings
+    ]
+    assert set(metrics["defaults_target"]) == {
+        f"{kind}:{n}" for kind, n in modules.datasets_of(config)
+    }
     for target in metrics["defaults_target"].values():
         assert target["runs"] == config.n_seeds
         assert target["met"] == all(target["checks"].values())
@@ -118,23 +134,34 @@ def test_modules_metrics(quick_runs):
         _check_cost(record["cost"])
     # the sweep point at the setting's own weight is the main run, trained once
     main = next(r for r in metrics["runs"] if r["setting"] == "gsreg")
-    swept = next(r for r in metrics["sweep_runs"]
-                 if r["weight"] == config.setting_weight("gsreg"))
+    swept = next(r for r in metrics["sweep_runs"] if r["weight"] == config.setting_weight("gsreg"))
     assert {k: v for k, v in swept.items() if k != "weight"} == {
-        k: v for k, v in main.items() if k != "weight"}
+        k: v for k, v in main.items() if k != "weight"
+    }
 
 
 def test_hierarchy_metrics(quick_runs):
     metrics = _metrics(quick_runs["hierarchy"])
     config = hierarchy.HierarchyConfig.quick(seed=3)
     kinds = [kind for kind, _ in hierarchy.datasets_of(config)]
-    for key in ("data", "groups", "hierarchical", "binary", "kmeans", "sweep", "wrecked",
-                "runs", "sweep_runs"):
+    for key in (
+        "data",
+        "groups",
+        "hierarchical",
+        "binary",
+        "kmeans",
+        "sweep",
+        "wrecked",
+        "runs",
+        "sweep_runs",
+    ):
         assert key in metrics
     assert {(g["dataset"], g["setting"]) for g in metrics["groups"]} == {
-        (kind, s) for kind in kinds for s in config.settings}
-    assert set(metrics["defaults_target"]) == {f"{kind}:{n}"
-                                               for kind, n in hierarchy.datasets_of(config)}
+        (kind, s) for kind in kinds for s in config.settings
+    }
+    assert set(metrics["defaults_target"]) == {
+        f"{kind}:{n}" for kind, n in hierarchy.datasets_of(config)
+    }
     for group in metrics["groups"]:
         _check_cost(group["cost"])
     for h in metrics["hierarchical"].values():
@@ -158,8 +185,12 @@ def test_hierarchy_metrics(quick_runs):
 
 
 def _group_rows(runs, group):
-    return [r for r in runs if (r["dataset"], r["n_modules"], r["setting"])
-            == (group["dataset"], group["n_modules"], group["setting"])]
+    return [
+        r
+        for r in runs
+        if (r["dataset"], r["n_modules"], r["setting"])
+        == (group["dataset"], group["n_modules"], group["setting"])
+    ]
 
 
 def check_controls(row: dict) -> None:
@@ -179,8 +210,18 @@ def check_controls(row: dict) -> None:
 
 def check_verdict(verdict: dict, rows: list[dict]) -> None:
     """A verdict is consistent with the controls of its runs."""
-    for key in ("best_control", "control_ari", "gsr_ari", "margin", "helps", "mse_ratio",
-                "p_value", "null_mean", "modules", "controls"):
+    for key in (
+        "best_control",
+        "control_ari",
+        "gsr_ari",
+        "margin",
+        "helps",
+        "mse_ratio",
+        "p_value",
+        "null_mean",
+        "modules",
+        "controls",
+    ):
         assert key in verdict
     assert verdict["gsr_ari"] == pytest.approx(np.mean([r["ari"] or 0.0 for r in rows]))
     for name in analysis.MODULE_CONTROLS:
@@ -191,8 +232,9 @@ def check_verdict(verdict: dict, rows: list[dict]) -> None:
     assert verdict["control_ari"] == pytest.approx(best)
     assert verdict["best_control"] == analysis.MODULE_CONTROL_LABELS[verdict["best_control_key"]]
     assert verdict["margin"] == pytest.approx(verdict["gsr_ari"] - verdict["control_ari"])
-    assert verdict["helps"] == (verdict["margin"] > 0 and verdict["p_value"] < analysis.P_LEVEL
-                                and verdict["modules"])
+    assert verdict["helps"] == (
+        verdict["margin"] > 0 and verdict["p_value"] < analysis.P_LEVEL and verdict["modules"]
+    )
     if verdict["margin"] <= 0:
         assert verdict["helps"] is False
     if any(r["components"] <= 1 for r in rows):
@@ -233,8 +275,7 @@ def test_hierarchy_results_stand_beside_their_controls_with_a_verdict(quick_runs
         check_controls(row)
     for kind, verdicts in metrics["verdict"].items():
         for setting, verdict in verdicts.items():
-            rows = [r for r in metrics["runs"]
-                    if r["dataset"] == kind and r["setting"] == setting]
+            rows = [r for r in metrics["runs"] if r["dataset"] == kind and r["setting"] == setting]
             check_verdict(verdict, rows)
             assert hierarchy._verdict_sentence(kind, setting, verdict) in report
             assert cr.verdict_entry(verdict) in headline.values()
@@ -247,10 +288,13 @@ def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_runs
     history = gsreg_report.prose("modules/history.txt", update_every=study.gsreg.update_every)
     assert f"rebuilds the graph every {study.gsreg.update_every} steps" in history
     assert history in report
-    assert (f"mean ARI ≥ {modules.ARI_GOOD:g} and the exact count in "
-            f"≥ {modules.EXACT_SHARE:.0%} of seeds") in report
-    assert (f"warm-up shortened from {ci.PAPER_WARMUP_STEPS} to "
-            f"{config.authors_warmup_steps} steps") in report
+    assert (
+        f"mean ARI ≥ {modules.ARI_GOOD:g} and the exact count in "
+        f"≥ {modules.EXACT_SHARE:.0%} of seeds"
+    ) in report
+    assert (
+        f"warm-up shortened from {ci.PAPER_WARMUP_STEPS} to {config.authors_warmup_steps} steps"
+    ) in report
     assert f"learns the graph of a {study.width}-neuron layer" in report
     assert cr.cost_rule() in report
     assert f"Up to {MSE_CLOSE:g}x is close to λ = 0, above {MSE_WRECKED:g}x" in cr.cost_rule()
@@ -260,31 +304,42 @@ def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_runs
     folder = quick_runs["hierarchy"]
     k = _metrics(folder)["kmeans"]["mean"]
     report = _report_text(folder)
-    assert (f"{config.n_modules} planted modules x {subtypes} sub-types "
-            f"({config.n_samples} samples)") in report
-    assert (f"with k = {config.n_modules * subtypes} a fine ARI of "
-            f"{k['k_fine_ari_fine']:.2f}") in report
+    assert (
+        f"{config.n_modules} planted modules x {subtypes} sub-types ({config.n_samples} samples)"
+    ) in report
+    assert (
+        f"with k = {config.n_modules * subtypes} a fine ARI of {k['k_fine_ari_fine']:.2f}"
+    ) in report
     assert f"are the {subtypes} sub-types of planted module 0" in report
 
 
 def test_prose_joins_the_lines_of_a_paragraph_and_keeps_paragraphs():
-    text = gsreg_report.prose("modules/controls.txt", rule="The rule.",
-                              verdicts=["One\nverdict.", "Two."])
-    assert text == ("The rule. One row per planted count and setting (means over seeds), then "
-                    "each setting over all of its runs.\n\nOne verdict.\n\nTwo.")
+    text = gsreg_report.prose(
+        "modules/controls.txt", rule="The rule.", verdicts=["One\nverdict.", "Two."]
+    )
+    assert text == (
+        "The rule. One row per planted count and setting (means over seeds), then "
+        "each setting over all of its runs.\n\nOne verdict.\n\nTwo."
+    )
 
 
 def _verdict_rows(aris, components, controls, p_values):
     keys = dict.fromkeys(analysis.MODULE_CONTROLS)
-    return [{"ari": a, "components": c,
-             "controls": {**keys, **k, "k": c, "p_value": p, "null_mean": 0.4,
-                          "indicated": c}}
-            for a, c, k, p in zip(aris, components, controls, p_values, strict=True)]
+    return [
+        {
+            "ari": a,
+            "components": c,
+            "controls": {**keys, **k, "k": c, "p_value": p, "null_mean": 0.4, "indicated": c},
+        }
+        for a, c, k, p in zip(aris, components, controls, p_values, strict=True)
+    ]
 
 
 def test_module_verdict_needs_the_best_control_the_null_and_several_modules():
-    beaten = [{"neurons_kmeans": 0.5, "raw_kmeans": 0.5}, {"neurons_kmeans": 0.7,
-                                                           "raw_kmeans": 0.6}]
+    beaten = [
+        {"neurons_kmeans": 0.5, "raw_kmeans": 0.5},
+        {"neurons_kmeans": 0.7, "raw_kmeans": 0.6},
+    ]
     rows = _verdict_rows([0.9, 0.8], [3, 3], beaten, [0.005, 0.01])
     verdict = analysis.module_verdict(rows, 1.02)
     assert verdict["best_control_key"] == "neurons_kmeans"
@@ -294,14 +349,17 @@ def test_module_verdict_needs_the_best_control_the_null_and_several_modules():
     assert verdict["p_value"] == 0.01 and verdict["helps"] is True
     assert verdict["controls"]["layer_leiden"] is None  # a control never scored is left out
     assert cr.verdict_entry(verdict) == (
-        "GSR 0.85 vs k-means on λ=0 neurons 0.60 (+0.25) at 1.02x MSE: helps")
+        "GSR 0.85 vs k-means on λ=0 neurons 0.60 (+0.25) at 1.02x MSE: helps"
+    )
     assert "GSR helps here" in cr.verdict_sentence(verdict, "The modules")
     # the null not beaten in one run
-    assert not analysis.module_verdict(_verdict_rows([0.9, 0.8], [3, 3], beaten, [0.005, 0.2]),
-                                 1.0)["helps"]
+    assert not analysis.module_verdict(
+        _verdict_rows([0.9, 0.8], [3, 3], beaten, [0.005, 0.2]), 1.0
+    )["helps"]
     # one run without a graph (ARI None counts 0, no null) or with one module
-    assert not analysis.module_verdict(_verdict_rows([0.9, None], [3, 0], beaten, [0.005, None]),
-                                 1.0)["helps"]
+    assert not analysis.module_verdict(
+        _verdict_rows([0.9, None], [3, 0], beaten, [0.005, None]), 1.0
+    )["helps"]
     single = analysis.module_verdict(_verdict_rows([0.9, 0.9], [3, 1], beaten, [0.005, 0.005]), 1.0)
     assert single["modules"] is False and single["helps"] is False
     assert "single module" in cr.verdict_sentence(single, "The modules")
@@ -309,8 +367,10 @@ def test_module_verdict_needs_the_best_control_the_null_and_several_modules():
     tie = analysis.module_verdict(_verdict_rows([0.6, 0.6], [3, 3], beaten, [0.005, 0.005]), 1.0)
     assert tie["margin"] == pytest.approx(0.0) and tie["helps"] is False
     sentence = cr.verdict_sentence(tie, "The modules")
-    assert sentence.startswith("The modules do not beat the best control (k-means on λ=0 "
-                               "neurons): ARI 0.60 against 0.60 (+0.00), at 1.00x")
+    assert sentence.startswith(
+        "The modules do not beat the best control (k-means on λ=0 "
+        "neurons): ARI 0.60 against 0.60 (+0.00), at 1.00x"
+    )
     assert "GSR does not help here" in sentence
 
 
@@ -322,10 +382,12 @@ def test_controls_read_posthoc_modules_like_gsr_modules():
     predictions = analysis.module_control_labels(Z0, X, 3, seed=1)
     assert set(predictions) == set(analysis.MODULE_CONTROLS)
     modules_ = analysis.posthoc_modules(Z0, 3, "kmeans", 1)
-    np.testing.assert_array_equal(predictions["neurons_kmeans"],
-                                  analysis.indicate_clusters(Z0, modules_))
-    np.testing.assert_array_equal(predictions["raw_kmeans"],
-                                  analysis.cluster_samples(X, 3, "kmeans", 1))
+    np.testing.assert_array_equal(
+        predictions["neurons_kmeans"], analysis.indicate_clusters(Z0, modules_)
+    )
+    np.testing.assert_array_equal(
+        predictions["raw_kmeans"], analysis.cluster_samples(X, 3, "kmeans", 1)
+    )
     controls = analysis.module_controls(Z0, modules_, Z0, X, truth, 3, seed=1)
     assert controls["raw_kmeans"] == pytest.approx(1.0)
     null = analysis.module_ari_null(Z0, modules_, truth, analysis.NULL_PERMUTATIONS, 1)
@@ -355,8 +417,9 @@ def test_run_keys_trains_each_run_once_and_workers_do_not_change_rows():
     keys = cr.main_keys(config, [("modules", 3)])[:1] * 2
     assert keys[0][3:] == ("gsreg", 0.1)
     serial = cr.run_keys(config, keys, modules.readout, False, "test")
-    parallel = cr.run_keys(dataclasses.replace(config, workers=2), keys, modules.readout,
-                           False, "test")
+    parallel = cr.run_keys(
+        dataclasses.replace(config, workers=2), keys, modules.readout, False, "test"
+    )
     assert list(serial) == keys[:1] == list(parallel)
     a, b = (cr.public(rows[keys[0]]) for rows in (serial, parallel))
     a.pop("seconds"), b.pop("seconds")
@@ -444,8 +507,12 @@ def test_subtype_split_matches_a_loop():
                 owners = {int(majority[j * subtypes + t]) for t in range(subtypes)}
                 merged += len(owners) == 1
                 split += len(owners) == subtypes
-            assert got == {"modules": 3, "merged": merged, "split": split,
-                           "majority": majority.tolist()}
+            assert got == {
+                "modules": 3,
+                "merged": merged,
+                "split": split,
+                "majority": majority.tolist(),
+            }
     fine = np.repeat(np.arange(6), 4)
     coarse_pred = fine // 2
     assert hierarchy.subtype_split(coarse_pred, fine, 2)["merged"] == 3
@@ -463,9 +530,13 @@ def test_levels():
 
 
 def test_weakest_weight_with_modules():
-    records = [{"weight": 0.0, "ari_mean": 1.0}, {"weight": 0.01, "ari_mean": 0.5},
-               {"weight": 0.03, "ari_mean": 0.92}, {"weight": 0.1, "ari_mean": 0.99},
-               {"weight": 0.3, "ari_mean": None}]
+    records = [
+        {"weight": 0.0, "ari_mean": 1.0},
+        {"weight": 0.01, "ari_mean": 0.5},
+        {"weight": 0.03, "ari_mean": 0.92},
+        {"weight": 0.1, "ari_mean": 0.99},
+        {"weight": 0.3, "ari_mean": None},
+    ]
     assert modules.weakest_weight_with_modules(records)["weight"] == 0.03
     assert modules.weakest_weight_with_modules(records, ari=0.995) is None
 
@@ -480,8 +551,10 @@ def test_indicates_needs_the_ari_and_the_exact_count():
 
 
 def test_cost_typical_and_mean_sd():
-    rows = [{"mse": 2.0, "mse_baseline": 1.0, "mse_ratio": 2.0},
-            {"mse": 1.0, "mse_baseline": 1.0, "mse_ratio": 1.0}]
+    rows = [
+        {"mse": 2.0, "mse_baseline": 1.0, "mse_ratio": 2.0},
+        {"mse": 1.0, "mse_baseline": 1.0, "mse_ratio": 1.0},
+    ]
     cost = cr.cost(rows)
     assert cost["mse_ratio"] == pytest.approx(1.5) and cost["verdict"] == COSTLY
     assert cost["mse_ratios"] == [2.0, 1.0]

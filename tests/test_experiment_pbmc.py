@@ -37,8 +37,7 @@ SCORE_KEYS = {"ari", "nmi", "purity", "ari_coarse", "nmi_coarse", "purity_coarse
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    folder = registry.run_experiment("pbmc", root, quick=True, seed=3, device="cpu",
-                                     progress=False)  # fmt: skip
+    folder = registry.run_experiment("pbmc", root, quick=True, seed=3, device="cpu", progress=False)
     metrics = json.loads((folder / "metrics.json").read_text())
     return folder, metrics
 
@@ -72,9 +71,19 @@ def test_config_round_trips_through_json(quick_run):
 
 def test_metrics_have_the_promised_keys_and_sane_values(quick_run):
     _, metrics = quick_run
-    assert {"data", "seeds", "methods", "louvain", "n_modules", "components_without_gsr",
-            "test_mse", "test_mse_no_gsr", "test_mse_mean_predictor", "cost",
-            "typical"} <= set(metrics)  # fmt: skip
+    assert {
+        "data",
+        "seeds",
+        "methods",
+        "louvain",
+        "n_modules",
+        "components_without_gsr",
+        "test_mse",
+        "test_mse_no_gsr",
+        "test_mse_mean_predictor",
+        "cost",
+        "typical",
+    } <= set(metrics)
     assert metrics["data"]["n_cells"] == 700 and metrics["data"]["n_genes"] == 765
     assert sum(metrics["data"]["cell_types"].values()) == 700
     (row,) = metrics["seeds"]
@@ -96,8 +105,11 @@ def test_metrics_have_the_promised_keys_and_sane_values(quick_run):
     for key in ("test_mse", "test_mse_no_gsr", "test_mse_mean_predictor"):
         assert math.isfinite(metrics[key]) and metrics[key] > 0, key
     assert math.isfinite(metrics["cost"]["mse_ratio"])
-    assert metrics["cost"]["verdict"] in ("close to λ = 0", "noticeable cost",
-                                          "wrecks the primary task")  # fmt: skip
+    assert metrics["cost"]["verdict"] in (
+        "close to λ = 0",
+        "noticeable cost",
+        "wrecks the primary task",
+    )
     typical = metrics["typical"]
     table = np.array(typical["module_cell_type_activity"])
     assert table.shape == (row["n_modules"], 10) and np.isfinite(table).all()
@@ -119,8 +131,12 @@ def test_the_modules_stand_beside_their_controls_with_a_verdict(quick_run):
     assert verdict["margin"] == pytest.approx(verdict["gsr_ari"] - verdict["control_ari"])
     assert verdict["mse_ratio"] == pytest.approx(metrics["cost"]["mse_ratio"])
     assert verdict["p_value"] == row["null"]["p_value"] and 0 < verdict["p_value"] <= 1
-    assert verdict["helps"] == (verdict["margin"] > 0 and verdict["p_value"] < analysis.P_LEVEL
-                                and row["n_modules"] > 1 and row["indicated"] > 1)
+    assert verdict["helps"] == (
+        verdict["margin"] > 0
+        and verdict["p_value"] < analysis.P_LEVEL
+        and row["n_modules"] > 1
+        and row["indicated"] > 1
+    )
     if verdict["margin"] <= 0:
         assert verdict["helps"] is False
     report = html.unescape((folder / "report.html").read_text())
@@ -135,18 +151,25 @@ def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_run)
     report = html.unescape((folder / "report.html").read_text())
     n_types = len(metrics["data"]["cell_types"])
     t_subsets = sum(group == "T" for group in COARSE_GROUPS.values())
-    assert (f"Over {config.n_seeds} seed(s) the learned graph (λ = {config.weight:g}) fell "
-            f"apart into") in report
-    assert (f"a stratified {config.test_fraction:.0%} of the cells per seed is held out for "
-            "the test MSE") in report
+    assert (
+        f"Over {config.n_seeds} seed(s) the learned graph (λ = {config.weight:g}) fell apart into"
+    ) in report
+    assert (
+        f"a stratified {config.test_fraction:.0%} of the cells per seed is held out for "
+        "the test MSE"
+    ) in report
     assert f"The {n_types} labels (obs['bulk_labels'])" in report
     assert f"The {t_subsets} T-cell subsets overlap strongly" in report
     assert f"ARI against the {n_types} cell types, means over seeds." in report
-    assert (f"Test MSE up to {MSE_CLOSE:g}x that of λ = 0 is close to λ = 0, above "
-            f"{MSE_WRECKED:g}x the penalty wrecks the primary task.") in report
-    assert (f"at least that of k-means (k = {pbmc.DEFAULTS_K}) and of Leiden (as many groups) "
-            f"on the cells' PCA scores, at most {pbmc.DEFAULTS_MSE_RATIO:g}x the test MSE "
-            "of λ = 0") in report
+    assert (
+        f"Test MSE up to {MSE_CLOSE:g}x that of λ = 0 is close to λ = 0, above "
+        f"{MSE_WRECKED:g}x the penalty wrecks the primary task."
+    ) in report
+    assert (
+        f"at least that of k-means (k = {pbmc.DEFAULTS_K}) and of Leiden (as many groups) "
+        f"on the cells' PCA scores, at most {pbmc.DEFAULTS_MSE_RATIO:g}x the test MSE "
+        "of λ = 0"
+    ) in report
     assert gsreg_report.prose("pbmc/ari.txt", n_types=n_types) in report
     for paragraph in pbmc._module_text(metrics["typical"]).split("\n\n"):
         assert f"<p>{paragraph}</p>" in report
@@ -235,8 +258,9 @@ def test_mean_predictor_mse_and_input_scale():
     rng = np.random.default_rng(3)
     X = rng.normal(2.0, 3.0, size=(50, 4)).astype(np.float32)
     train, test = np.arange(40), np.arange(40, 50)
-    expected = np.mean([(X[n, g] - X[train, g].astype(np.float64).mean()) ** 2
-                        for n in test for g in range(4)])  # fmt: skip
+    expected = np.mean(
+        [(X[n, g] - X[train, g].astype(np.float64).mean()) ** 2 for n in test for g in range(4)]
+    )
     assert mean_predictor_mse(X[train], X[test]) == pytest.approx(expected, rel=1e-12)
     Xs, scale = scale_inputs(X, train)
     # an MSE on the scaled inputs times scale**2 is the MSE in the original units

@@ -21,8 +21,7 @@ AUTHORS = set(R.variant_keys(R.RotationConfig.quick(), "authors"))
 def quick_run(tmp_path_factory):
     """The quick run, seed 3, through run_experiment: (folder, metrics)."""
     root = tmp_path_factory.mktemp("runs")
-    folder = registry.run_experiment(NAME, root, quick=True, seed=3, device="cpu",
-                                     progress=False)
+    folder = registry.run_experiment(NAME, root, quick=True, seed=3, device="cpu", progress=False)
     return folder, json.loads((folder / "metrics.json").read_text())
 
 
@@ -41,8 +40,9 @@ def test_rotation_authors_model_puts_the_ring_on_the_first_decoder_layer():
     assert Z.shape == (5, 10)
     # after the LeakyReLU: negative pre-activations are scaled by the slope
     pre = model.decoder[0][0](model.encoder(X)).detach().numpy()
-    np.testing.assert_allclose(Z, np.where(pre > 0, pre, config.authors_slope * pre),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        Z, np.where(pre > 0, pre, config.authors_slope * pre), rtol=1e-5, atol=1e-6
+    )
     # same seed, same initial weights: the λ = 0 twin starts where the GSR model starts
     torch.manual_seed(0)
     twin, _ = R.ring_autoencoder(config, "authors")
@@ -57,16 +57,23 @@ def test_rotation_authors_config_checks_and_round_trip():
     again = R.RotationConfig(**json.loads(json.dumps(dataclasses.asdict(config))))
     assert again == config
     assert R.RotationConfig.quick().authors_epochs <= 5
-    for bad in ({"authors_weights": (1e-2,)}, {"authors_ring": 2},
-                {"authors_decay": (1.5, 100)}, {"authors_decay": (0.99, 0)},
-                {"authors_epochs": 0}, {"authors_latent": 0}, {"authors_slope": -0.1},
-                {"authors_lr": 0.0}):
+    for bad in (
+        {"authors_weights": (1e-2,)},
+        {"authors_ring": 2},
+        {"authors_decay": (1.5, 100)},
+        {"authors_decay": (0.99, 0)},
+        {"authors_epochs": 0},
+        {"authors_latent": 0},
+        {"authors_slope": -0.1},
+        {"authors_lr": 0.0},
+    ):
         with pytest.raises(ValueError, match="authors"):
             R.RotationConfig(**bad)
     without = R.RotationConfig.quick(authors_weights=())
     assert AUTHORS and R.variant_keys(without, "authors") == []
     assert R.variant_keys(without) == [
-        key for key in R.variant_keys(R.RotationConfig.quick()) if key not in AUTHORS]
+        key for key in R.variant_keys(R.RotationConfig.quick()) if key not in AUTHORS
+    ]
 
 
 def test_rotation_quick_run_has_the_authors_variant_and_its_controls(quick_run):
@@ -83,12 +90,12 @@ def test_rotation_quick_run_has_the_authors_variant_and_its_controls(quick_run):
         (restart,) = v["restarts"]
         assert restart["seed"] == 3 and isinstance(restart["winding"], int)
         assert restart["mse_ratio"] == pytest.approx(
-            restart["test_mse"] / variants["authors_lambda_0"]["restarts"][0]["test_mse"])
+            restart["test_mse"] / variants["authors_lambda_0"]["restarts"][0]["test_mse"]
+        )
     assert variants["authors_lambda_0"]["mse_ratio"] == pytest.approx(1.0)
     assert variants["plain_lambda_0.1"]["mse_reference"] == "plain λ=0"
     controls = metrics["controls"]
-    assert {"authors λ=0", "authors λ=0 arranged", "plain λ=0", "standardised λ=0"} <= set(
-        controls)
+    assert {"authors λ=0", "authors λ=0 arranged", "plain λ=0", "standardised λ=0"} <= set(controls)
     assert controls["authors λ=0"]["mse_ratio"] == pytest.approx(1.0)
     verdict = metrics["verdict"]
     best = max(controls, key=lambda k: controls[k]["median_abs_rho"])
@@ -110,14 +117,16 @@ def test_rotation_only_the_authors_ring_decays_its_weight(monkeypatch):
         return real(model, layers, **kwargs)
 
     monkeypatch.setattr(R, "GraphRegularizer", spy)
-    config = R.RotationConfig.quick(n_frames=16, epochs=1, authors_epochs=1,
-                                    standardised_weights=())
+    config = R.RotationConfig.quick(
+        n_frames=16, epochs=1, authors_epochs=1, standardised_weights=()
+    )
     train = R.datasets.rotation(16, config.size, seed=0)
     test = R.datasets.rotation(16, config.size, seed=1, offset=180.0 / 16)
     for variant in R._variants(config):
         if variant.weight > 0:
-            result = R._train(variant, config, train, test, np.deg2rad(test.angles), 0,
-                              "cpu", False)
+            result = R._train(
+                variant, config, train, test, np.deg2rad(test.angles), 0, "cpu", False
+            )
             assert result["_Z"].shape[1] == R.ring_graph(config, variant.layout).n_nodes
     assert seen["decoder.0"]["decay"] == (0.99, 100)
     assert seen["decoder.0"]["weight"] == config.authors_weights[-1]

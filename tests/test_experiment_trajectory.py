@@ -35,8 +35,7 @@ def quick_run(tmp_path_factory):
     pytest.importorskip("scanpy")
     pytest.importorskip("phate")
     root = tmp_path_factory.mktemp("runs")
-    folder = registry.run_experiment(NAME, root, quick=True, seed=3, device="cpu",
-                                     progress=False)
+    folder = registry.run_experiment(NAME, root, quick=True, seed=3, device="cpu", progress=False)
     return folder, json.loads((folder / "metrics.json").read_text())
 
 
@@ -82,8 +81,12 @@ def test_quick_metrics(quick_run):
         assert baseline["mse_ratio"] == 1.0
         assert (baseline["weight"], baseline["layout"]) == (0.0, "plain")
         for v in variants.values():
-            for key in ("median_abs_rho_peak", "median_abs_rho_com", "mean_abs_rho_peak",
-                        "mean_abs_rho_com"):
+            for key in (
+                "median_abs_rho_peak",
+                "median_abs_rho_com",
+                "mean_abs_rho_peak",
+                "mean_abs_rho_com",
+            ):
                 assert _in_unit(v[key]), (name, key)
             assert v["test_mse"] > 0 and math.isfinite(v["test_mse"])
             assert v["verdict"] in (CLOSE, COSTLY, WRECKED)
@@ -109,12 +112,18 @@ def test_quick_metrics(quick_run):
 def test_headline_names_both_data_sets(quick_run):
     _, metrics = quick_run
     lines = T.headline(metrics)
-    assert set(lines) == {f"{name} {part}" for name in QUICK.datasets
-                          for part in ("line layer", "learned modules",
-                                       "line layer vs best control",
-                                       "learned modules vs best control",
-                                       "estimator defaults",
-                                       "estimator defaults vs best control")}
+    assert set(lines) == {
+        f"{name} {part}"
+        for name in QUICK.datasets
+        for part in (
+            "line layer",
+            "learned modules",
+            "line layer vs best control",
+            "learned modules vs best control",
+            "estimator defaults",
+            "estimator defaults vs best control",
+        )
+    }
     for name in QUICK.datasets:
         defaults = metrics["datasets"][name]["defaults"]
         assert defaults["test_mse"] > 0 and defaults["controls_verdict"]["helps"] in (True, False)
@@ -136,11 +145,16 @@ def test_line_and_modules_stand_beside_their_controls_with_a_verdict(quick_run):
                 assert "arranged_median_abs_rho_com" not in v
         best = m["line"]["best"]
         line = best["controls_verdict"]
-        own = next(v for v in variants.values()
-                   if v["weight"] == 0 and v["label"].split()[0] == best["variant"].split()[0])
-        expected = {"λ=0 as trained": own["median_abs_rho_com"],
-                    "λ=0 arranged": own["arranged_median_abs_rho_com"],
-                    "neurons shuffled": best["shuffled_abs_rho_com"]}
+        own = next(
+            v
+            for v in variants.values()
+            if v["weight"] == 0 and v["label"].split()[0] == best["variant"].split()[0]
+        )
+        expected = {
+            "λ=0 as trained": own["median_abs_rho_com"],
+            "λ=0 arranged": own["arranged_median_abs_rho_com"],
+            "neurons shuffled": best["shuffled_abs_rho_com"],
+        }
         assert line["controls"] == pytest.approx(expected)
         assert line["control_rho"] == pytest.approx(max(expected.values()))
         assert line["gsr_rho"] == best["median_abs_rho_com"]
@@ -173,21 +187,30 @@ def test_report_prose_is_rendered_from_templates_with_the_run_numbers(quick_run)
     folder, metrics = quick_run
     report = html.unescape((folder / "report.html").read_text())
     activity = gsreg_report.prose("trajectory/activity.txt", line=QUICK.line, n_bins=QUICK.n_bins)
-    assert (f"Mean activation of the {QUICK.line} line neurons (columns, in line order) over "
-            f"all samples of each lineage, split into {QUICK.n_bins} pseudotime bins") in activity
+    assert (
+        f"Mean activation of the {QUICK.line} line neurons (columns, in line order) over "
+        f"all samples of each lineage, split into {QUICK.n_bins} pseudotime bins"
+    ) in activity
     assert f"<p>{activity}</p>" in report
-    assert (f"A line layer of {QUICK.line} neurons (GSR on path:{QUICK.line}) was trained "
-            f"{QUICK.n_restarts} time(s) per λ ({QUICK.epochs} epochs).") in report
-    assert (f"A {QUICK.width}-unit layer learned its graph from co-activations (kNN, "
-            f"k = {QUICK.k}) with GSR weight {lambda_label(QUICK.learned_weight)}.") in report
-    assert (f"without wrecking the reconstruction (test MSE above {MSE_WRECKED:g}x that of "
-            "λ = 0)") in report
+    assert (
+        f"A line layer of {QUICK.line} neurons (GSR on path:{QUICK.line}) was trained "
+        f"{QUICK.n_restarts} time(s) per λ ({QUICK.epochs} epochs)."
+    ) in report
+    assert (
+        f"A {QUICK.width}-unit layer learned its graph from co-activations (kNN, "
+        f"k = {QUICK.k}) with GSR weight {lambda_label(QUICK.learned_weight)}."
+    ) in report
+    assert (
+        f"without wrecking the reconstruction (test MSE above {MSE_WRECKED:g}x that of λ = 0)"
+    ) in report
     runs = len(metrics["datasets"]["krumsiek11"]["data"]["lineages"])
     assert f"krumsiek11: {runs} simulated runs from the stem state" in report
     for name, m in metrics["datasets"].items():
         data = m["data"]
-        assert (f"{name} ({data['n_samples']} samples, {data['n_features']} features, "
-                f"{len(data['lineages'])} lineages;") in report
+        assert (
+            f"{name} ({data['n_samples']} samples, {data['n_features']} features, "
+            f"{len(data['lineages'])} lineages;"
+        ) in report
 
 
 # --------------------------------------------------------------------------- statistics
@@ -242,7 +265,7 @@ def test_shuffled_order_rho_matches_a_loop():
     pseudotime = np.tile(np.arange(30.0), 3)
     # a bump travelling along neurons 0..7 with pseudotime: ordered, far above chance
     centre = pseudotime / 29 * 7
-    Z = np.exp(-((np.arange(8)[None, :] - centre[:, None]) ** 2)) + rng.normal(0, .05, (90, 8))
+    Z = np.exp(-((np.arange(8)[None, :] - centre[:, None]) ** 2)) + rng.normal(0, 0.05, (90, 8))
     got = T.shuffled_order_rho(Z, pseudotime, lineage, 3, n_shuffles=5, seed=9)
     perms = np.random.default_rng(9)
     peak, com = [], []
@@ -273,9 +296,14 @@ def test_reference_spearman_matches_sklearn_pca():
     pseudotime = np.tile(np.arange(40.0), 2)
     direction = rng.normal(size=(2, 6))
     X = pseudotime[:, None] * direction[lineage] / 10 + rng.normal(0, 1.0, (80, 6))
-    expected = [abs(spearmanr(pseudotime[lineage == k],
-                              PCA(1).fit_transform(X[lineage == k])[:, 0]).statistic)
-                for k in range(2)]
+    expected = [
+        abs(
+            spearmanr(
+                pseudotime[lineage == k], PCA(1).fit_transform(X[lineage == k])[:, 0]
+            ).statistic
+        )
+        for k in range(2)
+    ]
     np.testing.assert_allclose(T.reference_spearman(X, pseudotime, lineage, 2), expected)
 
 
@@ -351,9 +379,15 @@ def test_krumsiek11_has_four_runs_from_the_stem():
 
 
 def test_split_holds_out_every_lineage_and_zscores():
-    data = branching.Trajectory("toy", np.random.default_rng(0).normal(3, 2, (40, 3)),
-                        np.tile(np.arange(20.0), 2), np.repeat([0, 1], 20), ("a", "b"),
-                        np.repeat([0, 1], 20), ("a", "b"))
+    data = branching.Trajectory(
+        "toy",
+        np.random.default_rng(0).normal(3, 2, (40, 3)),
+        np.tile(np.arange(20.0), 2),
+        np.repeat([0, 1], 20),
+        ("a", "b"),
+        np.repeat([0, 1], 20),
+        ("a", "b"),
+    )
     s = T.split(data, 0.25, seed=0)
     assert len(s.test) == 10 and np.bincount(data.lineage[s.test]).tolist() == [5, 5]
     assert not set(s.test) & set(s.train) and len(s.train) + len(s.test) == 40
@@ -364,11 +398,21 @@ def test_split_holds_out_every_lineage_and_zscores():
 # --------------------------------------------------------------------------- config, model
 
 
-@pytest.mark.parametrize("bad", [
-    {"weights": (1e-2,)}, {"epochs": 0}, {"test_fraction": 1.0}, {"datasets": ("mnist",)},
-    {"k": 100}, {"line": 2}, {"learned_weight": 0.0}, {"hidden": (0,)},
-    {"learned_warmup": 1.5}, {"n_shuffles": 0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"weights": (1e-2,)},
+        {"epochs": 0},
+        {"test_fraction": 1.0},
+        {"datasets": ("mnist",)},
+        {"k": 100},
+        {"line": 2},
+        {"learned_weight": 0.0},
+        {"hidden": (0,)},
+        {"learned_warmup": 1.5},
+        {"n_shuffles": 0},
+    ],
+)
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         T.TrajectoryConfig(**bad)

@@ -141,8 +141,7 @@ def test_mnist_grid_ae_metrics(quick_runs):
 
 
 @pytest.mark.parametrize("name", ["mnist-grid-ae", "mnist-grid-classifier"])
-def test_mnist_grid_experiments_judge_every_gsr_model_against_the_best_control(
-        quick_runs, name):
+def test_mnist_grid_experiments_judge_every_gsr_model_against_the_best_control(quick_runs, name):
     metrics = _metrics(quick_runs[1][name])
     controls = metrics["controls"]
     assert set(controls) == {"λ=0", "λ=0 arranged"}
@@ -155,8 +154,7 @@ def test_mnist_grid_experiments_judge_every_gsr_model_against_the_best_control(
             assert "verdict_vs_controls" not in model
             continue
         verdict = model["verdict_vs_controls"]
-        assert verdict["margin"] == pytest.approx(verdict["gsr_score"]
-                                                  - verdict["control_score"])
+        assert verdict["margin"] == pytest.approx(verdict["gsr_score"] - verdict["control_score"])
         if verdict["margin"] <= 0:
             assert verdict["helps"] is False
     html = (quick_runs[1][name] / "report.html").read_text()
@@ -201,8 +199,9 @@ def test_rotation_metrics(quick_runs):
     config = _quick_config("rotation")
     keys = _module("rotation").variant_keys(config)
     assert set(metrics["variants"]) == set(keys)
-    assert len(keys) == (len(config.weights) + len(config.standardised_weights)
-                         + len(config.authors_weights))
+    assert len(keys) == (
+        len(config.weights) + len(config.standardised_weights) + len(config.authors_weights)
+    )
     for variant in metrics["variants"].values():
         assert 0 <= variant["median_abs_rho"] <= variant["best_abs_rho"] <= 1
         assert 0 <= variant["tracking_fraction"] <= 1
@@ -253,8 +252,9 @@ def test_report_prose_reads_the_thresholds_it_states(monkeypatch):
     text = mnist_grid_ae.controls_text()
     assert "60% of its participation ratio" in text and "within 0.02." in text
     monkeypatch.setattr(mnist_grid_ae, "MSE_CLOSE", 1.25)
-    headline = mnist_grid_ae.headline({"test_mse_no_gsr": 0.1, "morans_i_no_gsr": 0.0,
-                                       "best": None})
+    headline = mnist_grid_ae.headline(
+        {"test_mse_no_gsr": 0.1, "morans_i_no_gsr": 0.0, "best": None}
+    )
     assert headline["best λ"] == "none keeps the MSE within 25% of λ=0"
 
 
@@ -315,7 +315,8 @@ def test_out_folder_that_is_not_writable(tmp_path, monkeypatch):
     locked.mkdir()
     real_access = os.access
     monkeypatch.setattr(
-        registry.os, "access",
+        registry.os,
+        "access",
         lambda path, mode: False if Path(path) == locked else real_access(path, mode),
     )
     with pytest.raises(PermissionError, match="not writable"):
@@ -325,8 +326,7 @@ def test_out_folder_that_is_not_writable(tmp_path, monkeypatch):
     assert list(locked.iterdir()) == []
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root may write anywhere")
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
 def test_out_folder_without_write_permission(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
@@ -378,8 +378,11 @@ class _FakeExperiment(registry.Experiment):
 @pytest.fixture
 def fakes(monkeypatch):
     for name in ("fake-a", "fake-b"):
-        monkeypatch.setitem(registry.EXPERIMENTS, name,
-                            _FakeExperiment(name, f"{name} for tests", 0.1, "unused", "unused"))
+        monkeypatch.setitem(
+            registry.EXPERIMENTS,
+            name,
+            _FakeExperiment(name, f"{name} for tests", 0.1, "unused", "unused"),
+        )
 
 
 def test_failed_run_keeps_the_previous_result(tmp_path, fakes):
@@ -428,9 +431,9 @@ def test_run_all_writes_an_index(tmp_path, fakes):
 
 def test_run_all_reports_failures_after_running_the_rest(tmp_path, fakes, monkeypatch):
     monkeypatch.setattr(
-        _FakeExperiment, "make_config",
-        lambda self, quick=False, seed=0, **o: _FakeConfig(fail=self.name == "fake-b",
-                                                            seed=seed),
+        _FakeExperiment,
+        "make_config",
+        lambda self, quick=False, seed=0, **o: _FakeConfig(fail=self.name == "fake-b", seed=seed),
     )
     with pytest.raises(registry.ExperimentsFailed) as info:
         registry.run_all(tmp_path, names=["fake-b", "fake-a"])
@@ -523,5 +526,11 @@ def test_cost_verdicts_and_labels():
     assert accuracy_cost(0.96, 0.99)["verdict"] == COSTLY
     assert accuracy_cost(0.5, 0.99)["verdict"] == WRECKED
     assert [lambda_label(w) for w in (0, 1e-5, 1e-2, 0.1, 1.0, 1e5, 3e-2)] == [
-        "0", "1e-5", "1e-2", "0.1", "1", "1e5", "3e-2"
+        "0",
+        "1e-5",
+        "1e-2",
+        "0.1",
+        "1",
+        "1e5",
+        "3e-2",
     ]

@@ -67,15 +67,18 @@ def test_a_missing_folder_or_a_previous_run_is_accepted(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-@pytest.mark.parametrize("case, words", [
-    ("user_file", "notes.txt"),
-    ("output_is_a_folder", "report.html/"),
-    ("figures_is_a_file", "figures"),
-    ("folder_in_figures", "figures/sub"),
-    ("out_is_a_file", "it is a file"),
-    ("parent_is_a_file", "is a file"),
-    ("symlink", "symbolic link"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("user_file", "notes.txt"),
+        ("output_is_a_folder", "report.html/"),
+        ("figures_is_a_file", "figures"),
+        ("folder_in_figures", "figures/sub"),
+        ("out_is_a_file", "it is a file"),
+        ("parent_is_a_file", "is a file"),
+        ("symlink", "symbolic link"),
+    ],
+)
 def test_what_a_swap_would_lose_is_refused_before_work(tmp_path, case, words):
     out = tmp_path / "run"
     if case == "out_is_a_file":

@@ -226,8 +226,9 @@ def assert_laplacian_matrices_match_references(g: Graph) -> None:
         np.testing.assert_array_equal(dense_laplacian(g, kind), lap.toarray())
 
 
-@pytest.mark.parametrize("g", [ISOLATED, graphs.grid(3, 4), graphs.star(5), graphs.path(1),
-                               graphs.capsules(2, 3)])
+@pytest.mark.parametrize(
+    "g", [ISOLATED, graphs.grid(3, 4), graphs.star(5), graphs.path(1), graphs.capsules(2, 3)]
+)
 def test_laplacian_matrix_matches_references(g: Graph) -> None:
     assert_laplacian_matrices_match_references(g)
 
@@ -251,9 +252,11 @@ def test_laplacian_matrix_of_the_symmetric_form_is_the_matrix_of_laplacian_terms
 
 
 def test_graphs_and_their_laplacian_matrices_need_no_torch() -> None:
-    code = ("import sys; from gsreg import graphs; "
-            "graphs.parse('torus:4x8').laplacian_matrix('normalized'); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; from gsreg import graphs; "
+        "graphs.parse('torus:4x8').laplacian_matrix('normalized'); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -712,19 +715,29 @@ def test_weights_whose_degree_overflows_are_refused():
         graphs.from_edges(3, [[0, 1], [1, 2]], [1.5e308, 1.5e308])
 
 
-@pytest.mark.parametrize("make", [
-    lambda a: a.astype(np.complex128),
-    lambda a: torch.as_tensor(a, dtype=torch.complex64),
-    lambda a: sp.csr_matrix(a.astype(np.complex128)),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: a.astype(np.complex128),
+        lambda a: torch.as_tensor(a, dtype=torch.complex64),
+        lambda a: sp.csr_matrix(a.astype(np.complex128)),
+    ],
+)
 def test_a_complex_adjacency_is_refused_not_truncated(make):
     a = np.array([[0.0, 1.0], [1.0, 0.0]])
     with pytest.raises(TypeError, match="must be real"):
         graphs.from_adjacency(make(a))
 
 
-@pytest.mark.parametrize("spec", ["grid:100000x100000", "path:2000000000",
-                                  "path:10000000000000000000000", "grid:4096x4096 + path:1"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "grid:100000x100000",
+        "path:2000000000",
+        "path:10000000000000000000000",
+        "grid:4096x4096 + path:1",
+    ],
+)
 def test_specs_beyond_the_node_cap_are_refused_before_allocating(spec):
     with pytest.raises(ValueError, match="MAX_SPEC_NODES"):
         graphs.parse(spec)

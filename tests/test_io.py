@@ -22,12 +22,25 @@ def small_ae(seed: int = 0) -> DenseAutoencoder:
 
 def test_round_trip_rebuilds_the_model_with_identical_outputs(tmp_path):
     model = small_ae()
-    reg = GraphRegularizer(model, {"decoder.0": graphs.grid(3, 3)}, weight=0.5,
-                           normalize="centered", warmup_steps=2, decay=(0.9, 5))
+    reg = GraphRegularizer(
+        model,
+        {"decoder.0": graphs.grid(3, 3)},
+        weight=0.5,
+        normalize="centered",
+        warmup_steps=2,
+        decay=(0.9, 5),
+    )
     X = torch.rand(40, 12)
     history = fit(model, X, regularizer=reg, epochs=2, batch_size=16, progress=False)
-    path = gsreg.save(tmp_path / "ae.safetensors", model, regularizer=reg, history=history,
-                      note="three by three", scale=np.arange(3.0), nested={"t": torch.ones(2)})
+    path = gsreg.save(
+        tmp_path / "ae.safetensors",
+        model,
+        regularizer=reg,
+        history=history,
+        note="three by three",
+        scale=np.arange(3.0),
+        nested={"t": torch.ones(2)},
+    )
     loaded = gsreg.load(path)
     assert type(loaded.model) is DenseAutoencoder
     assert loaded.model.config == model.config
@@ -197,8 +210,11 @@ def test_a_forged_config_of_huge_sizes_fails_before_building_anything(tmp_path, 
     rewrite_document(path, lambda d: d["model"]["config"].update(n_features=n_features))
     assert path.stat().st_size < 4096
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    with pytest.raises(gio.FormatError, match=r"tensor 'encoder.0.0.weight' has shape \(8, 12\) "
-                       rf"in the file but \(8, {n_features}\) in the DenseAutoencoder"):
+    with pytest.raises(
+        gio.FormatError,
+        match=r"tensor 'encoder.0.0.weight' has shape \(8, 12\) "
+        rf"in the file but \(8, {n_features}\) in the DenseAutoencoder",
+    ):
         gsreg.load(path)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200_000
 
@@ -216,17 +232,25 @@ class EncoderOnly(torch.nn.Module):
         self.encoder = small_ae().encoder
 
 
-@pytest.mark.parametrize("other, words", [
-    (lambda: DenseAutoencoder(12, hidden=(8,), latent=4, decoder_hidden=(9, 8)),
-     r"tensor 'encoder.latent.weight' has shape \(3, 8\) in the file but \(4, 8\) in the "
-     "given DenseAutoencoder"),
-    (lambda: DenseAutoencoder(12, hidden=(8,), latent=3, decoder_hidden=(9, 8, 8)),
-     "the file has no tensor 'decoder.2.0.weight', which the given DenseAutoencoder needs"),
-    (EncoderOnly,
-     "the file has a tensor 'decoder.0.0.bias' that the given EncoderOnly does not have"),
-])  # fmt: skip
-def test_loading_into_a_mismatched_model_names_the_first_mismatched_tensor(tmp_path, other,
-                                                                           words):
+@pytest.mark.parametrize(
+    "other, words",
+    [
+        (
+            lambda: DenseAutoencoder(12, hidden=(8,), latent=4, decoder_hidden=(9, 8)),
+            r"tensor 'encoder.latent.weight' has shape \(3, 8\) in the file but \(4, 8\) in the "
+            "given DenseAutoencoder",
+        ),
+        (
+            lambda: DenseAutoencoder(12, hidden=(8,), latent=3, decoder_hidden=(9, 8, 8)),
+            "the file has no tensor 'decoder.2.0.weight', which the given DenseAutoencoder needs",
+        ),
+        (
+            EncoderOnly,
+            "the file has a tensor 'decoder.0.0.bias' that the given EncoderOnly does not have",
+        ),
+    ],
+)
+def test_loading_into_a_mismatched_model_names_the_first_mismatched_tensor(tmp_path, other, words):
     path = gsreg.save(tmp_path / "m.safetensors", small_ae())
     with pytest.raises(gio.FormatError, match=words):
         gsreg.load(path, model=other())

@@ -111,8 +111,12 @@ if pl is not None:
 
 def trainer(tmp_path=None, **kwargs):
     defaults = dict(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         default_root_dir=None if tmp_path is None else str(tmp_path),
     )
     return pl.Trainer(**{**defaults, **kwargs})
@@ -149,8 +153,13 @@ def test_fit_attaches_steps_logs_and_detaches():
     assert not module._forward_pre_hooks
     # logs: per-layer tensors as they are, per step, not on the progress bar
     names = {name for name, _, _ in module.logged}
-    assert {"gsr/model.hidden", "gsr/model.hidden/act_rms", "gsr/model.hidden/weight",
-            "gsr/model.code", "gsr/model.code/components"} <= names
+    assert {
+        "gsr/model.hidden",
+        "gsr/model.hidden/act_rms",
+        "gsr/model.hidden/weight",
+        "gsr/model.code",
+        "gsr/model.code/components",
+    } <= names
     for name, value, kwargs in module.logged:
         assert kwargs["on_step"] is True and kwargs["on_epoch"] is False
         assert kwargs["prog_bar"] is False
@@ -196,8 +205,9 @@ def test_the_penalty_shapes_the_layer():
     energies = {}
     for weight in (0.0, 1.0):
         module = AE(lr=0.1)
-        tr = trainer(callbacks=[GSRCallback({"model.hidden": "grid:4x4"}, weight=weight)],
-                     max_epochs=5)
+        tr = trainer(
+            callbacks=[GSRCallback({"model.hidden": "grid:4x4"}, weight=weight)], max_epochs=5
+        )
         tr.fit(module, loader())
         with torch.no_grad():
             energies[weight] = grid(module.model.hidden(x)).item()
@@ -328,5 +338,7 @@ def test_a_budget_reads_the_task_loss_that_training_step_returns():
     assert {"gsr/budget/cost", "gsr/model.hidden/weight"} <= names
     # without the task loss in the outputs the budget refuses to guess
     with pytest.raises(ValueError, match="task_loss"):
-        trainer(callbacks=[GSRCallback({"model.hidden": graphs.grid(4, 4)}, budget=0.1,
-                                       reference=1.0)], max_epochs=1).fit(AE(), loader())
+        trainer(
+            callbacks=[GSRCallback({"model.hidden": graphs.grid(4, 4)}, budget=0.1, reference=1.0)],
+            max_epochs=1,
+        ).fit(AE(), loader())

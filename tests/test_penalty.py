@@ -350,8 +350,9 @@ def test_scale_free_forms_with_eps_zero_give_zero_rows_energy_zero(normalize, la
     assert energy[0] == 0
     if normalize == "centered":
         assert energy[1] == 0
-    other = GraphPenalty(g, laplacian=laplacian, normalize=normalize, reduction="none",
-                         eps=0)(z[2:].detach())
+    other = GraphPenalty(g, laplacian=laplacian, normalize=normalize, reduction="none", eps=0)(
+        z[2:].detach()
+    )
     torch.testing.assert_close(energy[2:].detach(), other)
     energy.sum().backward()
     assert torch.isfinite(z.grad).all()
@@ -361,9 +362,11 @@ def _graph_for(path: str) -> graphs.Graph:
     """A graph GraphPenalty computes on ``path``."""
     from gsreg.penalty import choose_path
 
-    graph = {"stencil": graphs.grid(8, 8),
-             "dense": random_graph(np.random.default_rng(1), 12),
-             "csr": random_graph(np.random.default_rng(2), 140, density=0.05)}[path]
+    graph = {
+        "stencil": graphs.grid(8, 8),
+        "dense": random_graph(np.random.default_rng(1), 12),
+        "csr": random_graph(np.random.default_rng(2), 140, density=0.05),
+    }[path]
     assert choose_path(graph) == path
     return graph
 
@@ -375,8 +378,13 @@ def test_second_derivatives_are_exact_on_every_path(path, laplacian, normalize):
     """gradgradcheck (finite differences of the gradient) on every computation path."""
     graph = _graph_for(path)
     pen = GraphPenalty(graph, laplacian=laplacian, normalize=normalize, check_finite=False)
-    z = torch.randn(3, graph.n_nodes, dtype=torch.float64, generator=torch.Generator()
-                    .manual_seed(0), requires_grad=True)
+    z = torch.randn(
+        3,
+        graph.n_nodes,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(0),
+        requires_grad=True,
+    )
     assert torch.autograd.gradgradcheck(pen, (z,), eps=1e-6, atol=1e-5, rtol=1e-4)
 
 

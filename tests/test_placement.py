@@ -55,8 +55,10 @@ def test_arrange_keeps_the_parameter_tensors_so_an_optimizer_stays_valid():
     assert [id(p) for p in model.parameters()] == params
 
 
-@pytest.mark.parametrize("layer, spec", [("fc", "grid:4x4"), ("features.act2", "grid:8x8"),
-                                         ("features.conv1", "grid:4x8")])
+@pytest.mark.parametrize(
+    "layer, spec",
+    [("fc", "grid:4x4"), ("features.act2", "grid:8x8"), ("features.conv1", "grid:4x8")],
+)
 def test_conv_classifier_layers_and_channel_maps_keep_their_function(layer, spec):
     torch.manual_seed(0)
     model = ConvClassifier(hidden=16).double()
@@ -136,8 +138,9 @@ def test_units_read_by_two_modules_are_refused_and_the_model_is_untouched():
 
 def test_tied_weights_are_refused_and_the_model_is_untouched():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 4), nn.Linear(4, 6),
-                          nn.Linear(6, 2))
+    model = nn.Sequential(
+        nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 4), nn.Linear(4, 6), nn.Linear(6, 2)
+    )
     model[3].weight = model[0].weight  # the third Linear reuses the first one's weights
     X = torch.randn(20, 4)
     saved = state(model)
@@ -153,15 +156,17 @@ def test_a_layer_that_runs_twice_in_one_forward_is_refused():
         gsreg.arrange(model, "1", "path:6", torch.randn(20, 4))
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"graph": "grid:2x2"}, ValueError, "has 9 units .* graph has 4 nodes"),
-    ({"consumer": "encoder.0.0"}, ValueError, "does not take the layer's 9 units"),
-    ({"X": torch.randn(1, 12)}, ValueError, "at least 2 samples"),
-    ({"layer": "decoder.7"}, ValueError, "no submodule 'decoder.7'"),
-    ({"nodes": "flatten"}, ValueError, "nodes must be"),
-])
-def test_bad_input_is_refused_with_a_clear_error_and_the_model_is_untouched(
-        kwargs, error, message):
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"graph": "grid:2x2"}, ValueError, "has 9 units .* graph has 4 nodes"),
+        ({"consumer": "encoder.0.0"}, ValueError, "does not take the layer's 9 units"),
+        ({"X": torch.randn(1, 12)}, ValueError, "at least 2 samples"),
+        ({"layer": "decoder.7"}, ValueError, "no submodule 'decoder.7'"),
+        ({"nodes": "flatten"}, ValueError, "nodes must be"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_error_and_the_model_is_untouched(kwargs, error, message):
     model, X = trained_autoencoder()
     saved = state(model)
     args = {"layer": "decoder.0", "graph": "grid:3x3", "X": X} | kwargs

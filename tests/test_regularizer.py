@@ -187,8 +187,9 @@ def test_warmup_and_staircase_decay_and_state_dict():
     for _ in range(102):
         reg.step()
     assert reg.weight("act1") == pytest.approx(0.99)
-    other = GraphRegularizer(mlp(), {"act1": graphs.grid(4, 4)}, weight=1.0, warmup_steps=2,
-                             decay=(0.99, 100))
+    other = GraphRegularizer(
+        mlp(), {"act1": graphs.grid(4, 4)}, weight=1.0, warmup_steps=2, decay=(0.99, 100)
+    )
     other.load_state_dict(reg.state_dict())
     assert other.step_count == 102 and other.weight("act1") == pytest.approx(0.99)
     with pytest.raises(ValueError, match="step"):
@@ -270,12 +271,15 @@ def test_per_layer_mappings_with_a_misspelt_layer_are_refused():
         GraphRegularizer(model, {"act1": graphs.grid(4, 4)}, nodes={"act1": "last", "fc9": "last"})
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(warmup_steps=1.5), "warmup_steps must be an int"),
-    (dict(warmup_steps=True), "warmup_steps must be an int"),
-    (dict(decay=(0.5, 0.5)), "every an int"),
-    (dict(decay=(1.5, 10)), "decay must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(warmup_steps=1.5), "warmup_steps must be an int"),
+        (dict(warmup_steps=True), "warmup_steps must be an int"),
+        (dict(decay=(0.5, 0.5)), "every an int"),
+        (dict(decay=(1.5, 10)), "decay must be"),
+    ],
+)
 def test_schedules_refuse_non_integer_steps_and_bad_rates(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GraphRegularizer(mlp(), {"act1": graphs.grid(4, 4)}, weight=1.0, **kwargs)
@@ -286,8 +290,10 @@ def test_activity_regularizer_penalties():
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 4))
     x = torch.randn(5, 3)
-    for kind, expected in (("l1", lambda z: z.abs().sum(1).mean()),
-                           ("l2", lambda z: z.pow(2).sum(1).mean())):
+    for kind, expected in (
+        ("l1", lambda z: z.abs().sum(1).mean()),
+        ("l2", lambda z: z.pow(2).sum(1).mean()),
+    ):
         reg = ActivityRegularizer(model, "0", kind, weight=0.5)
         z = model(x)
         assert torch.allclose(reg.penalty(), 0.5 * expected(z))

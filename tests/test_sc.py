@@ -35,8 +35,10 @@ def fitted(pbmc):
 
 
 def test_importing_gsreg_does_not_import_anndata_or_scanpy():
-    code = ("import sys, gsreg, gsreg.plotting; gsreg.GSRAutoencoder; "
-            "print(sorted(m for m in ('anndata', 'scanpy') if m in sys.modules))")  # fmt: skip
+    code = (
+        "import sys, gsreg, gsreg.plotting; gsreg.GSRAutoencoder; "
+        "print(sorted(m for m in ('anndata', 'scanpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -60,8 +62,19 @@ def test_fit_writes_obsm_uns_and_module_columns(fitted):
     np.testing.assert_allclose(Z, est.activations(adata.X), rtol=1e-6, atol=1e-6)
     assert est.transform(adata.X).shape == (700, est.latent)
     info = adata.uns["gsr"]
-    keys = ("params", "graph", "modules", "n_modules", "module_sizes", "history",
-            "graph_history", "mse", "n_steps", "n_epochs", "structured_layer")  # fmt: skip
+    keys = (
+        "params",
+        "graph",
+        "modules",
+        "n_modules",
+        "module_sizes",
+        "history",
+        "graph_history",
+        "mse",
+        "n_steps",
+        "n_epochs",
+        "structured_layer",
+    )
     assert set(keys) <= set(info), set(keys) - set(info)
     assert info["params"]["graph"] == "learned" and info["params"]["budget"] == "auto"
     assert info["params"]["input"] == "X" and info["structured_layer"] == "decoder.0"
@@ -187,8 +200,9 @@ def test_plots_return_figures_and_save_like_scanpy(fitted, tmp_path):
     heat = fig.axes[0]
     assert len(heat.get_xticklabels()) == adata.obs["bulk_labels"].nunique()
     assert heat.get_xticklabels()[0].get_text() == adata.obs["bulk_labels"].cat.categories[0]
-    fig = gsreg.sc.pl.modules(adata, groupby="phase", standard_scale="module", min_size=2,
-                              show=False)  # fmt: skip
+    fig = gsreg.sc.pl.modules(
+        adata, groupby="phase", standard_scale="module", min_size=2, show=False
+    )
     sizes = adata.uns["gsr"]["module_sizes"]
     assert len(fig.axes[0].get_yticklabels()) == int((sizes >= 2).sum())
     fig = gsreg.sc.pl.maps(adata, groupby="bulk_labels", show=False)
@@ -237,10 +251,10 @@ def test_groupby_on_a_fixed_graph_scores_maps_as_trained_and_arranged(pbmc):
     assert controls["kind"] == "maps"
     scores, verdict = controls["scores"], controls["verdict"]
     assert set(scores) == {"GSR", "λ=0", "λ=0 arranged"}
-    assert verdict["control_score"] == max(scores["λ=0"]["morans_i"],
-                                           scores["λ=0 arranged"]["morans_i"])
-    assert verdict["margin"] == pytest.approx(scores["GSR"]["morans_i"]
-                                              - verdict["control_score"])
+    assert verdict["control_score"] == max(
+        scores["λ=0"]["morans_i"], scores["λ=0 arranged"]["morans_i"]
+    )
+    assert verdict["margin"] == pytest.approx(scores["GSR"]["morans_i"] - verdict["control_score"])
     assert verdict["helps"] is False or verdict["margin"] > 0
     assert controls["verdict_text"].startswith("The GSR layer")
 

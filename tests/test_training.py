@@ -336,8 +336,9 @@ def test_a_check_inside_a_long_epoch_stops_it_early(data, monkeypatch):
 def test_fit_leaves_the_callers_random_stream_alone_and_is_still_reproducible():
     def train(seed):
         torch.manual_seed(123)
-        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5),
-                                    torch.nn.Linear(8, 4))
+        model = torch.nn.Sequential(
+            torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 4)
+        )
         X = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
         torch.manual_seed(7)
         expected = torch.rand(3)

@@ -1,18 +1,18 @@
 """gsreg: Graph Spectral Regularization for interpretable hidden layers in PyTorch.
 
-    from gsreg import graphs, GraphPenalty, GraphRegularizer, CoactivationGraph
-    reg = GraphRegularizer(model, {"decoder.0": graphs.grid(8, 8)}, weight=1e-3)
-    loss = task_loss + reg.penalty(); loss.backward(); optimizer.step(); reg.step()
+from gsreg import graphs, GraphPenalty, GraphRegularizer, CoactivationGraph
+reg = GraphRegularizer(model, {"decoder.0": graphs.grid(8, 8)}, weight=1e-3)
+loss = task_loss + reg.penalty(); loss.backward(); optimizer.step(); reg.step()
 
-    # or a graph learned from the layer's co-activations
-    reg = GraphRegularizer(model, {"decoder.0": CoactivationGraph(k=5)}, weight=1e-3)
+# or a graph learned from the layer's co-activations
+reg = GraphRegularizer(model, {"decoder.0": CoactivationGraph(k=5)}, weight=1e-3)
 
-    # a trained layer's units placed on a graph post hoc, the model's function unchanged
-    perm = gsreg.arrange(model, "decoder.0", graphs.grid(8, 8), X)
+# a trained layer's units placed on a graph post hoc, the model's function unchanged
+perm = gsreg.arrange(model, "decoder.0", graphs.grid(8, 8), X)
 
-    # scikit-learn estimators, and saving without pickle
-    ae = GSRAutoencoder(graph="grid:8x8").fit(X); Z = ae.transform(X)
-    gsreg.save("model.safetensors", model, regularizer=reg); gsreg.load("model.safetensors")
+# scikit-learn estimators, and saving without pickle
+ae = GSRAutoencoder(graph="grid:8x8").fit(X); Z = ae.transform(X)
+gsreg.save("model.safetensors", model, regularizer=reg); gsreg.load("model.safetensors")
 """
 
 from ._version import __version__

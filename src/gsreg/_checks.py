@@ -162,7 +162,7 @@ def _message(
     strict_min: bool = False,
     strict_max: bool = False,
 ) -> str:
-    """"<name> must be <kind> [in [a, b) | >= a | < b], got <value>"."""
+    """ "<name> must be <kind> [in [a, b) | >= a | < b], got <value>"."""
     if minimum is not None and maximum is not None:
         left, right = "(" if strict_min else "[", ")" if strict_max else "]"
         bounds = f" in {left}{_number(minimum)}, {_number(maximum)}{right}"

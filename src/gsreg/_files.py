@@ -33,8 +33,13 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-__all__ = ["STALE_AFTER_SECONDS", "NotAFolderError", "atomic_write", "check_run_folder",
-           "staged_folder"]  # fmt: skip
+__all__ = [
+    "STALE_AFTER_SECONDS",
+    "NotAFolderError",
+    "atomic_write",
+    "check_run_folder",
+    "staged_folder",
+]
 
 STAGING_SUFFIX = ".gsreg-staging"
 STALE_AFTER_SECONDS = 24 * 3600

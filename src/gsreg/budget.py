@@ -87,12 +87,15 @@ class TaskBudget:
     layer's first weight from its first penalty value.
     """
 
-    def __init__(self, budget: float, warmup_steps: int, layers: list[str],
-                 reference: float | None = None) -> None:
+    def __init__(
+        self, budget: float, warmup_steps: int, layers: list[str], reference: float | None = None
+    ) -> None:
         self.budget = check_budget(budget)
         if reference is not None:
-            if isinstance(reference, bool) or not isinstance(reference, (int, float)) or not (
-                math.isfinite(reference) and reference >= 0
+            if (
+                isinstance(reference, bool)
+                or not isinstance(reference, (int, float))
+                or not (math.isfinite(reference) and reference >= 0)
             ):
                 raise ValueError(f"reference must be a task loss >= 0, got {reference!r}")
         elif warmup_steps < MIN_WARMUP_STEPS:
@@ -151,8 +154,9 @@ class TaskBudget:
             # the plain mean until EMA_STEPS losses are in, then the moving average; a
             # non-finite loss is left out (it must not poison the multiplier)
             alpha = max(1.0 / self._steps, 1.0 / EMA_STEPS)
-            self._ema = torch.where(torch.isfinite(loss), torch.lerp(self._ema, loss, alpha),
-                                    self._ema)
+            self._ema = torch.where(
+                torch.isfinite(loss), torch.lerp(self._ema, loss, alpha), self._ema
+            )
         if self._reference is None and self._steps >= self.warmup_steps:
             ref = self._fixed_reference
             reference = self._ema.clone() if ref is None else torch.full_like(loss, ref)
@@ -188,8 +192,7 @@ class TaskBudget:
             "budget": self.budget,
             "reference": None if self._reference is None else float(self._reference),
             "cost": None if cost is None else float(cost),
-            "weights": {n: float(w) for n in self.layers
-                        if (w := self.weight(n)) is not None},
+            "weights": {n: float(w) for n in self.layers if (w := self.weight(n)) is not None},
             "at_floor": bool(floor) if floor is not None else False,
             "met": None if cost is None else float(cost) <= self.budget,
         }
@@ -198,10 +201,16 @@ class TaskBudget:
         def num(t):
             return None if t is None else float(t)
 
-        return {"budget": self.budget, "warmup_steps": self.warmup_steps,
-                "steps": self._steps, "ema": num(self._ema), "reference": num(self._reference),
-                "log_scale": num(self._log_scale), "integral": num(self._integral),
-                "first": {n: float(v) for n, v in self._first.items()}}
+        return {
+            "budget": self.budget,
+            "warmup_steps": self.warmup_steps,
+            "steps": self._steps,
+            "ema": num(self._ema),
+            "reference": num(self._reference),
+            "log_scale": num(self._log_scale),
+            "integral": num(self._integral),
+            "first": {n: float(v) for n, v in self._first.items()},
+        }
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
         def ten(x):

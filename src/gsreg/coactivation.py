@@ -42,8 +42,13 @@ _LOW_32_BITS = (1 << 32) - 1
 #: 1.12x): z-scored co-activation profiles, 8 neighbours, the centred penalty at weight
 #: :data:`RECOMMENDED_WEIGHT`, the graph frozen once its component count holds for 3
 #: updates and the penalty released then. Warm-up and update interval scale with the run.
-RECOMMENDED = {"features": "standardized", "k": 8, "normalize": "centered",
-               "stable_updates": 3, "release_steps": 0}
+RECOMMENDED = {
+    "features": "standardized",
+    "k": 8,
+    "normalize": "centered",
+    "stable_updates": 3,
+    "release_steps": 0,
+}
 #: the penalty weight of :data:`RECOMMENDED` (the centred form is scale-free)
 RECOMMENDED_WEIGHT = 1.0
 # state_dict keys of the freeze / release schedule, with the values of states saved without them
@@ -146,8 +151,7 @@ class CoactivationGraph:
         self.history_size = int(history_size)
         check_int(
             buffer_size,
-            f"CoactivationGraph: buffer_size (a {kernel!r} graph needs {self.min_samples} "
-            "samples)",
+            f"CoactivationGraph: buffer_size (a {kernel!r} graph needs {self.min_samples} samples)",
             self.min_samples,
         )
         self.buffer_size = int(buffer_size)
@@ -435,19 +439,23 @@ class CoactivationGraph:
             )
         for key in ("n_updates", "position", "filled"):
             if not is_int(state[key], 0):
-                raise ValueError(f"CoactivationGraph state: {key} must be an int >= 0, got "
-                                 f"{state[key]!r}")
+                raise ValueError(
+                    f"CoactivationGraph state: {key} must be an int >= 0, got {state[key]!r}"
+                )
         if not isinstance(state["frozen"], bool):
-            raise ValueError(f"CoactivationGraph state: frozen must be True or False, got "
-                             f"{state['frozen']!r}")
+            raise ValueError(
+                f"CoactivationGraph state: frozen must be True or False, got {state['frozen']!r}"
+            )
         graph = None if state["graph"] is None else Graph.from_dict(state["graph"])
         history = [(int(h["step"]), Graph.from_dict(h["graph"])) for h in state["history"]]
         buffer = self._checked_buffer(state["buffer"])
         width = self._n_nodes
         for g in [graph, *(g for _, g in history)]:
             if g is not None and width is not None and g.n_nodes != width:
-                raise ValueError(f"CoactivationGraph state: a saved graph has {g.n_nodes} "
-                                 f"nodes, the layer has {width}")
+                raise ValueError(
+                    f"CoactivationGraph state: a saved graph has {g.n_nodes} "
+                    f"nodes, the layer has {width}"
+                )
         self._buffer = buffer
         self._position, self._filled = position, filled
         self._reset_graphs()
@@ -488,8 +496,12 @@ class CoactivationGraph:
         sixtieth (300 and 50 for 3,000 steps); ``overrides`` replace any argument. Use it
         with ``GraphRegularizer(..., weight=coactivation.RECOMMENDED_WEIGHT)``."""
         check_int(total_steps, "CoactivationGraph.recommended: total_steps")
-        options = {**RECOMMENDED, "warmup_steps": total_steps // 10,
-                   "update_every": max(1, total_steps // 60), **overrides}
+        options = {
+            **RECOMMENDED,
+            "warmup_steps": total_steps // 10,
+            "update_every": max(1, total_steps // 60),
+            **overrides,
+        }
         return cls(**options)
 
     def __repr__(self) -> str:
@@ -560,8 +572,9 @@ def _adaptive_weights(x: torch.Tensor, edges: torch.Tensor, kth: torch.Tensor) -
     sigma = sigma.clamp_min(torch.finfo(torch.float64).tiny)
     d2 = _pair_sums(x, edges, _squared_difference).double()
     # identical neurons (e.g. two constant ones, sigma 0) are as alike as can be: weight 1
-    ratio = torch.where(d2 > 0, d2 / (sigma[edges[:, 0]] * sigma[edges[:, 1]]),
-                        torch.zeros_like(d2))
+    ratio = torch.where(
+        d2 > 0, d2 / (sigma[edges[:, 0]] * sigma[edges[:, 1]]), torch.zeros_like(d2)
+    )
     return torch.exp(-ratio)
 
 

@@ -24,8 +24,9 @@ MIN_CONTROL_SAMPLES = 4
 """Fewer samples than this get no controls (two per set to fit and score on)."""
 
 
-def score(est, twin, X: np.ndarray, y: np.ndarray | None,
-             *, Z: np.ndarray | None = None, seed: int = 0) -> dict:
+def score(
+    est, twin, X: np.ndarray, y: np.ndarray | None, *, Z: np.ndarray | None = None, seed: int = 0
+) -> dict:
     """The GSR layer of ``est`` beside its controls, from its λ = 0 ``twin`` (the same
     estimator fitted with ``weight=0``), on the training data X (N, d) and labels y (N,)
     or None; X may be scipy sparse (only a sample of at most :data:`CONTROL_ROWS` rows is
@@ -56,19 +57,30 @@ def score(est, twin, X: np.ndarray, y: np.ndarray | None,
     mse, mse0 = -est.score(X), -twin.score(X)
     ratio = mse / mse0 if mse0 > 0 else float("nan")
     out: dict = {
-        "lambda0": {"weight": 0.0, "seed": int(twin.seed_), "steps": int(twin.n_steps_),
-                    "train_mse": mse0, "same_model": twin is est},
+        "lambda0": {
+            "weight": 0.0,
+            "seed": int(twin.seed_),
+            "steps": int(twin.n_steps_),
+            "train_mse": mse0,
+            "same_model": twin is est,
+        },
         "mse_ratio": ratio,
     }
     cost = f"{ratio:.2f}x the training MSE of λ = 0"
     if len(X) < MIN_CONTROL_SAMPLES:
-        out.update(kind="none", verdict_text=f"With {len(X)} samples there are too few to fit "
-                   f"and score the controls (at least {MIN_CONTROL_SAMPLES}).")
+        out.update(
+            kind="none",
+            verdict_text=f"With {len(X)} samples there are too few to fit "
+            f"and score the controls (at least {MIN_CONTROL_SAMPLES}).",
+        )
     elif est.coactivation_ is not None:
         out.update(_module_controls(est, Z, Z0, X, y, seed, cost, ratio))
     elif est.graph_.n_edges == 0:
-        out.update(kind="none", verdict_text=f"{est.graph_.name} has no edges: there is no "
-                   "structure to compare with controls.")
+        out.update(
+            kind="none",
+            verdict_text=f"{est.graph_.name} has no edges: there is no "
+            "structure to compare with controls.",
+        )
     elif y is not None and all(len(np.unique(y[rows])) > 1 for rows in _split(len(X), seed)):
         out.update(_map_controls(est.graph_, Z, Z0, y, seed, cost))
     else:
@@ -82,12 +94,12 @@ def score(est, twin, X: np.ndarray, y: np.ndarray | None,
 
 NEXT_STEPS = {
     "maps": "Next: a larger budget (e.g. 0.1 or 0.2) buys more structure at more cost; "
-            "the λ = 0 layer arranged post hoc (gsreg.arrange) costs nothing.",
+    "the λ = 0 layer arranged post hoc (gsreg.arrange) costs nothing.",
     "smoothness": "Next: a larger budget (e.g. 0.1 or 0.2) buys more structure at more "
-                  "cost; the λ = 0 layer arranged post hoc (gsreg.arrange) costs nothing.",
+    "cost; the λ = 0 layer arranged post hoc (gsreg.arrange) costs nothing.",
     "modules": "Next: a larger budget (e.g. 0.2) or more epochs may separate the modules; "
-               "until they beat the controls, the post-hoc clustering that beat them is "
-               "the better read-out.",
+    "until they beat the controls, the post-hoc clustering that beat them is "
+    "the better read-out.",
 }
 """What to try when GSR does not beat its controls, by kind of result."""
 
@@ -114,15 +126,31 @@ def _public(result: dict) -> dict:
 def _map_controls(graph, Z, Z0, y, seed: int, cost: str) -> dict:
     fit_rows, score_rows = _split(len(Z), seed)
     norm0 = float(np.linalg.norm(Z0[score_rows], axis=1).mean())
-    fields = [analysis.map_controls(A[fit_rows], y[fit_rows], A[score_rows], y[score_rows],
-                                   graph, reference_norm=norm0, seed=seed) for A in (Z, Z0)]
+    fields = [
+        analysis.map_controls(
+            A[fit_rows],
+            y[fit_rows],
+            A[score_rows],
+            y[score_rows],
+            graph,
+            reference_norm=norm0,
+            seed=seed,
+        )
+        for A in (Z, Z0)
+    ]
     gsr, reference = fields
     result = analysis.map_verdict(gsr, reference)
-    scores = {"GSR": _public(gsr), **{name: _public(value) for name, value in
-                                      analysis.map_control_scores(reference).items()}}
-    return {"kind": "maps", "rows": {"fit": len(fit_rows), "score": len(score_rows)},
-            "scores": scores, "verdict": result,
-            "verdict_text": analysis.map_verdict_text(result, "The GSR layer", cost)}
+    scores = {
+        "GSR": _public(gsr),
+        **{name: _public(value) for name, value in analysis.map_control_scores(reference).items()},
+    }
+    return {
+        "kind": "maps",
+        "rows": {"fit": len(fit_rows), "score": len(score_rows)},
+        "scores": scores,
+        "verdict": result,
+        "verdict_text": analysis.map_verdict_text(result, "The GSR layer", cost),
+    }
 
 
 def standardised_energy(Z: np.ndarray, graph) -> float:
@@ -139,20 +167,37 @@ def _smoothness_controls(graph, Z, Z0, seed: int, cost: str) -> dict:
     fit_rows, score_rows = _split(len(Z), seed)
     perm = analysis.arrangement(Z0[fit_rows], graph, random_state=seed)
     layers = {"GSR": Z[score_rows], "λ=0": Z0[score_rows], "λ=0 arranged": Z0[score_rows][:, perm]}
-    scores = {name: {"dirichlet_energy": standardised_energy(A, graph),
-                     "morans_i_mean_map": _morans_i(A.mean(axis=0), graph)}
-              for name, A in layers.items()}
+    scores = {
+        name: {
+            "dirichlet_energy": standardised_energy(A, graph),
+            "morans_i_mean_map": _morans_i(A.mean(axis=0), graph),
+        }
+        for name, A in layers.items()
+    }
     best = min(("λ=0", "λ=0 arranged"), key=lambda name: scores[name]["dirichlet_energy"])
     control, gsr = scores[best]["dirichlet_energy"], scores["GSR"]["dirichlet_energy"]
     margin = control - gsr
-    result = {"score": "dirichlet_energy", "best_control": best, "control_score": control,
-              "gsr_score": gsr, "margin": margin, "helps": bool(margin > 0)}
-    text = (f"The GSR layer is {'smoother' if margin > 0 else 'not smoother'} than the best "
-            f"control ({best}): Dirichlet energy of its standardised activations {gsr:.3g} "
-            f"against {control:.3g} (lower is smoother), at {cost}"
-            + (": GSR helps here." if margin > 0 else ": GSR does not help here."))
-    return {"kind": "smoothness", "rows": {"fit": len(fit_rows), "score": len(score_rows)},
-            "scores": scores, "verdict": result, "verdict_text": text}
+    result = {
+        "score": "dirichlet_energy",
+        "best_control": best,
+        "control_score": control,
+        "gsr_score": gsr,
+        "margin": margin,
+        "helps": bool(margin > 0),
+    }
+    text = (
+        f"The GSR layer is {'smoother' if margin > 0 else 'not smoother'} than the best "
+        f"control ({best}): Dirichlet energy of its standardised activations {gsr:.3g} "
+        f"against {control:.3g} (lower is smoother), at {cost}"
+        + (": GSR helps here." if margin > 0 else ": GSR does not help here.")
+    )
+    return {
+        "kind": "smoothness",
+        "rows": {"fit": len(fit_rows), "score": len(score_rows)},
+        "scores": scores,
+        "verdict": result,
+        "verdict_text": text,
+    }
 
 
 def _morans_i(values: np.ndarray, graph) -> float:
@@ -169,11 +214,18 @@ def _module_controls(est, Z, Z0, X, y, seed: int, cost: str, ratio: float) -> di
     n_labels = None if y is None else int(len(np.unique(y)))
     k = n_modules if n_modules is not None and n_modules > 1 else (n_labels or 2)
     k = min(k, Z0.shape[1], len(rows))
-    out: dict = {"kind": "modules", "rows": {"score": len(rows)}, "n_modules": n_modules,
-                 "k": k, "leiden": analysis.leiden_available()}
+    out: dict = {
+        "kind": "modules",
+        "rows": {"score": len(rows)},
+        "n_modules": n_modules,
+        "k": k,
+        "leiden": analysis.leiden_available(),
+    }
     if y is None:
-        out["verdict_text"] = ("Without labels the modules cannot be scored against their "
-                               "controls; pass --labels to compare them.")
+        out["verdict_text"] = (
+            "Without labels the modules cannot be scored against their "
+            "controls; pass --labels to compare them."
+        )
         return out
     ys = y[rows]
     found = analysis.module_controls(Zs, est.modules_, Z0s, Xs, ys, k, seed)
@@ -181,21 +233,29 @@ def _module_controls(est, Z, Z0, X, y, seed: int, cost: str, ratio: float) -> di
     if n_modules is not None and n_modules > 1:
         gsr = analysis.cluster_scores(analysis.indicated_modules(Zs, est.modules_), ys)["ari"]
     verdict = analysis.module_verdict(
-        [{"ari": gsr, "components": n_modules or 0, "controls": found}], ratio)
-    aris = {analysis.MODULE_CONTROL_LABELS[name]: found[name]
-            for name in analysis.MODULE_CONTROLS if found[name] is not None}
+        [{"ari": gsr, "components": n_modules or 0, "controls": found}], ratio
+    )
+    aris = {
+        analysis.MODULE_CONTROL_LABELS[name]: found[name]
+        for name in analysis.MODULE_CONTROLS
+        if found[name] is not None
+    }
     null = {"null_mean": found["null_mean"], "p_value": found["p_value"]}
     margin = verdict["margin"]
-    text = (f"The GSR modules {'beat' if margin > 0 else 'do not beat'} the best control "
-            f"({verdict['best_control']}): ARI against the labels {gsr:.2f} against "
-            f"{verdict['control_ari']:.2f} ({margin:+.2f}), at {cost}")
+    text = (
+        f"The GSR modules {'beat' if margin > 0 else 'do not beat'} the best control "
+        f"({verdict['best_control']}): ARI against the labels {gsr:.2f} against "
+        f"{verdict['control_ari']:.2f} ({margin:+.2f}), at {cost}"
+    )
     if verdict["helps"]:
         text += f", and their permutation null (p = {null['p_value']:.3f}): GSR helps here."
     elif not verdict["modules"]:
         text += ": with fewer than 2 modules GSR does not help here."
     elif margin > 0:
-        text += (f", but not their permutation null (p = {verdict['p_value']:.3f}): GSR "
-                 "does not help here.")
+        text += (
+            f", but not their permutation null (p = {verdict['p_value']:.3f}): GSR "
+            "does not help here."
+        )
     else:
         text += ": GSR does not help here."
     out.update(ari={"GSR modules": gsr, **aris}, null=null, verdict=verdict, verdict_text=text)

@@ -51,9 +51,17 @@ from .models import DenseAutoencoder, DenseClassifier
 from .regularizer import GraphRegularizer
 from .training import History, fit, resolve_device, seeded
 
-__all__ = ["ARRANGE_FRACTION", "BUDGET", "BUDGET_FRACTION", "CLASSIFIER_WEIGHT", "GSRAutoencoder",
-           "GSRClassifier",
-           "arrange_epochs", "auto_epochs", "budget_epochs"]
+__all__ = [
+    "ARRANGE_FRACTION",
+    "BUDGET",
+    "BUDGET_FRACTION",
+    "CLASSIFIER_WEIGHT",
+    "GSRAutoencoder",
+    "GSRClassifier",
+    "arrange_epochs",
+    "auto_epochs",
+    "budget_epochs",
+]
 
 SCALES = ("global", "standard", None)
 TARGET_STEPS = 3000
@@ -154,16 +162,18 @@ class _GSRBase(BaseEstimator):
             )
         check_int(self.verbose, f"{name}: verbose", 0)
         if not (isinstance(self.arrange, (bool, np.bool_)) or self.arrange == "auto"):
-            raise TypeError(
-                f"{name}: arrange must be 'auto', True or False, got {self.arrange!r}"
-            )
+            raise TypeError(f"{name}: arrange must be 'auto', True or False, got {self.arrange!r}")
         if self.arrange is True and isinstance(graph, str) and graph.strip().lower() == LEARNED:
             raise ValueError(
                 f"{name}: arrange=True needs a fixed graph to arrange the units on, got "
                 "graph='learned'"
             )
-        if self.arrange is True and self.weight is not None and self.epochs != "auto" \
-                and self.epochs < 2:
+        if (
+            self.arrange is True
+            and self.weight is not None
+            and self.epochs != "auto"
+            and self.epochs < 2
+        ):
             raise ValueError(
                 f"{name}: arrange=True trains before and after arranging and needs "
                 f"epochs >= 2, got {self.epochs!r}"
@@ -192,22 +202,31 @@ class _GSRBase(BaseEstimator):
         if self.weight is not None:
             return float(self.weight), None, self.normalize, False
         if self.budget == "auto" and graph is None:
-            normalize = (coactivation.RECOMMENDED["normalize"] if self.normalize is False
-                         else self.normalize)
+            normalize = (
+                coactivation.RECOMMENDED["normalize"] if self.normalize is False else self.normalize
+            )
             return coactivation.RECOMMENDED_WEIGHT, None, normalize, True
         budget = BUDGET if self.budget == "auto" else float(self.budget)
         return None, budget, self.normalize, False
 
-    def _coactivation(self, width: int, total_steps: int, normalize: bool | str,
-                      recipe: bool, warmup_steps: int | None = None) -> CoactivationGraph:
+    def _coactivation(
+        self,
+        width: int,
+        total_steps: int,
+        normalize: bool | str,
+        recipe: bool,
+        warmup_steps: int | None = None,
+    ) -> CoactivationGraph:
         """The learned graph: the estimator's schedule defaults (with ``recipe`` the
         measured :data:`gsreg.coactivation.RECOMMENDED` options, first graph after a tenth
         of ``total_steps``, rebuilt every sixtieth; else a quarter of them, or
         ``warmup_steps``, and every twentieth), then ``learned_options``."""
         if recipe:
-            options: dict[str, Any] = {**coactivation.RECOMMENDED,
-                                       "warmup_steps": total_steps // 10,
-                                       "update_every": max(1, total_steps // 60)}
+            options: dict[str, Any] = {
+                **coactivation.RECOMMENDED,
+                "warmup_steps": total_steps // 10,
+                "update_every": max(1, total_steps // 60),
+            }
         else:
             options = {
                 "warmup_steps": total_steps // 4 if warmup_steps is None else warmup_steps,
@@ -277,8 +296,10 @@ class _GSRBase(BaseEstimator):
         """Build the model and the regularizer, train, and set the fitted attributes."""
         self._check_params()
         if X.shape[0] < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 samples to train and "
-                             f"measure on, got n_samples = {X.shape[0]}")
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 samples to train and "
+                f"measure on, got n_samples = {X.shape[0]}"
+            )
         graph, width = self._resolve_graph()
         self.input_mean_, self.input_scale_ = self._scaler(X)
         seed = _seed(self.random_state)
@@ -295,9 +316,13 @@ class _GSRBase(BaseEstimator):
         one_run = budget is not None and not arrange and total_steps >= MIN_WARMUP_STEPS
         learned = None
         if graph is None and budget is not None:  # the graph forms in the fine-tuning phase
-            learned = self._coactivation(width, budget_epochs(epochs) * steps_per_epoch,
-                                         normalize, recipe,
-                                         warmup_steps=total_steps if one_run else 0)
+            learned = self._coactivation(
+                width,
+                budget_epochs(epochs) * steps_per_epoch,
+                normalize,
+                recipe,
+                warmup_steps=total_steps if one_run else 0,
+            )
         elif graph is None:
             learned = self._coactivation(width, total_steps, normalize, recipe)
         with seeded(seed, device):
@@ -312,11 +337,19 @@ class _GSRBase(BaseEstimator):
             def train(n_epochs: int, run_seed: int, target, **strength) -> tuple[History, int]:
                 if target is None:  # without the penalty: a plain run
                     run = fit(
-                        model, Xs, y_t, task=self._task, epochs=n_epochs, batch_size=batch_size,
-                        lr=float(self.lr), device=device, seed=run_seed,
-                        progress=self.verbose > 0, desc=type(self).__name__,
+                        model,
+                        Xs,
+                        y_t,
+                        task=self._task,
+                        epochs=n_epochs,
+                        batch_size=batch_size,
+                        lr=float(self.lr),
+                        device=device,
+                        seed=run_seed,
+                        progress=self.verbose > 0,
+                        desc=type(self).__name__,
                         transform=transform,
-                    )  # fmt: skip
+                    )
                     return run, n_epochs * math.ceil(n / batch_size)
                 reg = GraphRegularizer(
                     model,
@@ -327,11 +360,20 @@ class _GSRBase(BaseEstimator):
                 )
                 try:
                     run = fit(
-                        model, Xs, y_t, task=self._task, regularizer=reg, epochs=n_epochs,
-                        batch_size=batch_size, lr=float(self.lr), device=device,
-                        seed=run_seed, progress=self.verbose > 0,
-                        desc=type(self).__name__, transform=transform,
-                    )  # fmt: skip
+                        model,
+                        Xs,
+                        y_t,
+                        task=self._task,
+                        regularizer=reg,
+                        epochs=n_epochs,
+                        batch_size=batch_size,
+                        lr=float(self.lr),
+                        device=device,
+                        seed=run_seed,
+                        progress=self.verbose > 0,
+                        desc=type(self).__name__,
+                        transform=transform,
+                    )
                 finally:
                     reg.remove()
                 self.budget_report_ = reg.budget.summary() if reg.budget is not None else None
@@ -343,27 +385,34 @@ class _GSRBase(BaseEstimator):
                 # the budget: the whole run without the penalty first (the steps of the
                 # weight=0 model, whose final task loss is the reference), then a
                 # fine-tuning phase in which the budget sets the weight; one optimiser
-                history, steps = train(epochs + budget_epochs(epochs), seed, target,
-                                       budget=budget, warmup_steps=total_steps)
+                history, steps = train(
+                    epochs + budget_epochs(epochs),
+                    seed,
+                    target,
+                    budget=budget,
+                    warmup_steps=total_steps,
+                )
             elif budget is not None:
                 # the same in two runs, the units arranged on the graph between them (a
                 # fresh optimiser: Adam's moments belong to the units' old order)
                 history, steps = train(epochs, seed, None)
                 reference = reference_loss(history["task_loss"], steps_per_epoch)
                 if arrange:
-                    perm = placement.arrange(model, layer, graph,
-                                             self._arrange_rows(X, seed, device),
-                                             random_state=seed)  # fmt: skip
+                    perm = placement.arrange(
+                        model, layer, graph, self._arrange_rows(X, seed, device), random_state=seed
+                    )
                     arrange_step = steps
-                rest, more = train(budget_epochs(epochs), seed + 1, target,
-                                   budget=budget, reference=reference)
+                rest, more = train(
+                    budget_epochs(epochs), seed + 1, target, budget=budget, reference=reference
+                )
                 history.epochs += [{**e, "epoch": e["epoch"] + epochs} for e in rest.epochs]
                 steps += more
             elif arrange:
                 before = arrange_epochs(epochs)
                 history, steps = train(before, seed, target, weight=0.0)
-                perm = placement.arrange(model, layer, graph, self._arrange_rows(X, seed, device),
-                                         random_state=seed)  # fmt: skip
+                perm = placement.arrange(
+                    model, layer, graph, self._arrange_rows(X, seed, device), random_state=seed
+                )
                 # a fresh optimiser and the next seed's batches: Adam's moments belong to
                 # the units' old order
                 rest, more = train(epochs - before, seed + 1, target, weight=weight)
@@ -415,8 +464,10 @@ class _GSRBase(BaseEstimator):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         name = self.layer_ if layer is None else layer
-        Z = [analysis.activations(self.model_, xb, name, batch_size=_PREDICT_BATCH)
-             for _, xb in self._batches(X)]  # fmt: skip
+        Z = [
+            analysis.activations(self.model_, xb, name, batch_size=_PREDICT_BATCH)
+            for _, xb in self._batches(X)
+        ]
         return np.concatenate(Z).astype(np.float32, copy=False)
 
     def class_maps(self, X, y, *, deviation: bool = False) -> np.ndarray:
@@ -450,22 +501,28 @@ class _GSRBase(BaseEstimator):
         check_is_fitted(self)
         reg = None
         if self.coactivation_ is not None:
-            reg = GraphRegularizer(self.model_, {self.layer_: self.coactivation_},
-                                   weight=self._final_weight())  # fmt: skip
-            reg.load_state_dict({"step": self.n_steps_,
-                                 "learned": {self.layer_: self.coactivation_.state_dict()}})
+            reg = GraphRegularizer(
+                self.model_, {self.layer_: self.coactivation_}, weight=self._final_weight()
+            )
+            reg.load_state_dict(
+                {"step": self.n_steps_, "learned": {self.layer_: self.coactivation_.state_dict()}}
+            )
         elif self.graph_ is not None:
-            reg = GraphRegularizer(self.model_, {self.layer_: self.graph_},
-                                   weight=self._final_weight(),
-                                   laplacian=self.laplacian or "combinatorial",
-                                   normalize=self._plan(self.graph_)[2])  # fmt: skip
+            reg = GraphRegularizer(
+                self.model_,
+                {self.layer_: self.graph_},
+                weight=self._final_weight(),
+                laplacian=self.laplacian or "combinatorial",
+                normalize=self._plan(self.graph_)[2],
+            )
         params = self.get_params(deep=False)
         if isinstance(params["graph"], Graph):
             params["graph"] = {"gsreg_graph": params["graph"].to_dict()}
         fitted = {
             "n_features_in_": self.n_features_in_,
             "feature_names_in_": (
-                None if not hasattr(self, "feature_names_in_")
+                None
+                if not hasattr(self, "feature_names_in_")
                 else [str(f) for f in self.feature_names_in_]
             ),
             "input_mean_": self.input_mean_,
@@ -480,9 +537,15 @@ class _GSRBase(BaseEstimator):
             **self._extra_fitted(),
         }
         try:
-            return gsreg_io.save(path, self.model_, regularizer=reg,
-                                 estimator=type(self).__name__, params=_json_params(params),
-                                 fitted=fitted, history=self.history_)  # fmt: skip
+            return gsreg_io.save(
+                path,
+                self.model_,
+                regularizer=reg,
+                estimator=type(self).__name__,
+                params=_json_params(params),
+                fitted=fitted,
+                history=self.history_,
+            )
         finally:
             if reg is not None:
                 reg.remove()
@@ -766,8 +829,13 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
         return "fc"
 
     def _build_model(self, n_features: int, width: int, n_outputs: int) -> nn.Module:
-        return DenseClassifier(n_features, n_outputs, hidden=list(self.hidden), width=width,
-                               dropout=float(self.dropout))  # fmt: skip
+        return DenseClassifier(
+            n_features,
+            n_outputs,
+            hidden=list(self.hidden),
+            width=width,
+            dropout=float(self.dropout),
+        )
 
     def predict_proba(self, X) -> np.ndarray:
         """(N, n_classes) class probabilities (softmax of the logits), columns in
@@ -785,8 +853,10 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
 
     def _extra_fitted(self) -> dict[str, Any]:
         classes = self.classes_
-        return {"classes_": classes.tolist(), "classes_dtype": classes.dtype.str
-                if classes.dtype.kind in "biufUS" else "object"}  # fmt: skip
+        return {
+            "classes_": classes.tolist(),
+            "classes_dtype": classes.dtype.str if classes.dtype.kind in "biufUS" else "object",
+        }
 
     def _restore_extra(self, fitted: dict[str, Any]) -> None:
         dtype = fitted.pop("classes_dtype")

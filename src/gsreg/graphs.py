@@ -279,8 +279,10 @@ def _validate_edges(n_nodes, edges, weights) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError("edges must hold integer node indices")
         big = np.flatnonzero((np.abs(edges) >= n_nodes).any(1))
         if big.size:  # before the cast, which would wrap huge floats
-            raise ValueError(f"edge {big[0]} = {tuple(edges[big[0]].tolist())} is out of "
-                             f"range for {n_nodes} nodes")
+            raise ValueError(
+                f"edge {big[0]} = {tuple(edges[big[0]].tolist())} is out of "
+                f"range for {n_nodes} nodes"
+            )
     edges = edges.astype(np.int64)
     weights = np.ones(len(edges)) if weights is None else np.asarray(weights, dtype=np.float64)
     if weights.shape != (len(edges),):

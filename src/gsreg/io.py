@@ -50,10 +50,21 @@ FORMAT_VERSION = 1
 _HEADER_KEY = "gsreg"  # safetensors metadata entry holding the JSON document
 _TENSOR = "$tensor"  # marker of a tensor reference inside the JSON document
 _LEARNED_OPTIONS = (
-    "kernel", "k", "bandwidth", "threshold", "features", "warmup_steps", "update_every",
-    "max_updates", "buffer_size", "laplacian", "normalize", "on_disconnect", "history_size",
+    "kernel",
+    "k",
+    "bandwidth",
+    "threshold",
+    "features",
+    "warmup_steps",
+    "update_every",
+    "max_updates",
+    "buffer_size",
+    "laplacian",
+    "normalize",
+    "on_disconnect",
+    "history_size",
     "n_nodes",
-)  # fmt: skip
+)
 
 _MODELS: dict[str, type[nn.Module]] = {
     "DenseAutoencoder": DenseAutoencoder,
@@ -129,9 +140,12 @@ class Loaded:
         if budget is not None:  # the weights come from the saved controller
             strength = {"budget": budget["budget"], "reference": budget["reference"]}
         reg = GraphRegularizer(
-            model, targets, nodes=nodes, warmup_steps=first_schedule["warmup_steps"],
+            model,
+            targets,
+            nodes=nodes,
+            warmup_steps=first_schedule["warmup_steps"],
             **strength,
-        )  # fmt: skip
+        )
         reg.load_state_dict(self.regularizer)
         return reg
 
@@ -212,8 +226,12 @@ def _encode_regularizer(reg: GraphRegularizer, tensors: dict[str, torch.Tensor])
             entry["options"] = {key: getattr(lg, key) for key in _LEARNED_OPTIONS}
         else:
             pen = penalties[name]
-            entry.update(type="graph", graph=pen.graph.to_dict(), laplacian=pen.laplacian,
-                         normalize=pen.normalize)  # fmt: skip
+            entry.update(
+                type="graph",
+                graph=pen.graph.to_dict(),
+                laplacian=pen.laplacian,
+                normalize=pen.normalize,
+            )
         layers[name] = entry
     state = reg.state_dict()
     return _encode({"layers": layers, **state}, "regularizer", tensors)

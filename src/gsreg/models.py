@@ -39,8 +39,13 @@ class GraphLayerAutoencoder(nn.Module):
         negative_slope: float = 0.2,
     ) -> None:
         super().__init__()
-        self.config = {"n_features": n_features, "width": width, "hidden": hidden,
-                       "noise": float(noise), "negative_slope": float(negative_slope)}
+        self.config = {
+            "n_features": n_features,
+            "width": width,
+            "hidden": hidden,
+            "noise": float(noise),
+            "negative_slope": float(negative_slope),
+        }
 
         def block(n_in: int, n_out: int) -> nn.Sequential:
             return nn.Sequential(nn.Linear(n_in, n_out), nn.LeakyReLU(negative_slope))
@@ -313,8 +318,15 @@ class DigitCapsules(nn.Module):
     trains like the full unrolled routing at a fraction of the cost).
     """
 
-    def __init__(self, n_in: int, in_dim: int, n_out: int, out_dim: int, iterations: int = 3,
-                 init_std: float = 0.05) -> None:
+    def __init__(
+        self,
+        n_in: int,
+        in_dim: int,
+        n_out: int,
+        out_dim: int,
+        iterations: int = 3,
+        init_std: float = 0.05,
+    ) -> None:
         super().__init__()
         _check_positive_int("iterations", iterations)
         self.n_out, self.out_dim, self.iterations = n_out, out_dim, iterations
@@ -369,31 +381,44 @@ class CapsuleNet(nn.Module):
         super().__init__()
         in_shape = _check_sizes("in_shape", in_shape)
         decoder_hidden = _check_sizes("decoder_hidden", decoder_hidden)
-        sizes = {"n_classes": n_classes, "conv_channels": conv_channels,
-                 "conv_kernel": conv_kernel, "primary_types": primary_types,
-                 "primary_dim": primary_dim, "primary_kernel": primary_kernel,
-                 "primary_stride": primary_stride, "capsule_dim": capsule_dim,
-                 "routing_iterations": routing_iterations}
+        sizes = {
+            "n_classes": n_classes,
+            "conv_channels": conv_channels,
+            "conv_kernel": conv_kernel,
+            "primary_types": primary_types,
+            "primary_dim": primary_dim,
+            "primary_kernel": primary_kernel,
+            "primary_stride": primary_stride,
+            "capsule_dim": capsule_dim,
+            "routing_iterations": routing_iterations,
+        }
         for name, value in sizes.items():
             _check_positive_int(name, value)
         if len(in_shape) != 3:
             raise ValueError(f"in_shape must be (channels, height, width), got {in_shape}")
-        grid = [(s - conv_kernel + 1 - primary_kernel) // primary_stride + 1
-                for s in in_shape[1:]]
+        grid = [(s - conv_kernel + 1 - primary_kernel) // primary_stride + 1 for s in in_shape[1:]]
         if min(grid) < 1:
-            raise ValueError(f"in_shape {in_shape} is too small for a {conv_kernel}x"
-                             f"{conv_kernel} conv and a {primary_kernel}x{primary_kernel} "
-                             "primary conv")
-        self.config = {"in_shape": list(in_shape), **sizes,
-                       "decoder_hidden": list(decoder_hidden)}
+            raise ValueError(
+                f"in_shape {in_shape} is too small for a {conv_kernel}x"
+                f"{conv_kernel} conv and a {primary_kernel}x{primary_kernel} "
+                "primary conv"
+            )
+        self.config = {"in_shape": list(in_shape), **sizes, "decoder_hidden": list(decoder_hidden)}
         self.in_shape = in_shape
         self.n_classes, self.capsule_dim = n_classes, capsule_dim
-        self.conv = nn.Sequential(OrderedDict(
-            conv=nn.Conv2d(in_shape[0], conv_channels, conv_kernel), act=nn.ReLU()))
-        self.primary = PrimaryCapsules(conv_channels, primary_types, primary_dim,
-                                       primary_kernel, primary_stride)
-        self.digit_caps = DigitCapsules(primary_types * grid[0] * grid[1], primary_dim,
-                                        n_classes, capsule_dim, routing_iterations)
+        self.conv = nn.Sequential(
+            OrderedDict(conv=nn.Conv2d(in_shape[0], conv_channels, conv_kernel), act=nn.ReLU())
+        )
+        self.primary = PrimaryCapsules(
+            conv_channels, primary_types, primary_dim, primary_kernel, primary_stride
+        )
+        self.digit_caps = DigitCapsules(
+            primary_types * grid[0] * grid[1],
+            primary_dim,
+            n_classes,
+            capsule_dim,
+            routing_iterations,
+        )
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         width = n_classes * capsule_dim
         for i, n_out in enumerate(decoder_hidden):

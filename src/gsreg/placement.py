@@ -118,12 +118,14 @@ def _trace(model: nn.Module, X: torch.Tensor, layer: str) -> tuple[list[_Call], 
     output of ``layer``."""
     calls: list[_Call] = []
     outputs: list[object] = []
-    handles = [model.get_submodule(layer).register_forward_hook(
-        lambda m, i, o: outputs.append(o))]
+    handles = [model.get_submodule(layer).register_forward_hook(lambda m, i, o: outputs.append(o))]
     for name, module in model.named_modules():
         if next(module.children(), None) is None:
-            handles.append(module.register_forward_hook(
-                lambda m, i, o, name=name: calls.append(_Call(name, m, i, o))))
+            handles.append(
+                module.register_forward_hook(
+                    lambda m, i, o, name=name: calls.append(_Call(name, m, i, o))
+                )
+            )
     try:
         with _eval_mode(model), torch.no_grad():
             model(_as_model_input(model, X))
@@ -133,7 +135,8 @@ def _trace(model: nn.Module, X: torch.Tensor, layer: str) -> tuple[list[_Call], 
     if len(outputs) != 1:
         raise ValueError(
             f"layer {layer!r} ran {len(outputs)} times in one forward pass; expected once"
-            + ("" if not outputs else " (a shared layer cannot be arranged for one use)"))
+            + ("" if not outputs else " (a shared layer cannot be arranged for one use)")
+        )
     output = outputs[0][0] if isinstance(outputs[0], (tuple, list)) else outputs[0]
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"layer {layer!r} returned {type(output).__name__}, not a tensor")
@@ -202,8 +205,10 @@ class _Plan:
         producer = model.get_submodule(self.producer)
         consumer = model.get_submodule(self.consumer)
         if _out_units(producer) != n:
-            raise ValueError(f"layer {layer!r}: its producer {self.producer!r} has "
-                             f"{_out_units(producer)} outputs, the layer {n} units")
+            raise ValueError(
+                f"layer {layer!r}: its producer {self.producer!r} has "
+                f"{_out_units(producer)} outputs, the layer {n} units"
+            )
         width = _in_units(consumer)
         if width is None or width % n:
             raise ValueError(
@@ -214,8 +219,10 @@ class _Plan:
         for name in (self.producer, *self.per_unit, self.consumer):
             module = model.get_submodule(name)
             if getattr(module, "groups", 1) != 1:
-                raise ValueError(f"layer {layer!r}: {name!r} is a grouped convolution; its "
-                                 "units cannot be permuted freely")
+                raise ValueError(
+                    f"layer {layer!r}: {name!r} is a grouped convolution; its "
+                    "units cannot be permuted freely"
+                )
         _check_not_shared(model, [self.producer, *self.per_unit, self.consumer], layer)
 
     def apply(self, model: nn.Module, perm: torch.Tensor) -> None:
@@ -232,17 +239,20 @@ def _walk_back(calls: list[_Call], layer: str, output: torch.Tensor) -> tuple[st
     per_unit: list[str] = []
     tensor, limit = output, _last_call(calls, layer) + 1
     while True:
-        index = next((i for i in reversed(range(limit))
-                      if _aliases(calls[i].output, tensor)), None)
+        index = next((i for i in reversed(range(limit)) if _aliases(calls[i].output, tensor)), None)
         if index is None:
-            raise ValueError(f"layer {layer!r}: no Linear or convolution produces its output "
-                             "(it comes from code outside modules)")
+            raise ValueError(
+                f"layer {layer!r}: no Linear or convolution produces its output "
+                "(it comes from code outside modules)"
+            )
         call = calls[index]
         if isinstance(call.module, _PRODUCERS):
             return call.name, per_unit[::-1]
         if not _passes_units(call.module):
-            raise ValueError(f"layer {layer!r}: {call.name!r} ({type(call.module).__name__}) "
-                             "sits between its producer and its output and mixes units")
+            raise ValueError(
+                f"layer {layer!r}: {call.name!r} ({type(call.module).__name__}) "
+                "sits between its producer and its output and mixes units"
+            )
         if isinstance(call.module, _PER_UNIT):
             per_unit.append(call.name)
         tensor, limit = call.inputs[0], index
@@ -254,21 +264,32 @@ def _walk_forward(calls: list[_Call], layer: str, output: torch.Tensor) -> tuple
     per_unit: list[str] = []
     tensor = output
     for _ in range(len(calls)):
-        readers = [i for i in range(start + 1, len(calls))
-                   if calls[i].inputs and _aliases(calls[i].inputs[0], tensor)
-                   and not _is_identity(calls[i])]
+        readers = [
+            i
+            for i in range(start + 1, len(calls))
+            if calls[i].inputs
+            and _aliases(calls[i].inputs[0], tensor)
+            and not _is_identity(calls[i])
+        ]
         if len(readers) != 1:
-            what = "no module reads" if not readers else (
-                f"{len(readers)} modules read ({', '.join(calls[i].name for i in readers)})")
-            raise ValueError(f"layer {layer!r}: {what} its output; name the module that "
-                             "consumes its units with consumer=")
+            what = (
+                "no module reads"
+                if not readers
+                else (f"{len(readers)} modules read ({', '.join(calls[i].name for i in readers)})")
+            )
+            raise ValueError(
+                f"layer {layer!r}: {what} its output; name the module that "
+                "consumes its units with consumer="
+            )
         call = calls[readers[0]]
         if isinstance(call.module, _PRODUCERS):
             return call.name, per_unit
         if not _passes_units(call.module):
-            raise ValueError(f"layer {layer!r}: its output goes to {call.name!r} "
-                             f"({type(call.module).__name__}), which mixes units; name the "
-                             "consumer with consumer=")
+            raise ValueError(
+                f"layer {layer!r}: its output goes to {call.name!r} "
+                f"({type(call.module).__name__}), which mixes units; name the "
+                "consumer with consumer="
+            )
         if isinstance(call.module, _PER_UNIT):
             per_unit.append(call.name)
         tensor, start = call.output, readers[0]
@@ -299,8 +320,11 @@ def _chain_to(calls: list[_Call], output: torch.Tensor, consumer: str) -> list[s
 
 def _is_identity(call: _Call) -> bool:
     """A parameter-free module that returned its input (dropout in eval mode, Identity)."""
-    return (not isinstance(call.module, _PER_UNIT) and _passes_units(call.module)
-            and _aliases(call.output, call.inputs[0]))
+    return (
+        not isinstance(call.module, _PER_UNIT)
+        and _passes_units(call.module)
+        and _aliases(call.output, call.inputs[0])
+    )
 
 
 def _passes_units(module: nn.Module) -> bool:
@@ -322,9 +346,11 @@ def _check_not_shared(model: nn.Module, names: Sequence[str], layer: str) -> Non
         for param in model.get_submodule(name).parameters(recurse=False):
             users = owners[id(param)]
             if len(users) > 1:
-                raise ValueError(f"layer {layer!r}: a parameter of {name!r} is shared with "
-                                 f"{[u for u in users if u != name]} (tied weights); "
-                                 "permuting it would change those modules too")
+                raise ValueError(
+                    f"layer {layer!r}: a parameter of {name!r} is shared with "
+                    f"{[u for u in users if u != name]} (tied weights); "
+                    "permuting it would change those modules too"
+                )
 
 
 # --------------------------------------------------------------------------- permutations
@@ -395,8 +421,10 @@ def _check_same_function(model, arranged, X, layer, plan) -> None:
         before = _tensors(model(_as_model_input(model, X)))
         after = _tensors(arranged(_as_model_input(arranged, X)))
     scale = max((float(t.abs().max()) for t in before if t.numel()), default=0.0)
-    diff = max((float((a - b).abs().max()) for a, b in zip(before, after, strict=True)
-                if a.numel()), default=0.0)
+    diff = max(
+        (float((a - b).abs().max()) for a, b in zip(before, after, strict=True) if a.numel()),
+        default=0.0,
+    )
     if not diff <= CHECK_RTOL * max(scale, 1.0):
         raise ValueError(
             f"layer {layer!r}: permuting {plan.producer!r} and {plan.consumer!r} changes the "

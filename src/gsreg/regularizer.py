@@ -158,8 +158,9 @@ class GraphRegularizer:
             given = "weight" if weight is not None else "decay"
             raise ValueError(f"give a budget or a {given}, not both: a budget sets the weights")
         if budget is None and reference is not None:
-            raise ValueError("reference= is the task loss a budget is measured against; "
-                             "it needs budget=")
+            raise ValueError(
+                "reference= is the task loss a budget is measured against; it needs budget="
+            )
         if budget is not None:
             weight = 1.0  # the schedule only says when the penalty is on; the budget sets λ
         elif weight is None:
@@ -177,13 +178,17 @@ class GraphRegularizer:
             if mode not in NODE_MODES:
                 raise ValueError(f"layer {name!r}: nodes must be one of {NODE_MODES}, got {mode!r}")
             _check_width(name, module, target.n_nodes, mode)
-            schedule = WeightSchedule(float(_per_layer(weight, name, "weight")),
-                                      warmup_steps, rate, every)
+            schedule = WeightSchedule(
+                float(_per_layer(weight, name, "weight")), warmup_steps, rate, every
+            )
             self._layers[name] = _HookedLayer(name, module, target, mode, schedule)
         for value, what in ((weight, "weight"), (nodes, "nodes")):
             _check_keys(value, layers, what)
-        self._budget = None if budget is None else TaskBudget(
-            budget, warmup_steps, list(self._layers), reference)
+        self._budget = (
+            None
+            if budget is None
+            else TaskBudget(budget, warmup_steps, list(self._layers), reference)
+        )
         for layer in self._layers.values():
             layer.handle = layer.module.register_forward_hook(self._hook_for(layer))
         self._root_handle = model.register_forward_pre_hook(lambda module, inputs: self.clear())
@@ -299,8 +304,10 @@ class GraphRegularizer:
         (a tensor stays on the device); ignored otherwise."""
         if self._budget is not None:
             if task_loss is None:
-                raise ValueError("a budget sets the weights from the task loss: call "
-                                 "reg.step(task_loss) with each step's task loss")
+                raise ValueError(
+                    "a budget sets the weights from the task loss: call "
+                    "reg.step(task_loss) with each step's task loss"
+                )
             self._budget.update(task_loss)
         self._step += 1
         for learned in self.learned_graphs().values():
@@ -380,7 +387,7 @@ class GraphRegularizer:
         self.remove()
 
     def __repr__(self) -> str:
-        strength = ("budget" if self._budget is not None else "w={:g}")
+        strength = "budget" if self._budget is not None else "w={:g}"
         inner = ", ".join(
             f"{n!r}: {layer.describe()} ({strength.format(layer.schedule.base)})"
             for n, layer in self._layers.items()
@@ -460,8 +467,10 @@ def _check_keys(value, layers, what: str) -> None:
     if extra:
         close = difflib.get_close_matches(str(extra[0]), list(layers), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"{what} names {extra[0]!r}, which is not a regularised layer "
-                         f"(layers: {list(layers)}){hint}")
+        raise ValueError(
+            f"{what} names {extra[0]!r}, which is not a regularised layer "
+            f"(layers: {list(layers)}){hint}"
+        )
 
 
 def _per_layer(value, name: str, what: str):
@@ -482,6 +491,4 @@ def _check_width(name: str, module: nn.Module, n_nodes: int | None, nodes: str) 
     elif isinstance(module, nn.modules.conv._ConvNd) and nodes == "channels":
         width, what = module.out_channels, "out_channels"
     if width is not None and width != n_nodes:
-        raise ValueError(
-            f"layer {name!r} has {what}={width} but its graph has {n_nodes} nodes"
-        )
+        raise ValueError(f"layer {name!r} has {what}={width} but its graph has {n_nodes} nodes")

@@ -152,14 +152,17 @@ def fit(
             for epoch in bar:
                 start = time.perf_counter()
                 model.train()
-                trace = _train_epoch(model, X_t, y_t, task, regularizer, step, optimizer,
-                                     batch_size, gen, good)
+                trace = _train_epoch(
+                    model, X_t, y_t, task, regularizer, step, optimizer, batch_size, gen, good
+                )
                 try:
                     record = {"epoch": epoch, **_finish_epoch(trace, epoch)}
                 except RuntimeError as err:
                     good.restore()
-                    raise RuntimeError(f"{err}; the model and optimiser are back at their state "
-                                       f"after step {good.step}") from None
+                    raise RuntimeError(
+                        f"{err}; the model and optimiser are back at their state "
+                        f"after step {good.step}"
+                    ) from None
                 good.take_if_due()
                 if X_val is not None:
                     metrics = _evaluate(model, X_val, y_val, task, batch_size, dev)

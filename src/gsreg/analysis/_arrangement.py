@@ -128,8 +128,10 @@ def _correlation(Z: np.ndarray, n_nodes: int) -> np.ndarray:
         raise ValueError(f"arranging units needs at least 2 samples, got {len(Z)}")
     bad = ~np.isfinite(Z)
     if bad.any():
-        raise ValueError(f"Z holds {int(bad.sum())} NaN or Inf values (in "
-                         f"{int(bad.any(axis=0).sum())} of {Z.shape[1]} units)")
+        raise ValueError(
+            f"Z holds {int(bad.sum())} NaN or Inf values (in "
+            f"{int(bad.any(axis=0).sum())} of {Z.shape[1]} units)"
+        )
     S = Z - Z.mean(axis=0)
     sd = np.sqrt((S * S).mean(axis=0))
     S = np.divide(S, sd, out=np.zeros_like(S), where=sd > 0)
@@ -234,7 +236,9 @@ def _faq(graph: Graph, K: np.ndarray, start: np.ndarray | None, rng: np.random.G
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # scipy's notice on the rng option
         result = quadratic_assignment(
-            graph.adjacency().toarray(), K, method="faq",
+            graph.adjacency().toarray(),
+            K,
+            method="faq",
             options={"P0": P0, "rng": rng, "maxiter": FAQ_MAX_ITER, "maximize": True},
         )
     return np.asarray(result.col_ind)

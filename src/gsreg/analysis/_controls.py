@@ -67,8 +67,7 @@ def map_controls(
     Z_fit, y_fit = Z_train[rows], y_train[rows]
     perm, energies = analysis.arrangement(Z_fit, graph, random_state=seed, return_energy=True)
     trained = _scores(Z_fit, y_fit, Z_test, y_test, graph, reference_norm, seed)
-    arranged = _scores(Z_fit[:, perm], y_fit, Z_test[:, perm], y_test, graph,
-                       reference_norm, seed)
+    arranged = _scores(Z_fit[:, perm], y_fit, Z_test[:, perm], y_test, graph, reference_norm, seed)
     maps = analysis.class_maps(Z_test, y_test)
     mean = analysis.global_mean(Z_test)
     return {
@@ -89,10 +88,18 @@ def _rows(count: int, seed: int) -> np.ndarray:
 
 def _scores(Z_fit, y_fit, Z_test, y_test, graph, reference_norm, seed) -> dict[str, Any]:
     local = analysis.localization(Z_test, y_test, graph)
-    scores = analysis.map_structure(Z_test, y_test, graph, Z_train=Z_fit, y_train=y_fit,
-                                    reference_norm=reference_norm, seed=seed)
-    return scores | {key: local[key] for key in
-                     ("morans_i_raw", "morans_i_expected", "dirichlet_energy")}
+    scores = analysis.map_structure(
+        Z_test,
+        y_test,
+        graph,
+        Z_train=Z_fit,
+        y_train=y_fit,
+        reference_norm=reference_norm,
+        seed=seed,
+    )
+    return scores | {
+        key: local[key] for key in ("morans_i_raw", "morans_i_expected", "dirichlet_energy")
+    }
 
 
 def map_control_scores(reference: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -120,8 +127,7 @@ def map_verdict(
     best = max(controls, key=lambda name: _finite(controls[name][score]))
     margin = gsr[score] - controls[best][score]
     distinct = gsr["territories"] >= reference["territories"]
-    patterns = not (gsr["participation_ratio"]
-                    < PATTERN_SHARE * reference["participation_ratio"])
+    patterns = not (gsr["participation_ratio"] < PATTERN_SHARE * reference["participation_ratio"])
     informative = not gsr["decodability"] < reference["decodability"] - DECODE_TOLERANCE
     return {
         "best_control": best,
@@ -139,16 +145,25 @@ def map_verdict_text(result: Mapping[str, Any], gsr_label: str, cost: str) -> st
     """One plain sentence: whether ``gsr_label`` beats the best control, by how much, at
     what ``cost`` (e.g. "1.02x the test MSE")."""
     margin = result["margin"]
-    head = (f"{gsr_label} {'beats' if margin > 0 else 'does not beat'} the best control "
-            f"({result['best_control']}): Moran's I {result['gsr_score']:.3f} against "
-            f"{result['control_score']:.3f} ({margin:+.3f}), at {cost}")
+    head = (
+        f"{gsr_label} {'beats' if margin > 0 else 'does not beat'} the best control "
+        f"({result['best_control']}): Moran's I {result['gsr_score']:.3f} against "
+        f"{result['control_score']:.3f} ({margin:+.3f}), at {cost}"
+    )
     if result["helps"]:
-        return head + (", with as many territories, distinct class patterns and as much "
-                       "class information as λ = 0.")
-    missing = [text for ok, text in ((result["distinct"], "fewer class territories"),
-                                     (result["patterns"], "fewer distinct class patterns"),
-                                     (result["informative"], "less class information"))
-               if not ok]
+        return head + (
+            ", with as many territories, distinct class patterns and as much "
+            "class information as λ = 0."
+        )
+    missing = [
+        text
+        for ok, text in (
+            (result["distinct"], "fewer class territories"),
+            (result["patterns"], "fewer distinct class patterns"),
+            (result["informative"], "less class information"),
+        )
+        if not ok
+    ]
     if margin > 0 and missing:
         return head + f", but with {' and '.join(missing)} than λ = 0: GSR does not help here."
     return head + ": GSR does not help here."
@@ -158,8 +173,10 @@ def map_verdict_short(result: Mapping[str, Any], cost: str) -> str:
     """The verdict in a headline's few words: "0.30 vs λ=0 arranged 0.60 (-0.30) at 0.99x
     MSE: does not help"."""
     word = "helps" if result["helps"] else "does not help"
-    return (f"{result['gsr_score']:.3f} vs {result['best_control']} "
-            f"{result['control_score']:.3f} ({result['margin']:+.3f}) at {cost}: {word}")
+    return (
+        f"{result['gsr_score']:.3f} vs {result['best_control']} "
+        f"{result['control_score']:.3f} ({result['margin']:+.3f}) at {cost}: {word}"
+    )
 
 
 def _finite(value: float) -> float:
@@ -180,8 +197,14 @@ def indicated_modules(Z: np.ndarray, labels: np.ndarray) -> np.ndarray:
 #: the controls of a learned graph's modules, in table order: post-hoc modules of the
 #: λ = 0 layer's neurons (read out like GSR modules), and clusterings of the samples on
 #: the λ = 0 layer and on the raw input
-MODULE_CONTROLS = ("neurons_kmeans", "neurons_leiden", "layer_kmeans", "layer_leiden", "raw_kmeans",
-            "raw_leiden")
+MODULE_CONTROLS = (
+    "neurons_kmeans",
+    "neurons_leiden",
+    "layer_kmeans",
+    "layer_leiden",
+    "raw_kmeans",
+    "raw_leiden",
+)
 MODULE_CONTROL_LABELS = {
     "neurons_kmeans": "k-means on λ=0 neurons",
     "neurons_leiden": "Leiden on λ=0 neurons",
@@ -206,8 +229,9 @@ def leiden_available() -> bool:
     return True
 
 
-def module_control_labels(Z0: np.ndarray, X: np.ndarray, k: int, seed: int
-                        ) -> dict[str, np.ndarray | None]:
+def module_control_labels(
+    Z0: np.ndarray, X: np.ndarray, k: int, seed: int
+) -> dict[str, np.ndarray | None]:
     """The sample labels (N,) of every control in :data:`MODULE_CONTROLS`, ``k`` groups each.
 
     ``Z0`` (N, n): the λ = 0 layer's activations, ``X`` (N, d): the raw input of the same
@@ -224,9 +248,11 @@ def module_control_labels(Z0: np.ndarray, X: np.ndarray, k: int, seed: int
             out.update({f"{kind}_{method}": None for kind in ("neurons", "layer", "raw")})
             continue
         modules = analysis.posthoc_modules(Z0, min(k, Z0.shape[1]), method, seed)
-        groups = {"neurons": modules,
-                  "layer": analysis.cluster_samples(Z0, min(k, len(Z0)), method, seed),
-                  "raw": analysis.cluster_samples(X, min(k, len(X)), method, seed)}
+        groups = {
+            "neurons": modules,
+            "layer": analysis.cluster_samples(Z0, min(k, len(Z0)), method, seed),
+            "raw": analysis.cluster_samples(X, min(k, len(X)), method, seed),
+        }
         for kind, labels in groups.items():
             if method == "leiden" and len(np.unique(labels)) != k:
                 out[f"{kind}_{method}"] = None
@@ -237,8 +263,13 @@ def module_control_labels(Z0: np.ndarray, X: np.ndarray, k: int, seed: int
     return {name: out[name] for name in MODULE_CONTROLS}
 
 
-def module_null(Z: np.ndarray, labels: np.ndarray | None, truth: np.ndarray, seed: int,
-                n_permutations: int = NULL_PERMUTATIONS) -> dict[str, float | None]:
+def module_null(
+    Z: np.ndarray,
+    labels: np.ndarray | None,
+    truth: np.ndarray,
+    seed: int,
+    n_permutations: int = NULL_PERMUTATIONS,
+) -> dict[str, float | None]:
     """``{"null_mean", "p_value"}`` of ``analysis.module_ari_null`` for GSR modules
     ``labels`` (n,) on activations Z (N, n); both None when there is no graph, a single
     module or no module that varies (no indication to test)."""
@@ -251,8 +282,15 @@ def module_null(Z: np.ndarray, labels: np.ndarray | None, truth: np.ndarray, see
     return {"null_mean": null["null_mean"], "p_value": null["p_value"]}
 
 
-def module_controls(Z: np.ndarray, labels: np.ndarray | None, Z0: np.ndarray, X: np.ndarray,
-                    truth: np.ndarray, k: int, seed: int) -> dict:
+def module_controls(
+    Z: np.ndarray,
+    labels: np.ndarray | None,
+    Z0: np.ndarray,
+    X: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+    seed: int,
+) -> dict:
     """The controls of one run's GSR modules, JSON-able.
 
     ``Z`` (N, n) and ``labels`` (n,) (None without a graph): the GSR layer and its modules;
@@ -263,8 +301,10 @@ def module_controls(Z: np.ndarray, labels: np.ndarray | None, Z0: np.ndarray, X:
     are indicated by (1 or 0: no indication).
     """
     k = max(int(k), 1)
-    aris = {name: None if pred is None else analysis.cluster_scores(pred, truth)["ari"]
-            for name, pred in module_control_labels(Z0, X, k, seed).items()}
+    aris = {
+        name: None if pred is None else analysis.cluster_scores(pred, truth)["ari"]
+        for name, pred in module_control_labels(Z0, X, k, seed).items()
+    }
     indicated = 0 if labels is None else len(np.unique(indicated_modules(Z, labels)))
     return {"k": k, **aris, **module_null(Z, labels, truth, seed), "indicated": indicated}
 
@@ -285,19 +325,25 @@ def module_verdict(rows: Sequence[Mapping], mse_ratio: float) -> dict:
     means = {name: _mean_of([r["controls"][name] for r in rows]) for name in MODULE_CONTROLS}
     kept = {name: value for name, value in means.items() if value is not None}
     best = max(kept, key=kept.get)
-    p_value = max(1.0 if r["controls"]["p_value"] is None else r["controls"]["p_value"]
-                  for r in rows)
+    p_value = max(
+        1.0 if r["controls"]["p_value"] is None else r["controls"]["p_value"] for r in rows
+    )
     modules = all(r["components"] > 1 and r["controls"]["indicated"] > 1 for r in rows)
     margin = gsr - kept[best]
     return {
-        "best_control": MODULE_CONTROL_LABELS[best], "best_control_key": best,
-        "control_ari": kept[best], "gsr_ari": gsr, "margin": margin,
-        "p_value": p_value, "null_mean": _mean_of([r["controls"]["null_mean"] for r in rows]),
-        "modules": modules, "mse_ratio": float(mse_ratio),
+        "best_control": MODULE_CONTROL_LABELS[best],
+        "best_control_key": best,
+        "control_ari": kept[best],
+        "gsr_ari": gsr,
+        "margin": margin,
+        "p_value": p_value,
+        "null_mean": _mean_of([r["controls"]["null_mean"] for r in rows]),
+        "modules": modules,
+        "mse_ratio": float(mse_ratio),
         "affordable": bool(mse_ratio <= MSE_WRECKED),
-        "helps": bool(margin > 0 and p_value < P_LEVEL and modules
-                      and mse_ratio <= MSE_WRECKED),
-        "controls": means, "k": [r["controls"]["k"] for r in rows],
+        "helps": bool(margin > 0 and p_value < P_LEVEL and modules and mse_ratio <= MSE_WRECKED),
+        "controls": means,
+        "k": [r["controls"]["k"] for r in rows],
     }
 
 

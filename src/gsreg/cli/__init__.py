@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="small subset, seconds")
     demo.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
     demo.add_argument("--seed", type=_seed, default=0, help="random seed")
-    demo.add_argument("--device", type=_device, default="auto",
-                      help="auto, cpu, cuda or cuda:N (default: auto)")
+    demo.add_argument(
+        "--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
 
@@ -67,36 +68,51 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("data", metavar="DATA", help="data file: .npy, .csv, .tsv or .h5ad")
     fit.add_argument(
-        "--graph", required=True, metavar="SPEC|learned",
+        "--graph",
+        required=True,
+        metavar="SPEC|learned",
         help="graph on the structured layer: a spec such as grid:8x8 (see 'gsreg graph'), "
         "or 'learned' for a graph learned from co-activations (neuron modules)",
-    )  # fmt: skip
+    )
     fit.add_argument(
-        "--labels", metavar="COLUMN|FILE",
+        "--labels",
+        metavar="COLUMN|FILE",
         help="labels for the report: a column of DATA (CSV/TSV header name, .h5ad obs "
         "column) or a file (.npy, or one label per line, optionally after a header line)",
-    )  # fmt: skip
+    )
     fit.add_argument("--out", help="run folder (default: runs/fit-<DATA name>)")
-    fit.add_argument("--epochs", type=_positive_int,
-                     help="number of epochs (default: auto, about 3000 optimiser steps, 10 to 1000 "
-                     "epochs)")
+    fit.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="number of epochs (default: auto, about 3000 optimiser steps, 10 to 1000 epochs)",
+    )
     strength = fit.add_mutually_exclusive_group()
-    strength.add_argument("--budget", type=_budget,
-                          help="share of the reconstruction loss GSR may cost; lambda is set "
-                          "during training to spend it (default for a fixed graph: 0.05, at "
-                          "most 5%% more loss than without GSR; a learned graph uses the "
-                          "measured learned-graph recipe unless --budget is given)")
-    strength.add_argument("--weight", type=_non_negative_float,
-                          help="a fixed GSR weight lambda instead of a budget (0 trains "
-                          "without GSR)")
+    strength.add_argument(
+        "--budget",
+        type=_budget,
+        help="share of the reconstruction loss GSR may cost; lambda is set "
+        "during training to spend it (default for a fixed graph: 0.05, at "
+        "most 5%% more loss than without GSR; a learned graph uses the "
+        "measured learned-graph recipe unless --budget is given)",
+    )
+    strength.add_argument(
+        "--weight",
+        type=_non_negative_float,
+        help="a fixed GSR weight lambda instead of a budget (0 trains without GSR)",
+    )
     fit.add_argument("--seed", type=_seed, default=0, help="random seed")
-    fit.add_argument("--device", type=_device, default="auto",
-                      help="auto, cpu, cuda or cuda:N (default: auto)")
-    fit.add_argument("--no-controls", dest="controls", action="store_false",
-                     help="skip the controls: by default the same model is also trained with "
-                     "lambda = 0 (same seed and epochs, about twice the time) and the GSR "
-                     "layer is scored beside it as trained and arranged post hoc (fixed "
-                     "graphs) or clustered post hoc (learned graphs), with a verdict")
+    fit.add_argument(
+        "--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
+    fit.add_argument(
+        "--no-controls",
+        dest="controls",
+        action="store_false",
+        help="skip the controls: by default the same model is also trained with "
+        "lambda = 0 (same seed and epochs, about twice the time) and the GSR "
+        "layer is scored beside it as trained and arranged post hoc (fixed "
+        "graphs) or clustered post hoc (learned graphs), with a verdict",
+    )
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.set_defaults(handler=_fit)
 
@@ -112,16 +128,34 @@ def _parser() -> argparse.ArgumentParser:
         "--out whole (anything else in it is refused) and a failed run leaves it as it was.",
     )
     arrange.add_argument("model", metavar="MODEL", help="model file written by gsreg.save")
-    arrange.add_argument("--layer", required=True, metavar="NAME",
-                         help="dotted name of the layer whose units are arranged, e.g. decoder.0")
-    arrange.add_argument("--graph", required=True, metavar="SPEC",
-                         help="graph with one node per unit, e.g. grid:8x8 (see 'gsreg graph')")
-    arrange.add_argument("--data", required=True, metavar="FILE",
-                         help="data file (.npy, .csv, .tsv or .h5ad) as read by gsreg fit")
-    arrange.add_argument("--labels", metavar="COLUMN|FILE",
-                         help="labels for class maps and their scores (as in gsreg fit)")
-    arrange.add_argument("--consumer", metavar="NAME",
-                         help="module that reads the layer's units, where a trace cannot tell")
+    arrange.add_argument(
+        "--layer",
+        required=True,
+        metavar="NAME",
+        help="dotted name of the layer whose units are arranged, e.g. decoder.0",
+    )
+    arrange.add_argument(
+        "--graph",
+        required=True,
+        metavar="SPEC",
+        help="graph with one node per unit, e.g. grid:8x8 (see 'gsreg graph')",
+    )
+    arrange.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE",
+        help="data file (.npy, .csv, .tsv or .h5ad) as read by gsreg fit",
+    )
+    arrange.add_argument(
+        "--labels",
+        metavar="COLUMN|FILE",
+        help="labels for class maps and their scores (as in gsreg fit)",
+    )
+    arrange.add_argument(
+        "--consumer",
+        metavar="NAME",
+        help="module that reads the layer's units, where a trace cannot tell",
+    )
     arrange.add_argument("--out", help="run folder (default: runs/arrange-<MODEL name>)")
     arrange.add_argument("--seed", type=_seed, default=0, help="random seed")
     arrange.add_argument("--quiet", action="store_true", help="print only errors")
@@ -151,8 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="runs", help="folder for results (default: runs)")
     run.add_argument("--quick", action="store_true", help="small subset, seconds")
     run.add_argument("--seed", type=_seed, default=0, help="random seed")
-    run.add_argument("--device", type=_device, default="auto",
-                      help="auto, cpu, cuda or cuda:N (default: auto)")
+    run.add_argument(
+        "--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
     return parser
@@ -165,9 +200,7 @@ def _demo(args: argparse.Namespace) -> int:
     overrides = {"seed": args.seed}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    config = (
-        demo.DemoConfig.quick(**overrides) if args.quick else demo.DemoConfig(**overrides)
-    )
+    config = demo.DemoConfig.quick(**overrides) if args.quick else demo.DemoConfig(**overrides)
     out = check_run_folder(args.out, registry.RUN_FILES, command="gsreg demo")
     with staged_folder(out, registry.RUN_FILES, command="gsreg demo") as staging:
         metrics = demo.run(config, str(staging), device=args.device, progress=not args.quiet)
@@ -202,13 +235,22 @@ def _fit(args: argparse.Namespace) -> int:
     constant = table.constant_features
     if constant:
         shown = ", ".join(constant[:5]) + (", ..." if len(constant) > 5 else "")
-        print(f"gsreg fit: warning: {len(constant)} of {table.X.shape[1]} features are "
-              f"constant ({shown}); they carry nothing to learn", file=sys.stderr)
+        print(
+            f"gsreg fit: warning: {len(constant)} of {table.X.shape[1]} features are "
+            f"constant ({shown}); they carry nothing to learn",
+            file=sys.stderr,
+        )
     config = fit.FitConfig(
-        data=args.data, graph=graph, labels=args.labels, epochs=args.epochs,
-        weight=args.weight, budget="auto" if args.budget is None else args.budget,
-        seed=args.seed, device=args.device, controls=args.controls,
-    )  # fmt: skip
+        data=args.data,
+        graph=graph,
+        labels=args.labels,
+        epochs=args.epochs,
+        weight=args.weight,
+        budget="auto" if args.budget is None else args.budget,
+        seed=args.seed,
+        device=args.device,
+        controls=args.controls,
+    )
     try:
         metrics = fit.run(config, out, table=table, progress=not args.quiet)
     except RuntimeError as err:  # e.g. a loss that turned NaN; nothing was written
@@ -229,9 +271,14 @@ def _arrange(args: argparse.Namespace) -> int:
     from . import arrange as cli_arrange
 
     config = cli_arrange.ArrangeConfig(
-        model=args.model, layer=args.layer, graph=args.graph, data=args.data,
-        labels=args.labels, consumer=args.consumer, seed=args.seed,
-    )  # fmt: skip
+        model=args.model,
+        layer=args.layer,
+        graph=args.graph,
+        data=args.data,
+        labels=args.labels,
+        consumer=args.consumer,
+        seed=args.seed,
+    )
     out = args.out or cli_arrange.default_out(args.model)
     metrics = cli_arrange.run(config, out)
     if not args.quiet:
@@ -321,7 +368,6 @@ def _budget(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-
 def _seed(text: str) -> int:
     from .._checks import MAX_SEED
 
@@ -342,4 +388,3 @@ def _device(text: str) -> str:
     if re.fullmatch(DEVICE_PATTERN, text) is None:
         raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
     return text
-

@@ -32,8 +32,7 @@ SAMPLE_MAPS = 200
 SHOWN_SAMPLES = 5
 #: permutations of the nulls (p-values down to 1/1000)
 N_PERMUTATIONS = 999
-OUTPUTS = ("report.html", "metrics.json", "config.json", "model.safetensors", "perm.npy",
-           "figures")  # fmt: skip
+OUTPUTS = ("report.html", "metrics.json", "config.json", "model.safetensors", "perm.npy", "figures")
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,9 @@ def run(config: ArrangeConfig, out: str | os.PathLike) -> dict:
     if model_path.is_dir():
         raise IsADirectoryError(f"{model_path} is a directory, not a model file")
     labels = [config.labels] if config.labels and Path(config.labels).is_file() else []
-    out = check_run_folder(out, OUTPUTS, [model_path, config.data, *labels],
-                           command="gsreg arrange")
+    out = check_run_folder(
+        out, OUTPUTS, [model_path, config.data, *labels], command="gsreg arrange"
+    )
     graph = graphs.parse(config.graph)
     if graph.n_edges == 0:
         raise ValueError(f"graph {config.graph!r} has no edges; there is nothing to be smooth on")
@@ -87,12 +87,12 @@ def run(config: ArrangeConfig, out: str | os.PathLike) -> dict:
     Z_before = _unit_maps(loaded.model, X, config.layer, graph.n_nodes)
     from ..placement import arrange
 
-    perm = arrange(loaded.model, config.layer, graph, X, consumer=config.consumer,
-                   random_state=config.seed)  # fmt: skip
+    perm = arrange(
+        loaded.model, config.layer, graph, X, consumer=config.consumer, random_state=config.seed
+    )
     Z_after = _unit_maps(loaded.model, X, config.layer, graph.n_nodes)
     with staged_folder(out) as staging:
-        metrics = _write_run(config, graph, loaded, perm, Z_before, Z_after, table.labels,
-                             staging)  # fmt: skip
+        metrics = _write_run(config, graph, loaded, perm, Z_before, Z_after, table.labels, staging)
     return metrics
 
 
@@ -126,8 +126,10 @@ def _check_forward(model, X: np.ndarray, data: str) -> None:
             model.eval()(_as_model_input(model, torch.as_tensor(X[:2])))
     except RuntimeError as err:
         message = " ".join(str(err).split())
-        raise ValueError(f"the model cannot take {Path(data).name} ({X.shape[0]} x "
-                         f"{X.shape[1]}) as its input: {message}") from err
+        raise ValueError(
+            f"the model cannot take {Path(data).name} ({X.shape[0]} x "
+            f"{X.shape[1]}) as its input: {message}"
+        ) from err
 
 
 def _unit_maps(model, X: np.ndarray, layer: str, n_units: int) -> np.ndarray:
@@ -138,7 +140,8 @@ def _unit_maps(model, X: np.ndarray, layer: str, n_units: int) -> np.ndarray:
 
     shapes = []
     handle = analysis._submodule(model, layer).register_forward_hook(
-        lambda m, i, o: shapes.append(tuple((o[0] if isinstance(o, (tuple, list)) else o).shape)))
+        lambda m, i, o: shapes.append(tuple((o[0] if isinstance(o, (tuple, list)) else o).shape))
+    )
     try:
         with torch.no_grad():
             from ..placement import _as_model_input
@@ -149,8 +152,10 @@ def _unit_maps(model, X: np.ndarray, layer: str, n_units: int) -> np.ndarray:
     shape = shapes[0][1:]
     axis = len(shape) - 1 if len(shape) <= 2 else 0
     if shape[axis] != n_units:
-        raise ValueError(f"layer {layer!r} has {shape[axis]} units (output {shapes[0]}) but "
-                         f"the graph has {n_units} nodes")
+        raise ValueError(
+            f"layer {layer!r} has {shape[axis]} units (output {shapes[0]}) but "
+            f"the graph has {n_units} nodes"
+        )
     Z = analysis.activations(model, X, layer).reshape(len(X), *shape)
     Z = np.moveaxis(Z, axis + 1, -1)
     return Z.reshape(len(X), -1, n_units).mean(axis=1).astype(np.float64)
@@ -176,8 +181,10 @@ def _write_run(config, graph, loaded, perm, Z_before, Z_after, y, path: Path) ->
     _save_model(path / "model.safetensors", loaded, config, graph, perm)
     folder.write_json("config", dataclasses.asdict(config))
     folder.write_metrics(metrics)
-    folder.write_report(f"gsreg arrange: {config.layer} of {_model_name(config.model)}",
-                        _sections(config, metrics, figures, y is not None))  # fmt: skip
+    folder.write_report(
+        f"gsreg arrange: {config.layer} of {_model_name(config.model)}",
+        _sections(config, metrics, figures, y is not None),
+    )
     return metrics
 
 
@@ -196,12 +203,12 @@ def _scores(Z: np.ndarray, y, graph: Graph, seed: int) -> dict:
         "morans_i_samples": null["observed"],
         "morans_i_samples_null_mean": null["null_mean"],
         "morans_i_samples_p": null["p_value"],
-        "morans_i_mean_map": (float("nan") if np.ptp(mean_map) == 0
-                              else analysis.morans_i(mean_map, graph)),
-    }  # fmt: skip
+        "morans_i_mean_map": (
+            float("nan") if np.ptp(mean_map) == 0 else analysis.morans_i(mean_map, graph)
+        ),
+    }
     if y is not None:
-        structure = analysis.map_structure(Z, y, graph, n_permutations=N_PERMUTATIONS,
-                                           seed=seed)  # fmt: skip
+        structure = analysis.map_structure(Z, y, graph, n_permutations=N_PERMUTATIONS, seed=seed)
         for key in ("decodability", "scale_vs_reference"):  # NaN without train / reference
             structure.pop(key)
         scores["class_maps"] = structure
@@ -216,24 +223,50 @@ def _figures(folder: RunFolder, Z_before, Z_after, y, graph: Graph, seed: int) -
         before = analysis.class_maps(Z_before, y)[rows]
         after = analysis.class_maps(Z_after, y)[rows]
         fig = plotting.plot_class_map_comparison(
-            {"before": before, "after": after,
-             "before − mean": before - Z_before.mean(axis=0),
-             "after − mean": after - Z_after.mean(axis=0)},
-            graph, [str(c) for c in shown], symmetric=[False, False, True, True])
-        note = "" if len(shown) == len(classes) else (
-            f" Only the {len(shown)} most frequent of {len(classes)} labels are drawn.")
-        return [("Class maps", "Average activation of each unit over the samples of each "
-                 "label, with unit i on node i before the arrangement and the arranged units "
-                 "after it (rows 1-2), and the same minus the average over all samples "
-                 f"(rows 3-4).{note}", folder.save_figure(fig, "class_maps"))]
+            {
+                "before": before,
+                "after": after,
+                "before − mean": before - Z_before.mean(axis=0),
+                "after − mean": after - Z_after.mean(axis=0),
+            },
+            graph,
+            [str(c) for c in shown],
+            symmetric=[False, False, True, True],
+        )
+        note = (
+            ""
+            if len(shown) == len(classes)
+            else (f" Only the {len(shown)} most frequent of {len(classes)} labels are drawn.")
+        )
+        return [
+            (
+                "Class maps",
+                "Average activation of each unit over the samples of each "
+                "label, with unit i on node i before the arrangement and the arranged units "
+                "after it (rows 1-2), and the same minus the average over all samples "
+                f"(rows 3-4).{note}",
+                folder.save_figure(fig, "class_maps"),
+            )
+        ]
     picks = np.sort(np.random.default_rng(seed).permutation(len(Z_before))[:SHOWN_SAMPLES])
     names = ["mean"] + [f"sample {i}" for i in picks]
     fig = plotting.plot_class_map_comparison(
-        {"before": np.vstack([Z_before.mean(axis=0), Z_before[picks]]),
-         "after": np.vstack([Z_after.mean(axis=0), Z_after[picks]])}, graph, names)
-    return [("Maps", "The mean activation of each unit over all samples and the activations "
-             "of a few samples (numbered in DATA's order), with unit i on node i before the "
-             "arrangement and the arranged units after it.", folder.save_figure(fig, "maps"))]
+        {
+            "before": np.vstack([Z_before.mean(axis=0), Z_before[picks]]),
+            "after": np.vstack([Z_after.mean(axis=0), Z_after[picks]]),
+        },
+        graph,
+        names,
+    )
+    return [
+        (
+            "Maps",
+            "The mean activation of each unit over all samples and the activations "
+            "of a few samples (numbered in DATA's order), with unit i on node i before the "
+            "arrangement and the arranged units after it.",
+            folder.save_figure(fig, "maps"),
+        )
+    ]
 
 
 def _save_model(path: Path, loaded, config, graph: Graph, perm: np.ndarray) -> None:
@@ -249,15 +282,23 @@ def _save_model(path: Path, loaded, config, graph: Graph, perm: np.ndarray) -> N
     keep = loaded.regularizer is not None and (entry is None or entry["type"] == "graph")
     params = metadata.get("params")
     fitted = metadata.get("fitted")
-    if isinstance(params, dict) and isinstance(fitted, dict) and fitted.get("layer_") == \
-            config.layer and keep:
+    if (
+        isinstance(params, dict)
+        and isinstance(fitted, dict)
+        and fitted.get("layer_") == config.layer
+        and keep
+    ):
         metadata["params"] = {**params, "graph": config.graph}
     metadata["arrangement"] = {
-        "source": str(config.model), "layer": config.layer, "graph": graph.name,
-        "data": str(config.data), "perm": perm,
-        "regularizer": "kept" if keep else (
-            "none" if loaded.regularizer is None else "dropped (learned graph of the layer)"),
-    }  # fmt: skip
+        "source": str(config.model),
+        "layer": config.layer,
+        "graph": graph.name,
+        "data": str(config.data),
+        "perm": perm,
+        "regularizer": "kept"
+        if keep
+        else ("none" if loaded.regularizer is None else "dropped (learned graph of the layer)"),
+    }
     reg = None
     if keep:
         source = loaded
@@ -297,8 +338,9 @@ def _sections(config, metrics: dict, figures: list, labelled: bool) -> list[Sect
         "morans_i_samples_p": "Moran's I of sample maps: p-value",
         "morans_i_mean_map": "Moran's I of the mean map",
     }
-    table = [{"score": label, "before": before[key], "after": after[key]}
-             for key, label in names.items()]
+    table = [
+        {"score": label, "before": before[key], "after": after[key]} for key, label in names.items()
+    ]
     class_names = {
         "morans_i": "Moran's I of the class maps minus the mean",
         "morans_i_null_mean": "Moran's I of the class maps: null mean",
@@ -311,8 +353,10 @@ def _sections(config, metrics: dict, figures: list, labelled: bool) -> list[Sect
         "n_classes": "classes",
     }
     if labelled:
-        table += [{"score": label, "before": before["class_maps"][key],
-                   "after": after["class_maps"][key]} for key, label in class_names.items()]
+        table += [
+            {"score": label, "before": before["class_maps"][key], "after": after["class_maps"][key]}
+            for key, label in class_names.items()
+        ]
     for row in table:
         for side in ("before", "after"):
             if isinstance(row[side], float):

@@ -15,8 +15,15 @@ from .. import graphs
 from .._files import check_run_folder, staged_folder
 from ..datasets.files import Table, load_data
 
-OUTPUTS = ("report.html", "metrics.json", "config.json", "model.safetensors",
-           "embedding.npy", "embedding.csv", "figures")  # fmt: skip
+OUTPUTS = (
+    "report.html",
+    "metrics.json",
+    "config.json",
+    "model.safetensors",
+    "embedding.npy",
+    "embedding.csv",
+    "figures",
+)
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,7 @@ class FitConfig:
     controls: bool = True  # train the λ = 0 twin and score the GSR layer against it
 
 
-def prepare_out(out: str | os.PathLike, data: str | os.PathLike,
-                labels: str | None = None) -> Path:
+def prepare_out(out: str | os.PathLike, data: str | os.PathLike, labels: str | None = None) -> Path:
     """Check before any work that ``out`` can hold the run (:func:`gsreg._files.check_run_folder`):
     a missing path or a previous run folder, not holding the data or labels file; nothing
     is created. Returns ``out`` as an absolute path."""
@@ -44,8 +50,9 @@ def prepare_out(out: str | os.PathLike, data: str | os.PathLike,
     return check_run_folder(out, OUTPUTS, inputs, command="gsreg fit")
 
 
-def run(config: FitConfig, out: str | os.PathLike, table: Table | None = None,
-        progress: bool = True) -> dict:  # fmt: skip
+def run(
+    config: FitConfig, out: str | os.PathLike, table: Table | None = None, progress: bool = True
+) -> dict:
     """Train on ``config.data`` (or the already loaded ``table``) and write the run folder
     ``out``. Returns the metrics written to ``metrics.json``.
 

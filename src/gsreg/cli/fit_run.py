@@ -34,19 +34,27 @@ def write_run(config: FitConfig, table: Table, folder_path: Path, progress: bool
     folder = RunFolder(folder_path)
     X, y = table.X, table.labels
     est = GSRAutoencoder(
-        graph=config.graph, weight=config.weight, budget=config.budget,
+        graph=config.graph,
+        weight=config.weight,
+        budget=config.budget,
         epochs="auto" if config.epochs is None else config.epochs,
-        random_state=config.seed, device=config.device, verbose=int(progress),
-    )  # fmt: skip
+        random_state=config.seed,
+        device=config.device,
+        verbose=int(progress),
+    )
     start = time.perf_counter()
     est.fit(X)
     seconds = time.perf_counter() - start
     Z = est.activations(X)
     embedding = est.transform(X)
     metrics = {
-        "data": {"path": str(config.data), "n_samples": int(X.shape[0]),
-                 "n_features": int(X.shape[1]), "labels": table.labels_from,
-                 "n_labels": None if y is None else int(len(np.unique(y)))},
+        "data": {
+            "path": str(config.data),
+            "n_samples": int(X.shape[0]),
+            "n_features": int(X.shape[1]),
+            "labels": table.labels_from,
+            "n_labels": None if y is None else int(len(np.unique(y))),
+        },
         "graph": config.graph if est.coactivation_ is None else LEARNED,
         "layer": est.layer_,
         "weight": config.weight,
@@ -57,7 +65,7 @@ def write_run(config: FitConfig, table: Table, folder_path: Path, progress: bool
         "train_mse": -est.score(X),
         "train_seconds": seconds,
         "activation_norm": float(np.linalg.norm(Z, axis=1).mean()),
-    }  # fmt: skip
+    }
     figures = []
     if est.budget_report_ is not None:
         metrics["budget_report"] = est.budget_report_
@@ -79,17 +87,24 @@ def write_run(config: FitConfig, table: Table, folder_path: Path, progress: bool
         metrics["controls"]["lambda0"]["train_seconds"] = twin_seconds
     history = est.history_.epochs
     training = folder.save_figure(
-        plotting.plot_history({"GSR": history}, keys=("task_loss", "penalty")), "training")
+        plotting.plot_history({"GSR": history}, keys=("task_loss", "penalty")), "training"
+    )
     est.save(folder_path / "model.safetensors")
     np.save(folder_path / "embedding.npy", embedding)
     _write_embedding_csv(folder_path / "embedding.csv", embedding)
-    folder.write_json("config.json", {**dataclasses.asdict(config),
-                                      "estimator": est.get_params(),
-                                      # results are bit-identical at a fixed thread count
-                                      "torch_threads": torch.get_num_threads()})  # fmt: skip
+    folder.write_json(
+        "config.json",
+        {
+            **dataclasses.asdict(config),
+            "estimator": est.get_params(),
+            # results are bit-identical at a fixed thread count
+            "torch_threads": torch.get_num_threads(),
+        },
+    )
     folder.write_metrics(metrics)
-    folder.write_report(f"gsreg fit: {Path(config.data).name}",
-                        _sections(config, metrics, figures, training))  # fmt: skip
+    folder.write_report(
+        f"gsreg fit: {Path(config.data).name}", _sections(config, metrics, figures, training)
+    )
     return metrics
 
 
@@ -99,24 +114,32 @@ def write_run(config: FitConfig, table: Table, folder_path: Path, progress: bool
 def budget_text(report: dict) -> str:
     """One plain sentence on what the budget spent, and whether it could be met."""
     b, cost = report["budget"], report["cost"]
-    head = (f"The budget allowed {b:.0%} more training loss than without GSR; the fine-tuning "
-            f"ended at {cost:+.1%}.")
+    head = (
+        f"The budget allowed {b:.0%} more training loss than without GSR; the fine-tuning "
+        f"ended at {cost:+.1%}."
+    )
     if report["at_floor"]:
-        return head + (" The budget could not be met: even the least weight cost more. "
-                       "Try a larger --budget, or read the λ = 0 layer arranged post hoc "
-                       "(gsreg arrange).")
+        return head + (
+            " The budget could not be met: even the least weight cost more. "
+            "Try a larger --budget, or read the λ = 0 layer arranged post hoc "
+            "(gsreg arrange)."
+        )
     return head
 
 
 def single_module_note(n_modules: int | None, steps: int) -> str | None:
     """The plain sentence for a learned graph that found no modules (None when it did)."""
     if n_modules is None:
-        return (f"No graph was learned in {steps} steps, so there are no neuron modules; "
-                "train longer (a larger --epochs).")
+        return (
+            f"No graph was learned in {steps} steps, so there are no neuron modules; "
+            "train longer (a larger --epochs)."
+        )
     if n_modules == 1:
-        return ("The learned graph stayed in one piece (1 module), so it found no neuron "
-                "modules; try a larger --budget (e.g. 0.2: more structure for more task "
-                "loss) or more --epochs.")
+        return (
+            "The learned graph stayed in one piece (1 module), so it found no neuron "
+            "modules; try a larger --budget (e.g. 0.2: more structure for more task "
+            "loss) or more --epochs."
+        )
     return None
 
 
@@ -130,19 +153,36 @@ def _maps(folder: RunFolder, est, Z: np.ndarray, y, figures: list) -> dict:
         rows = np.isin(classes, shown)
         names = [str(c) for c in shown]
         fig = plotting.plot_class_map_comparison(
-            {"class mean": maps[rows], "minus the global mean": dev[rows]}, graph, names,
-            symmetric=[False, True], title=f"Class maps of the {graph.name} layer")
-        note = "" if len(shown) == len(classes) else (
-            f" Only the {len(shown)} most frequent of {len(classes)} labels are drawn.")
-        figures.append(("Class maps", "Average activation of each neuron of the structured "
-                        "layer over the samples of each label (top) and the same minus the "
-                        f"average over all samples (bottom).{note}",
-                        folder.save_figure(fig, "class_maps")))  # fmt: skip
+            {"class mean": maps[rows], "minus the global mean": dev[rows]},
+            graph,
+            names,
+            symmetric=[False, True],
+            title=f"Class maps of the {graph.name} layer",
+        )
+        note = (
+            ""
+            if len(shown) == len(classes)
+            else (f" Only the {len(shown)} most frequent of {len(classes)} labels are drawn.")
+        )
+        figures.append(
+            (
+                "Class maps",
+                "Average activation of each neuron of the structured "
+                "layer over the samples of each label (top) and the same minus the "
+                f"average over all samples (bottom).{note}",
+                folder.save_figure(fig, "class_maps"),
+            )
+        )
         seg = analysis.segmentation(maps[rows])
-        figures.append(("Segmentation", "Per neuron, the label whose L1-normalised average "
-                        "map claims it most.", folder.save_figure(
-                            plotting.plot_segmentation({"GSR": seg}, graph, names),
-                            "segmentation")))  # fmt: skip
+        figures.append(
+            (
+                "Segmentation",
+                "Per neuron, the label whose L1-normalised average map claims it most.",
+                folder.save_figure(
+                    plotting.plot_segmentation({"GSR": seg}, graph, names), "segmentation"
+                ),
+            )
+        )
         return {"localization": analysis.localization(Z, y, graph)} if scored else {}
     import matplotlib.pyplot as plt
 
@@ -150,13 +190,20 @@ def _maps(folder: RunFolder, est, Z: np.ndarray, y, figures: list) -> dict:
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4), layout="constrained")
     plotting.plot_maps(mean, graph, titles=["mean activation"], axes=[axes[0]])
     plotting.plot_maps(var, graph, titles=["variance"], axes=[axes[1]])
-    figures.append(("Mean and variance maps", "Mean and variance over all samples of each "
-                    "neuron of the structured layer, laid out on the graph.",
-                    folder.save_figure(fig, "mean_variance_maps")))  # fmt: skip
+    figures.append(
+        (
+            "Mean and variance maps",
+            "Mean and variance over all samples of each "
+            "neuron of the structured layer, laid out on the graph.",
+            folder.save_figure(fig, "mean_variance_maps"),
+        )
+    )
     if not scored:
         return {}
-    return {"morans_i_mean_map": analysis.morans_i(mean, graph),
-            "morans_i_variance_map": analysis.morans_i(var, graph)}  # fmt: skip
+    return {
+        "morans_i_mean_map": analysis.morans_i(mean, graph),
+        "morans_i_variance_map": analysis.morans_i(var, graph),
+    }
 
 
 def _modules(folder: RunFolder, est, Z: np.ndarray, y, figures: list) -> dict:
@@ -165,22 +212,41 @@ def _modules(folder: RunFolder, est, Z: np.ndarray, y, figures: list) -> dict:
         return {"n_modules": None}
     labels = est.modules_
     sizes = np.bincount(labels).tolist()
-    figures.append(("Neuron modules", "The graph learned from the layer's co-activations; "
-                    "each connected component is a neuron module.",
-                    folder.save_figure(plotting.plot_modules(lg.graph, labels), "modules")))
+    figures.append(
+        (
+            "Neuron modules",
+            "The graph learned from the layer's co-activations; "
+            "each connected component is a neuron module.",
+            folder.save_figure(plotting.plot_modules(lg.graph, labels), "modules"),
+        )
+    )
     if len(lg.history) > 1:
-        figures.append(("Learned graph over training", "", folder.save_figure(
-            plotting.plot_graph_snapshots(lg.history, labels), "graph_history")))
+        figures.append(
+            (
+                "Learned graph over training",
+                "",
+                folder.save_figure(
+                    plotting.plot_graph_snapshots(lg.history, labels), "graph_history"
+                ),
+            )
+        )
     result: dict = {"n_modules": len(sizes), "module_sizes": sizes}
     if y is not None:
         table, module_ids, class_ids = analysis.module_class_table(Z, labels, y)
         classes, counts = np.unique(y, return_counts=True)
-        shown = np.isin(class_ids, np.sort(
-            classes[np.argsort(-counts, kind="stable")[:MAX_CLASS_PANELS]]))
-        fig = plotting.plot_module_class_heatmap(table[:, shown], module_ids,
-                                                 [str(c) for c in class_ids[shown]])
-        figures.append(("Modules x labels", "Mean activity of each module's neurons over "
-                        "the samples of each label.", folder.save_figure(fig, "module_labels")))
+        shown = np.isin(
+            class_ids, np.sort(classes[np.argsort(-counts, kind="stable")[:MAX_CLASS_PANELS]])
+        )
+        fig = plotting.plot_module_class_heatmap(
+            table[:, shown], module_ids, [str(c) for c in class_ids[shown]]
+        )
+        figures.append(
+            (
+                "Modules x labels",
+                "Mean activity of each module's neurons over the samples of each label.",
+                folder.save_figure(fig, "module_labels"),
+            )
+        )
         pred = analysis.indicate_clusters(Z, labels)
         result["cluster_indication"] = analysis.cluster_scores(pred, y)
         result["module_label_table"] = {
@@ -197,23 +263,23 @@ def _write_embedding_csv(path: Path, embedding: np.ndarray) -> None:
 
 _CONTROL_TEXT = {
     "maps": "The same model trained with λ = 0 (same seed and epochs: under "
-            "a budget, the run its fine-tuning starts from) is the control, as "
-            "trained and with its units arranged post hoc onto the graph (the smoothest "
-            "placement, fitted on {fit} samples). Class-map scores are taken on {score} other "
-            "samples: Moran's I of the class-deviation maps and its permutation p-value, "
-            "class territories, decodability (a linear probe), activation norm.",
+    "a budget, the run its fine-tuning starts from) is the control, as "
+    "trained and with its units arranged post hoc onto the graph (the smoothest "
+    "placement, fitted on {fit} samples). Class-map scores are taken on {score} other "
+    "samples: Moran's I of the class-deviation maps and its permutation p-value, "
+    "class territories, decodability (a linear probe), activation norm.",
     "smoothness": "The same model trained with λ = 0 (same seed and epochs: under "
-                  "a budget, the run its fine-tuning starts from) is the control, "
-                  "as trained and with its units arranged post hoc onto the graph (fitted on "
-                  "{fit} samples). Scores on {score} other samples: the Dirichlet energy of "
-                  "the standardised activations (lower is smoother) and Moran's I of the "
-                  "mean map.",
+    "a budget, the run its fine-tuning starts from) is the control, "
+    "as trained and with its units arranged post hoc onto the graph (fitted on "
+    "{fit} samples). Scores on {score} other samples: the Dirichlet energy of "
+    "the standardised activations (lower is smoother) and Moran's I of the "
+    "mean map.",
     "modules": "The same model trained with λ = 0 (same seed and epochs: under "
-               "a budget, the run its fine-tuning starts from) gives the controls "
-               "on {score} samples: its neurons clustered post hoc into as many modules "
-               "(k-means, Leiden), and its samples and the raw input clustered by k-means "
-               "into as many clusters as labels. ARI against the labels; the GSR modules' "
-               "permutation null shuffles which neurons form which module.",
+    "a budget, the run its fine-tuning starts from) gives the controls "
+    "on {score} samples: its neurons clustered post hoc into as many modules "
+    "(k-means, Leiden), and its samples and the raw input clustered by k-means "
+    "into as many clusters as labels. ARI against the labels; the GSR modules' "
+    "permutation null shuffles which neurons form which module.",
 }
 
 
@@ -224,12 +290,15 @@ def _controls_section(result: dict) -> Section:
     text = f"{text}\n\n{result['verdict_text']}".strip()
     table: list[dict] = []
     if kind in ("maps", "smoothness"):
-        table = [{"layer": name, **{k: v for k, v in scores.items()
-                                    if not isinstance(v, dict)}}
-                 for name, scores in result["scores"].items()]
+        table = [
+            {"layer": name, **{k: v for k, v in scores.items() if not isinstance(v, dict)}}
+            for name, scores in result["scores"].items()
+        ]
     elif "ari" in result:
-        table = [{"clustering": name, "ARI against the labels": value}
-                 for name, value in result["ari"].items()]
+        table = [
+            {"clustering": name, "ARI against the labels": value}
+            for name, value in result["ari"].items()
+        ]
     return Section("Controls", text=text, table=table or None)
 
 
@@ -238,11 +307,14 @@ def _sections(config: FitConfig, metrics: dict, figures: list, training: str) ->
     if config.weight is not None:
         strength = f"λ={config.weight:g}"
     elif metrics.get("budget") is not None:
-        strength = (f"a budget of {metrics['budget']:g}: λ set in training to "
-                    f"{metrics['final_weight']:.3g}")
+        strength = (
+            f"a budget of {metrics['budget']:g}: λ set in training to {metrics['final_weight']:.3g}"
+        )
     else:
-        strength = ("the learned-graph recipe: centred penalty at λ = "
-                    f"{metrics['final_weight']:g}, the graph frozen once its modules hold")
+        strength = (
+            "the learned-graph recipe: centred penalty at λ = "
+            f"{metrics['final_weight']:g}, the graph frozen once its modules hold"
+        )
     text = (
         f"A GSR autoencoder ({strength}) was trained on {data['n_samples']} samples "
         f"x {data['n_features']} features of {Path(config.data).name} for {metrics['epochs']} "
@@ -250,8 +322,7 @@ def _sections(config: FitConfig, metrics: dict, figures: list, training: str) ->
         f"'{metrics['layer']}' sits on the graph {metrics['graph']}. Training reconstruction "
         f"MSE: {metrics['train_mse']:.5g}."
     )
-    summary = {key: value for key, value in metrics.items()
-               if not isinstance(value, (dict, list))}  # fmt: skip
+    summary = {key: value for key, value in metrics.items() if not isinstance(value, (dict, list))}
     for key, value in (metrics.get("localization") or {}).items():
         summary[key] = value
     for key, value in (metrics.get("cluster_indication") or {}).items():

@@ -65,8 +65,10 @@ def load_data(path: str | os.PathLike, labels: str | None = None) -> Table:
     else:
         X, names, column = _read_delimited(path, "," if suffix == ".csv" else "\t", labels)
     if X.shape[0] < 2:
-        raise ValueError(f"{path} holds {X.shape[0]} sample(s); gsreg needs at least 2 "
-                         "(one to learn from is not a data set)")
+        raise ValueError(
+            f"{path} holds {X.shape[0]} sample(s); gsreg needs at least 2 "
+            "(one to learn from is not a data set)"
+        )
     if X.shape[1] == 0:
         raise ValueError(f"{path} holds no numeric feature columns")
     bad = np.argwhere(~np.isfinite(X))
@@ -101,9 +103,7 @@ def _read_h5ad(path: Path, labels: str | None):
     try:
         import anndata
     except ImportError as err:
-        raise ValueError(
-            "reading .h5ad needs anndata: pip install 'gsreg[sc]'"
-        ) from err
+        raise ValueError("reading .h5ad needs anndata: pip install 'gsreg[sc]'") from err
     try:
         adata = anndata.read_h5ad(path)
     except Exception as err:  # h5py / anndata raise many types on a damaged file
@@ -144,8 +144,9 @@ def _read_delimited(path: Path, delimiter: str, labels: str | None):
                 rows.append([cell.strip() for cell in row])
                 lines.append(reader.line_num)
     except csv.Error as err:
-        raise ValueError(f"{path}: malformed {path.suffix[1:]} near line {reader.line_num}: "
-                         f"{err}") from err  # fmt: skip
+        raise ValueError(
+            f"{path}: malformed {path.suffix[1:]} near line {reader.line_num}: {err}"
+        ) from err
     if not rows:
         raise ValueError(f"{path} is empty")
     width = len(rows[0])
@@ -176,8 +177,7 @@ def _read_delimited(path: Path, delimiter: str, labels: str | None):
         keep.remove(j)
         empty = np.flatnonzero(missing[:, j] & (cells[:, j] == ""))
         if empty.size:
-            raise ValueError(f"{path}: labels column {labels!r} is empty on line "
-                             f"{lines[empty[0]]}")  # fmt: skip
+            raise ValueError(f"{path}: labels column {labels!r} is empty on line {lines[empty[0]]}")
         label_values = _as_labels([str(c) for c in cells[:, j]])
     elif labels is not None and not Path(labels).exists():
         hint = f"columns: {', '.join(map(repr, names[:12]))}" if has_header else "no header"

@@ -13,8 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["COARSE_GROUPS", "MATRICES", "PbmcData", "coarse_labels", "load_pbmc",
-           "scale_inputs", "split"]  # fmt: skip
+__all__ = [
+    "COARSE_GROUPS",
+    "MATRICES",
+    "PbmcData",
+    "coarse_labels",
+    "load_pbmc",
+    "scale_inputs",
+    "split",
+]
 
 
 MATRICES = ("X", "raw")
@@ -63,9 +70,7 @@ def load_pbmc(matrix: str = "X") -> PbmcData:
     try:
         import scanpy as sc
     except ImportError as err:
-        raise ImportError(
-            "pbmc68k_reduced needs scanpy: pip install 'gsreg[sc]'"
-        ) from err
+        raise ImportError("pbmc68k_reduced needs scanpy: pip install 'gsreg[sc]'") from err
     if matrix not in MATRICES:
         raise ValueError(f"matrix must be one of {MATRICES}, got {matrix!r}")
     adata = sc.datasets.pbmc68k_reduced()
@@ -91,8 +96,9 @@ def split(cell_types: np.ndarray, test_fraction: float, seed: int) -> tuple[np.n
     from sklearn.model_selection import train_test_split
 
     cells = np.arange(len(cell_types))
-    train, test = train_test_split(cells, test_size=test_fraction, stratify=cell_types,
-                                   random_state=seed)  # fmt: skip
+    train, test = train_test_split(
+        cells, test_size=test_fraction, stratify=cell_types, random_state=seed
+    )
     return np.sort(train), np.sort(test)
 
 

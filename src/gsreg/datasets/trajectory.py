@@ -26,8 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["KRUMSIEK_STEM", "Trajectory", "dla_tree", "krumsiek11", "krumsiek_runs",
-           "replay_dla"]  # fmt: skip
+__all__ = ["KRUMSIEK_STEM", "Trajectory", "dla_tree", "krumsiek11", "krumsiek_runs", "replay_dla"]
 
 
 #: the stem cell type of krumsiek11, shared by every run
@@ -68,7 +67,11 @@ def _require(module: str):
 
 
 def replay_dla(
-    n_dim: int, n_branch: int, branch_length: int, rand_multiplier: float, seed: int,
+    n_dim: int,
+    n_branch: int,
+    branch_length: int,
+    rand_multiplier: float,
+    seed: int,
     sigma: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """gen_dla's draws replayed: ``(X (n_branch * branch_length, n_dim), starts (n_branch,))``.
@@ -92,7 +95,10 @@ def replay_dla(
 
 
 def dla_tree(
-    n_branch: int = 6, branch_length: int = 150, n_dim: int = 60, seed: int = 0,
+    n_branch: int = 6,
+    branch_length: int = 150,
+    n_dim: int = 60,
+    seed: int = 0,
     sigma: float = 4.0,
 ) -> Trajectory:
     """A :func:`phate.tree.gen_dla` tree with the pseudotime of every sample (module doc).
@@ -103,20 +109,29 @@ def dla_tree(
     phate = _require("phate")
     state = np.random.get_state()
     try:
-        X, labels = phate.tree.gen_dla(n_dim=n_dim, n_branch=n_branch,
-                                       branch_length=branch_length, seed=seed, sigma=sigma)
+        X, labels = phate.tree.gen_dla(
+            n_dim=n_dim, n_branch=n_branch, branch_length=branch_length, seed=seed, sigma=sigma
+        )
     finally:
         np.random.set_state(state)  # gen_dla reseeds the global generator
     replayed, starts = replay_dla(n_dim, n_branch, branch_length, 2, seed, sigma)
     if not np.array_equal(X, replayed):
-        raise RuntimeError("phate.tree.gen_dla no longer matches its replay; the pseudotime "
-                           "of its samples cannot be derived")
+        raise RuntimeError(
+            "phate.tree.gen_dla no longer matches its replay; the pseudotime "
+            "of its samples cannot be derived"
+        )
     lineage = np.asarray(labels, dtype=np.int64)
     step = np.tile(np.arange(branch_length), n_branch)
     names = ("branch 0 (trunk)",) + tuple(f"branch {i}" for i in range(1, n_branch))
-    return Trajectory("dla", np.asarray(X, dtype=np.float64),
-                      (starts[lineage] + step).astype(np.float64), lineage, names,
-                      lineage.copy(), names)
+    return Trajectory(
+        "dla",
+        np.asarray(X, dtype=np.float64),
+        (starts[lineage] + step).astype(np.float64),
+        lineage,
+        names,
+        lineage.copy(),
+        names,
+    )
 
 
 def krumsiek_runs(
@@ -154,5 +169,12 @@ def krumsiek11() -> Trajectory:
     branch_names = (KRUMSIEK_STEM, *fates)
     branch = np.array([branch_names.index(t) for t in types], dtype=np.int64)
     names = tuple(f"stem → {fate}" for fate in fates)
-    return Trajectory("krumsiek11", np.asarray(adata.X, dtype=np.float64),
-                      step.astype(np.float64), run, names, branch, branch_names)
+    return Trajectory(
+        "krumsiek11",
+        np.asarray(adata.X, dtype=np.float64),
+        step.astype(np.float64),
+        run,
+        names,
+        branch,
+        branch_names,
+    )

@@ -32,8 +32,11 @@ from ._verdicts import MSE_CLOSE, MSE_WRECKED, reconstruction_cost
 #: (dataset kind, n_modules, seed, setting, weight of the setting's penalty)
 RunKey = tuple[str, int, int, str, float]
 SETTING_COLORS = {"gsreg": "tab:blue", "authors": "tab:orange", "defaults": "tab:green"}
-SETTING_LABELS = {"gsreg": "gsreg setting", "authors": "authors' setting",
-                  "defaults": "estimator defaults"}
+SETTING_LABELS = {
+    "gsreg": "gsreg setting",
+    "authors": "authors' setting",
+    "defaults": "estimator defaults",
+}
 #: k-means restarts of :func:`kmeans_ari`
 KMEANS_RESTARTS = 10
 
@@ -78,8 +81,10 @@ class StudyConfig:
             workers=(self.workers, "positive_int"),
         )
         if not self.settings or any(s not in ci.SETTINGS for s in self.settings):
-            raise ValueError(f"{name}.settings must be a non-empty sequence of "
-                             f"{ci.SETTINGS}, got {self.settings!r}")
+            raise ValueError(
+                f"{name}.settings must be a non-empty sequence of "
+                f"{ci.SETTINGS}, got {self.settings!r}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"{name}.seed must be an int >= 0, got {self.seed!r}")
 
@@ -88,19 +93,26 @@ class StudyConfig:
         """The reported seeds: ``seed, seed + 1, ..., seed + n_seeds - 1``."""
         return tuple(range(self.seed, self.seed + self.n_seeds))
 
-    def study(self, datasets: Sequence[tuple[str, int]], gsreg_weight: float | None = None
-              ) -> ci.ClusterIndicationConfig:
+    def study(
+        self, datasets: Sequence[tuple[str, int]], gsreg_weight: float | None = None
+    ) -> ci.ClusterIndicationConfig:
         """The cluster-indication config of these runs, the gsreg weight replaced if given."""
         gsreg = dataclasses.replace(ci.GSREG, epochs=self.gsreg_epochs)
         if gsreg_weight is not None:
             gsreg = dataclasses.replace(gsreg, weight=float(gsreg_weight))
-        authors = dataclasses.replace(ci.AUTHORS, warmup_steps=self.authors_warmup_steps,
-                                      epochs=self.authors_epochs)
+        authors = dataclasses.replace(
+            ci.AUTHORS, warmup_steps=self.authors_warmup_steps, epochs=self.authors_epochs
+        )
         defaults = dataclasses.replace(ci.DEFAULTS, epochs=self.defaults_epochs or 0)
         return ci.ClusterIndicationConfig(
-            seeds=self.seeds, datasets=tuple(datasets), settings=self.settings,
-            n_samples=self.n_samples, gsreg=gsreg, authors=authors, defaults=defaults,
-        )  # fmt: skip
+            seeds=self.seeds,
+            datasets=tuple(datasets),
+            settings=self.settings,
+            n_samples=self.n_samples,
+            gsreg=gsreg,
+            authors=authors,
+            defaults=defaults,
+        )
 
     def setting_weight(self, setting: str) -> float:
         """The penalty weight of ``setting`` in the main runs."""
@@ -112,15 +124,22 @@ class StudyConfig:
 
 def main_keys(config: StudyConfig, datasets: Sequence[tuple[str, int]]) -> list[RunKey]:
     """Every (data set, seed, setting) of the main runs, at each setting's own weight."""
-    return [(kind, n, seed, setting, config.setting_weight(setting))
-            for kind, n in datasets for setting in config.settings for seed in config.seeds]
+    return [
+        (kind, n, seed, setting, config.setting_weight(setting))
+        for kind, n in datasets
+        for setting in config.settings
+        for seed in config.seeds
+    ]
 
 
 def sweep_keys(config: StudyConfig, datasets: Sequence[tuple[str, int]]) -> list[RunKey]:
     """Every (data set, seed, weight) of the gsreg setting's weight sweep."""
-    return [(kind, n, seed, "gsreg", float(w))
-            for kind, n in datasets for w in sorted(set(config.sweep_weights))
-            for seed in config.seeds]
+    return [
+        (kind, n, seed, "gsreg", float(w))
+        for kind, n in datasets
+        for w in sorted(set(config.sweep_weights))
+        for seed in config.seeds
+    ]
 
 
 def run_keys(
@@ -137,9 +156,10 @@ def run_keys(
     """
     unique = list(dict.fromkeys(keys))
     datasets = tuple(dict.fromkeys((kind, n) for kind, n, *_ in unique))
-    jobs = [(kind, n, seed, setting,
-             config.study(datasets, weight if setting == "gsreg" else None))
-            for kind, n, seed, setting, weight in unique]
+    jobs = [
+        (kind, n, seed, setting, config.study(datasets, weight if setting == "gsreg" else None))
+        for kind, n, seed, setting, weight in unique
+    ]
     rows = ci.run_many(jobs, workers=config.workers, desc=desc, progress=progress, extra=extra)
     return {key: {**row, "weight": key[4]} for key, row in zip(unique, rows, strict=True)}
 
@@ -152,6 +172,7 @@ def public(row: Mapping) -> dict:
 def typical(rows: Sequence[Mapping], key: str = "ari") -> Mapping:
     """The row at the lower median of ``key`` (a missing value counts lowest), ties broken
     by seed: the run shown as an example."""
+
     def score(row):
         value = row.get(key)
         return (-np.inf if value is None else value, row["seed"])
@@ -169,9 +190,12 @@ def cost(rows: Sequence[Mapping]) -> dict:
     and the per-seed ratios."""
     mse = float(np.mean([r["mse"] for r in rows]))
     baseline = float(np.mean([r["mse_baseline"] for r in rows]))
-    return {"mse_mean": mse, "mse_baseline_mean": baseline,
-            **reconstruction_cost(mse, baseline),
-            "mse_ratios": [r["mse_ratio"] for r in rows]}
+    return {
+        "mse_mean": mse,
+        "mse_baseline_mean": baseline,
+        **reconstruction_cost(mse, baseline),
+        "mse_ratios": [r["mse_ratio"] for r in rows],
+    }
 
 
 def group_records(rows: Sequence[Mapping]) -> list[dict]:
@@ -179,8 +203,12 @@ def group_records(rows: Sequence[Mapping]) -> list[dict]:
     ``weight`` and the primary-task ``cost`` of each group."""
     records = ci.summarize(rows)
     for record in records:
-        group = [r for r in rows if (r["dataset"], r["n_modules"], r["setting"])
-                 == (record["dataset"], record["n_modules"], record["setting"])]
+        group = [
+            r
+            for r in rows
+            if (r["dataset"], r["n_modules"], r["setting"])
+            == (record["dataset"], record["n_modules"], record["setting"])
+        ]
         record["weight"] = group[0]["weight"]
         record["cost"] = cost(group)
     return records
@@ -200,7 +228,8 @@ def kmeans_ari(X: np.ndarray, truth: np.ndarray, k: int, seed: int) -> float:
     from sklearn.cluster import KMeans
 
     pred = KMeans(n_clusters=k, n_init=KMEANS_RESTARTS, random_state=seed).fit_predict(
-        np.asarray(X))
+        np.asarray(X)
+    )
     return analysis.cluster_scores(pred, truth)["ari"]
 
 
@@ -232,8 +261,10 @@ def mean_sd(values: Sequence[float | None], digits: int = 2) -> str:
 def cost_cell(record: Mapping) -> str:
     """The cost of a record as a table cell: ratio of means, per-seed range, verdict."""
     c = record["cost"]
-    return (f"{c['mse_ratio']:.2f}x ({min(c['mse_ratios']):.2f}-{max(c['mse_ratios']):.2f}): "
-            f"{c['verdict']}")
+    return (
+        f"{c['mse_ratio']:.2f}x ({min(c['mse_ratios']):.2f}-{max(c['mse_ratios']):.2f}): "
+        f"{c['verdict']}"
+    )
 
 
 def cost_rule() -> str:
@@ -263,8 +294,7 @@ def plot_sweep(
     entry: ``(record key, label)``, solid then dashed), components and the test MSE ratio
     against λ. Dotted lines: the planted numbers and the cost rules (``MSE_CLOSE``,
     ``MSE_WRECKED``)."""
-    fig, (ax_ari, ax_comp, ax_mse) = plt.subplots(1, 3, figsize=(12.5, 3.6),
-                                                  layout="constrained")
+    fig, (ax_ari, ax_comp, ax_mse) = plt.subplots(1, 3, figsize=(12.5, 3.6), layout="constrained")
     groups: dict[str, list[Mapping]] = {}
     for record in records:
         groups.setdefault(label_of(record), []).append(record)
@@ -275,8 +305,14 @@ def plot_sweep(
         color = f"C{i}"
         for (key, name), style in zip(ari_keys, styles, strict=False):
             suffix = "" if len(ari_keys) == 1 else f" ({name})"
-            ax_ari.plot(xs, [r[key] for r in group], style, marker="o", color=color,
-                        label=f"{label}{suffix}")
+            ax_ari.plot(
+                xs,
+                [r[key] for r in group],
+                style,
+                marker="o",
+                color=color,
+                label=f"{label}{suffix}",
+            )
         ax_comp.plot(xs, [r["components_mean"] for r in group], "o-", color=color, label=label)
         ax_comp.axhline(group[0]["n_modules"], color=color, ls=":", lw=1)
         ax_mse.plot(xs, [r["cost"]["mse_ratio"] for r in group], "o-", color=color, label=label)
@@ -294,31 +330,41 @@ def plot_sweep(
     ax_ari.legend(fontsize=7)
     ax_ari.set_title("Do the components indicate the clusters?", fontsize=9)
     ax_comp.set_title("Components of the learned graph (dotted: planted)", fontsize=9)
-    ax_mse.set_title(f"Cost (dotted: {MSE_CLOSE:g}x close, {MSE_WRECKED:g}x wrecked)",
-                     fontsize=9)
+    ax_mse.set_title(f"Cost (dotted: {MSE_CLOSE:g}x close, {MSE_WRECKED:g}x wrecked)", fontsize=9)
     return fig
 
 
-def plot_heatmaps(panels: Sequence[tuple[str, np.ndarray, Sequence, Sequence[str]]],
-                  ncols: int, fmt: str = ".1f") -> plt.Figure:
+def plot_heatmaps(
+    panels: Sequence[tuple[str, np.ndarray, Sequence, Sequence[str]]], ncols: int, fmt: str = ".1f"
+) -> plt.Figure:
     """Module x class mean-activity heatmaps (``plotting.plot_module_class_heatmap``), one
     panel per ``(title, table (M, C), module ids (M,), class names (C,))``."""
     nrows = -(-len(panels) // ncols)
     rows_max = max(len(ids) for _, _, ids, _ in panels)
     cols_max = max(len(names) for *_, names in panels)
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
-                             figsize=(ncols * (2.6 + 0.6 * cols_max),
-                                      nrows * (1.6 + 0.4 * rows_max)))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        squeeze=False,
+        layout="constrained",
+        figsize=(ncols * (2.6 + 0.6 * cols_max), nrows * (1.6 + 0.4 * rows_max)),
+    )
     for ax, (title, table, ids, names) in zip(axes.flat, panels, strict=False):
         plotting.plot_module_class_heatmap(table, ids, names, ax=ax, fmt=fmt)
         ax.set_title(title, fontsize=9)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     return fig
 
 
-def dots(ax: plt.Axes, x: float, values: Sequence[float | None], color: str, label: str | None,
-         marker: str = "o") -> None:
+def dots(
+    ax: plt.Axes,
+    x: float,
+    values: Sequence[float | None],
+    color: str,
+    label: str | None,
+    marker: str = "o",
+) -> None:
     """One dot per value (None skipped) at ``x``, spread a little sideways."""
     kept = [v for v in values if v is not None]
     spread = np.linspace(-0.08, 0.08, len(kept)) if len(kept) > 1 else np.zeros(len(kept))
@@ -328,6 +374,7 @@ def dots(ax: plt.Axes, x: float, values: Sequence[float | None], color: str, lab
 # --------------------------------------------------------------------------- controls
 # (computed by gsreg.analysis.module_controls / module_verdict; words and tables here)
 
+
 def verdict_words(verdict: Mapping) -> str:
     """``"helps"`` or ``"does not help"``."""
     return "helps" if verdict["helps"] else "does not help"
@@ -336,16 +383,23 @@ def verdict_words(verdict: Mapping) -> str:
 def verdict_entry(verdict: Mapping) -> str:
     """The verdict in a headline: ``"GSR 0.47 vs k-means on λ=0 neurons 0.57 (-0.10) at
     1.01x MSE: does not help"``."""
-    return (f"GSR {verdict['gsr_ari']:.2f} vs {verdict['best_control']} "
-            f"{verdict['control_ari']:.2f} ({verdict['margin']:+.2f}) at "
-            f"{verdict['mse_ratio']:.2f}x MSE: {verdict_words(verdict)}")
+    return (
+        f"GSR {verdict['gsr_ari']:.2f} vs {verdict['best_control']} "
+        f"{verdict['control_ari']:.2f} ({verdict['margin']:+.2f}) at "
+        f"{verdict['mse_ratio']:.2f}x MSE: {verdict_words(verdict)}"
+    )
 
 
 def verdict_sentence(verdict: Mapping, subject: str) -> str:
     """One plain sentence: whether ``subject`` (e.g. "The GSR modules") beats the best
     control, by how much, at what cost, and why it does not help where it does not."""
-    return prose("cluster_report/verdict_sentence.txt", subject=subject, verdict=verdict,
-                 affordable=verdict.get("affordable", True), p_level=analysis.P_LEVEL)
+    return prose(
+        "cluster_report/verdict_sentence.txt",
+        subject=subject,
+        verdict=verdict,
+        affordable=verdict.get("affordable", True),
+        p_level=analysis.P_LEVEL,
+    )
 
 
 def controls_row(label: str, verdict: Mapping) -> dict[str, str]:
@@ -355,8 +409,10 @@ def controls_row(label: str, verdict: Mapping) -> dict[str, str]:
         "k (per run)": ", ".join(map(str, verdict["k"])),
         "GSR modules ARI": f"{verdict['gsr_ari']:.2f}",
         "null mean (largest p)": f"{fmt(verdict['null_mean'])} ({verdict['p_value']:.3f})",
-        **{analysis.MODULE_CONTROL_LABELS[name]: fmt(verdict["controls"][name])
-           for name in analysis.MODULE_CONTROLS},
+        **{
+            analysis.MODULE_CONTROL_LABELS[name]: fmt(verdict["controls"][name])
+            for name in analysis.MODULE_CONTROLS
+        },
         "margin vs best": f"{verdict['margin']:+.2f}",
         "test MSE vs λ = 0": f"{verdict['mse_ratio']:.2f}x",
         "GSR helps": "yes" if verdict["helps"] else "no",
@@ -366,9 +422,13 @@ def controls_row(label: str, verdict: Mapping) -> dict[str, str]:
 def controls_rule(k_rule: str) -> str:
     """How the controls and the verdict are defined, in words; ``k_rule`` says how many
     groups the controls get."""
-    return prose("cluster_report/controls_rule.txt", k_rule=k_rule,
-                 permutations=analysis.NULL_PERMUTATIONS, p_level=analysis.P_LEVEL,
-                 leiden=analysis.leiden_available())
+    return prose(
+        "cluster_report/controls_rule.txt",
+        k_rule=k_rule,
+        permutations=analysis.NULL_PERMUTATIONS,
+        p_level=analysis.P_LEVEL,
+        leiden=analysis.leiden_available(),
+    )
 
 
 #: the targets of the estimator's learned-graph defaults, per data set over its seeds
@@ -382,10 +442,12 @@ def defaults_target(rows: Sequence[Mapping]) -> dict[str, dict]:
     k-means of the samples on the λ = 0 layer (as many groups as modules found). ``{}``
     without such runs."""
     out = {}
-    for kind, n in dict.fromkeys((r["dataset"], r["n_modules"]) for r in rows
-                                 if r["setting"] == "defaults"):
-        group = [r for r in rows if (r["dataset"], r["n_modules"], r["setting"])
-                 == (kind, n, "defaults")]
+    for kind, n in dict.fromkeys(
+        (r["dataset"], r["n_modules"]) for r in rows if r["setting"] == "defaults"
+    ):
+        group = [
+            r for r in rows if (r["dataset"], r["n_modules"], r["setting"]) == (kind, n, "defaults")
+        ]
         ari = mean_of([r["ari"] if r["ari"] is not None else 0.0 for r in group])
         kmeans = mean_of([(r.get("controls") or {}).get("layer_kmeans") for r in group])
         exact = sum(bool(r["exact"]) for r in group)
@@ -396,9 +458,15 @@ def defaults_target(rows: Sequence[Mapping]) -> dict[str, dict]:
             "mse": ratio <= DEFAULTS_TARGET["mse_ratio"],
             "vs_kmeans": kmeans is None or ari >= kmeans,
         }
-        out[f"{kind}:{n}"] = {"runs": len(group), "exact": exact, "ari_mean": ari,
-                              "mse_ratio": ratio, "layer_kmeans_ari": kmeans,
-                              "checks": checks, "met": all(checks.values())}
+        out[f"{kind}:{n}"] = {
+            "runs": len(group),
+            "exact": exact,
+            "ari_mean": ari,
+            "mse_ratio": ratio,
+            "layer_kmeans_ari": kmeans,
+            "checks": checks,
+            "met": all(checks.values()),
+        }
     return out
 
 
@@ -411,5 +479,6 @@ def defaults_target_text(target: Mapping) -> str:
         parts.append(
             f"{name}: exact {t['exact']}/{t['runs']}, ARI {t['ari_mean']:.2f} (k-means on "
             f"λ=0 layer {kmeans}), MSE {t['mse_ratio']:.2f}x: "
-            + ("met" if t["met"] else f"missed ({', '.join(missed)})"))
+            + ("met" if t["met"] else f"missed ({', '.join(missed)})")
+        )
     return "; ".join(parts)

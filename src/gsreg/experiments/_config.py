@@ -72,9 +72,7 @@ def public_fields(result: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if not k.startswith("_")}
 
 
-def write_config_and_metrics(
-    folder: RunFolder, config: Any, metrics: Mapping[str, Any]
-) -> None:
+def write_config_and_metrics(folder: RunFolder, config: Any, metrics: Mapping[str, Any]) -> None:
     """Write ``config.json`` (the dataclass ``config`` as a dict) and ``metrics.json``."""
     folder.write_json("config.json", dataclasses.asdict(config))
     folder.write_metrics(metrics)

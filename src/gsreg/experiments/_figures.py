@@ -51,8 +51,15 @@ def plot_tradeoff(
         twin.axhline(structure_reference, color="tab:orange", lw=0.8, ls=":")
     if control is not None:
         twin.axhline(control[1], color="tab:red", lw=1.0, ls="--")
-        twin.annotate(control[0], (0.01, control[1]), xycoords=("axes fraction", "data"),
-                      textcoords="offset points", xytext=(0, 3), fontsize=8, color="tab:red")
+        twin.annotate(
+            control[0],
+            (0.01, control[1]),
+            xycoords=("axes fraction", "data"),
+            textcoords="offset points",
+            xytext=(0, 3),
+            fontsize=8,
+            color="tab:red",
+        )
     for label, (w, p, s) in (extra or {}).items():
         ax.plot([x_of(w)], [p], "o", mfc="none", color="tab:blue", ms=9)
         twin.plot([x_of(w)], [s], "s", mfc="none", color="tab:orange", ms=9)

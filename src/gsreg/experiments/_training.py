@@ -73,8 +73,9 @@ def layout_variants(
     """The plain bottleneck at each of ``weights``, then the standardised one at each of
     ``standardised_weights`` (each sorted, duplicates dropped)."""
     return [
-        LayoutVariant(f"{layout}_lambda_{lambda_label(w)}", f"{layout} λ={lambda_label(w)}",
-                      layout, float(w))
+        LayoutVariant(
+            f"{layout}_lambda_{lambda_label(w)}", f"{layout} λ={lambda_label(w)}", layout, float(w)
+        )
         for layout, values in zip(LAYOUTS, (weights, standardised_weights), strict=True)
         for w in sorted(set(values))
     ]
@@ -99,8 +100,7 @@ def bottleneck_autoencoder(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    model = DenseAutoencoder(n_features, hidden=hidden, latent=width,
-                             decoder_hidden=decoder_hidden)
+    model = DenseAutoencoder(n_features, hidden=hidden, latent=width, decoder_hidden=decoder_hidden)
     if layout == "plain":
         return model, "encoder.latent"
     model.encoder.add_module("standardize", nn.BatchNorm1d(width, affine=False))
@@ -149,36 +149,57 @@ def fit_variant(
     afterwards.
     """
     labels = data.y_train if task == "classification" else None
-    common = dict(task=task, batch_size=config.batch_size, lr=config.lr, device=device,
-                  progress=progress, desc=variant.label)  # fmt: skip
+    common = dict(
+        task=task,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        device=device,
+        progress=progress,
+        desc=variant.label,
+    )
     start = time.perf_counter()
     budget = getattr(variant, "budget", None)
     if budget is None:
         reg = None
         if variant.weight > 0:
-            reg = GraphRegularizer(model, {config.layer: graph}, weight=variant.weight,
-                                   normalize=normalize)  # fmt: skip
+            reg = GraphRegularizer(
+                model, {config.layer: graph}, weight=variant.weight, normalize=normalize
+            )
         try:
-            history = fit(model, data.X_train, labels, regularizer=reg, epochs=config.epochs,
-                          seed=config.seed, **common)  # fmt: skip
+            history = fit(
+                model,
+                data.X_train,
+                labels,
+                regularizer=reg,
+                epochs=config.epochs,
+                seed=config.seed,
+                **common,
+            )
         finally:
             if reg is not None:
                 reg.remove()
         return history, time.perf_counter() - start, None
-    history = fit(model, data.X_train, labels, epochs=config.epochs, seed=config.seed,
-                  **common)  # fmt: skip
-    reference = reference_loss(history["task_loss"],
-                               math.ceil(len(data.X_train) / config.batch_size))  # fmt: skip
+    history = fit(model, data.X_train, labels, epochs=config.epochs, seed=config.seed, **common)
+    reference = reference_loss(
+        history["task_loss"], math.ceil(len(data.X_train) / config.batch_size)
+    )
     rows = np.arange(len(data.X_train))
     if len(rows) > ARRANGE_ROWS:
-        rows = np.sort(np.random.default_rng(config.seed).choice(rows, ARRANGE_ROWS,
-                                                                 replace=False))  # fmt: skip
-    placement.arrange(model, config.layer, graph, torch.as_tensor(data.X_train[rows]),
-                      random_state=config.seed)  # fmt: skip
+        rows = np.sort(np.random.default_rng(config.seed).choice(rows, ARRANGE_ROWS, replace=False))
+    placement.arrange(
+        model, config.layer, graph, torch.as_tensor(data.X_train[rows]), random_state=config.seed
+    )
     reg = GraphRegularizer(model, {config.layer: graph}, budget=budget, reference=reference)
     try:
-        more = fit(model, data.X_train, labels, regularizer=reg, seed=config.seed + 1,
-                   epochs=budget_epochs(config.epochs), **common)  # fmt: skip
+        more = fit(
+            model,
+            data.X_train,
+            labels,
+            regularizer=reg,
+            seed=config.seed + 1,
+            epochs=budget_epochs(config.epochs),
+            **common,
+        )
     finally:
         reg.remove()
     seconds = time.perf_counter() - start

@@ -76,12 +76,20 @@ def against_controls(
     if better not in ("higher", "lower"):
         raise ValueError(f"better must be 'higher' or 'lower', got {better!r}")
     sign = 1.0 if better == "higher" else -1.0
-    best = max(controls, key=lambda name: sign * controls[name]
-               if math.isfinite(controls[name]) else -math.inf)
+    best = max(
+        controls,
+        key=lambda name: sign * controls[name] if math.isfinite(controls[name]) else -math.inf,
+    )
     margin = sign * (gsr_score - controls[best])
-    return {"best_control": best, "control_score": controls[best], "gsr_score": gsr_score,
-            "margin": margin, "better": better, "cost": cost,
-            "helps": bool(margin > 0 and cost != WRECKED)}
+    return {
+        "best_control": best,
+        "control_score": controls[best],
+        "gsr_score": gsr_score,
+        "margin": margin,
+        "better": better,
+        "cost": cost,
+        "helps": bool(margin > 0 and cost != WRECKED),
+    }
 
 
 def verdict_ending(verdict: Mapping[str, Any], task: str) -> str:

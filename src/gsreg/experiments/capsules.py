@@ -73,8 +73,17 @@ TITLE = "Capsule network with the capsule graph"
 LAYER = "digit_caps"
 N_CLASSES = 10
 #: image statistics of a reconstruction (see :func:`moment_features`)
-FEATURES = ("mass", "centroid x", "centroid y", "width", "height", "slant", "tilt",
-            "skew x", "skew y")
+FEATURES = (
+    "mass",
+    "centroid x",
+    "centroid y",
+    "width",
+    "height",
+    "slant",
+    "tilt",
+    "skew x",
+    "skew y",
+)
 TILT = FEATURES.index("tilt")
 #: permutation p-value under which matched dimensions agree more than chance
 SIGNIFICANT = 0.01
@@ -85,8 +94,13 @@ CLAIM_VERDICTS = ("reproduced", "weak", "not reproduced")
 #: coordinate-ascent sweeps of :func:`capsule_arrangement` at most
 ARRANGE_SWEEPS = 100
 #: the figures a run writes (``figures/<name>.png``), in report order
-FIGURES = ("perturbation_grids", "signatures", "consistency_matrix", "consistency_by_dimension",
-           "accuracy")
+FIGURES = (
+    "perturbation_grids",
+    "signatures",
+    "consistency_matrix",
+    "consistency_by_dimension",
+    "accuracy",
+)
 #: the most consistent dimensions of each model drawn in the perturbation grids
 GRID_DIMS = 4
 #: the most consistent dimensions of each model whose signatures are drawn
@@ -131,11 +145,20 @@ def moment_features(images: np.ndarray) -> np.ndarray:
     mu30, mu03 = mean(dx**3), mean(dy**3)
     tiny = 1e-12
     theta = 0.5 * np.arctan2(2 * mu11, mu20 - mu02)  # from the x axis toward +y (down)
-    return np.stack([
-        mass, cx, cy, np.sqrt(mu20), np.sqrt(mu02), mu11 / np.maximum(mu02, tiny),
-        wrap_half_turn(theta - np.pi / 2),
-        mu30 / np.maximum(mu20, tiny) ** 1.5, mu03 / np.maximum(mu02, tiny) ** 1.5,
-    ], axis=-1)
+    return np.stack(
+        [
+            mass,
+            cx,
+            cy,
+            np.sqrt(mu20),
+            np.sqrt(mu02),
+            mu11 / np.maximum(mu02, tiny),
+            wrap_half_turn(theta - np.pi / 2),
+            mu30 / np.maximum(mu20, tiny) ** 1.5,
+            mu03 / np.maximum(mu02, tiny) ** 1.5,
+        ],
+        axis=-1,
+    )
 
 
 def wrap_half_turn(angle: np.ndarray) -> np.ndarray:
@@ -154,8 +177,10 @@ def perturbation_slopes(features: np.ndarray, steps: np.ndarray) -> np.ndarray:
     features = np.array(features, dtype=np.float64)
     steps = np.asarray(steps, dtype=np.float64)
     if features.ndim < 2 or features.shape[-2] != steps.size or steps.size < 2:
-        raise ValueError(f"features (..., S, F) and steps (S,) with S >= 2 do not match: "
-                         f"{features.shape} and {steps.shape}")
+        raise ValueError(
+            f"features (..., S, F) and steps (S,) with S >= 2 do not match: "
+            f"{features.shape} and {steps.shape}"
+        )
     zero = np.flatnonzero(np.isclose(steps, 0.0))
     if zero.size != 1:
         raise ValueError(f"steps must contain 0 once, got {steps}")
@@ -198,8 +223,9 @@ def transformation_signatures(
     return out
 
 
-def split_half_reliability(slopes: np.ndarray, labels: np.ndarray, scale: np.ndarray,
-                           n_classes: int = N_CLASSES) -> float:
+def split_half_reliability(
+    slopes: np.ndarray, labels: np.ndarray, scale: np.ndarray, n_classes: int = N_CLASSES
+) -> float:
     """How reproducible the signatures are: mean over (c, k) of the cosine between the
     signature from the even-numbered and from the odd-numbered digits of class c.
 
@@ -212,8 +238,10 @@ def split_half_reliability(slopes: np.ndarray, labels: np.ndarray, scale: np.nda
     first = np.zeros(len(labels), dtype=bool)
     for c in range(n_classes):
         first[np.flatnonzero(labels == c)[::2]] = True
-    halves = [transformation_signatures(slopes[part], labels[part], scale, n_classes)
-              for part in (first, ~first)]
+    halves = [
+        transformation_signatures(slopes[part], labels[part], scale, n_classes)
+        for part in (first, ~first)
+    ]
     G = cosine_table(np.concatenate(halves))  # (2C, D, 2C, D)
     both = [c for c in range(n_classes) if np.sum(labels == c) >= 2]
     D = G.shape[1]
@@ -249,8 +277,11 @@ def consistency_summary(matrix: np.ndarray) -> dict[str, float]:
     M = np.asarray(matrix, dtype=np.float64)
     diagonal = np.diag(M)
     off = M[~np.eye(len(M), dtype=bool)]
-    return {"consistency": float(diagonal.mean()), "shuffled": float(off.mean()),
-            "alignment": float(diagonal.mean() - off.mean())}
+    return {
+        "consistency": float(diagonal.mean()),
+        "shuffled": float(off.mean()),
+        "alignment": float(diagonal.mean() - off.mean()),
+    }
 
 
 def permuted_consistency(signatures: np.ndarray, permutations: np.ndarray) -> np.ndarray:
@@ -300,7 +331,8 @@ def capsule_arrangement(similarity: np.ndarray, n_capsules: int, dim: int) -> np
     the identity. Deterministic.
     """
     S = np.nan_to_num(np.asarray(similarity, dtype=np.float64)).reshape(
-        n_capsules, dim, n_capsules, dim)
+        n_capsules, dim, n_capsules, dim
+    )
     starts = [np.tile(np.arange(dim), (n_capsules, 1))]
     for r in range(n_capsules):
         start = np.tile(np.arange(dim), (n_capsules, 1))
@@ -332,16 +364,20 @@ def capsule_arrangement(similarity: np.ndarray, n_capsules: int, dim: int) -> np
 
 def _matched(S: np.ndarray, perm: np.ndarray) -> float:
     C = S.shape[0]
-    return float(sum(S[c, perm[c], d, perm[d]].sum() for c in range(C) for d in range(C)
-                     if c != d))
+    return float(sum(S[c, perm[c], d, perm[d]].sum() for c in range(C) for d in range(C) if c != d))
 
 
 def _matched_row(gain: np.ndarray, labels: np.ndarray) -> float:
     return float(gain[labels, np.arange(len(labels))].sum())
 
 
-def margin_loss(lengths: torch.Tensor, labels: torch.Tensor, upper: float = 0.9,
-                lower: float = 0.1, down_weight: float = 0.5) -> torch.Tensor:
+def margin_loss(
+    lengths: torch.Tensor,
+    labels: torch.Tensor,
+    upper: float = 0.9,
+    lower: float = 0.1,
+    down_weight: float = 0.5,
+) -> torch.Tensor:
     """Capsule margin loss, mean over the batch: lengths (B, C), labels (B,) -> scalar.
 
     ``sum_c T_c max(0, upper - |v_c|)^2 + down_weight (1 - T_c) max(0, |v_c| - lower)^2``
@@ -425,26 +461,39 @@ class CapsulesConfig:
         for size in self.decoder_hidden:
             check_config("CapsulesConfig", decoder_hidden=(size, "positive_int"))
         if 0.0 not in self.weights or len(set(self.weights)) < 2:
-            raise ValueError("CapsulesConfig.weights must include 0 (the reference model) "
-                             f"and a GSR lambda, got {self.weights}")
+            raise ValueError(
+                "CapsulesConfig.weights must include 0 (the reference model) "
+                f"and a GSR lambda, got {self.weights}"
+            )
         for name in ("n_steps", "grid_steps"):
             if getattr(self, name) < 3 or getattr(self, name) % 2 == 0:
-                raise ValueError(f"CapsulesConfig.{name} must be odd and >= 3 (the steps "
-                                 f"include 0), got {getattr(self, name)}")
+                raise ValueError(
+                    f"CapsulesConfig.{name} must be odd and >= 3 (the steps "
+                    f"include 0), got {getattr(self, name)}"
+                )
         if self.capsule_dim < 2:
             raise ValueError(f"CapsulesConfig.capsule_dim must be >= 2, got {self.capsule_dim}")
         if not self.grid_classes or any(c not in range(N_CLASSES) for c in self.grid_classes):
-            raise ValueError(f"CapsulesConfig.grid_classes must be digits 0-9, got "
-                             f"{self.grid_classes}")
+            raise ValueError(
+                f"CapsulesConfig.grid_classes must be digits 0-9, got {self.grid_classes}"
+            )
 
     @classmethod
     def quick(cls, **overrides) -> CapsulesConfig:
         """Seconds: lambda 0 and 3e-2, 1000 training and 300 test digits, two epochs."""
-        return cls(**{"weights": (0.0, 3e-2), "n_train": 1000, "n_test": 300, "epochs": 2,
-                      "n_restarts": 1, "n_per_class": 5, "n_permutations": 200,
-                      "grid_classes": (3, 7), **overrides})
-
-
+        return cls(
+            **{
+                "weights": (0.0, 3e-2),
+                "n_train": 1000,
+                "n_test": 300,
+                "epochs": 2,
+                "n_restarts": 1,
+                "n_per_class": 5,
+                "n_permutations": 200,
+                "grid_classes": (3, 7),
+                **overrides,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -458,18 +507,28 @@ class _Variant:
 
 def _variants(config: CapsulesConfig) -> list[_Variant]:
     return [
-        _Variant(f"lambda_{lambda_label(w)}_restart_{r}", f"λ={lambda_label(w)}", float(w),
-                 r, config.seed + r)
-        for w in sorted(set(config.weights)) for r in range(config.n_restarts)
+        _Variant(
+            f"lambda_{lambda_label(w)}_restart_{r}",
+            f"λ={lambda_label(w)}",
+            float(w),
+            r,
+            config.seed + r,
+        )
+        for w in sorted(set(config.weights))
+        for r in range(config.n_restarts)
     ]
 
 
 def capsule_network(config: CapsulesConfig) -> CapsuleNet:
     """The network of the run (untrained)."""
-    return CapsuleNet(conv_channels=config.conv_channels, primary_types=config.primary_types,
-                      primary_dim=config.primary_dim, capsule_dim=config.capsule_dim,
-                      routing_iterations=config.routing_iterations,
-                      decoder_hidden=config.decoder_hidden)
+    return CapsuleNet(
+        conv_channels=config.conv_channels,
+        primary_types=config.primary_types,
+        primary_dim=config.primary_dim,
+        capsule_dim=config.capsule_dim,
+        routing_iterations=config.routing_iterations,
+        decoder_hidden=config.decoder_hidden,
+    )
 
 
 # --------------------------------------------------------------------------- run
@@ -508,14 +567,18 @@ def architecture(model: CapsuleNet) -> dict:
     device = next(model.parameters()).device
     with torch.no_grad():
         u = model.primary.conv(model.conv(torch.zeros(1, *model.in_shape, device=device)))
-    return {**model.config, "primary_grid": list(u.shape[-2:]),
-            "n_pixels": math.prod(model.in_shape)}
+    return {
+        **model.config,
+        "primary_grid": list(u.shape[-2:]),
+        "n_pixels": math.prod(model.in_shape),
+    }
 
 
 def _probe_digits(labels: np.ndarray, n_per_class: int) -> np.ndarray:
     """Indices of the first ``n_per_class`` test digits of each class (all, if fewer)."""
-    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:n_per_class]
-                                   for c in range(N_CLASSES)]))
+    return np.sort(
+        np.concatenate([np.flatnonzero(labels == c)[:n_per_class] for c in range(N_CLASSES)])
+    )
 
 
 def _train(variant, config, graph, data, device, progress) -> tuple[CapsuleNet, dict]:
@@ -529,9 +592,14 @@ def _train(variant, config, graph, data, device, progress) -> tuple[CapsuleNet, 
         seconds = time.perf_counter() - start
         if reg is not None:
             reg.remove()
-        return model, {"label": variant.label, "weight": variant.weight,
-                       "restart": variant.restart, "seed": variant.seed,
-                       "train_seconds": seconds, "history": history}
+        return model, {
+            "label": variant.label,
+            "weight": variant.weight,
+            "restart": variant.restart,
+            "seed": variant.seed,
+            "train_seconds": seconds,
+            "history": history,
+        }
 
 
 def _fit(model, X, y, reg, config, variant, device, progress) -> list[dict]:
@@ -542,13 +610,17 @@ def _fit(model, X, y, reg, config, variant, device, progress) -> list[dict]:
     gen = torch.Generator().manual_seed(variant.seed)
     history = []
     model.train()
-    bar = tqdm(range(1, config.epochs + 1), desc=f"{variant.label} seed {variant.seed}",
-               disable=not progress, unit="epoch")
+    bar = tqdm(
+        range(1, config.epochs + 1),
+        desc=f"{variant.label} seed {variant.seed}",
+        disable=not progress,
+        unit="epoch",
+    )
     for epoch in bar:
         perm = torch.randperm(len(X_t), generator=gen).to(device)
         sums = torch.zeros(3, dtype=torch.float64, device=device)
         for begin in range(0, len(X_t), config.batch_size):
-            idx = perm[begin:begin + config.batch_size]
+            idx = perm[begin : begin + config.batch_size]
             xb, yb = X_t[idx], y_t[idx]
             lengths, reconstruction = model(xb, yb)
             margin = margin_loss(lengths, yb)
@@ -562,10 +634,17 @@ def _fit(model, X, y, reg, config, variant, device, progress) -> list[dict]:
             sums += len(idx) * torch.stack([margin, recon, penalty]).detach().double()
         margin_mean, recon_mean, penalty_mean = (sums / len(X_t)).tolist()
         if not math.isfinite(margin_mean + recon_mean + penalty_mean):
-            raise RuntimeError(f"{variant.label} seed {variant.seed}: non-finite loss in "
-                               f"epoch {epoch}")
-        history.append({"epoch": epoch, "margin_loss": margin_mean,
-                        "reconstruction_loss": recon_mean, "penalty": penalty_mean})
+            raise RuntimeError(
+                f"{variant.label} seed {variant.seed}: non-finite loss in epoch {epoch}"
+            )
+        history.append(
+            {
+                "epoch": epoch,
+                "margin_loss": margin_mean,
+                "reconstruction_loss": recon_mean,
+                "penalty": penalty_mean,
+            }
+        )
         bar.set_postfix(margin=f"{margin_mean:.4f}", gsr=f"{penalty_mean:.4f}", refresh=False)
     bar.close()
     model.eval()
@@ -575,15 +654,22 @@ def _fit(model, X, y, reg, config, variant, device, progress) -> list[dict]:
 @torch.no_grad()
 def _poses(model: CapsuleNet, X: np.ndarray, device, batch_size: int = 500) -> torch.Tensor:
     """Digit capsules (N, C, D) of the images X (N, 784), on the CPU."""
-    chunks = [model.poses(torch.as_tensor(X[i:i + batch_size], device=device)).cpu()
-              for i in range(0, len(X), batch_size)]
+    chunks = [
+        model.poses(torch.as_tensor(X[i : i + batch_size], device=device)).cpu()
+        for i in range(0, len(X), batch_size)
+    ]
     return torch.cat(chunks)
 
 
 @torch.no_grad()
-def perturbed_reconstructions(model: CapsuleNet, poses: torch.Tensor, classes: torch.Tensor,
-                              dims: np.ndarray, steps: np.ndarray,
-                              batch_size: int = 4096) -> np.ndarray:
+def perturbed_reconstructions(
+    model: CapsuleNet,
+    poses: torch.Tensor,
+    classes: torch.Tensor,
+    dims: np.ndarray,
+    steps: np.ndarray,
+    batch_size: int = 4096,
+) -> np.ndarray:
     """Reconstructions with one pose dimension shifted: (N, len(dims), S, H*W).
 
     ``poses`` (N, C, D), ``classes`` (N,): the capsule that is decoded (the others are
@@ -599,9 +685,12 @@ def perturbed_reconstructions(model: CapsuleNet, poses: torch.Tensor, classes: t
     mask = F.one_hot(classes, C).to(poses.dtype)[:, None, None, :, None]  # (N, 1, 1, C, 1)
     batch = (poses[:, None, None] + shift[None] * mask).reshape(-1, C, D)
     owners = classes.repeat_interleave(K * S)
-    images = [model.decode(batch[i:i + batch_size].to(device),
-                           owners[i:i + batch_size].to(device)).cpu()
-              for i in range(0, len(batch), batch_size)]
+    images = [
+        model.decode(
+            batch[i : i + batch_size].to(device), owners[i : i + batch_size].to(device)
+        ).cpu()
+        for i in range(0, len(batch), batch_size)
+    ]
     return torch.cat(images).reshape(N, K, S, -1).numpy()
 
 
@@ -611,9 +700,12 @@ def _measure(model: CapsuleNet, config: CapsulesConfig, data, probe, device) -> 
     labels = torch.as_tensor(data.y_test)
     lengths = poses.norm(dim=-1)
     with torch.no_grad():
-        rec = torch.cat([model.decode(poses[i:i + 500].to(device),
-                                      labels[i:i + 500].to(device)).cpu()
-                         for i in range(0, len(poses), 500)])
+        rec = torch.cat(
+            [
+                model.decode(poses[i : i + 500].to(device), labels[i : i + 500].to(device)).cpu()
+                for i in range(0, len(poses), 500)
+            ]
+        )
     slopes = _slopes(model, config, data, poses[probe], labels[probe])
     scale = slope_scale(slopes)
     signatures = transformation_signatures(slopes, data.y_test[probe], scale)
@@ -634,18 +726,17 @@ def _measure(model: CapsuleNet, config: CapsulesConfig, data, probe, device) -> 
     }
 
 
-def _slopes(model: CapsuleNet, config: CapsulesConfig, data, poses: torch.Tensor,
-            labels: torch.Tensor) -> np.ndarray:
+def _slopes(
+    model: CapsuleNet, config: CapsulesConfig, data, poses: torch.Tensor, labels: torch.Tensor
+) -> np.ndarray:
     """(N, D, F) :func:`perturbation_slopes` of digits with ``poses`` (N, C, D)."""
     steps = np.linspace(-config.max_perturbation, config.max_perturbation, config.n_steps)
-    images = perturbed_reconstructions(model, poses, labels, np.arange(config.capsule_dim),
-                                       steps)
+    images = perturbed_reconstructions(model, poses, labels, np.arange(config.capsule_dim), steps)
     features = moment_features(images.reshape(*images.shape[:3], *data.image_shape))
     return perturbation_slopes(features, steps)
 
 
-def _arranged(model: CapsuleNet, config: CapsulesConfig, data, fit_probe, result,
-              device) -> dict:
+def _arranged(model: CapsuleNet, config: CapsulesConfig, data, fit_probe, result, device) -> dict:
     """The alignment after relabelling each capsule's dimensions post hoc.
 
     :func:`capsule_arrangement` of the cosines between the signatures of training digits
@@ -677,13 +768,17 @@ def _metrics(config: CapsulesConfig, data, results: dict) -> dict:
         accuracy = accuracy_cost(r["test_accuracy"], base_accuracy)
         mse = reconstruction_cost(r["test_mse"], base_mse)
         models[key] = {k: v for k, v in r.items() if not k.startswith("_")} | {
-            "accuracy_drop": accuracy["accuracy_drop"], "verdict": accuracy["verdict"],
-            "mse_ratio": mse["mse_ratio"], "mse_verdict": mse["verdict"],
+            "accuracy_drop": accuracy["accuracy_drop"],
+            "verdict": accuracy["verdict"],
+            "mse_ratio": mse["mse_ratio"],
+            "mse_verdict": mse["verdict"],
             "significant": r["p_value"] < SIGNIFICANT,
             "n_consistent_dims": int(np.sum(np.asarray(r["consistency_by_dimension"]) >= STRONG)),
         }
-    by_weight = {lambda_label(w): _weight_summary(w, models, base_accuracy, base_mse)
-                 for w in sorted(set(config.weights))}
+    by_weight = {
+        lambda_label(w): _weight_summary(w, models, base_accuracy, base_mse)
+        for w in sorted(set(config.weights))
+    }
     gsr = [s for s in by_weight.values() if s["weight"] > 0]
     usable = [s for s in gsr if s["verdict"] != WRECKED] or gsr
     best = max(usable, key=lambda s: s["alignment_mean"])
@@ -691,14 +786,19 @@ def _metrics(config: CapsulesConfig, data, results: dict) -> dict:
     controls = {"λ=0": _control(none), "λ=0 arranged": _control(none["arranged"])}
     verdict = _verdict(best, controls)
     return {
-        "data": {"name": "mnist", "n_train": len(data.X_train), "n_test": len(data.X_test),
-                 "n_probe_digits_per_class": config.n_per_class},
+        "data": {
+            "name": "mnist",
+            "n_train": len(data.X_train),
+            "n_test": len(data.X_test),
+            "n_probe_digits_per_class": config.n_per_class,
+        },
         "graph": f"capsules:{N_CLASSES}x{config.capsule_dim}",
         "layer": LAYER,
         "capsule_dim": config.capsule_dim,
         "features": list(FEATURES),
-        "steps": np.linspace(-config.max_perturbation, config.max_perturbation,
-                             config.n_steps).tolist(),
+        "steps": np.linspace(
+            -config.max_perturbation, config.max_perturbation, config.n_steps
+        ).tolist(),
         "significance_level": SIGNIFICANT,
         "strong_consistency": STRONG,
         "models": models,
@@ -716,9 +816,16 @@ def _metrics(config: CapsulesConfig, data, results: dict) -> dict:
 
 def _control(summary: dict) -> dict:
     """The fields of a λ = 0 summary (as trained or its ``arranged``) a control needs."""
-    return {key: summary[key] for key in ("alignment_mean", "consistency_mean",
-                                          "alignment_by_restart", "p_values",
-                                          "significant_fraction")}
+    return {
+        key: summary[key]
+        for key in (
+            "alignment_mean",
+            "consistency_mean",
+            "alignment_by_restart",
+            "p_values",
+            "significant_fraction",
+        )
+    }
 
 
 def _verdict(best: dict, controls: dict[str, dict]) -> dict:
@@ -728,9 +835,11 @@ def _verdict(best: dict, controls: dict[str, dict]) -> dict:
     mean alignment; ``margin`` is GSR's mean alignment minus the control's. GSR helps when
     the margin is positive and the classification is not wrecked.
     """
-    verdict = against_controls(best["alignment_mean"],
-                               {k: c["alignment_mean"] for k, c in controls.items()},
-                               best["verdict"])
+    verdict = against_controls(
+        best["alignment_mean"],
+        {k: c["alignment_mean"] for k, c in controls.items()},
+        best["verdict"],
+    )
     verdict |= {
         "gsr": best["label"],
         "score": "alignment",
@@ -755,14 +864,19 @@ def _weight_summary(weight: float, models: dict, base_accuracy: float, base_mse:
         return float(np.mean([m[key] for m in own]))
 
     return {
-        "label": own[0]["label"], "weight": weight, "n_restarts": len(own),
-        "consistency_mean": mean("consistency"), "shuffled_mean": mean("shuffled"),
+        "label": own[0]["label"],
+        "weight": weight,
+        "n_restarts": len(own),
+        "consistency_mean": mean("consistency"),
+        "shuffled_mean": mean("shuffled"),
         "alignment_mean": mean("alignment"),
         "alignment_by_restart": [m["alignment"] for m in own],
         "p_values": [m["p_value"] for m in own],
         "significant_fraction": float(np.mean([m["significant"] for m in own])),
-        "test_accuracy": mean("test_accuracy"), "accuracy_drop": mean("accuracy_drop"),
-        "test_mse": mean("test_mse"), "mse_ratio": mean("mse_ratio"),
+        "test_accuracy": mean("test_accuracy"),
+        "accuracy_drop": mean("accuracy_drop"),
+        "test_mse": mean("test_mse"),
+        "mse_ratio": mean("mse_ratio"),
         "mean_true_length": mean("mean_true_length"),
         "reliability_mean": mean("reliability"),
         "n_consistent_dims_mean": mean("n_consistent_dims"),
@@ -771,8 +885,9 @@ def _weight_summary(weight: float, models: dict, base_accuracy: float, base_mse:
             "consistency_mean": float(np.mean([m["arranged"]["consistency"] for m in own])),
             "alignment_by_restart": [m["arranged"]["alignment"] for m in own],
             "p_values": [m["arranged"]["p_value"] for m in own],
-            "significant_fraction": float(np.mean([m["arranged"]["p_value"] < SIGNIFICANT
-                                                   for m in own])),
+            "significant_fraction": float(
+                np.mean([m["arranged"]["p_value"] < SIGNIFICANT for m in own])
+            ),
         },
         "verdict": accuracy_cost(mean("test_accuracy"), base_accuracy)["verdict"],
         "mse_verdict": reconstruction_cost(mean("test_mse"), base_mse)["verdict"],
@@ -796,9 +911,11 @@ def claim_verdict(gsr: dict, control: dict) -> str:
     mean consistency below :data:`STRONG` (the indices agree more than chance, but a
     dimension does not change every digit the same way). Else ``"not reproduced"``.
     """
-    aligned = (gsr["significant_fraction"] == 1.0
-               and min(gsr["alignment_by_restart"]) > max(control["alignment_by_restart"])
-               and gsr["verdict"] != WRECKED)
+    aligned = (
+        gsr["significant_fraction"] == 1.0
+        and min(gsr["alignment_by_restart"]) > max(control["alignment_by_restart"])
+        and gsr["verdict"] != WRECKED
+    )
     if not aligned:
         return "not reproduced"
     return "reproduced" if gsr["consistency_mean"] >= STRONG else "weak"
@@ -812,7 +929,8 @@ def headline(metrics: dict) -> dict[str, str]:
             f"GSR {v['gsr']} alignment {v['gsr_score']:+.3f} vs {v['best_control']} "
             f"{v['control_score']:+.3f} ({v['margin']:+.3f}) at "
             f"{-v['accuracy_drop'] * 100:+.2f} pts accuracy, {v['mse_ratio']:.2f}x MSE: "
-            f"{'helps' if v['helps'] else 'does not help'}"),
+            f"{'helps' if v['helps'] else 'does not help'}"
+        ),
         "paper's claim": metrics["claim"],
     }
 
@@ -849,26 +967,40 @@ def _plot_grids(config, data, shown) -> plt.Figure:
     digits = [int(np.flatnonzero(data.y_test == c)[0]) for c in config.grid_classes]
     h, w = data.image_shape
     n_dims = min(GRID_DIMS, config.capsule_dim)
-    fig, axes = plt.subplots(len(digits), len(shown), squeeze=False, layout="constrained",
-                             figsize=(0.42 * config.grid_steps * len(shown) + 0.6,
-                                      0.45 * n_dims * len(digits) + 0.5))
+    fig, axes = plt.subplots(
+        len(digits),
+        len(shown),
+        squeeze=False,
+        layout="constrained",
+        figsize=(0.42 * config.grid_steps * len(shown) + 0.6, 0.45 * n_dims * len(digits) + 0.5),
+    )
     for col, result in enumerate(shown):
         dims = _top_dims(result, n_dims)
         model = result["_model"]
         for row, i in enumerate(digits):
             images = perturbed_reconstructions(
-                model, result["_poses"][i:i + 1], torch.as_tensor(data.y_test[i:i + 1]),
-                dims, steps)[0]  # (dims, steps, h*w)
+                model,
+                result["_poses"][i : i + 1],
+                torch.as_tensor(data.y_test[i : i + 1]),
+                dims,
+                steps,
+            )[0]  # (dims, steps, h*w)
             mosaic = images.reshape(n_dims, len(steps), h, w).transpose(0, 2, 1, 3)
             ax = axes[row, col]
-            ax.imshow(mosaic.reshape(n_dims * h, len(steps) * w), cmap="gray_r", vmin=0,
-                      vmax=max(float(mosaic.max()), 1e-6))
+            ax.imshow(
+                mosaic.reshape(n_dims * h, len(steps) * w),
+                cmap="gray_r",
+                vmin=0,
+                vmax=max(float(mosaic.max()), 1e-6),
+            )
             ax.set_yticks((np.arange(n_dims) + 0.5) * h, [f"dim {k}" for k in dims], fontsize=7)
-            ax.set_xticks([w / 2, (len(steps) - 0.5) * w],
-                          [f"{steps[0]:+g}", f"{steps[-1]:+g}"], fontsize=7)
+            ax.set_xticks(
+                [w / 2, (len(steps) - 0.5) * w], [f"{steps[0]:+g}", f"{steps[-1]:+g}"], fontsize=7
+            )
             if row == 0:
-                ax.set_title(f"{result['label']}: its {n_dims} most consistent dimensions",
-                             fontsize=9)
+                ax.set_title(
+                    f"{result['label']}: its {n_dims} most consistent dimensions", fontsize=9
+                )
             if col == 0:
                 ax.set_ylabel(f"digit {data.y_test[i]}", fontsize=9)
     return fig
@@ -878,8 +1010,13 @@ def _plot_signatures(shown) -> plt.Figure:
     """For each model, the signatures (class x feature) of its :data:`SIGNATURE_DIMS` most
     consistent dimensions."""
     n_dims = SIGNATURE_DIMS
-    fig, axes = plt.subplots(n_dims, len(shown), squeeze=False, layout="constrained",
-                             figsize=(3.6 * len(shown), 3.0 * n_dims))
+    fig, axes = plt.subplots(
+        n_dims,
+        len(shown),
+        squeeze=False,
+        layout="constrained",
+        figsize=(3.6 * len(shown), 3.0 * n_dims),
+    )
     for col, result in enumerate(shown):
         S = result["_signatures"]
         for row, k in enumerate(_top_dims(result, n_dims)):
@@ -888,22 +1025,27 @@ def _plot_signatures(shown) -> plt.Figure:
             limit = float(np.nanmax(np.abs(table))) or 1.0
             image = ax.imshow(table, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
             ax.set_xticks(range(len(FEATURES)), FEATURES, rotation=60, ha="right", fontsize=7)
-            ax.set_yticks(range(S.shape[0]), [f"class {c}" for c in range(S.shape[0])],
-                          fontsize=7)
-            ax.set_title(f"{result['label']}, dim {k} (consistency "
-                         f"{result['_matrix'][k, k]:.2f})", fontsize=8)
+            ax.set_yticks(range(S.shape[0]), [f"class {c}" for c in range(S.shape[0])], fontsize=7)
+            ax.set_title(
+                f"{result['label']}, dim {k} (consistency {result['_matrix'][k, k]:.2f})",
+                fontsize=8,
+            )
             fig.colorbar(image, ax=ax, shrink=0.8)
     return fig
 
 
 def _plot_matrices(shown) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(shown), squeeze=False, layout="constrained",
-                             figsize=(3.6 * len(shown), 3.3))
+    fig, axes = plt.subplots(
+        1, len(shown), squeeze=False, layout="constrained", figsize=(3.6 * len(shown), 3.3)
+    )
     limit = max(float(np.abs(r["_matrix"]).max()) for r in shown) or 1.0
     for ax, result in zip(axes[0], shown, strict=True):
         image = ax.imshow(result["_matrix"], cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(f"{result['label']}: diagonal {result['consistency']:.2f}, "
-                     f"off {result['shuffled']:.2f}", fontsize=8)
+        ax.set_title(
+            f"{result['label']}: diagonal {result['consistency']:.2f}, "
+            f"off {result['shuffled']:.2f}",
+            fontsize=8,
+        )
         ax.set_xlabel("dimension k' (other class)", fontsize=8)
         ax.set_ylabel("dimension k", fontsize=8)
         fig.colorbar(image, ax=ax, shrink=0.8)
@@ -911,20 +1053,22 @@ def _plot_matrices(shown) -> plt.Figure:
 
 
 def _plot_by_dimension(results: list[dict]) -> plt.Figure:
-    rows = np.array([[*np.diag(r["_matrix"]), r["consistency"], r["shuffled"]]
-                     for r in results])
+    rows = np.array([[*np.diag(r["_matrix"]), r["consistency"], r["shuffled"]] for r in results])
     D = rows.shape[1] - 2
-    fig, ax = plt.subplots(figsize=(0.5 * (D + 2) + 2.0, 0.45 * len(results) + 1.2),
-                           layout="constrained")
+    fig, ax = plt.subplots(
+        figsize=(0.5 * (D + 2) + 2.0, 0.45 * len(results) + 1.2), layout="constrained"
+    )
     limit = float(np.abs(rows).max()) or 1.0
     image = ax.imshow(rows, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     for (i, j), value in np.ndenumerate(rows):
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6)
     ax.axvline(D - 0.5, color="black", lw=1)
     ax.set_xticks(range(D + 2), [str(k) for k in range(D)] + ["mean", "shuffled"], fontsize=7)
-    ax.set_yticks(range(len(results)),
-                  [f"{r['label']} seed {r['seed']} (p={r['p_value']:.4f})" for r in results],
-                  fontsize=7)
+    ax.set_yticks(
+        range(len(results)),
+        [f"{r['label']} seed {r['seed']} (p={r['p_value']:.4f})" for r in results],
+        fontsize=7,
+    )
     ax.set_xlabel("pose dimension k: mean cosine of its signatures across pairs of classes")
     fig.colorbar(image, ax=ax, shrink=0.8)
     return fig
@@ -933,8 +1077,11 @@ def _plot_by_dimension(results: list[dict]) -> plt.Figure:
 def _plot_accuracy(results: list[dict]) -> plt.Figure:
     labels = list(dict.fromkeys(r["label"] for r in results))
     fig, axes = plt.subplots(1, 3, figsize=(10.0, 3.0), layout="constrained")
-    panels = (("test_accuracy", "test accuracy"), ("test_mse", "test reconstruction MSE"),
-              ("alignment", "alignment (matched − shuffled)"))
+    panels = (
+        ("test_accuracy", "test accuracy"),
+        ("test_mse", "test reconstruction MSE"),
+        ("alignment", "alignment (matched − shuffled)"),
+    )
     for ax, (key, title) in zip(axes, panels, strict=True):
         for x, label in enumerate(labels):
             values = [r[key] for r in results if r["label"] == label]
@@ -949,62 +1096,101 @@ def _plot_accuracy(results: list[dict]) -> plt.Figure:
 # --------------------------------------------------------------------------- report
 
 
-def _sections(config: CapsulesConfig, metrics: dict, figures: dict[str, str],
-              network: dict) -> list:
-    rows = [{
-        "model": f"{m['label']} seed {m['seed']}",
-        "test accuracy": f"{m['test_accuracy']:.4f}",
-        "vs λ=0": f"{-m['accuracy_drop'] * 100:+.2f} pts",
-        "primary task": m["verdict"],
-        "test MSE": f"{m['test_mse']:.4f} ({m['mse_ratio']:.2f}x)",
-        "mean true-capsule length": f"{m['mean_true_length']:.3f}",
-        "consistency (matched k)": f"{m['consistency']:.3f}",
-        "shuffled k ≠ k'": f"{m['shuffled']:.3f}",
-        "alignment": f"{m['alignment']:+.3f}",
-        "permutation p": f"{m['p_value']:.4f}",
-        "alignment relabelled post hoc": (f"{m['arranged']['alignment']:+.3f} "
-                                          f"(p {m['arranged']['p_value']:.4f})"),
-        "split-half reliability": f"{m['reliability']:.3f}",
-    } for m in metrics["models"].values()]
+def _sections(
+    config: CapsulesConfig, metrics: dict, figures: dict[str, str], network: dict
+) -> list:
+    rows = [
+        {
+            "model": f"{m['label']} seed {m['seed']}",
+            "test accuracy": f"{m['test_accuracy']:.4f}",
+            "vs λ=0": f"{-m['accuracy_drop'] * 100:+.2f} pts",
+            "primary task": m["verdict"],
+            "test MSE": f"{m['test_mse']:.4f} ({m['mse_ratio']:.2f}x)",
+            "mean true-capsule length": f"{m['mean_true_length']:.3f}",
+            "consistency (matched k)": f"{m['consistency']:.3f}",
+            "shuffled k ≠ k'": f"{m['shuffled']:.3f}",
+            "alignment": f"{m['alignment']:+.3f}",
+            "permutation p": f"{m['p_value']:.4f}",
+            "alignment relabelled post hoc": (
+                f"{m['arranged']['alignment']:+.3f} (p {m['arranged']['p_value']:.4f})"
+            ),
+            "split-half reliability": f"{m['reliability']:.3f}",
+        }
+        for m in metrics["models"].values()
+    ]
     data = metrics["data"]
     return [
         Section("Summary", text=_summary(config, metrics), table=rows),
-        Section("GSR against the controls",
-                text=prose("capsules/controls.txt", n_per_class=config.n_per_class),
-                table=_controls_table(metrics)),
-        Section("Model and measurement", text=prose(
-            "capsules/model.txt", net=network, recon_weight=config.recon_weight,
-            epochs=config.epochs, n_train=data["n_train"], n_test=data["n_test"],
-            graph=metrics["graph"], layer=LAYER, n_per_class=config.n_per_class,
-            steps=metrics["steps"], features=list(FEATURES),
-            n_permutations=config.n_permutations)),
-        Section("Perturbation grids", text=prose(
-            "capsules/grids.txt", n_dims=min(GRID_DIMS, config.capsule_dim),
-            max_perturbation=config.max_perturbation), figures=[figures["perturbation_grids"]]),
-        Section("What each dimension changes",
-                text=prose("capsules/signatures.txt", n_dims=SIGNATURE_DIMS),
-                figures=[figures["signatures"]]),
-        Section("Consistency across classes", text=prose("capsules/consistency.txt"),
-                figures=[figures["consistency_matrix"], figures["consistency_by_dimension"]]),
-        Section("Primary task", text=(
-            "Test accuracy (the class is the longest capsule), reconstruction MSE from the "
-            "true-class capsule, and the alignment, one dot per restart."),
-            figures=[figures["accuracy"]]),
+        Section(
+            "GSR against the controls",
+            text=prose("capsules/controls.txt", n_per_class=config.n_per_class),
+            table=_controls_table(metrics),
+        ),
+        Section(
+            "Model and measurement",
+            text=prose(
+                "capsules/model.txt",
+                net=network,
+                recon_weight=config.recon_weight,
+                epochs=config.epochs,
+                n_train=data["n_train"],
+                n_test=data["n_test"],
+                graph=metrics["graph"],
+                layer=LAYER,
+                n_per_class=config.n_per_class,
+                steps=metrics["steps"],
+                features=list(FEATURES),
+                n_permutations=config.n_permutations,
+            ),
+        ),
+        Section(
+            "Perturbation grids",
+            text=prose(
+                "capsules/grids.txt",
+                n_dims=min(GRID_DIMS, config.capsule_dim),
+                max_perturbation=config.max_perturbation,
+            ),
+            figures=[figures["perturbation_grids"]],
+        ),
+        Section(
+            "What each dimension changes",
+            text=prose("capsules/signatures.txt", n_dims=SIGNATURE_DIMS),
+            figures=[figures["signatures"]],
+        ),
+        Section(
+            "Consistency across classes",
+            text=prose("capsules/consistency.txt"),
+            figures=[figures["consistency_matrix"], figures["consistency_by_dimension"]],
+        ),
+        Section(
+            "Primary task",
+            text=(
+                "Test accuracy (the class is the longest capsule), reconstruction MSE from the "
+                "true-class capsule, and the alignment, one dot per restart."
+            ),
+            figures=[figures["accuracy"]],
+        ),
     ]
 
 
 def _controls_table(metrics: dict) -> list[dict]:
     v, best = metrics["verdict"], metrics["best"]
-    models = {**metrics["controls"], f"GSR {best['label']}": best,
-              f"GSR {best['label']} arranged": best["arranged"]}
-    return [{
-        "model": name,
-        "alignment": f"{m['alignment_mean']:+.3f}",
-        "per restart": ", ".join(f"{a:+.3f}" for a in m["alignment_by_restart"]),
-        "permutation p": ", ".join(f"{p:.4f}" for p in m["p_values"]),
-        "matched consistency": f"{m['consistency_mean']:.3f}",
-        "margin of GSR": f"{v['margin']:+.3f}" if name == f"GSR {best['label']}" else "",
-    } for name, m in models.items()]
+    models = {
+        **metrics["controls"],
+        f"GSR {best['label']}": best,
+        f"GSR {best['label']} arranged": best["arranged"],
+    }
+    return [
+        {
+            "model": name,
+            "alignment": f"{m['alignment_mean']:+.3f}",
+            "per restart": ", ".join(f"{a:+.3f}" for a in m["alignment_by_restart"]),
+            "permutation p": ", ".join(f"{p:.4f}" for p in m["p_values"]),
+            "matched consistency": f"{m['consistency_mean']:.3f}",
+            "margin of GSR": f"{v['margin']:+.3f}" if name == f"GSR {best['label']}" else "",
+        }
+        for name, m in models.items()
+    ]
 
 
 def _summary(config: CapsulesConfig, metrics: dict) -> str:
@@ -1012,23 +1198,40 @@ def _summary(config: CapsulesConfig, metrics: dict) -> str:
     verdict = metrics["verdict"]
     return prose(
         "capsules/summary.txt",
-        n_restarts=config.n_restarts, seed=config.seed,
-        test_mse_no_gsr=metrics["test_mse_no_gsr"], class_mean_mse=metrics["class_mean_mse"],
+        n_restarts=config.n_restarts,
+        seed=config.seed,
+        test_mse_no_gsr=metrics["test_mse_no_gsr"],
+        class_mean_mse=metrics["class_mean_mse"],
         reliability=min(s["reliability_mean"] for s in by_weight.values()),
-        base=by_weight["0"], gsr=[s for s in by_weight.values() if s["weight"] > 0],
-        significant=SIGNIFICANT, strong=STRONG, relabel_gain=RELABEL_GAIN, shorter=SHORTER,
+        base=by_weight["0"],
+        gsr=[s for s in by_weight.values() if s["weight"] > 0],
+        significant=SIGNIFICANT,
+        strong=STRONG,
+        relabel_gain=RELABEL_GAIN,
+        shorter=SHORTER,
         verdict=verdict["sentence"],
-        claim=_claim_line(metrics, metrics["best"], metrics["controls"][verdict["best_control"]],
-                          verdict["best_control"]),
+        claim=_claim_line(
+            metrics,
+            metrics["best"],
+            metrics["controls"][verdict["best_control"]],
+            verdict["best_control"],
+        ),
         wrecked=[s["label"] for s in by_weight.values() if s["verdict"] == WRECKED],
         wrecked_points=ACCURACY_WRECKED * 100,
     )
 
 
 def _claim_line(metrics: dict, best: dict, control: dict, control_name: str) -> str:
-    return prose("capsules/claim.txt", claim=metrics["claim"], best=best, control=control,
-                 control_name=control_name, significant=SIGNIFICANT, strong=STRONG,
-                 capsule_dim=metrics["capsule_dim"])
+    return prose(
+        "capsules/claim.txt",
+        claim=metrics["claim"],
+        best=best,
+        control=control,
+        control_name=control_name,
+        significant=SIGNIFICANT,
+        strong=STRONG,
+        capsule_dim=metrics["capsule_dim"],
+    )
 
 
 __all__ = [

@@ -53,11 +53,29 @@ KERNELS = ("knn", "adaptive", "correlation")
 
 #: keys of every row returned by :func:`run_one`
 ROW_KEYS = (
-    "dataset", "n_modules", "seed", "setting", "planted", "components", "exact",
-    "module_sizes", "ari", "nmi", "purity", "split_ari", "split_nmi", "mse",
-    "mse_baseline", "mse_ratio", "graph_step", "n_updates", "components_history",
-    "components_in_use", "module_drivers", "seconds",
-)  # fmt: skip
+    "dataset",
+    "n_modules",
+    "seed",
+    "setting",
+    "planted",
+    "components",
+    "exact",
+    "module_sizes",
+    "ari",
+    "nmi",
+    "purity",
+    "split_ari",
+    "split_nmi",
+    "mse",
+    "mse_baseline",
+    "mse_ratio",
+    "graph_step",
+    "n_updates",
+    "components_history",
+    "components_in_use",
+    "module_drivers",
+    "seconds",
+)
 #: further keys of hierarchical rows
 HIERARCHICAL_KEYS = ("n_fine", "ari_fine", "nmi_fine")
 #: further keys of binary_modules rows
@@ -96,28 +114,52 @@ class Setting:
 
 #: chosen on tuning seeds 100-102 (see docs/cluster_indication.md, "How the settings were chosen")
 GSREG = Setting(
-    model="leaky", batch_size=64, buffer_size=1024, on_disconnect="continue",
-    features="standardized", warmup_steps=100, update_every=100, weight=0.1, epochs=15,
-    k=10, kernel="knn",
-)  # fmt: skip
+    model="leaky",
+    batch_size=64,
+    buffer_size=1024,
+    on_disconnect="continue",
+    features="standardized",
+    warmup_steps=100,
+    update_every=100,
+    weight=0.1,
+    epochs=15,
+    k=10,
+    kernel="knn",
+)
 #: the warm-up of the original paper's procedure, in training steps
 PAPER_WARMUP_STEPS = 5000
 #: the paper's procedure, warm-up shrunk from PAPER_WARMUP_STEPS to 1000 steps (batch 32)
 AUTHORS = Setting(
-    model="linear", batch_size=32, buffer_size=32, on_disconnect="stop",
-    features="raw", warmup_steps=1000, update_every=100, weight=0.01, epochs=27,
-    k=5, kernel="knn",
-)  # fmt: skip
+    model="linear",
+    batch_size=32,
+    buffer_size=32,
+    on_disconnect="stop",
+    features="raw",
+    warmup_steps=1000,
+    update_every=100,
+    weight=0.01,
+    epochs=27,
+    k=5,
+    kernel="knn",
+)
 
 
 #: what a user gets from GSRAutoencoder(graph="learned") with no other argument (the
 #: recipe of gsreg.coactivation.RECOMMENDED on the estimator's 64-unit layer; warm-up and
 #: update interval are a tenth and a sixtieth of the run, 0 here)
 DEFAULTS = Setting(
-    model="estimator", batch_size=500, buffer_size=1024, on_disconnect="continue",
-    features=RECOMMENDED["features"], warmup_steps=0, update_every=0,
-    weight=RECOMMENDED_WEIGHT, epochs=0, k=RECOMMENDED["k"], kernel="knn",
-)  # fmt: skip
+    model="estimator",
+    batch_size=500,
+    buffer_size=1024,
+    on_disconnect="continue",
+    features=RECOMMENDED["features"],
+    warmup_steps=0,
+    update_every=0,
+    weight=RECOMMENDED_WEIGHT,
+    epochs=0,
+    k=RECOMMENDED["k"],
+    kernel="knn",
+)
 
 
 @dataclass(frozen=True)
@@ -133,8 +175,12 @@ class ClusterIndicationConfig:
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     datasets: tuple[tuple[str, int], ...] = (
-        ("modules", 3), ("modules", 4), ("modules", 5), ("hierarchical", 3), ("binary_modules", 3),
-    )  # fmt: skip
+        ("modules", 3),
+        ("modules", 4),
+        ("modules", 5),
+        ("hierarchical", 3),
+        ("binary_modules", 3),
+    )
     settings: tuple[str, ...] = SETTINGS
     n_samples: int = 3000
     subtypes: int = 2
@@ -238,7 +284,9 @@ def make_model(n_features: int, setting: Setting, config: ClusterIndicationConfi
             model = GraphLayerAutoencoder(n_features, config.width, config.hidden, config.noise)
             return model, GraphLayerAutoencoder.layer
         model = DenseAutoencoder(
-            n_features, hidden=(config.hidden, config.hidden), latent=config.width,
+            n_features,
+            hidden=(config.hidden, config.hidden),
+            latent=config.width,
             noise=config.noise,
         )
         return model, "encoder.latent"
@@ -255,13 +303,24 @@ def train(
         return _train_estimator(dataset_kind, n_modules, seed, setting, s, data, start)
     model, layer = make_model(data.n_features, s, config, seed)
     learned = _RecordingGraph(
-        kernel=s.kernel, k=s.k, features=s.features, warmup_steps=s.warmup_steps,
-        update_every=s.update_every, buffer_size=s.buffer_size, laplacian="normalized",
+        kernel=s.kernel,
+        k=s.k,
+        features=s.features,
+        warmup_steps=s.warmup_steps,
+        update_every=s.update_every,
+        buffer_size=s.buffer_size,
+        laplacian="normalized",
         on_disconnect=s.on_disconnect,
-    )  # fmt: skip
+    )
     reg = GraphRegularizer(model, {layer: learned}, weight=s.weight)
-    kwargs = dict(epochs=s.epochs, batch_size=s.batch_size, lr=config.lr, seed=seed,
-                  device="cpu", progress=False)  # fmt: skip
+    kwargs = dict(
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=config.lr,
+        seed=seed,
+        device="cpu",
+        progress=False,
+    )
     try:
         fit(model, data.X_train, regularizer=reg, **kwargs)
     finally:
@@ -276,10 +335,22 @@ def train(
         history = [*history, learned.built]
     mse, mse_baseline = (evaluate(m, data.X_test)["mse"] for m in (model, baseline))
     return Trained(
-        dataset_kind, n_modules, seed, setting, data, model, layer, learned, graph, step, history,
-        mse=mse, mse_baseline=mse_baseline, seconds=time.perf_counter() - start,
+        dataset_kind,
+        n_modules,
+        seed,
+        setting,
+        data,
+        model,
+        layer,
+        learned,
+        graph,
+        step,
+        history,
+        mse=mse,
+        mse_baseline=mse_baseline,
+        seconds=time.perf_counter() - start,
         baseline=baseline,
-    )  # fmt: skip
+    )
 
 
 class ScaledInput(nn.Module):
@@ -297,8 +368,7 @@ class ScaledInput(nn.Module):
         return self.model((x - self.mean) / self.scale)
 
 
-def _train_estimator(dataset_kind, n_modules, seed, setting, s: Setting, data, start
-                     ) -> Trained:
+def _train_estimator(dataset_kind, n_modules, seed, setting, s: Setting, data, start) -> Trained:
     """A run of ``GSRAutoencoder(graph="learned")`` with its defaults, and its weight=0
     twin; test MSEs in the data's units (``-est.score``)."""
     epochs = "auto" if s.epochs == 0 else s.epochs
@@ -308,12 +378,22 @@ def _train_estimator(dataset_kind, n_modules, seed, setting, s: Setting, data, s
     learned = est.coactivation_
     history = learned.history
     return Trained(
-        dataset_kind, n_modules, seed, setting, data, ScaledInput(est).eval(),
-        "model." + est.layer_, learned, learned.graph,
-        history[-1][0] if history else None, history,
-        mse=-est.score(data.X_test), mse_baseline=-twin.score(data.X_test),
-        seconds=time.perf_counter() - start, baseline=ScaledInput(twin).eval(),
-    )  # fmt: skip
+        dataset_kind,
+        n_modules,
+        seed,
+        setting,
+        data,
+        ScaledInput(est).eval(),
+        "model." + est.layer_,
+        learned,
+        learned.graph,
+        history[-1][0] if history else None,
+        history,
+        mse=-est.score(data.X_test),
+        mse_baseline=-twin.score(data.X_test),
+        seconds=time.perf_counter() - start,
+        baseline=ScaledInput(twin).eval(),
+    )
 
 
 def measure(run: Trained) -> dict:
@@ -325,31 +405,40 @@ def measure(run: Trained) -> dict:
         truth = datasets.coarse_labels(data.y_test, len(data.classes) // run.n_modules)
     Z = analysis.activations(run.model, data.X_test, run.layer)
     row: dict = {
-        "dataset": run.dataset_kind, "n_modules": run.n_modules, "seed": run.seed,
-        "setting": run.setting, "planted": run.n_modules,
-    }  # fmt: skip
+        "dataset": run.dataset_kind,
+        "n_modules": run.n_modules,
+        "seed": run.seed,
+        "setting": run.setting,
+        "planted": run.n_modules,
+    }
     if graph is None:  # no graph was ever built (training shorter than the warm-up)
         labels = None
         row.update(components=0, exact=False, module_sizes=[], ari=None, nmi=None, purity=None)
     else:
         labels = analysis.modules(graph)
         count = int(labels.max()) + 1
-        row.update(components=count, exact=count == run.n_modules,
-                   module_sizes=np.bincount(labels).tolist(),
-                   **_indication_scores(Z, labels, truth))  # fmt: skip
+        row.update(
+            components=count,
+            exact=count == run.n_modules,
+            module_sizes=np.bincount(labels).tolist(),
+            **_indication_scores(Z, labels, truth),
+        )
     row["split_ari"] = row["split_nmi"] = None
     if labels is not None and row["components"] < run.n_modules:
         split = analysis.modules(graph, n_modules=run.n_modules, seed=run.seed)
         scores = _indication_scores(Z, split, truth)
         row.update(split_ari=scores["ari"], split_nmi=scores["nmi"])
     row.update(
-        mse=run.mse, mse_baseline=run.mse_baseline, mse_ratio=run.mse / run.mse_baseline,
-        graph_step=run.graph_step, n_updates=run.learned.n_updates,
+        mse=run.mse,
+        mse_baseline=run.mse_baseline,
+        mse_ratio=run.mse / run.mse_baseline,
+        graph_step=run.graph_step,
+        n_updates=run.learned.n_updates,
         components_history=[int(g.components()[0]) for _, g in run.history],
         components_in_use=run.learned.n_components,
         module_drivers=[] if labels is None else module_drivers(Z, labels, truth),
         seconds=run.seconds,
-    )  # fmt: skip
+    )
     if run.dataset_kind == "hierarchical":
         fine = (
             _indication_scores(Z, labels, data.y_test)
@@ -514,12 +603,15 @@ def summarize(rows: Iterable[dict]) -> list[dict]:
     out = []
     for (kind, n, setting), group in groups.items():
         record = {
-            "dataset": kind, "n_modules": n, "setting": setting, "seeds": len(group),
+            "dataset": kind,
+            "n_modules": n,
+            "setting": setting,
+            "seeds": len(group),
             "exact": sum(bool(r["exact"]) for r in group),
             "exact_rate": _mean([float(bool(r["exact"])) for r in group]),
             "components_mean": _mean([r["components"] for r in group]),
             "components": [r["components"] for r in group],
-        }  # fmt: skip
+        }
         if kind != "binary_modules":
             drivers = [r["module_drivers"] for r in group]
             record["single_modules_mean"] = _mean([sum(len(d) == 1 for d in m) for m in drivers])
@@ -583,22 +675,29 @@ def tune(
         trial = dataclasses.replace(
             config, **{setting: dataclasses.replace(config.setting(setting), **values)}
         )
-        todo += [(kind, n, seed, setting, trial)
-                 for (kind, n), seed in itertools.product(datasets, seeds)]  # fmt: skip
+        todo += [
+            (kind, n, seed, setting, trial)
+            for (kind, n), seed in itertools.product(datasets, seeds)
+        ]
     all_rows = run_many(todo, workers, f"tuning {setting}", progress)
     per = len(datasets) * len(seeds)
     out = []
     for i, combo in enumerate(combos):
         values = dict(zip(names, combo, strict=True))
         rows = all_rows[i * per : (i + 1) * per]
-        out.append({
-            **values,
-            "runs": len(rows),
-            "exact": sum(bool(r["exact"]) for r in rows),
-            "ari_mean": _mean([r["ari"] for r in rows if r["ari"] is not None]),
-            "mse_ratio_mean": _mean([r["mse_ratio"] for r in rows]),
-            "components": {f"{kind}:{n}": [r["components"] for r in rows
-                                           if (r["dataset"], r["n_modules"]) == (kind, n)]
-                           for kind, n in datasets},
-        })  # fmt: skip
+        out.append(
+            {
+                **values,
+                "runs": len(rows),
+                "exact": sum(bool(r["exact"]) for r in rows),
+                "ari_mean": _mean([r["ari"] for r in rows if r["ari"] is not None]),
+                "mse_ratio_mean": _mean([r["mse_ratio"] for r in rows]),
+                "components": {
+                    f"{kind}:{n}": [
+                        r["components"] for r in rows if (r["dataset"], r["n_modules"]) == (kind, n)
+                    ]
+                    for kind, n in datasets
+                },
+            }
+        )
     return out

@@ -98,10 +98,10 @@ def run(config: DemoConfig, out: str, device: str = "auto", progress: bool = Tru
 
 def _metrics(config: DemoConfig, results: dict) -> dict:
     base = results["none"]["test_mse"]
-    models = with_controls({
-        key: public_fields(r) | {"mse_ratio": r["test_mse"] / base}
-        for key, r in results.items()
-    }, reference="none")
+    models = with_controls(
+        {key: public_fields(r) | {"mse_ratio": r["test_mse"] / base} for key, r in results.items()},
+        reference="none",
+    )
     return {
         "data": {"name": "mnist", "n_train": config.n_train, "n_test": config.n_test},
         "graph": config.graph,
@@ -130,31 +130,49 @@ def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
 
 def _sections(config: DemoConfig, metrics: dict, figures: dict[str, str]) -> list[Section]:
     models = metrics["models"]
-    rows = table_rows(models, lambda m: {
-        "test MSE": f"{m['test_mse']:.5f}",
-        "MSE vs no GSR": f"{m['mse_ratio']:.3f}x",
-    })
+    rows = table_rows(
+        models,
+        lambda m: {
+            "test MSE": f"{m['test_mse']:.5f}",
+            "MSE vs no GSR": f"{m['mse_ratio']:.3f}x",
+        },
+    )
     gsr, none = models["gsr"], models["none"]
     summary = prose(
-        "demo/summary.txt", epochs=config.epochs, seed=config.seed, graph=config.graph,
-        layer=config.layer, weight=config.weight, gsr=gsr, base=none,
+        "demo/summary.txt",
+        epochs=config.epochs,
+        seed=config.seed,
+        graph=config.graph,
+        layer=config.layer,
+        weight=config.weight,
+        gsr=gsr,
+        base=none,
         change=direction(none["morans_i"], gsr["morans_i"]),
-        verdict=analysis.map_verdict_text(gsr["verdict_vs_controls"],
-                                          f"GSR λ={config.weight:g}",
-                                          f"{gsr['mse_ratio']:.3f}x the MSE"),
+        verdict=analysis.map_verdict_text(
+            gsr["verdict_vs_controls"],
+            f"GSR λ={config.weight:g}",
+            f"{gsr['mse_ratio']:.3f}x the MSE",
+        ),
         budget=budget_sentence(metrics["budget"], "the test MSE"),
     )
     return [
         Section("Summary", text=summary, table=rows),
         Section("Controls", text=controls_text(), table=verdict_rows(models)),
-        Section("Class maps", text=prose("demo/class_maps.txt",
-                                         n_nodes=graphs.parse(config.graph).n_nodes),
-                figures=[figures["class_maps"]]),
-        Section("Class maps minus the global mean",
-                text="What sets each digit apart: red above, blue below the average map.",
-                figures=[figures["class_maps_minus_mean"]]),
-        Section("Class segmentation", text="Per neuron, the digit whose L1-normalised "
-                "average map claims it most.", figures=[figures["segmentation"]]),
+        Section(
+            "Class maps",
+            text=prose("demo/class_maps.txt", n_nodes=graphs.parse(config.graph).n_nodes),
+            figures=[figures["class_maps"]],
+        ),
+        Section(
+            "Class maps minus the global mean",
+            text="What sets each digit apart: red above, blue below the average map.",
+            figures=[figures["class_maps_minus_mean"]],
+        ),
+        Section(
+            "Class segmentation",
+            text="Per neuron, the digit whose L1-normalised average map claims it most.",
+            figures=[figures["segmentation"]],
+        ),
         Section("Training", figures=[figures["training"]]),
     ]
 

@@ -45,8 +45,12 @@ ARI_GOOD = 0.9
 HIERARCHICAL = "hierarchical"
 BINARY = "binary_modules"
 #: the figures a run writes: ``{key: file stem}`` (``figures/<stem>.png``)
-FIGURES = {"heatmaps": "module_fine_heatmaps", "bits": "bit_module_correlation",
-           "levels": "ari_coarse_vs_fine", "sweep": "weight_sweep"}
+FIGURES = {
+    "heatmaps": "module_fine_heatmaps",
+    "bits": "bit_module_correlation",
+    "levels": "ari_coarse_vs_fine",
+    "sweep": "weight_sweep",
+}
 
 
 @dataclass(frozen=True)
@@ -69,18 +73,22 @@ class HierarchyConfig(cr.StudyConfig):
         for field in ("n_modules", "bits"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"HierarchyConfig.{field} must be an integer >= 2, "
-                                 f"got {value!r}")
+                raise ValueError(f"HierarchyConfig.{field} must be an integer >= 2, got {value!r}")
 
     @classmethod
     def quick(cls, **overrides) -> HierarchyConfig:
         """Seconds: one seed, shorter training, a two-point sweep."""
-        quick = {"n_seeds": 1, "n_samples": 1500, "gsreg_epochs": 30,
-                 "authors_warmup_steps": 200, "authors_epochs": 12, "defaults_epochs": 40,
-                 "sweep_weights": (0.0, 0.1), "workers": 1}
+        quick = {
+            "n_seeds": 1,
+            "n_samples": 1500,
+            "gsreg_epochs": 30,
+            "authors_warmup_steps": 200,
+            "authors_epochs": 12,
+            "defaults_epochs": 40,
+            "sweep_weights": (0.0, 0.1),
+            "workers": 1,
+        }
         return cls(**{**quick, **overrides})
-
-
 
 
 def datasets_of(config: HierarchyConfig) -> list[tuple[str, int]]:
@@ -115,14 +123,20 @@ def subtype_split(pred: np.ndarray, fine: np.ndarray, subtypes: int) -> dict:
     fine = np.asarray(fine)
     n_modules = int(fine.max()) // subtypes + 1
     majority = majority_modules(pred, fine, n_modules * subtypes)
-    distinct = [len(set(majority[j * subtypes:(j + 1) * subtypes].tolist()))
-                for j in range(n_modules)]
-    return {"modules": n_modules, "merged": sum(d == 1 for d in distinct),
-            "split": sum(d == subtypes for d in distinct), "majority": majority.tolist()}
+    distinct = [
+        len(set(majority[j * subtypes : (j + 1) * subtypes].tolist())) for j in range(n_modules)
+    ]
+    return {
+        "modules": n_modules,
+        "merged": sum(d == 1 for d in distinct),
+        "split": sum(d == subtypes for d in distinct),
+        "majority": majority.tolist(),
+    }
 
 
-def hierarchy_level(ari_coarse: float | None, ari_fine: float | None,
-                    good: float = ARI_GOOD) -> str:
+def hierarchy_level(
+    ari_coarse: float | None, ari_fine: float | None, good: float = ARI_GOOD
+) -> str:
     """``"coarse"`` or ``"fine"``: the level whose ARI reaches ``good`` and beats the
     other's; ``"neither"`` otherwise."""
     if ari_coarse is None or ari_fine is None:
@@ -134,8 +148,9 @@ def hierarchy_level(ari_coarse: float | None, ari_fine: float | None,
     return "neither"
 
 
-def binary_level(bit_match: float | None, ari_patterns: float | None,
-                 good: float = ARI_GOOD) -> str:
+def binary_level(
+    bit_match: float | None, ari_patterns: float | None, good: float = ARI_GOOD
+) -> str:
     """``"bits"`` (one module per on/off module: bit match >= ``good``), ``"patterns"``
     (one module per pattern: ARI >= ``good``) or ``"neither"``."""
     if bit_match is not None and bit_match >= good:
@@ -162,14 +177,20 @@ def readout(run: ci.Trained) -> dict:
         truth = datasets.coarse_labels(data.y_test, len(data.classes) // run.n_modules)
     labels = None if run.graph is None else analysis.modules(run.graph)
     k = len(np.unique(truth)) if labels is None else int(labels.max()) + 1
-    out = {"controls": analysis.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
-           "subtypes": None, "_table": None}
+    out = {
+        "controls": analysis.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
+        "subtypes": None,
+        "_table": None,
+    }
     if run.dataset_kind != HIERARCHICAL or labels is None:
         return out
     pred = analysis.indicated_modules(Z, labels)
     subtypes = len(data.classes) // run.n_modules
-    return {**out, "subtypes": subtype_split(pred, data.y_test, subtypes),
-            "_table": analysis.module_class_table(Z, labels, data.y_test)}
+    return {
+        **out,
+        "subtypes": subtype_split(pred, data.y_test, subtypes),
+        "_table": analysis.module_class_table(Z, labels, data.y_test),
+    }
 
 
 def raw_kmeans(config: HierarchyConfig) -> dict[int, dict]:
@@ -206,17 +227,27 @@ def run(config: HierarchyConfig, out: str, device: str = "auto", progress: bool 
     return metrics
 
 
-def _metrics(config: HierarchyConfig, rows: list[dict], sweep_rows: list[dict],
-             kmeans: dict[int, dict]) -> dict:
+def _metrics(
+    config: HierarchyConfig, rows: list[dict], sweep_rows: list[dict], kmeans: dict[int, dict]
+) -> dict:
     groups = cr.group_records(rows)
     study = config.study(datasets_of(config))
-    mean_k = {key: float(np.mean([k[key] for k in kmeans.values()]))
-              for key in next(iter(kmeans.values()))}
+    mean_k = {
+        key: float(np.mean([k[key] for k in kmeans.values()]))
+        for key in next(iter(kmeans.values()))
+    }
     return {
-        "data": {"hierarchical": {"n_modules": config.n_modules, "subtypes": study.subtypes,
-                                  "n_samples": config.n_samples},
-                 "binary_modules": {"bits": config.bits,
-                                    "samples_per_pattern": config.n_samples // 2**config.bits}},
+        "data": {
+            "hierarchical": {
+                "n_modules": config.n_modules,
+                "subtypes": study.subtypes,
+                "n_samples": config.n_samples,
+            },
+            "binary_modules": {
+                "bits": config.bits,
+                "samples_per_pattern": config.n_samples // 2**config.bits,
+            },
+        },
         "seeds": list(config.seeds),
         "settings": {s: dataclasses.asdict(study.setting(s)) for s in config.settings},
         "ari_good": ARI_GOOD,
@@ -224,14 +255,23 @@ def _metrics(config: HierarchyConfig, rows: list[dict], sweep_rows: list[dict],
         "hierarchical": {s: _hierarchical(_rows(rows, HIERARCHICAL, s)) for s in config.settings},
         "binary": {s: _binary(_rows(rows, BINARY, s)) for s in config.settings},
         "kmeans": {"per_seed": {str(seed): k for seed, k in kmeans.items()}, "mean": mean_k},
-        "controls": {"k": K_RULE, "labels": dict(analysis.MODULE_CONTROL_LABELS),
-                     "permutations": analysis.NULL_PERMUTATIONS, "p_level": analysis.P_LEVEL,
-                     "leiden": analysis.leiden_available()},
-        "verdict": {kind: {s: _verdict(_rows(rows, kind, s)) for s in config.settings}
-                    for kind in (HIERARCHICAL, BINARY)},
+        "controls": {
+            "k": K_RULE,
+            "labels": dict(analysis.MODULE_CONTROL_LABELS),
+            "permutations": analysis.NULL_PERMUTATIONS,
+            "p_level": analysis.P_LEVEL,
+            "leiden": analysis.leiden_available(),
+        },
+        "verdict": {
+            kind: {s: _verdict(_rows(rows, kind, s)) for s in config.settings}
+            for kind in (HIERARCHICAL, BINARY)
+        },
         "sweep": cr.sweep_records(sweep_rows),
-        "wrecked": [f"{_data_label(r['dataset'])}, {cr.SETTING_LABELS[r['setting']]}"
-                    for r in groups if r["cost"]["verdict"] == WRECKED],
+        "wrecked": [
+            f"{_data_label(r['dataset'])}, {cr.SETTING_LABELS[r['setting']]}"
+            for r in groups
+            if r["cost"]["verdict"] == WRECKED
+        ],
         "defaults_target": cr.defaults_target(rows),
         "runs": [cr.public(r) for r in rows],
         "sweep_runs": [cr.public(r) for r in sweep_rows],
@@ -239,8 +279,9 @@ def _metrics(config: HierarchyConfig, rows: list[dict], sweep_rows: list[dict],
 
 
 #: how many groups each control gets in this experiment
-K_RULE = ("as many groups as the GSR run found modules (the number of labels where no graph "
-          "was built)")
+K_RULE = (
+    "as many groups as the GSR run found modules (the number of labels where no graph was built)"
+)
 
 
 def _verdict(rows: Sequence[Mapping]) -> dict:
@@ -257,21 +298,29 @@ def _hierarchical(rows: Sequence[Mapping]) -> dict:
     """Which level one setting's hierarchical runs indicate, and at what cost."""
     coarse, fine = cr.mean_of([r["ari"] for r in rows]), cr.mean_of([r["ari_fine"] for r in rows])
     splits = [r["subtypes"] for r in rows if r["subtypes"] is not None]
-    return {"ari_coarse_mean": coarse, "ari_fine_mean": fine,
-            "components": [r["components"] for r in rows],
-            "modules": sum(s["modules"] for s in splits),
-            "merged": sum(s["merged"] for s in splits),
-            "split": sum(s["split"] for s in splits),
-            "level": hierarchy_level(coarse, fine), "cost": cr.cost(rows)}
+    return {
+        "ari_coarse_mean": coarse,
+        "ari_fine_mean": fine,
+        "components": [r["components"] for r in rows],
+        "modules": sum(s["modules"] for s in splits),
+        "merged": sum(s["merged"] for s in splits),
+        "split": sum(s["split"] for s in splits),
+        "level": hierarchy_level(coarse, fine),
+        "cost": cr.cost(rows),
+    }
 
 
 def _binary(rows: Sequence[Mapping]) -> dict:
     """How one setting's modules map to the bits, and at what cost."""
     match, ari = cr.mean_of([r["bit_match"] for r in rows]), cr.mean_of([r["ari"] for r in rows])
-    return {"bit_match_mean": match, "ari_patterns_mean": ari,
-            "bits_owned": [r["bits_owned"] for r in rows],
-            "components": [r["components"] for r in rows],
-            "level": binary_level(match, ari), "cost": cr.cost(rows)}
+    return {
+        "bit_match_mean": match,
+        "ari_patterns_mean": ari,
+        "bits_owned": [r["bits_owned"] for r in rows],
+        "components": [r["components"] for r in rows],
+        "level": binary_level(match, ari),
+        "cost": cr.cost(rows),
+    }
 
 
 def _data_label(kind: str) -> str:
@@ -286,7 +335,8 @@ def headline(metrics: dict) -> dict[str, str]:
         out[cr.SETTING_LABELS[setting]] = (
             f"hierarchical: level {h['level']}, ARI coarse {cr.fmt(h['ari_coarse_mean'])} / "
             f"fine {cr.fmt(h['ari_fine_mean'])}, MSE {h['cost']['mse_ratio']:.2f}x; binary: "
-            f"bit match {cr.fmt(b['bit_match_mean'])}, MSE {b['cost']['mse_ratio']:.2f}x")
+            f"bit match {cr.fmt(b['bit_match_mean'])}, MSE {b['cost']['mse_ratio']:.2f}x"
+        )
     for kind, verdicts in metrics["verdict"].items():
         for setting, verdict in verdicts.items():
             key = f"vs best control ({_data_label(kind)}, {cr.SETTING_LABELS[setting]})"
@@ -299,16 +349,19 @@ def headline(metrics: dict) -> dict[str, str]:
 # --------------------------------------------------------------------------- figures
 
 
-def _figures(folder: RunFolder, config: HierarchyConfig, rows: list[dict], metrics: dict
-             ) -> dict[str, str]:
+def _figures(
+    folder: RunFolder, config: HierarchyConfig, rows: list[dict], metrics: dict
+) -> dict[str, str]:
     subtypes = config.study(()).subtypes
     plots = {
         "heatmaps": lambda: _plot_tables(config, rows),
         "bits": lambda: _plot_bits(config, rows),
         "levels": lambda: _plot_levels(config, rows, metrics),
         "sweep": lambda: cr.plot_sweep(
-            metrics["sweep"], lambda r: f"{r['n_modules']} x {subtypes} hierarchical",
-            ari_keys=(("ari_mean", "coarse"), ("ari_fine_mean", "fine"))),
+            metrics["sweep"],
+            lambda r: f"{r['n_modules']} x {subtypes} hierarchical",
+            ari_keys=(("ari_mean", "coarse"), ("ari_fine_mean", "fine")),
+        ),
     }
     return {key: folder.save_figure(plots[key](), stem) for key, stem in FIGURES.items()}
 
@@ -329,9 +382,11 @@ def _plot_tables(config: HierarchyConfig, rows: Sequence[Mapping]) -> plt.Figure
         row = cr.typical(_rows(rows, HIERARCHICAL, setting))
         if row["_table"] is not None:
             table, ids, classes = row["_table"]
-            title = (f"{cr.SETTING_LABELS[setting]}, seed {row['seed']}: "
-                     f"{cr.plural(row['components'], 'component')}, ARI coarse "
-                     f"{cr.fmt(row['ari'])}, fine {cr.fmt(row['ari_fine'])}")
+            title = (
+                f"{cr.SETTING_LABELS[setting]}, seed {row['seed']}: "
+                f"{cr.plural(row['components'], 'component')}, ARI coarse "
+                f"{cr.fmt(row['ari'])}, fine {cr.fmt(row['ari_fine'])}"
+            )
             panels.append((title, table, ids, [names[c] for c in classes]))
     if not panels:
         fig, ax = plt.subplots(figsize=(4, 2))
@@ -343,8 +398,9 @@ def _plot_tables(config: HierarchyConfig, rows: Sequence[Mapping]) -> plt.Figure
 
 def _plot_bits(config: HierarchyConfig, rows: Sequence[Mapping]) -> plt.Figure:
     nrows, ncols = len(config.settings), config.n_seeds
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
-                             figsize=(1.1 + 2.0 * ncols, 2.7 * nrows))
+    fig, axes = plt.subplots(
+        nrows, ncols, squeeze=False, layout="constrained", figsize=(1.1 + 2.0 * ncols, 2.7 * nrows)
+    )
     image = None
     for axes_row, setting in zip(axes, config.settings, strict=True):
         for ax, row in zip(axes_row, _rows(rows, BINARY, setting), strict=True):
@@ -354,34 +410,61 @@ def _plot_bits(config: HierarchyConfig, rows: Sequence[Mapping]) -> plt.Figure:
                 continue
             image = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
             for (i, j), value in np.ndenumerate(corr):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if abs(value) > 0.6 else "black")
-            ax.set_xticks(range(config.bits), [f"bit {j}" for j in range(config.bits)],
-                          fontsize=7)
-            ax.set_yticks(range(len(corr)), [f"module {m}" for m in range(len(corr))],
-                          fontsize=7)
-            ax.set_title(f"{cr.SETTING_LABELS[setting]}, seed {row['seed']}\nbit match "
-                         f"{row['bit_match']:.2f}", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if abs(value) > 0.6 else "black",
+                )
+            ax.set_xticks(range(config.bits), [f"bit {j}" for j in range(config.bits)], fontsize=7)
+            ax.set_yticks(range(len(corr)), [f"module {m}" for m in range(len(corr))], fontsize=7)
+            ax.set_title(
+                f"{cr.SETTING_LABELS[setting]}, seed {row['seed']}\nbit match "
+                f"{row['bit_match']:.2f}",
+                fontsize=8,
+            )
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="correlation over test samples")
     return fig
 
 
-def _plot_levels(config: HierarchyConfig, rows: Sequence[Mapping], metrics: dict
-                 ) -> plt.Figure:
+def _plot_levels(config: HierarchyConfig, rows: Sequence[Mapping], metrics: dict) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.4, 4.6), layout="constrained")
     for setting in config.settings:
         group = [r for r in _rows(rows, HIERARCHICAL, setting) if r["ari"] is not None]
-        ax.scatter([r["ari"] for r in group], [r["ari_fine"] for r in group], s=30,
-                   color=cr.SETTING_COLORS[setting], label=cr.SETTING_LABELS[setting],
-                   alpha=0.7, zorder=3)
+        ax.scatter(
+            [r["ari"] for r in group],
+            [r["ari_fine"] for r in group],
+            s=30,
+            color=cr.SETTING_COLORS[setting],
+            label=cr.SETTING_LABELS[setting],
+            alpha=0.7,
+            zorder=3,
+        )
     k = metrics["kmeans"]["mean"]
     ref = k["coarse_labels_fine_ari"]
-    ax.scatter([1, ref], [ref, 1], marker="*", s=260, facecolors="none", edgecolors="black",
-               zorder=4, label="perfect coarse / perfect fine")
-    ax.scatter([k["k_coarse_ari_coarse"], k["k_fine_ari_coarse"]],
-               [k["k_coarse_ari_fine"], k["k_fine_ari_fine"]], marker="x", s=50, color="grey",
-               label="k-means on raw data (k = coarse, fine)", zorder=2)
+    ax.scatter(
+        [1, ref],
+        [ref, 1],
+        marker="*",
+        s=260,
+        facecolors="none",
+        edgecolors="black",
+        zorder=4,
+        label="perfect coarse / perfect fine",
+    )
+    ax.scatter(
+        [k["k_coarse_ari_coarse"], k["k_fine_ari_coarse"]],
+        [k["k_coarse_ari_fine"], k["k_fine_ari_fine"]],
+        marker="x",
+        s=50,
+        color="grey",
+        label="k-means on raw data (k = coarse, fine)",
+        zorder=2,
+    )
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
     ax.set_xlim(-0.05, 1.05)
     ax.set_ylim(-0.05, 1.05)
@@ -398,107 +481,158 @@ def _plot_levels(config: HierarchyConfig, rows: Sequence[Mapping], metrics: dict
 def _sections(config: HierarchyConfig, metrics: dict, figures: dict[str, str]) -> list[Section]:
     return [
         Section("Summary", text=_summary(config, metrics), table=_group_table(metrics)),
-        Section("Controls", text=_controls_text(config, metrics),
-                table=_controls_table(metrics)),
-        Section("Coarse or fine (hierarchical data)", text=prose(
-            "hierarchy/levels.txt",
-            reference=metrics["kmeans"]["mean"]["coarse_labels_fine_ari"]),
-            table=_hierarchical_table(metrics), figures=[figures["levels"]]),
-        Section("What drives each module (hierarchical data)", text=prose(
-            "hierarchy/drivers.txt", subtypes=_subtype_names(0, config.study(()).subtypes)),
-            figures=[figures["heatmaps"]]),
-        Section("Bits and modules (binary data)", text=prose("hierarchy/bits.txt"),
-                table=_binary_table(metrics), figures=[figures["bits"]]),
-        Section("The weight trade-off (hierarchical data)", text=_sweep_text(metrics),
-                figures=[figures["sweep"]]),
+        Section("Controls", text=_controls_text(config, metrics), table=_controls_table(metrics)),
+        Section(
+            "Coarse or fine (hierarchical data)",
+            text=prose(
+                "hierarchy/levels.txt",
+                reference=metrics["kmeans"]["mean"]["coarse_labels_fine_ari"],
+            ),
+            table=_hierarchical_table(metrics),
+            figures=[figures["levels"]],
+        ),
+        Section(
+            "What drives each module (hierarchical data)",
+            text=prose(
+                "hierarchy/drivers.txt", subtypes=_subtype_names(0, config.study(()).subtypes)
+            ),
+            figures=[figures["heatmaps"]],
+        ),
+        Section(
+            "Bits and modules (binary data)",
+            text=prose("hierarchy/bits.txt"),
+            table=_binary_table(metrics),
+            figures=[figures["bits"]],
+        ),
+        Section(
+            "The weight trade-off (hierarchical data)",
+            text=_sweep_text(metrics),
+            figures=[figures["sweep"]],
+        ),
     ]
 
 
 def _verdict_sentence(kind: str, setting: str, verdict: Mapping) -> str:
     target = "coarse modules" if kind == HIERARCHICAL else "patterns"
     return cr.verdict_sentence(
-        verdict, f"On the {_data_label(kind)} data (ARI against the {target}), the "
-        f"{cr.SETTING_LABELS[setting]}'s modules")
+        verdict,
+        f"On the {_data_label(kind)} data (ARI against the {target}), the "
+        f"{cr.SETTING_LABELS[setting]}'s modules",
+    )
 
 
 def _controls_table(metrics: dict) -> list[dict]:
-    return [cr.controls_row(f"{_data_label(kind)}, {cr.SETTING_LABELS[s]}", v)
-            for kind, verdicts in metrics["verdict"].items() for s, v in verdicts.items()]
+    return [
+        cr.controls_row(f"{_data_label(kind)}, {cr.SETTING_LABELS[s]}", v)
+        for kind, verdicts in metrics["verdict"].items()
+        for s, v in verdicts.items()
+    ]
 
 
 def _verdict_sentences(metrics: dict) -> list[str]:
-    return [_verdict_sentence(kind, s, v) for kind, verdicts in metrics["verdict"].items()
-            for s, v in verdicts.items()]
+    return [
+        _verdict_sentence(kind, s, v)
+        for kind, verdicts in metrics["verdict"].items()
+        for s, v in verdicts.items()
+    ]
 
 
 def _controls_text(config: HierarchyConfig, metrics: dict) -> str:
-    return prose("hierarchy/controls.txt", rule=cr.controls_rule(K_RULE),
-                    verdicts=_verdict_sentences(metrics))
+    return prose(
+        "hierarchy/controls.txt",
+        rule=cr.controls_rule(K_RULE),
+        verdicts=_verdict_sentences(metrics),
+    )
 
 
 def _group_table(metrics: dict) -> list[dict]:
     table = []
     for record in metrics["groups"]:
         group = _rows(metrics["runs"], record["dataset"], record["setting"])
-        table.append({
-            "data": _data_label(record["dataset"]),
-            "setting": cr.SETTING_LABELS[record["setting"]],
-            "components per seed": ", ".join(str(c) for c in record["components"]),
-            "ARI (coarse / patterns)": cr.mean_sd([r["ari"] for r in group]),
-            "ARI fine": cr.mean_sd([r.get("ari_fine") for r in group]),
-            "bit match": cr.mean_sd([r.get("bit_match") for r in group]),
-            "test MSE vs λ = 0 (per-seed range)": cr.cost_cell(record),
-        })
+        table.append(
+            {
+                "data": _data_label(record["dataset"]),
+                "setting": cr.SETTING_LABELS[record["setting"]],
+                "components per seed": ", ".join(str(c) for c in record["components"]),
+                "ARI (coarse / patterns)": cr.mean_sd([r["ari"] for r in group]),
+                "ARI fine": cr.mean_sd([r.get("ari_fine") for r in group]),
+                "bit match": cr.mean_sd([r.get("bit_match") for r in group]),
+                "test MSE vs λ = 0 (per-seed range)": cr.cost_cell(record),
+            }
+        )
     return table
 
 
 def _hierarchical_table(metrics: dict) -> list[dict]:
-    return [{
-        "setting": cr.SETTING_LABELS[s],
-        "components per seed": ", ".join(map(str, h["components"])),
-        "mean ARI coarse": cr.fmt(h["ari_coarse_mean"]),
-        "mean ARI fine": cr.fmt(h["ari_fine_mean"]),
-        "modules with sub-types merged": f"{h['merged']}/{h['modules']}",
-        "modules with sub-types split": f"{h['split']}/{h['modules']}",
-        "level indicated": h["level"],
-    } for s, h in metrics["hierarchical"].items()]
+    return [
+        {
+            "setting": cr.SETTING_LABELS[s],
+            "components per seed": ", ".join(map(str, h["components"])),
+            "mean ARI coarse": cr.fmt(h["ari_coarse_mean"]),
+            "mean ARI fine": cr.fmt(h["ari_fine_mean"]),
+            "modules with sub-types merged": f"{h['merged']}/{h['modules']}",
+            "modules with sub-types split": f"{h['split']}/{h['modules']}",
+            "level indicated": h["level"],
+        }
+        for s, h in metrics["hierarchical"].items()
+    ]
 
 
 def _binary_table(metrics: dict) -> list[dict]:
-    return [{
-        "setting": cr.SETTING_LABELS[s],
-        "components per seed": ", ".join(map(str, b["components"])),
-        "mean bit match": cr.fmt(b["bit_match_mean"]),
-        "bits owned per seed": ", ".join(map(str, b["bits_owned"])),
-        "mean ARI vs patterns": cr.fmt(b["ari_patterns_mean"]),
-        "level indicated": b["level"],
-    } for s, b in metrics["binary"].items()]
+    return [
+        {
+            "setting": cr.SETTING_LABELS[s],
+            "components per seed": ", ".join(map(str, b["components"])),
+            "mean bit match": cr.fmt(b["bit_match_mean"]),
+            "bits owned per seed": ", ".join(map(str, b["bits_owned"])),
+            "mean ARI vs patterns": cr.fmt(b["ari_patterns_mean"]),
+            "level indicated": b["level"],
+        }
+        for s, b in metrics["binary"].items()
+    ]
 
 
 def _summary(config: HierarchyConfig, metrics: dict) -> str:
-    settings = [{"label": cr.SETTING_LABELS[s], "hierarchical": metrics["hierarchical"][s],
-                 "level": _level_words(metrics["hierarchical"][s]["level"]),
-                 "binary": metrics["binary"][s],
-                 "binary_level": _binary_words(metrics["binary"][s]["level"])}
-                for s in config.settings]
+    settings = [
+        {
+            "label": cr.SETTING_LABELS[s],
+            "hierarchical": metrics["hierarchical"][s],
+            "level": _level_words(metrics["hierarchical"][s]["level"]),
+            "binary": metrics["binary"][s],
+            "binary_level": _binary_words(metrics["binary"][s]["level"]),
+        }
+        for s in config.settings
+    ]
     return prose(
-        "hierarchy/summary.txt", n_modules=config.n_modules,
-        subtypes=config.study(()).subtypes, n_samples=config.n_samples, bits=config.bits,
-        seeds=metrics["seeds"], cost_rule=cr.cost_rule(), settings=settings,
-        kmeans=metrics["kmeans"]["mean"], verdicts=_verdict_sentences(metrics),
-        wrecked=metrics["wrecked"], mse_wrecked=MSE_WRECKED)
+        "hierarchy/summary.txt",
+        n_modules=config.n_modules,
+        subtypes=config.study(()).subtypes,
+        n_samples=config.n_samples,
+        bits=config.bits,
+        seeds=metrics["seeds"],
+        cost_rule=cr.cost_rule(),
+        settings=settings,
+        kmeans=metrics["kmeans"]["mean"],
+        verdicts=_verdict_sentences(metrics),
+        wrecked=metrics["wrecked"],
+        mse_wrecked=MSE_WRECKED,
+    )
 
 
 def _level_words(level: str) -> str:
-    return {"coarse": "the coarse level (one component per planted module)",
-            "fine": "the fine level (one component per sub-type)",
-            "neither": "neither level clearly"}[level]
+    return {
+        "coarse": "the coarse level (one component per planted module)",
+        "fine": "the fine level (one component per sub-type)",
+        "neither": "neither level clearly",
+    }[level]
 
 
 def _binary_words(level: str) -> str:
-    return {"bits": "one module per on/off module",
-            "patterns": "one module per pattern, not per bit",
-            "neither": "the modules do not reliably separate the bits"}[level]
+    return {
+        "bits": "one module per on/off module",
+        "patterns": "one module per pattern, not per bit",
+        "neither": "the modules do not reliably separate the bits",
+    }[level]
 
 
 def _sweep_text(metrics: dict) -> str:
@@ -507,9 +641,11 @@ def _sweep_text(metrics: dict) -> str:
     levels = {r["weight"]: hierarchy_level(r["ari_mean"], r["ari_fine_mean"]) for r in penalised}
     coarse = [r for r in penalised if levels[r["weight"]] == "coarse"]
     return prose(
-        "hierarchy/sweep.txt", records=records,
+        "hierarchy/sweep.txt",
+        records=records,
         no_fine=bool(penalised) and "fine" not in levels.values(),
-        cheapest=min(coarse, key=lambda r: r["cost"]["mse_ratio"]) if coarse else None)
+        cheapest=min(coarse, key=lambda r: r["cost"]["mse_ratio"]) if coarse else None,
+    )
 
 
 __all__ = [

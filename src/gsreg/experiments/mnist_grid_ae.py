@@ -92,8 +92,7 @@ class MnistGridAEConfig:
     @classmethod
     def quick(cls, **overrides) -> MnistGridAEConfig:
         """Seconds: 600 training and 300 test digits, one epoch."""
-        return cls(**{"epochs": 1, "batch_size": 100, "n_train": 600, "n_test": 300,
-                      **overrides})
+        return cls(**{"epochs": 1, "batch_size": 100, "n_train": 600, "n_test": 300, **overrides})
 
 
 @dataclass(frozen=True)
@@ -116,8 +115,11 @@ def _variants(config: MnistGridAEConfig) -> list[Variant]:
     ]
     if config.centered_weight > 0:
         w = config.centered_weight
-        out.append(Variant(f"centered_{lambda_label(w)}", f"centred λ={lambda_label(w)}",
-                            float(w), "centered"))
+        out.append(
+            Variant(
+                f"centered_{lambda_label(w)}", f"centred λ={lambda_label(w)}", float(w), "centered"
+            )
+        )
     if config.budget > 0:
         out.append(budget_variant(config.budget))
     return out
@@ -130,13 +132,12 @@ def variant_keys(config: MnistGridAEConfig) -> list[str]:
 
 def budget_variant(budget: float) -> Variant:
     """The estimators' default model: budget ``budget``, units arranged first."""
-    return Variant("budget", f"budget {budget:g} (arranged, fine-tuned)", 0.0, False,
-                   budget=float(budget))
+    return Variant(
+        "budget", f"budget {budget:g} (arranged, fine-tuned)", 0.0, False, budget=float(budget)
+    )
 
 
-def run(
-    config: MnistGridAEConfig, out: str, device: str = "auto", progress: bool = True
-) -> dict:
+def run(config: MnistGridAEConfig, out: str, device: str = "auto", progress: bool = True) -> dict:
     """Train every model, analyse, write ``out/``; returns the metrics."""
     folder = RunFolder(out)
     graph = graphs.parse(config.graph)
@@ -156,11 +157,14 @@ def train_variant(variant, config, graph, data, device, progress):
     batch_size and lr. Returns (result dict, History)."""
     with seeded(config.seed):
         model = DenseAutoencoder(
-            data.n_features, hidden=(50, 50), latent=config.latent,
+            data.n_features,
+            hidden=(50, 50),
+            latent=config.latent,
             decoder_hidden=(graph.n_nodes, 50),
         )
-        history, seconds, budget = fit_variant(model, variant, config, graph, data, device,
-                                               progress, normalize=variant.normalize)
+        history, seconds, budget = fit_variant(
+            model, variant, config, graph, data, device, progress, normalize=variant.normalize
+        )
         result = {
             "label": variant.label,
             "weight": variant.weight if budget is None else budget["weights"][config.layer],
@@ -183,12 +187,12 @@ def class_map_fields(
     every score is on the test digits."""
     rows = np.arange(len(data.X_train))
     if len(rows) > analysis.ARRANGE_SAMPLES:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, analysis.ARRANGE_SAMPLES,
-                                                          replace=False))
+        rows = np.sort(
+            np.random.default_rng(seed).choice(rows, analysis.ARRANGE_SAMPLES, replace=False)
+        )
     Z_train = analysis.activations(model, data.X_train[rows], layer)
     Z_test = analysis.activations(model, data.X_test, layer)
-    return analysis.map_controls(Z_train, data.y_train[rows], Z_test, data.y_test, graph,
-                                 seed=seed)
+    return analysis.map_controls(Z_train, data.y_train[rows], Z_test, data.y_test, graph, seed=seed)
 
 
 def with_controls(models: dict[str, dict], reference: str = "lambda_0") -> dict[str, dict]:
@@ -206,10 +210,18 @@ def with_controls(models: dict[str, dict], reference: str = "lambda_0") -> dict[
 
 def control_summary(reference: dict) -> dict[str, dict[str, float]]:
     """The λ = 0 controls' headline scores for ``metrics.json``."""
-    keys = ("morans_i", "morans_i_p", "participation_ratio", "contiguity", "territories",
-            "decodability")
-    return {name: {k: fields[k] for k in keys}
-            for name, fields in analysis.map_control_scores(reference).items()}
+    keys = (
+        "morans_i",
+        "morans_i_p",
+        "participation_ratio",
+        "contiguity",
+        "territories",
+        "decodability",
+    )
+    return {
+        name: {k: fields[k] for k in keys}
+        for name, fields in analysis.map_control_scores(reference).items()
+    }
 
 
 def lambda_grid_metrics(
@@ -231,8 +243,11 @@ def lambda_grid_metrics(
     lambdas of the ``wrecking_among`` models that wreck the primary task.
     """
     reference = models["lambda_0"]
-    candidates = [m for m in grid if m["weight"] > 0 and m["verdict"] == CLOSE
-                  and math.isfinite(m["morans_i"])]
+    candidates = [
+        m
+        for m in grid
+        if m["weight"] > 0 and m["verdict"] == CLOSE and math.isfinite(m["morans_i"])
+    ]
     best = max(candidates, key=lambda m: m["morans_i"], default=None)
     return {
         "data": {"name": "mnist", "n_train": len(data.X_train), "n_test": len(data.X_test)},
@@ -247,8 +262,12 @@ def lambda_grid_metrics(
         "morans_i_no_gsr": reference["morans_i"],
         "morans_i_expected": reference["morans_i_expected"],
         "wrecking_lambdas": [m["weight"] for m in wrecking_among if m["verdict"] == WRECKED],
-        "best": None if best is None else {
-            "lambda": best["weight"], "morans_i": best["morans_i"], cost: best[cost],
+        "best": None
+        if best is None
+        else {
+            "lambda": best["weight"],
+            "morans_i": best["morans_i"],
+            cost: best[cost],
             "verdict_vs_controls": best["verdict_vs_controls"],
         },
     }
@@ -256,21 +275,33 @@ def lambda_grid_metrics(
 
 def _metrics(config: MnistGridAEConfig, data: Dataset, results: dict) -> dict:
     base = results["lambda_0"]["test_mse"]
-    models = with_controls({
-        key: public_fields(r) | reconstruction_cost(r["test_mse"], base)
-        for key, r in results.items()
-    })
+    models = with_controls(
+        {
+            key: public_fields(r) | reconstruction_cost(r["test_mse"], base)
+            for key, r in results.items()
+        }
+    )
     plain = [m for m in models.values() if m["normalize"] is False and m["budget"] is None]
     # the centred model counts among the wrecking lambdas too
     shared = lambda_grid_metrics(
         config, data, models, plain, "test_mse", "mse_ratio", list(models.values())
     )
     return shared | {
-        "centered": next(({
-            "lambda": m["weight"], "morans_i": m["morans_i"], "mse_ratio": m["mse_ratio"],
-            "activation_norm": m["activation_norm"], "verdict": m["verdict"],
-            "verdict_vs_controls": m["verdict_vs_controls"],
-        } for m in models.values() if m["normalize"] == "centered"), None),
+        "centered": next(
+            (
+                {
+                    "lambda": m["weight"],
+                    "morans_i": m["morans_i"],
+                    "mse_ratio": m["mse_ratio"],
+                    "activation_norm": m["activation_norm"],
+                    "verdict": m["verdict"],
+                    "verdict_vs_controls": m["verdict_vs_controls"],
+                }
+                for m in models.values()
+                if m["normalize"] == "centered"
+            ),
+            None,
+        ),
         "budget": budget_summary(models),
     }
 
@@ -283,10 +314,16 @@ def budget_summary(models: dict[str, dict]) -> dict | None:
     if m is None:
         return None
     ratio = m.get("mse_ratio", m.get("loss_ratio"))
-    return {"budget": m["budget"]["budget"], "lambda": m["weight"], "morans_i": m["morans_i"],
-            "cost_ratio": ratio, "train_cost": m["budget"]["cost"],
-            "at_floor": m["budget"]["at_floor"], "epochs": m["epochs"],
-            "verdict_vs_controls": m.get("verdict_vs_controls")}
+    return {
+        "budget": m["budget"]["budget"],
+        "lambda": m["weight"],
+        "morans_i": m["morans_i"],
+        "cost_ratio": ratio,
+        "train_cost": m["budget"]["cost"],
+        "at_floor": m["budget"]["at_floor"],
+        "epochs": m["epochs"],
+        "verdict_vs_controls": m.get("verdict_vs_controls"),
+    }
 
 
 def budget_sentence(budget: dict, cost: str) -> str:
@@ -294,8 +331,9 @@ def budget_sentence(budget: dict, cost: str) -> str:
     controls; ``cost`` names the cost, e.g. "the test MSE"."""
     verdict = budget["verdict_vs_controls"]
     if verdict is not None:
-        verdict = analysis.map_verdict_text(verdict, "The budget model",
-                                            f"{budget['cost_ratio']:.3f}x {cost}")
+        verdict = analysis.map_verdict_text(
+            verdict, "The budget model", f"{budget['cost_ratio']:.3f}x {cost}"
+        )
     return prose("mnist_grid_ae/budget.txt", budget=budget, cost=cost, verdict=verdict)
 
 
@@ -309,20 +347,27 @@ def headline(metrics: dict) -> dict[str, str]:
     if best is None:
         out["best λ"] = f"none keeps the MSE within {_percent(MSE_CLOSE - 1)} of λ=0"
     else:
-        out["best λ"] = (f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
-                         f"MSE {best['mse_ratio']:.2f}x")
+        out["best λ"] = (
+            f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
+            f"MSE {best['mse_ratio']:.2f}x"
+        )
         out["best λ vs best control"] = analysis.map_verdict_short(
-            best["verdict_vs_controls"], f"{best['mse_ratio']:.2f}x MSE")
+            best["verdict_vs_controls"], f"{best['mse_ratio']:.2f}x MSE"
+        )
     centered = metrics.get("centered")
     if centered is not None:
-        out["centred form"] = (f"λ={lambda_label(centered['lambda'])}: Moran's I "
-                               f"{centered['morans_i']:.3f}, MSE {centered['mse_ratio']:.2f}x")
+        out["centred form"] = (
+            f"λ={lambda_label(centered['lambda'])}: Moran's I "
+            f"{centered['morans_i']:.3f}, MSE {centered['mse_ratio']:.2f}x"
+        )
         out["centred vs best control"] = analysis.map_verdict_short(
-            centered["verdict_vs_controls"], f"{centered['mse_ratio']:.2f}x MSE")
+            centered["verdict_vs_controls"], f"{centered['mse_ratio']:.2f}x MSE"
+        )
     budget = metrics.get("budget")
     if budget is not None and budget["verdict_vs_controls"] is not None:
         out[f"budget {budget['budget']:g} vs best control"] = analysis.map_verdict_short(
-            budget["verdict_vs_controls"], f"{budget['cost_ratio']:.2f}x MSE")
+            budget["verdict_vs_controls"], f"{budget['cost_ratio']:.2f}x MSE"
+        )
     return out
 
 
@@ -332,11 +377,15 @@ def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
     plain = [r for r in rows if r["normalize"] is False and r["budget"] is None]
     extra = {
         r["label"]: (r["weight"], r["test_mse"], r["morans_i"])
-        for r in rows if r["normalize"] is not False or r["budget"] is not None
+        for r in rows
+        if r["normalize"] is not False or r["budget"] is not None
     }
     tradeoff = plot_tradeoff(
-        [r["weight"] for r in plain], [r["test_mse"] for r in plain],
-        [r["morans_i"] for r in plain], "test MSE", extra=extra,
+        [r["weight"] for r in plain],
+        [r["test_mse"] for r in plain],
+        [r["morans_i"] for r in plain],
+        "test MSE",
+        extra=extra,
         structure_reference=rows[0]["morans_i_expected"],
         control=("λ=0 arranged (control)", rows[0]["arranged"]["morans_i"]),
         title="Primary task and localisation against λ",
@@ -352,54 +401,86 @@ def _figures(folder, config, graph, data, results, histories) -> dict[str, str]:
 def arranged_row(result: dict) -> dict[str, Any]:
     """A figure row (``label``, ``_maps``, ``_deviation_maps``) of a model's layer with its
     units arranged post hoc, from a result with :func:`class_map_fields`."""
-    return {"label": f"{result['label']} arranged", "_maps": result["_arranged_maps"],
-            "_deviation_maps": result["_arranged_deviation_maps"]}
+    return {
+        "label": f"{result['label']} arranged",
+        "_maps": result["_arranged_maps"],
+        "_deviation_maps": result["_arranged_deviation_maps"],
+    }
 
 
 def with_arranged_reference(rows: Sequence[dict]) -> list[dict]:
     """Figure rows with the λ = 0 layer arranged post hoc right after the λ = 0 row."""
-    return [row for r in rows
-            for row in ((r, arranged_row(r)) if r["weight"] == 0 else (r,))]
+    return [row for r in rows for row in ((r, arranged_row(r)) if r["weight"] == 0 else (r,))]
 
 
-def class_map_plots(
-    rows: Sequence[dict], graph: Graph, names: Sequence[str]
-) -> dict[str, Figure]:
+def class_map_plots(rows: Sequence[dict], graph: Graph, names: Sequence[str]) -> dict[str, Figure]:
     """The class maps, the class maps minus the global mean and the class segmentation of
     the results ``rows`` (one row of panels each, from :func:`class_map_fields`), keyed by
     their names in :data:`CLASS_MAP_FIGURES`."""
-    return dict(zip(CLASS_MAP_FIGURES, (
-        plotting.plot_class_map_comparison(
-            {r["label"]: r["_maps"] for r in rows}, graph, names,
-            title=f"Class-average activations of the {graph.name} layer"),
-        plotting.plot_class_map_comparison(
-            {r["label"]: r["_deviation_maps"] for r in rows}, graph, names, symmetric=True,
-            title="Class averages minus the global mean"),
-        plotting.plot_segmentation(
-            {r["label"]: analysis.segmentation(r["_maps"]) for r in rows}, graph, names),
-    ), strict=True))
+    return dict(
+        zip(
+            CLASS_MAP_FIGURES,
+            (
+                plotting.plot_class_map_comparison(
+                    {r["label"]: r["_maps"] for r in rows},
+                    graph,
+                    names,
+                    title=f"Class-average activations of the {graph.name} layer",
+                ),
+                plotting.plot_class_map_comparison(
+                    {r["label"]: r["_deviation_maps"] for r in rows},
+                    graph,
+                    names,
+                    symmetric=True,
+                    title="Class averages minus the global mean",
+                ),
+                plotting.plot_segmentation(
+                    {r["label"]: analysis.segmentation(r["_maps"]) for r in rows}, graph, names
+                ),
+            ),
+            strict=True,
+        )
+    )
 
 
 def _sections(config: MnistGridAEConfig, metrics: dict, figures: dict[str, str]) -> list:
-    rows = table_rows(metrics["models"], lambda m: {
-        "test MSE": f"{m['test_mse']:.5f}",
-        "MSE vs λ=0": f"{m['mse_ratio']:.3f}x",
-        "primary task": m["verdict"],
-    })
+    rows = table_rows(
+        metrics["models"],
+        lambda m: {
+            "test MSE": f"{m['test_mse']:.5f}",
+            "MSE vs λ=0": f"{m['mse_ratio']:.3f}x",
+            "primary task": m["verdict"],
+        },
+    )
     n_nodes = graphs.parse(config.graph).n_nodes
     return [
         Section("Summary", text=_summary(config, metrics), table=rows),
-        Section("Primary task and localisation against λ",
-                text=prose("mnist_grid_ae/tradeoff.txt"), figures=[figures["tradeoff"]]),
+        Section(
+            "Primary task and localisation against λ",
+            text=prose("mnist_grid_ae/tradeoff.txt"),
+            figures=[figures["tradeoff"]],
+        ),
         Section("Controls", text=controls_text(), table=verdict_rows(metrics["models"])),
-        Section("Class maps", text=prose("mnist_grid_ae/class_maps.txt", n_nodes=n_nodes),
-                figures=[figures["class_maps"]]),
-        Section("Class maps minus the global mean", text=prose("mnist_grid_ae/deviation.txt"),
-                figures=[figures["class_maps_minus_mean"]]),
-        Section("Class segmentation", text=prose("mnist_grid_ae/segmentation.txt"),
-                figures=[figures["segmentation"]]),
-        Section("Training", text="Reconstruction loss per epoch (the penalty excluded).",
-                figures=[figures["training"]]),
+        Section(
+            "Class maps",
+            text=prose("mnist_grid_ae/class_maps.txt", n_nodes=n_nodes),
+            figures=[figures["class_maps"]],
+        ),
+        Section(
+            "Class maps minus the global mean",
+            text=prose("mnist_grid_ae/deviation.txt"),
+            figures=[figures["class_maps_minus_mean"]],
+        ),
+        Section(
+            "Class segmentation",
+            text=prose("mnist_grid_ae/segmentation.txt"),
+            figures=[figures["segmentation"]],
+        ),
+        Section(
+            "Training",
+            text="Reconstruction loss per epoch (the penalty excluded).",
+            figures=[figures["training"]],
+        ),
     ]
 
 
@@ -408,9 +489,12 @@ def controls_text() -> str:
     :func:`gsreg.analysis.map_verdict` and the permutations of the Moran's I p-values."""
     # map_controls scores with map_structure's default number of permutations
     n_permutations = inspect.signature(analysis.map_structure).parameters["n_permutations"]
-    return prose("mnist_grid_ae/controls.txt", pattern_share=analysis.PATTERN_SHARE,
-                 decode_tolerance=analysis.DECODE_TOLERANCE,
-                 n_permutations=n_permutations.default)
+    return prose(
+        "mnist_grid_ae/controls.txt",
+        pattern_share=analysis.PATTERN_SHARE,
+        decode_tolerance=analysis.DECODE_TOLERANCE,
+        n_permutations=n_permutations.default,
+    )
 
 
 def _percent(excess: float) -> str:
@@ -426,16 +510,18 @@ def verdict_rows(models: dict[str, dict]) -> list[dict[str, str]]:
         if "verdict_vs_controls" not in m:
             continue
         v = m["verdict_vs_controls"]
-        rows.append({
-            "model": m["label"],
-            "Moran's I": f"{v['gsr_score']:.3f}",
-            "best control": f"{v['best_control']} {v['control_score']:.3f}",
-            "margin": f"{v['margin']:+.3f}",
-            "territories kept": "yes" if v["distinct"] else "no",
-            "class patterns kept": "yes" if v["patterns"] else "no",
-            "class information kept": "yes" if v["informative"] else "no",
-            "GSR helps": "yes" if v["helps"] else "no",
-        })
+        rows.append(
+            {
+                "model": m["label"],
+                "Moran's I": f"{v['gsr_score']:.3f}",
+                "best control": f"{v['best_control']} {v['control_score']:.3f}",
+                "margin": f"{v['margin']:+.3f}",
+                "territories kept": "yes" if v["distinct"] else "no",
+                "class patterns kept": "yes" if v["patterns"] else "no",
+                "class information kept": "yes" if v["informative"] else "no",
+                "GSR helps": "yes" if v["helps"] else "no",
+            }
+        )
     return rows
 
 
@@ -446,8 +532,13 @@ def table_rows(models: dict[str, dict], primary) -> list[dict[str, str]]:
     rows = []
     for m in models.values():
         rows.append({"model": m["label"], **primary(m), **structure_columns(m)})
-        rows.append({"model": f"{m['label']} arranged", **{k: "=" for k in primary(m)},
-                     **structure_columns(m["arranged"] | {"train_seconds": None})})
+        rows.append(
+            {
+                "model": f"{m['label']} arranged",
+                **{k: "=" for k in primary(m)},
+                **structure_columns(m["arranged"] | {"train_seconds": None}),
+            }
+        )
     return rows
 
 
@@ -476,23 +567,39 @@ def _summary(config: MnistGridAEConfig, metrics: dict) -> str:
     norms = [m["activation_norm"] for m in models.values() if m["normalize"] is False]
     return prose(
         "mnist_grid_ae/summary.txt",
-        n_models=len(models), n_train=metrics["data"]["n_train"],
-        n_test=metrics["data"]["n_test"], epochs=config.epochs, seed=config.seed,
-        graph=config.graph, layer=config.layer,
+        n_models=len(models),
+        n_train=metrics["data"]["n_train"],
+        n_test=metrics["data"]["n_test"],
+        epochs=config.epochs,
+        seed=config.seed,
+        graph=config.graph,
+        layer=config.layer,
         lambdas=[lambda_label(w) for w in metrics["lambdas"]],
-        base=none, close_percent=(MSE_CLOSE - 1) * 100,
+        base=none,
+        close_percent=(MSE_CLOSE - 1) * 100,
         best=best,
         best_lambda=None if best is None else lambda_label(best["lambda"]),
-        best_verdict=None if best is None else analysis.map_verdict_text(
-            best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
-            f"{best['mse_ratio']:.3f}x the MSE"),
+        best_verdict=None
+        if best is None
+        else analysis.map_verdict_text(
+            best["verdict_vs_controls"],
+            f"λ = {lambda_label(best['lambda'])}",
+            f"{best['mse_ratio']:.3f}x the MSE",
+        ),
         centered=centered,
         centered_lambda=None if centered is None else lambda_label(centered["lambda"]),
-        centered_verdict=None if centered is None else analysis.map_verdict_text(
-            centered["verdict_vs_controls"], "The centred form",
-            f"{centered['mse_ratio']:.3f}x the MSE"),
-        budget=(None if metrics.get("budget") is None
-                else budget_sentence(metrics["budget"], "the test MSE")),
+        centered_verdict=None
+        if centered is None
+        else analysis.map_verdict_text(
+            centered["verdict_vs_controls"],
+            "The centred form",
+            f"{centered['mse_ratio']:.3f}x the MSE",
+        ),
+        budget=(
+            None
+            if metrics.get("budget") is None
+            else budget_sentence(metrics["budget"], "the test MSE")
+        ),
         wrecked=[m["label"] for m in models.values() if m["verdict"] == WRECKED],
         wrecked_ratio=MSE_WRECKED,
         shrink=none["activation_norm"] / min(norms) if min(norms) > 0 else float("nan"),

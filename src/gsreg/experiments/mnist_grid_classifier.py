@@ -53,8 +53,13 @@ from .mnist_grid_ae import (
 )
 
 #: the figures a run writes (``figures/<name>.png``), in report order
-FIGURES = ("tradeoff", *CLASS_MAP_FIGURES, "misclassified_maps",
-           "misclassified_examples", "training")
+FIGURES = (
+    "tradeoff",
+    *CLASS_MAP_FIGURES,
+    "misclassified_maps",
+    "misclassified_examples",
+    "training",
+)
 #: the conv head's convolution kernel and max-pooling window (:class:`GridHeadClassifier`)
 HEAD_KERNEL = 3
 HEAD_POOL = 2
@@ -109,16 +114,14 @@ class MnistGridClassifierConfig:
         if not self.dropout < 1:
             raise ValueError(f"MnistGridClassifierConfig.dropout must be < 1, got {self.dropout}")
         if graphs.parse(self.graph).shape is None:
-            raise ValueError(f"MnistGridClassifierConfig.graph must be image-like, got "
-                             f"{self.graph!r}")
+            raise ValueError(
+                f"MnistGridClassifierConfig.graph must be image-like, got {self.graph!r}"
+            )
 
     @classmethod
     def quick(cls, **overrides) -> MnistGridClassifierConfig:
         """Seconds: 600 training and 300 test digits, one epoch."""
-        return cls(**{"epochs": 1, "batch_size": 50, "n_train": 600, "n_test": 300,
-                      **overrides})
-
-
+        return cls(**{"epochs": 1, "batch_size": 50, "n_train": 600, "n_test": 300, **overrides})
 
 
 class GridHeadClassifier(nn.Module):
@@ -142,18 +145,22 @@ class GridHeadClassifier(nn.Module):
         super().__init__()
         h, w = grid_shape
         if h < HEAD_POOL or w < HEAD_POOL:
-            raise ValueError(f"grid_shape must be at least {HEAD_POOL}x{HEAD_POOL}, got "
-                             f"{tuple(grid_shape)}")
-        base = ConvClassifier(in_shape, n_classes, hidden=h * w, dropout=dropout,
-                              negative_slope=negative_slope)
+            raise ValueError(
+                f"grid_shape must be at least {HEAD_POOL}x{HEAD_POOL}, got {tuple(grid_shape)}"
+            )
+        base = ConvClassifier(
+            in_shape, n_classes, hidden=h * w, dropout=dropout, negative_slope=negative_slope
+        )
         self.in_shape = tuple(in_shape)
         self.grid_shape = (h, w)
         self.features, self.fc, self.dropout = base.features, base.fc, base.dropout
-        self.head = nn.Sequential(OrderedDict(
-            conv=nn.Conv2d(1, channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2),
-            act=nn.LeakyReLU(negative_slope),
-            pool=nn.MaxPool2d(HEAD_POOL),
-        ))
+        self.head = nn.Sequential(
+            OrderedDict(
+                conv=nn.Conv2d(1, channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2),
+                act=nn.LeakyReLU(negative_slope),
+                pool=nn.MaxPool2d(HEAD_POOL),
+            )
+        )
         self.out = nn.Linear(channels * (h // HEAD_POOL) * (w // HEAD_POOL), n_classes)
         for layer in (self.head.conv, self.out):
             nn.init.kaiming_normal_(layer.weight, a=negative_slope, nonlinearity="leaky_relu")
@@ -181,8 +188,12 @@ def _variants(config: MnistGridClassifierConfig) -> list[_Variant]:
         for w in sorted(set(config.weights))
     ]
     conv = [
-        _Variant(f"conv_head_lambda_{lambda_label(w)}", f"conv head λ={lambda_label(w)}",
-                 float(w), "conv")
+        _Variant(
+            f"conv_head_lambda_{lambda_label(w)}",
+            f"conv head λ={lambda_label(w)}",
+            float(w),
+            "conv",
+        )
         for w in (0.0, config.head_weight)
     ]
     return dense + conv
@@ -220,8 +231,9 @@ def _model(variant: _Variant, config: MnistGridClassifierConfig, graph) -> nn.Mo
 def _train(variant, config, graph, data, device, progress):
     with seeded(config.seed):
         model = _model(variant, config, graph)
-        history, seconds, _ = fit_variant(model, variant, config, graph, data, device, progress,
-                                          task="classification")
+        history, seconds, _ = fit_variant(
+            model, variant, config, graph, data, device, progress, task="classification"
+        )
         outputs = analysis.activations(model, data.X_test, [config.layer, "out"], batch_size=500)
         Z, logits = outputs[config.layer], outputs["out"]
         pred = logits.argmax(axis=1)
@@ -293,9 +305,11 @@ def _metrics(config, data, results: dict, showcase: dict) -> dict:
         reference = base if r["head"] == "dense" else head_base
         models[key] = public_fields(r) | accuracy_cost(r["test_accuracy"], reference)
         models[key]["accuracy_vs_dense_lambda_0"] = r["test_accuracy"] - base
-    models = (with_controls({k: m for k, m in models.items() if m["head"] == "dense"})
-              | with_controls({k: m for k, m in models.items() if m["head"] == "conv"},
-                              reference="conv_head_lambda_0"))
+    models = with_controls(
+        {k: m for k, m in models.items() if m["head"] == "dense"}
+    ) | with_controls(
+        {k: m for k, m in models.items() if m["head"] == "conv"}, reference="conv_head_lambda_0"
+    )
     dense = [m for m in models.values() if m["head"] == "dense"]
     head_gsr = models[f"conv_head_lambda_{lambda_label(config.head_weight)}"]
     shared = lambda_grid_metrics(
@@ -321,14 +335,25 @@ def headline(metrics: dict) -> dict[str, str]:
     out = {
         "accuracy at λ=0": f"{metrics['test_accuracy_no_gsr']:.4f}",
         "Moran's I at λ=0": f"{metrics['morans_i_no_gsr']:.3f}",
-        "best λ": (f"none keeps the accuracy within {_in_points(ACCURACY_CLOSE)} of λ=0"
-                   if best is None else
-                   f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
-                   f"accuracy {_points(best['accuracy_drop'])} points"),
-        **({} if best is None else {"best λ vs best control": analysis.map_verdict_short(
-            best["verdict_vs_controls"], f"{_points(best['accuracy_drop'])} points accuracy")}),
-        "conv head": (f"{head['test_accuracy_no_gsr']:.4f} without, "
-                      f"{head['test_accuracy_gsr']:.4f} with GSR λ={lambda_label(head['lambda'])}"),
+        "best λ": (
+            f"none keeps the accuracy within {_in_points(ACCURACY_CLOSE)} of λ=0"
+            if best is None
+            else f"{lambda_label(best['lambda'])}: Moran's I {best['morans_i']:.3f}, "
+            f"accuracy {_points(best['accuracy_drop'])} points"
+        ),
+        **(
+            {}
+            if best is None
+            else {
+                "best λ vs best control": analysis.map_verdict_short(
+                    best["verdict_vs_controls"], f"{_points(best['accuracy_drop'])} points accuracy"
+                )
+            }
+        ),
+        "conv head": (
+            f"{head['test_accuracy_no_gsr']:.4f} without, "
+            f"{head['test_accuracy_gsr']:.4f} with GSR λ={lambda_label(head['lambda'])}"
+        ),
     }
     return out
 
@@ -338,8 +363,10 @@ def _figures(folder, config, graph, data, results, histories, showcase) -> dict[
     rows = list(results.values())
     dense = [r for r in rows if r["head"] == "dense"]
     tradeoff = plot_tradeoff(
-        [r["weight"] for r in dense], [r["test_accuracy"] for r in dense],
-        [r["morans_i"] for r in dense], "test accuracy",
+        [r["weight"] for r in dense],
+        [r["test_accuracy"] for r in dense],
+        [r["morans_i"] for r in dense],
+        "test accuracy",
         structure_reference=rows[0]["morans_i_expected"],
         control=("λ=0 arranged (control)", rows[0]["arranged"]["morans_i"]),
         title="Primary task and localisation against λ",
@@ -349,9 +376,11 @@ def _figures(folder, config, graph, data, results, histories, showcase) -> dict[
             "correct": showcase["_correct_maps"],
             "taken for": showcase["_wrong_maps"],
         },
-        graph, names, symmetric=True,
+        graph,
+        names,
+        symmetric=True,
         title=f"{showcase['label']}: mean maps (minus the global mean) of digits correctly "
-              "classified as each class, and of digits wrongly taken for it",
+        "classified as each class, and of digits wrongly taken for it",
     )
     plots = {
         "tradeoff": tradeoff,
@@ -367,8 +396,9 @@ def _plot_examples(showcase: dict, data, graph, n_examples: int):
     """Misclassified test digits (top) and their 8x8 maps minus the global mean (bottom)."""
     picks = _diverse(showcase["_wrong"], data.y_test, showcase["_pred"], n_examples)
     count = max(len(picks), 1)
-    fig, axes = plt.subplots(2, count, figsize=(1.5 * count + 0.6, 3.6), layout="constrained",
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        2, count, figsize=(1.5 * count + 0.6, 3.6), layout="constrained", squeeze=False
+    )
     if len(picks) == 0:
         for ax in axes.ravel():
             ax.axis("off")
@@ -380,16 +410,21 @@ def _plot_examples(showcase: dict, data, graph, n_examples: int):
         axes[0, col].imshow(data.X_test[i].reshape(data.image_shape), cmap="gray_r")
         axes[0, col].set_title(
             f"true {data.classes[data.y_test[i]]} → {data.classes[showcase['_pred'][i]]}",
-            fontsize=9)
-        axes[1, col].imshow(deviation[i].reshape(graph.shape), cmap="RdBu_r", vmin=-vmax,
-                            vmax=vmax, interpolation="nearest")
+            fontsize=9,
+        )
+        axes[1, col].imshow(
+            deviation[i].reshape(graph.shape),
+            cmap="RdBu_r",
+            vmin=-vmax,
+            vmax=vmax,
+            interpolation="nearest",
+        )
         for ax in axes[:, col]:
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("digit", fontsize=9)
     axes[1, 0].set_ylabel("its map", fontsize=9)
-    fig.suptitle(f"{showcase['label']}: misclassified test digits (true → predicted)",
-                 fontsize=10)
+    fig.suptitle(f"{showcase['label']}: misclassified test digits (true → predicted)", fontsize=10)
     return fig
 
 
@@ -404,32 +439,54 @@ def _diverse(wrong: np.ndarray, y: np.ndarray, pred: np.ndarray, n: int) -> list
 
 
 def _sections(config, metrics: dict, figures: dict[str, str]) -> list[Section]:
-    rows = table_rows(metrics["models"], lambda m: {
-        "test accuracy": f"{m['test_accuracy']:.4f}",
-        "vs λ=0 (points)": _points(m["accuracy_drop"]),
-        "primary task": m["verdict"],
-    })
+    rows = table_rows(
+        metrics["models"],
+        lambda m: {
+            "test accuracy": f"{m['test_accuracy']:.4f}",
+            "vs λ=0 (points)": _points(m["accuracy_drop"]),
+            "primary task": m["verdict"],
+        },
+    )
     mis = metrics["misclassified"]
     return [
         Section("Summary", text=_summary(config, metrics), table=rows),
-        Section("Primary task and localisation against λ",
-                text=prose("mnist_grid_classifier/tradeoff.txt"), figures=[figures["tradeoff"]]),
+        Section(
+            "Primary task and localisation against λ",
+            text=prose("mnist_grid_classifier/tradeoff.txt"),
+            figures=[figures["tradeoff"]],
+        ),
         Section("Controls", text=controls_text(), table=verdict_rows(metrics["models"])),
-        Section("Class maps", text=prose("mnist_grid_classifier/class_maps.txt",
-                                         n_nodes=graphs.parse(config.graph).n_nodes),
-                figures=[figures["class_maps"]]),
-        Section("Class maps minus the global mean",
-                text="What sets each digit apart: red above, blue below the average map.",
-                figures=[figures["class_maps_minus_mean"]]),
-        Section("Class segmentation", text=(
-            "Per unit, the digit whose L1-normalised average map claims it most."),
-            figures=[figures["segmentation"]]),
-        Section("Misclassified digits", text=prose(
-            "mnist_grid_classifier/misclassified.txt", mis=mis,
-            like_predicted=_percent(mis["like_predicted"])),
-            figures=[figures["misclassified_maps"], figures["misclassified_examples"]]),
-        Section("Training", text="Cross-entropy per epoch (the penalty excluded).",
-                figures=[figures["training"]]),
+        Section(
+            "Class maps",
+            text=prose(
+                "mnist_grid_classifier/class_maps.txt", n_nodes=graphs.parse(config.graph).n_nodes
+            ),
+            figures=[figures["class_maps"]],
+        ),
+        Section(
+            "Class maps minus the global mean",
+            text="What sets each digit apart: red above, blue below the average map.",
+            figures=[figures["class_maps_minus_mean"]],
+        ),
+        Section(
+            "Class segmentation",
+            text=("Per unit, the digit whose L1-normalised average map claims it most."),
+            figures=[figures["segmentation"]],
+        ),
+        Section(
+            "Misclassified digits",
+            text=prose(
+                "mnist_grid_classifier/misclassified.txt",
+                mis=mis,
+                like_predicted=_percent(mis["like_predicted"]),
+            ),
+            figures=[figures["misclassified_maps"], figures["misclassified_examples"]],
+        ),
+        Section(
+            "Training",
+            text="Cross-entropy per epoch (the penalty excluded).",
+            figures=[figures["training"]],
+        ),
     ]
 
 
@@ -454,26 +511,41 @@ def _summary(config, metrics: dict) -> str:
     best = metrics["best"]
     dense = [m for m in models.values() if m["head"] == "dense"]
     smallest = min(dense, key=lambda m: m["activation_norm"])
-    shrunk = (smallest["weight"] > 0
-              and smallest["activation_norm"] < SHRUNK * none["activation_norm"])
+    shrunk = (
+        smallest["weight"] > 0 and smallest["activation_norm"] < SHRUNK * none["activation_norm"]
+    )
     head = metrics["conv_head"]
     h, w = graphs.parse(config.graph).shape
     return prose(
         "mnist_grid_classifier/summary.txt",
-        n_train=metrics["data"]["n_train"], n_test=metrics["data"]["n_test"],
-        epochs=config.epochs, seed=config.seed, graph=config.graph, layer=config.layer,
-        lambdas=[lambda_label(w) for w in metrics["lambdas"]], base=none,
-        close=_in_points(ACCURACY_CLOSE), best=best,
+        n_train=metrics["data"]["n_train"],
+        n_test=metrics["data"]["n_test"],
+        epochs=config.epochs,
+        seed=config.seed,
+        graph=config.graph,
+        layer=config.layer,
+        lambdas=[lambda_label(w) for w in metrics["lambdas"]],
+        base=none,
+        close=_in_points(ACCURACY_CLOSE),
+        best=best,
         best_lambda=None if best is None else lambda_label(best["lambda"]),
         best_points=None if best is None else _points(best["accuracy_drop"]),
-        best_verdict=None if best is None else analysis.map_verdict_text(
-            best["verdict_vs_controls"], f"λ = {lambda_label(best['lambda'])}",
-            f"{_points(best['accuracy_drop'])} points of accuracy"),
+        best_verdict=None
+        if best is None
+        else analysis.map_verdict_text(
+            best["verdict_vs_controls"],
+            f"λ = {lambda_label(best['lambda'])}",
+            f"{_points(best['accuracy_drop'])} points of accuracy",
+        ),
         wrecked=[m["label"] for m in models.values() if m["verdict"] == WRECKED],
         wrecked_by=_in_points(ACCURACY_WRECKED),
         shrunk=smallest if shrunk else None,
-        head=head, head_lambda=lambda_label(head["lambda"]), gain=head["gain_from_gsr"] * 100,
-        even_points=HEAD_EVEN_POINTS, head_kernel=HEAD_KERNEL, head_pool=HEAD_POOL,
+        head=head,
+        head_lambda=lambda_label(head["lambda"]),
+        gain=head["gain_from_gsr"] * 100,
+        even_points=HEAD_EVEN_POINTS,
+        head_kernel=HEAD_KERNEL,
+        head_pool=HEAD_POOL,
         grid=f"{h}x{w}",
     )
 

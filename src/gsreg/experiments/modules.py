@@ -47,8 +47,13 @@ EXACT_SHARE = 0.8
 #: mean components below which the graph learnt at λ = 0 counts as connected
 CONNECTED_MEAN = 1.5
 #: the figures a run writes: ``{key: file stem}`` (``figures/<stem>.png``)
-FIGURES = {"graphs": "learned_graphs", "heatmaps": "module_cluster_heatmaps",
-           "history": "components_history", "ari": "ari_by_seed", "sweep": "weight_sweep"}
+FIGURES = {
+    "graphs": "learned_graphs",
+    "heatmaps": "module_cluster_heatmaps",
+    "history": "components_history",
+    "ari": "ari_by_seed",
+    "sweep": "weight_sweep",
+}
 
 
 @dataclass(frozen=True)
@@ -71,18 +76,27 @@ class ModulesConfig(cr.StudyConfig):
         for field in ("n_modules", "sweep_modules"):
             values = getattr(self, field)
             if not values or not all(isinstance(n, int) and n >= 2 for n in values):
-                raise ValueError(f"ModulesConfig.{field} must be a non-empty sequence of "
-                                 f"integers >= 2, got {values!r}")
+                raise ValueError(
+                    f"ModulesConfig.{field} must be a non-empty sequence of "
+                    f"integers >= 2, got {values!r}"
+                )
 
     @classmethod
     def quick(cls, **overrides) -> ModulesConfig:
         """Seconds: 3 planted modules, one seed, shorter training, a two-point sweep."""
-        quick = {"n_modules": (3,), "sweep_modules": (3,), "n_seeds": 1, "n_samples": 1500,
-                 "gsreg_epochs": 30, "authors_warmup_steps": 200, "authors_epochs": 12,
-                 "defaults_epochs": 40, "sweep_weights": (0.0, 0.1), "workers": 1}
+        quick = {
+            "n_modules": (3,),
+            "sweep_modules": (3,),
+            "n_seeds": 1,
+            "n_samples": 1500,
+            "gsreg_epochs": 30,
+            "authors_warmup_steps": 200,
+            "authors_epochs": 12,
+            "defaults_epochs": 40,
+            "sweep_weights": (0.0, 0.1),
+            "workers": 1,
+        }
         return cls(**{**quick, **overrides})
-
-
 
 
 def datasets_of(config: ModulesConfig, field: str = "n_modules") -> list[tuple[str, int]]:
@@ -100,19 +114,26 @@ def readout(run: ci.Trained) -> dict:
     Z0 = analysis.activations(run.baseline, data.X_test, run.layer)
     labels = None if run.graph is None else analysis.modules(run.graph)
     k = run.n_modules if labels is None else int(labels.max()) + 1
-    out = {"controls": analysis.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
-           "_graph": run.graph, "_table": None}
+    out = {
+        "controls": analysis.module_controls(Z, labels, Z0, data.X_test, truth, k, run.seed),
+        "_graph": run.graph,
+        "_table": None,
+    }
     if labels is not None:
         out["_table"] = analysis.module_class_table(Z, labels, truth)
     return out
 
 
-def weakest_weight_with_modules(by_weight: Sequence[Mapping], ari: float = ARI_GOOD
-                                ) -> Mapping | None:
+def weakest_weight_with_modules(
+    by_weight: Sequence[Mapping], ari: float = ARI_GOOD
+) -> Mapping | None:
     """The record of the smallest weight > 0 whose mean ARI reaches ``ari`` (records with
     ``weight`` and ``ari_mean``); None when none does."""
-    good = [r for r in by_weight
-            if r["weight"] > 0 and r["ari_mean"] is not None and r["ari_mean"] >= ari]
+    good = [
+        r
+        for r in by_weight
+        if r["weight"] > 0 and r["ari_mean"] is not None and r["ari_mean"] >= ari
+    ]
     return min(good, key=lambda r: r["weight"], default=None)
 
 
@@ -142,15 +163,22 @@ def _metrics(config: ModulesConfig, rows: list[dict], sweep_rows: list[dict]) ->
         group = _group_rows(rows, record["n_modules"], record["setting"])
         record["purity_mean"] = cr.mean_of([r["purity"] for r in group])
         record["verdict"] = analysis.module_verdict(group, record["cost"]["mse_ratio"])
-    by_weight = [_overall(w, [r for r in sweep_rows if r["weight"] == w])
-                 for w in sorted({r["weight"] for r in sweep_rows})]
+    by_weight = [
+        _overall(w, [r for r in sweep_rows if r["weight"] == w])
+        for w in sorted({r["weight"] for r in sweep_rows})
+    ]
     weakest = weakest_weight_with_modules(by_weight)
     study = config.study(datasets_of(config))
-    overall = {s: _overall(config.setting_weight(s), [r for r in rows if r["setting"] == s])
-               for s in config.settings}
+    overall = {
+        s: _overall(config.setting_weight(s), [r for r in rows if r["setting"] == s])
+        for s in config.settings
+    }
     return {
-        "data": {"name": "modules", "n_modules": list(config.n_modules),
-                 "n_samples": config.n_samples},
+        "data": {
+            "name": "modules",
+            "n_modules": list(config.n_modules),
+            "n_samples": config.n_samples,
+        },
         "seeds": list(config.seeds),
         "settings": {s: dataclasses.asdict(study.setting(s)) for s in config.settings},
         "ari_good": ARI_GOOD,
@@ -172,22 +200,30 @@ def _overall(weight: float, rows: Sequence[Mapping]) -> dict:
     """Exact matches, mean ARI, cost and the verdict against the controls of all ``rows``
     (one setting or sweep weight)."""
     cost = cr.cost(rows)
-    return {"weight": weight, "runs": len(rows), "exact": sum(bool(r["exact"]) for r in rows),
-            "ari_mean": cr.mean_of([r["ari"] for r in rows]),
-            "components_mean": float(np.mean([r["components"] for r in rows])),
-            "cost": cost, "verdict": analysis.module_verdict(rows, cost["mse_ratio"])}
+    return {
+        "weight": weight,
+        "runs": len(rows),
+        "exact": sum(bool(r["exact"]) for r in rows),
+        "ari_mean": cr.mean_of([r["ari"] for r in rows]),
+        "components_mean": float(np.mean([r["components"] for r in rows])),
+        "cost": cost,
+        "verdict": analysis.module_verdict(rows, cost["mse_ratio"]),
+    }
 
 
 #: how many groups each control gets in this experiment
-K_RULE = ("as many groups as the GSR run found modules (the planted number where no graph "
-          "was built)")
+K_RULE = "as many groups as the GSR run found modules (the planted number where no graph was built)"
 
 
 def _controls_info() -> dict:
     """What the controls are, for metrics.json (their ARIs sit in every run's row)."""
-    return {"k": K_RULE, "labels": dict(analysis.MODULE_CONTROL_LABELS),
-            "permutations": analysis.NULL_PERMUTATIONS, "p_level": analysis.P_LEVEL,
-            "leiden": analysis.leiden_available()}
+    return {
+        "k": K_RULE,
+        "labels": dict(analysis.MODULE_CONTROL_LABELS),
+        "permutations": analysis.NULL_PERMUTATIONS,
+        "p_level": analysis.P_LEVEL,
+        "leiden": analysis.leiden_available(),
+    }
 
 
 def _group_rows(rows: Sequence[Mapping], n: int, setting: str) -> list[Mapping]:
@@ -205,15 +241,18 @@ def headline(metrics: dict) -> dict[str, str]:
         out[cr.SETTING_LABELS[setting]] = (
             f"exact module count in {o['exact']}/{o['runs']} runs, mean ARI "
             f"{cr.fmt(o['ari_mean'])}, MSE {o['cost']['mse_ratio']:.2f}x λ = 0 "
-            f"({o['cost']['verdict']})")
+            f"({o['cost']['verdict']})"
+        )
     weakest = metrics["weakest_weight_with_modules"]
     if weakest is None:
         out["weight sweep"] = f"no weight reaches mean ARI {metrics['ari_good']:g}"
     else:
         w = next(r for r in metrics["sweep_by_weight"] if r["weight"] == weakest)
-        out["weight sweep"] = (f"smallest λ with mean ARI ≥ {metrics['ari_good']:g}: "
-                               f"{lambda_label(weakest)}, MSE {w['cost']['mse_ratio']:.2f}x "
-                               f"({w['cost']['verdict']})")
+        out["weight sweep"] = (
+            f"smallest λ with mean ARI ≥ {metrics['ari_good']:g}: "
+            f"{lambda_label(weakest)}, MSE {w['cost']['mse_ratio']:.2f}x "
+            f"({w['cost']['verdict']})"
+        )
     for setting, verdict in metrics["verdict"].items():
         out[f"vs best control ({cr.SETTING_LABELS[setting]})"] = cr.verdict_entry(verdict)
     if metrics.get("defaults_target"):
@@ -224,10 +263,12 @@ def headline(metrics: dict) -> dict[str, str]:
 # --------------------------------------------------------------------------- figures
 
 
-def _figures(folder: RunFolder, config: ModulesConfig, rows: list[dict], metrics: dict
-             ) -> dict[str, str]:
-    examples = [cr.typical(_group_rows(rows, n, s))
-                for s in config.settings for n in config.n_modules]
+def _figures(
+    folder: RunFolder, config: ModulesConfig, rows: list[dict], metrics: dict
+) -> dict[str, str]:
+    examples = [
+        cr.typical(_group_rows(rows, n, s)) for s in config.settings for n in config.n_modules
+    ]
     ncols = len(config.n_modules)
     plots = {
         "graphs": lambda: _plot_graphs(examples, ncols),
@@ -240,15 +281,18 @@ def _figures(folder: RunFolder, config: ModulesConfig, rows: list[dict], metrics
 
 
 def _example_title(row: Mapping) -> str:
-    return (f"{row['n_modules']} planted, {cr.SETTING_LABELS[row['setting']]}, seed "
-            f"{row['seed']}\n{cr.plural(row['components'], 'component')}, ARI "
-            f"{cr.fmt(row['ari'])}")
+    return (
+        f"{row['n_modules']} planted, {cr.SETTING_LABELS[row['setting']]}, seed "
+        f"{row['seed']}\n{cr.plural(row['components'], 'component')}, ARI "
+        f"{cr.fmt(row['ari'])}"
+    )
 
 
 def _plot_graphs(examples: Sequence[Mapping], ncols: int) -> plt.Figure:
     nrows = -(-len(examples) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.9 * nrows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.6 * ncols, 3.9 * nrows), squeeze=False, layout="constrained"
+    )
     for ax, row in zip(axes.flat, examples, strict=True):
         if row["_graph"] is None:
             ax.set_axis_off()
@@ -271,17 +315,23 @@ def _plot_tables(examples: Sequence[Mapping], ncols: int) -> plt.Figure:
 def _plot_history(config: ModulesConfig, rows: Sequence[Mapping]) -> plt.Figure:
     study = config.study(datasets_of(config))
     ncols = len(config.n_modules)
-    fig, axes = plt.subplots(1, ncols, figsize=(4.3 * ncols, 3.3), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, ncols, figsize=(4.3 * ncols, 3.3), squeeze=False, layout="constrained"
+    )
     for ax, n in zip(axes[0], config.n_modules, strict=True):
         for setting in config.settings:
             s = study.setting(setting)
             for i, row in enumerate(_group_rows(rows, n, setting)):
                 steps = s.warmup_steps + s.update_every * np.arange(len(row["components_history"]))
                 offset = 0.06 * (i - (config.n_seeds - 1) / 2)  # so equal lines stay visible
-                ax.plot(steps, np.asarray(row["components_history"]) + offset, ".-", lw=1,
-                        color=cr.SETTING_COLORS[setting],
-                        label=cr.SETTING_LABELS[setting] if i == 0 else None)
+                ax.plot(
+                    steps,
+                    np.asarray(row["components_history"]) + offset,
+                    ".-",
+                    lw=1,
+                    color=cr.SETTING_COLORS[setting],
+                    label=cr.SETTING_LABELS[setting] if i == 0 else None,
+                )
         ax.axhline(n, color="grey", ls=":", lw=1)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("training step of the graph update")
@@ -292,12 +342,12 @@ def _plot_history(config: ModulesConfig, rows: Sequence[Mapping]) -> plt.Figure:
 
 
 def _plot_ari(config: ModulesConfig, rows: Sequence[Mapping]) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(2.2 + 1.9 * len(config.n_modules), 3.6),
-                           layout="constrained")
-    series = [(s, cr.SETTING_COLORS[s], cr.SETTING_LABELS[s], "ari", "o")
-              for s in config.settings]
-    series += [(s, cr.SETTING_COLORS[s], f"best control ({cr.SETTING_LABELS[s]})", None, "x")
-               for s in config.settings]
+    fig, ax = plt.subplots(figsize=(2.2 + 1.9 * len(config.n_modules), 3.6), layout="constrained")
+    series = [(s, cr.SETTING_COLORS[s], cr.SETTING_LABELS[s], "ari", "o") for s in config.settings]
+    series += [
+        (s, cr.SETTING_COLORS[s], f"best control ({cr.SETTING_LABELS[s]})", None, "x")
+        for s in config.settings
+    ]
     offsets = np.linspace(-0.3, 0.3, len(series))
     for x, n in enumerate(config.n_modules):
         for (setting, color, label, key, marker), dx in zip(series, offsets, strict=True):
@@ -324,52 +374,73 @@ def _sections(config: ModulesConfig, metrics: dict, figures: dict[str, str]) -> 
     study = config.study(datasets_of(config))
     return [
         Section("Summary", text=_summary(config, metrics), table=_group_table(metrics)),
-        Section("The learned graphs", text=prose("modules/learned_graphs.txt"),
-                figures=[figures["graphs"]]),
-        Section("What drives each module", text=prose("modules/drivers.txt"),
-                figures=[figures["heatmaps"]]),
-        Section("Components over training", text=prose(
-            "modules/history.txt", update_every=study.gsreg.update_every),
-            figures=[figures["history"]]),
-        Section("Controls", text=_controls_text(config, metrics),
-                table=_controls_table(metrics)),
-        Section("ARI per seed", text=prose("modules/ari.txt", ari_good=ARI_GOOD),
-                figures=[figures["ari"]]),
-        Section("The weight trade-off", text=_sweep_text(metrics),
-                table=_sweep_table(metrics), figures=[figures["sweep"]]),
+        Section(
+            "The learned graphs",
+            text=prose("modules/learned_graphs.txt"),
+            figures=[figures["graphs"]],
+        ),
+        Section(
+            "What drives each module",
+            text=prose("modules/drivers.txt"),
+            figures=[figures["heatmaps"]],
+        ),
+        Section(
+            "Components over training",
+            text=prose("modules/history.txt", update_every=study.gsreg.update_every),
+            figures=[figures["history"]],
+        ),
+        Section("Controls", text=_controls_text(config, metrics), table=_controls_table(metrics)),
+        Section(
+            "ARI per seed",
+            text=prose("modules/ari.txt", ari_good=ARI_GOOD),
+            figures=[figures["ari"]],
+        ),
+        Section(
+            "The weight trade-off",
+            text=_sweep_text(metrics),
+            table=_sweep_table(metrics),
+            figures=[figures["sweep"]],
+        ),
     ]
 
 
 def _controls_table(metrics: dict) -> list[dict]:
     rows = [cr.controls_row(_group_label(r), r["verdict"]) for r in metrics["groups"]]
-    rows += [cr.controls_row(f"all planted counts, {cr.SETTING_LABELS[s]}", v)
-             for s, v in metrics["verdict"].items()]
+    rows += [
+        cr.controls_row(f"all planted counts, {cr.SETTING_LABELS[s]}", v)
+        for s, v in metrics["verdict"].items()
+    ]
     return rows
 
 
 def _controls_text(config: ModulesConfig, metrics: dict) -> str:
-    return prose("modules/controls.txt", rule=cr.controls_rule(K_RULE),
-                    verdicts=[_verdict_sentence(s, metrics["verdict"][s])
-                              for s in config.settings])
+    return prose(
+        "modules/controls.txt",
+        rule=cr.controls_rule(K_RULE),
+        verdicts=[_verdict_sentence(s, metrics["verdict"][s]) for s in config.settings],
+    )
 
 
 def _group_table(metrics: dict) -> list[dict]:
     table = []
     for record in metrics["groups"]:
         group = _group_rows(metrics["runs"], record["n_modules"], record["setting"])
-        table.append({
-            "planted": record["n_modules"],
-            "setting": cr.SETTING_LABELS[record["setting"]],
-            "exact": f"{record['exact']}/{record['seeds']}",
-            "components per seed": ", ".join(str(c) for c in record["components"]),
-            "ARI": cr.mean_sd([r["ari"] for r in group]),
-            "NMI": cr.mean_sd([r["nmi"] for r in group]),
-            "purity": cr.mean_sd([r["purity"] for r in group]),
-            "best control (ARI)": (f"{record['verdict']['best_control']} "
-                                   f"({record['verdict']['control_ari']:.2f})"),
-            "GSR helps": "yes" if record["verdict"]["helps"] else "no",
-            "test MSE vs λ = 0 (per-seed range)": cr.cost_cell(record),
-        })
+        table.append(
+            {
+                "planted": record["n_modules"],
+                "setting": cr.SETTING_LABELS[record["setting"]],
+                "exact": f"{record['exact']}/{record['seeds']}",
+                "components per seed": ", ".join(str(c) for c in record["components"]),
+                "ARI": cr.mean_sd([r["ari"] for r in group]),
+                "NMI": cr.mean_sd([r["nmi"] for r in group]),
+                "purity": cr.mean_sd([r["purity"] for r in group]),
+                "best control (ARI)": (
+                    f"{record['verdict']['best_control']} ({record['verdict']['control_ari']:.2f})"
+                ),
+                "GSR helps": "yes" if record["verdict"]["helps"] else "no",
+                "test MSE vs λ = 0 (per-seed range)": cr.cost_cell(record),
+            }
+        )
     return table
 
 
@@ -383,21 +454,27 @@ def _claim(metrics: dict) -> str:
     """Whether the paper's claim holds here, group by group, in words."""
     good = [r for r in metrics["groups"] if indicates(r)]
     return prose(
-        "modules/claim.txt", ari_good=ARI_GOOD, exact_share=EXACT_SHARE,
+        "modules/claim.txt",
+        ari_good=ARI_GOOD,
+        exact_share=EXACT_SHARE,
         good=[_group_label(r) for r in good],
         bad=[_group_label(r) for r in metrics["groups"] if not indicates(r)],
-        affordable=[_group_label(r) for r in good if r["cost"]["verdict"] != WRECKED])
+        affordable=[_group_label(r) for r in good if r["cost"]["verdict"] != WRECKED],
+    )
 
 
 def _sweep_table(metrics: dict) -> list[dict]:
-    return [{
-        "λ": lambda_label(r["weight"]),
-        "exact": f"{r['exact']}/{r['runs']}",
-        "components (mean)": f"{r['components_mean']:.1f}",
-        "mean ARI": cr.fmt(r["ari_mean"]),
-        "test MSE vs λ = 0": f"{r['cost']['mse_ratio']:.2f}x",
-        "primary task": r["cost"]["verdict"],
-    } for r in metrics["sweep_by_weight"]]
+    return [
+        {
+            "λ": lambda_label(r["weight"]),
+            "exact": f"{r['exact']}/{r['runs']}",
+            "components (mean)": f"{r['components_mean']:.1f}",
+            "mean ARI": cr.fmt(r["ari_mean"]),
+            "test MSE vs λ = 0": f"{r['cost']['mse_ratio']:.2f}x",
+            "primary task": r["cost"]["verdict"],
+        }
+        for r in metrics["sweep_by_weight"]
+    ]
 
 
 def _setting_facts(setting: str, metrics: dict) -> dict:
@@ -406,32 +483,49 @@ def _setting_facts(setting: str, metrics: dict) -> dict:
     overall = metrics["overall"][setting]
     groups = [r for r in metrics["groups"] if r["setting"] == setting]
     ratios = [x for r in groups for x in r["cost"]["mse_ratios"]]
-    return {"label": cr.SETTING_LABELS[setting], "weight": lambda_label(overall["weight"]),
-            "overall": overall, "groups": groups, "ratio_min": min(ratios),
-            "ratio_max": max(ratios)}
+    return {
+        "label": cr.SETTING_LABELS[setting],
+        "weight": lambda_label(overall["weight"]),
+        "overall": overall,
+        "groups": groups,
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
 
 
 def _summary(config: ModulesConfig, metrics: dict) -> str:
     study = config.study(datasets_of(config))
     return prose(
-        "modules/summary.txt", n_modules=config.n_modules, n_samples=config.n_samples,
-        seeds=metrics["seeds"], width=study.width,
-        defaults_width=GSRAutoencoder().n_structured, cost_rule=cr.cost_rule(),
+        "modules/summary.txt",
+        n_modules=config.n_modules,
+        n_samples=config.n_samples,
+        seeds=metrics["seeds"],
+        width=study.width,
+        defaults_width=GSRAutoencoder().n_structured,
+        cost_rule=cr.cost_rule(),
         settings=[_setting_facts(s, metrics) for s in config.settings],
         authors_warmup=config.authors_warmup_steps if "authors" in config.settings else None,
-        paper_warmup=ci.PAPER_WARMUP_STEPS, wrecked=metrics["wrecked"],
-        mse_wrecked=MSE_WRECKED, claim=_claim(metrics),
-        verdicts=[_verdict_sentence(s, metrics["verdict"][s]) for s in config.settings])
+        paper_warmup=ci.PAPER_WARMUP_STEPS,
+        wrecked=metrics["wrecked"],
+        mse_wrecked=MSE_WRECKED,
+        claim=_claim(metrics),
+        verdicts=[_verdict_sentence(s, metrics["verdict"][s]) for s in config.settings],
+    )
 
 
 def _verdict_sentence(setting: str, verdict: Mapping) -> str:
-    return cr.verdict_sentence(verdict, f"Against its controls, the {cr.SETTING_LABELS[setting]}'s"
-                               " modules (all planted counts together)")
+    return cr.verdict_sentence(
+        verdict,
+        f"Against its controls, the {cr.SETTING_LABELS[setting]}'s"
+        " modules (all planted counts together)",
+    )
 
 
 def _cost_words(verdict: str) -> str:
-    return {CLOSE: "close to λ = 0", COSTLY: "that is noticeable but does not wreck the "
-            "primary task"}[verdict]
+    return {
+        CLOSE: "close to λ = 0",
+        COSTLY: "that is noticeable but does not wreck the primary task",
+    }[verdict]
 
 
 def _sweep_text(metrics: dict) -> str:
@@ -443,17 +537,29 @@ def _sweep_text(metrics: dict) -> str:
         kept = [r for r in by_weight if r["weight"] > 0 and r["cost"]["verdict"] == verdict]
         if kept:
             record = max(kept, key=lambda r: r["ari_mean"] or 0.0)
-            best.append({"words": _cost_words(verdict), "weight": lambda_label(record["weight"]),
-                         "record": record})
+            best.append(
+                {
+                    "words": _cost_words(verdict),
+                    "weight": lambda_label(record["weight"]),
+                    "record": record,
+                }
+            )
     return prose(
-        "modules/sweep.txt", planted=sorted({r["n_modules"] for r in metrics["sweep"]}),
-        zero=zero, connected=zero is not None and zero["components_mean"] < CONNECTED_MEAN,
-        ari_good=ARI_GOOD, weakest=None if weakest is None else {
+        "modules/sweep.txt",
+        planted=sorted({r["n_modules"] for r in metrics["sweep"]}),
+        zero=zero,
+        connected=zero is not None and zero["components_mean"] < CONNECTED_MEAN,
+        ari_good=ARI_GOOD,
+        weakest=None
+        if weakest is None
+        else {
             "weight": lambda_label(weakest),
-            "record": next(r for r in by_weight if r["weight"] == weakest)},
-        best=best, mse_close=MSE_CLOSE,
-        any_close=any(r["weight"] > 0 and r["cost"]["verdict"] == CLOSE for r in by_weight))
+            "record": next(r for r in by_weight if r["weight"] == weakest),
+        },
+        best=best,
+        mse_close=MSE_CLOSE,
+        any_close=any(r["weight"] > 0 and r["cost"]["verdict"] == CLOSE for r in by_weight),
+    )
 
 
-__all__ = ["FIGURES", "ModulesConfig", "headline", "readout", "run",
-           "weakest_weight_with_modules"]
+__all__ = ["FIGURES", "ModulesConfig", "headline", "readout", "run", "weakest_weight_with_modules"]

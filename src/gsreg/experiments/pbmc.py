@@ -79,11 +79,21 @@ TITLE = "Neuron modules on blood cells (pbmc68k_reduced)"
 
 #: the usual PBMC marker genes and the cells they mark
 MARKER_CELLS = {
-    "CD3E": "T", "CD8A": "CD8 T", "IL7R": "CD4 T", "MS4A1": "B", "CD79A": "B",
-    "CD14": "monocyte", "LYZ": "myeloid", "FCGR3A": "NK, FCGR3A+ monocyte", "NKG7": "NK",
-    "GNLY": "NK", "PPBP": "megakaryocyte", "FCER1A": "dendritic",
-    "CST3": "myeloid, dendritic", "HBB": "erythrocyte",
-}  # fmt: skip
+    "CD3E": "T",
+    "CD8A": "CD8 T",
+    "IL7R": "CD4 T",
+    "MS4A1": "B",
+    "CD79A": "B",
+    "CD14": "monocyte",
+    "LYZ": "myeloid",
+    "FCGR3A": "NK, FCGR3A+ monocyte",
+    "NKG7": "NK",
+    "GNLY": "NK",
+    "PPBP": "megakaryocyte",
+    "FCER1A": "dendritic",
+    "CST3": "myeloid, dendritic",
+    "HBB": "erythrocyte",
+}
 
 #: clusterings compared with the cell types, in figure order: GSR, then its controls
 METHODS = ("gsr", *analysis.MODULE_CONTROLS)
@@ -94,8 +104,12 @@ CLEAR_SCORE = 1.0
 #: the layer of :class:`GraphLayerAutoencoder` that carries the learned graph
 LAYER = GraphLayerAutoencoder.layer
 #: the figures a run writes: ``{key: file stem}`` (``figures/<stem>.png``)
-FIGURES = {"cells": "cells_pca", "types": "modules_by_cell_type",
-           "markers": "neurons_by_marker", "ari": "ari_by_seed"}
+FIGURES = {
+    "cells": "cells_pca",
+    "types": "modules_by_cell_type",
+    "markers": "neurons_by_marker",
+    "ari": "ari_by_seed",
+}
 
 
 def method_labels() -> dict[str, str]:
@@ -213,16 +227,19 @@ class PbmcConfig:
     @classmethod
     def quick(cls, **overrides) -> PbmcConfig:
         """Seconds: one seed, 80 epochs, the graph built from step 150 on."""
-        quick = {"n_seeds": 1, "epochs": 80, "warmup_steps": 150, "update_every": 50,
-                 "defaults_epochs": 40}
+        quick = {
+            "n_seeds": 1,
+            "epochs": 80,
+            "warmup_steps": 150,
+            "update_every": 50,
+            "defaults_epochs": 40,
+        }
         return cls(**{**quick, **overrides})
 
     @property
     def seeds(self) -> tuple[int, ...]:
         """The reported seeds: ``seed, seed + 1, ..., seed + n_seeds - 1``."""
         return tuple(range(self.seed, self.seed + self.n_seeds))
-
-
 
 
 # --------------------------------------------------------------------------- data
@@ -232,8 +249,13 @@ class PbmcConfig:
 
 
 def train_model(
-    Xs: np.ndarray, train: np.ndarray, config: PbmcConfig, weight: float, seed: int,
-    device: str, progress: bool,
+    Xs: np.ndarray,
+    train: np.ndarray,
+    config: PbmcConfig,
+    weight: float,
+    seed: int,
+    device: str,
+    progress: bool,
 ) -> tuple[torch.nn.Module, CoactivationGraph]:
     """The autoencoder trained on ``Xs[train]`` with the learned graph at ``weight``.
 
@@ -243,15 +265,29 @@ def train_model(
     with seeded(seed):
         model = GraphLayerAutoencoder(Xs.shape[1], config.width, config.hidden, config.noise)
         learned = CoactivationGraph(
-            kernel="knn", k=config.k, features="standardized", warmup_steps=config.warmup_steps,
-            update_every=config.update_every, buffer_size=config.buffer_size,
-            laplacian="normalized", on_disconnect="continue",
-        )  # fmt: skip
+            kernel="knn",
+            k=config.k,
+            features="standardized",
+            warmup_steps=config.warmup_steps,
+            update_every=config.update_every,
+            buffer_size=config.buffer_size,
+            laplacian="normalized",
+            on_disconnect="continue",
+        )
         reg = GraphRegularizer(model, {LAYER: learned}, weight=weight)
         try:
-            fit(model, Xs[train], regularizer=reg, epochs=config.epochs,
-                batch_size=config.batch_size, lr=config.lr, seed=seed, device=device,
-                progress=progress, desc=f"pbmc λ={weight:g} seed {seed}")  # fmt: skip
+            fit(
+                model,
+                Xs[train],
+                regularizer=reg,
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                lr=config.lr,
+                seed=seed,
+                device=device,
+                progress=progress,
+                desc=f"pbmc λ={weight:g} seed {seed}",
+            )
         finally:
             reg.remove()
         return model, learned
@@ -293,8 +329,9 @@ DEFAULTS_K = len(COARSE_GROUPS)
 DEFAULTS_MSE_RATIO = 1.05
 
 
-def defaults_seed(data: PbmcData, pcs: np.ndarray, config: PbmcConfig, seed: int,
-                  epochs: int | str = "auto") -> dict:
+def defaults_seed(
+    data: PbmcData, pcs: np.ndarray, config: PbmcConfig, seed: int, epochs: int | str = "auto"
+) -> dict:
     """What ``gsreg.sc.fit(adata)`` gives with its defaults (``GSRAutoencoder(graph=
     "learned")``, the learned-graph recipe) on this seed's training cells, scored on every cell
     against the cell types beside the two controls of its target, k-means (k =
@@ -304,16 +341,20 @@ def defaults_seed(data: PbmcData, pcs: np.ndarray, config: PbmcConfig, seed: int
     est = GSRAutoencoder(graph="learned", epochs=epochs, random_state=seed, device="cpu")
     est.fit(data.X[train])
     twin = clone(est).set_params(weight=0.0, arrange=False).fit(data.X[train])
-    modules = np.zeros(est.n_structured, dtype=np.int64) if est.modules_ is None \
-        else est.modules_
+    modules = np.zeros(est.n_structured, dtype=np.int64) if est.modules_ is None else est.modules_
     pred = indicate(est.activations(data.X), modules)
     controls = {"pca_kmeans": analysis.cluster_samples(pcs, DEFAULTS_K, "kmeans", seed)}
     if analysis.leiden_available():
         controls["pca_leiden"] = analysis.cluster_samples(pcs, DEFAULTS_K, "leiden", seed)
     mse, mse0 = -est.score(data.X[test]), -twin.score(data.X[test])
-    return {"n_modules": int(modules.max()) + 1, "ari": scores(pred, data)["ari"],
-            "controls": {k: scores(v, data)["ari"] for k, v in controls.items()},
-            "mse_ratio": mse / mse0, "budget": est.budget_report_, "epochs": est.n_iter_}
+    return {
+        "n_modules": int(modules.max()) + 1,
+        "ari": scores(pred, data)["ari"],
+        "controls": {k: scores(v, data)["ari"] for k, v in controls.items()},
+        "mse_ratio": mse / mse0,
+        "budget": est.budget_report_,
+        "epochs": est.n_iter_,
+    }
 
 
 def defaults_summary(rows: list[dict]) -> dict:
@@ -323,14 +364,21 @@ def defaults_summary(rows: list[dict]) -> dict:
     ari = float(np.mean([r["ari"] for r in rows]))
     controls = {k: float(np.mean([r["controls"][k] for r in rows])) for k in rows[0]["controls"]}
     ratio = float(np.mean([r["mse_ratio"] for r in rows]))
-    return {"ari": ari, "controls": controls, "mse_ratio": ratio,
-            "n_modules": [r["n_modules"] for r in rows],
-            "met": all(ari >= c for c in controls.values()) and ratio <= DEFAULTS_MSE_RATIO,
-            "seeds": rows}
+    return {
+        "ari": ari,
+        "controls": controls,
+        "mse_ratio": ratio,
+        "n_modules": [r["n_modules"] for r in rows],
+        "met": all(ari >= c for c in controls.values()) and ratio <= DEFAULTS_MSE_RATIO,
+        "seeds": rows,
+    }
 
 
 def run_seed(
-    data: PbmcData, config: PbmcConfig, seed: int, device: str,
+    data: PbmcData,
+    config: PbmcConfig,
+    seed: int,
+    device: str,
     progress: bool,
 ) -> dict:
     """Train both models of one seed and score GSR's modules and their controls (None for
@@ -354,8 +402,10 @@ def run_seed(
         "module_sizes": np.bincount(modules).tolist(),
         "components_without_gsr": int(module_labels(learned0).max()) + 1,
         "graph_updates": learned.n_updates,
-        "scores": {method: None if pred is None else scores(pred, data)
-                   for method, pred in predictions.items()},
+        "scores": {
+            method: None if pred is None else scores(pred, data)
+            for method, pred in predictions.items()
+        },
         "null": null,
         "indicated": len(np.unique(indicated)),
         "test_mse": mse,
@@ -379,9 +429,12 @@ def run(config: PbmcConfig, out: str, device: str = "auto", progress: bool = Tru
     with one_thread():
         pcs = pca_scores(data.X, config.n_pcs)
         rows = [run_seed(data, config, seed, device, progress) for seed in config.seeds]
-        defaults = defaults_summary([
-            defaults_seed(data, pcs, config, seed, config.defaults_epochs or "auto")
-            for seed in config.seeds])
+        defaults = defaults_summary(
+            [
+                defaults_seed(data, pcs, config, seed, config.defaults_epochs or "auto")
+                for seed in config.seeds
+            ]
+        )
     typical = _typical(rows)
     markers = [g for g in config.markers if g in data.genes]
     detail = _typical_detail(typical, data, markers)
@@ -421,12 +474,16 @@ def _typical_detail(row: dict, data: PbmcData, markers: list[str]) -> dict:
         mean_r = _mean_over_varying(corr[modules == m])
         best = int(np.nanargmax(mean_r)) if np.isfinite(mean_r).any() else None
         top = int(np.argmax(scores_[m]))
-        summary.append({
-            "module": int(m), "size": int(np.sum(modules == m)),
-            "top_cell_type": str(classes[top]), "top_score": float(scores_[m, top]),
-            "top_marker": None if best is None else markers[best],
-            "top_marker_r": None if best is None else float(mean_r[best]),
-        })
+        summary.append(
+            {
+                "module": int(m),
+                "size": int(np.sum(modules == m)),
+                "top_cell_type": str(classes[top]),
+                "top_score": float(scores_[m, top]),
+                "top_marker": None if best is None else markers[best],
+                "top_marker_r": None if best is None else float(mean_r[best]),
+            }
+        )
     return {
         "seed": row["seed"],
         "classes": [str(c) for c in classes],
@@ -453,16 +510,21 @@ def _metrics(config, data, rows, typical, detail, markers) -> dict:
     mse = float(np.mean([r["test_mse"] for r in rows]))
     mse0 = float(np.mean([r["test_mse_no_gsr"] for r in rows]))
     labels = method_labels()
-    methods = {m: {"label": labels[m], **_mean_scores([r["scores"][m] for r in rows])}
-               for m in METHODS}  # fmt: skip
+    methods = {
+        m: {"label": labels[m], **_mean_scores([r["scores"][m] for r in rows])} for m in METHODS
+    }
     louvain = scores(data.louvain, data)
     cost = reconstruction_cost(mse, mse0)
     counts = dict(zip(*np.unique(data.cell_types, return_counts=True), strict=True))
     return {
         "data": {
-            "name": "pbmc68k_reduced", "matrix": config.matrix, "n_cells": len(data.X),
-            "n_genes": len(data.genes), "cell_types": {str(k): int(v) for k, v in counts.items()},
-            "coarse_groups": dict(COARSE_GROUPS), "markers": markers,
+            "name": "pbmc68k_reduced",
+            "matrix": config.matrix,
+            "n_cells": len(data.X),
+            "n_genes": len(data.genes),
+            "cell_types": {str(k): int(v) for k, v in counts.items()},
+            "coarse_groups": dict(COARSE_GROUPS),
+            "markers": markers,
             "markers_missing": [g for g in config.markers if g not in data.genes],
         },
         "seeds": public_rows,
@@ -474,9 +536,14 @@ def _metrics(config, data, rows, typical, detail, markers) -> dict:
         "test_mse_no_gsr": mse0,
         "test_mse_mean_predictor": float(np.mean([r["test_mse_mean_predictor"] for r in rows])),
         "cost": cost,
-        "controls": {"k": K_RULE, "labels": dict(analysis.MODULE_CONTROL_LABELS),
-                     "permutations": analysis.NULL_PERMUTATIONS, "p_level": analysis.P_LEVEL,
-                     "leiden": analysis.leiden_available(), "raw_input": f"adata.{config.matrix}"},
+        "controls": {
+            "k": K_RULE,
+            "labels": dict(analysis.MODULE_CONTROL_LABELS),
+            "permutations": analysis.NULL_PERMUTATIONS,
+            "p_level": analysis.P_LEVEL,
+            "leiden": analysis.leiden_available(),
+            "raw_input": f"adata.{config.matrix}",
+        },
         "verdict": analysis.module_verdict(_verdict_rows(rows), cost["mse_ratio"]),
         "typical": {k: v for k, v in detail.items() if not k.startswith("_")},
     }
@@ -484,11 +551,22 @@ def _metrics(config, data, rows, typical, detail, markers) -> dict:
 
 def _verdict_rows(rows: list[dict]) -> list[dict]:
     """The seeds as ``analysis.module_verdict`` reads them: ARI against the cell types."""
-    return [{"ari": r["scores"]["gsr"]["ari"], "components": r["n_modules"],
-             "controls": {"k": r["n_modules"], **r["null"], "indicated": r["indicated"],
-                          **{m: None if r["scores"][m] is None else r["scores"][m]["ari"]
-                             for m in analysis.MODULE_CONTROLS}}}
-            for r in rows]
+    return [
+        {
+            "ari": r["scores"]["gsr"]["ari"],
+            "components": r["n_modules"],
+            "controls": {
+                "k": r["n_modules"],
+                **r["null"],
+                "indicated": r["indicated"],
+                **{
+                    m: None if r["scores"][m] is None else r["scores"][m]["ari"]
+                    for m in analysis.MODULE_CONTROLS
+                },
+            },
+        }
+        for r in rows
+    ]
 
 
 def _mean_scores(per_seed: list[dict | None]) -> dict[str, float | None]:
@@ -499,8 +577,9 @@ def _mean_scores(per_seed: list[dict | None]) -> dict[str, float | None]:
     for key in SCORE_KEYS:
         values = np.array([s[key] for s in kept])
         out[f"{key}_mean"] = float(values.mean()) if len(values) else None
-        out[f"{key}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else (
-            0.0 if len(values) else None)
+        out[f"{key}_sd"] = (
+            float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else None)
+        )
     return out
 
 
@@ -514,26 +593,34 @@ def headline(metrics: dict) -> dict[str, str]:
     counts = metrics["n_modules"]
     cost = metrics["cost"]
     return {
-        "GSR modules ARI (cell types / coarse groups)":
+        "GSR modules ARI (cell types / coarse groups)": (
             f"{gsr['ari_mean']:.2f} ± {gsr['ari_sd']:.2f} / "
-            f"{gsr['ari_coarse_mean']:.2f} ± {gsr['ari_coarse_sd']:.2f}",
+            f"{gsr['ari_coarse_mean']:.2f} ± {gsr['ari_coarse_sd']:.2f}"
+        ),
         "vs best control": cr.verdict_entry(metrics["verdict"]),
         "modules found": f"{min(counts)}-{max(counts)} (median {np.median(counts):g})",
         "test MSE vs λ = 0": f"{cost['mse_ratio']:.2f}x ({cost['verdict']})",
-        **({"gsreg.sc.fit defaults": defaults_sentence(metrics["defaults"])}
-           if "defaults" in metrics else {}),
-    }  # fmt: skip
+        **(
+            {"gsreg.sc.fit defaults": defaults_sentence(metrics["defaults"])}
+            if "defaults" in metrics
+            else {}
+        ),
+    }
 
 
 def defaults_sentence(d: dict) -> str:
     """The defaults' target in a few words."""
     controls = ", ".join(f"{DEFAULTS_LABELS[k]} {v:.2f}" for k, v in d["controls"].items())
-    return (f"module ARI {d['ari']:.2f} vs {controls}, at {d['mse_ratio']:.2f}x MSE: target "
-            f"{'met' if d['met'] else 'missed'}")
+    return (
+        f"module ARI {d['ari']:.2f} vs {controls}, at {d['mse_ratio']:.2f}x MSE: target "
+        f"{'met' if d['met'] else 'missed'}"
+    )
 
 
-DEFAULTS_LABELS = {"pca_kmeans": f"PCA + k-means (k = {DEFAULTS_K})",
-                   "pca_leiden": "Leiden on PCA neighbours"}
+DEFAULTS_LABELS = {
+    "pca_kmeans": f"PCA + k-means (k = {DEFAULTS_K})",
+    "pca_leiden": "Leiden on PCA neighbours",
+}
 
 
 # --------------------------------------------------------------------------- figures
@@ -543,16 +630,20 @@ def _plot_cells(pcs: np.ndarray, data: PbmcData, row: dict) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.6), layout="constrained")
     panels = [
         (axes[0], data.cell_types, "cell type (bulk label)"),
-        (axes[1], np.array([f"module {m}" for m in row["_indicated"]]),
-         f"indicated module (seed {row['seed']})"),
-    ]  # fmt: skip
+        (
+            axes[1],
+            np.array([f"module {m}" for m in row["_indicated"]]),
+            f"indicated module (seed {row['seed']})",
+        ),
+    ]
     for ax, labels, title in panels:
         names, codes = np.unique(labels, return_inverse=True)
         cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
         ax.scatter(pcs[:, 0], pcs[:, 1], c=[cmap(c % cmap.N) for c in codes], s=7, lw=0)
         handles = [Patch(color=cmap(i % cmap.N), label=n) for i, n in enumerate(names)]
-        ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
-                  frameon=False)  # fmt: skip
+        ax.legend(
+            handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False
+        )
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
         ax.set_title(title, fontsize=10)
@@ -563,9 +654,14 @@ def _plot_module_types(detail: dict) -> plt.Figure:
     classes, ids = detail["classes"], detail["_module_ids"]
     sizes = {m["module"]: m["size"] for m in detail["modules"]}
     fig, axes = plt.subplots(1, 2, figsize=(15, 1.9 + 0.45 * len(ids)), layout="constrained")
-    panels = (("module_cell_type_activity", "mean module activity", "mean activity"),
-              ("module_cell_type_score", "mean indication score: (activity − module median) "
-               "/ module sd", "mean score"))  # fmt: skip
+    panels = (
+        ("module_cell_type_activity", "mean module activity", "mean activity"),
+        (
+            "module_cell_type_score",
+            "mean indication score: (activity − module median) / module sd",
+            "mean score",
+        ),
+    )
     for ax, (key, title, unit) in zip(axes, panels, strict=True):
         plotting.plot_module_class_heatmap(detail[key], ids, classes, ax=ax)
         fig.axes[-1].set_ylabel(unit)  # the colour bar just added
@@ -577,19 +673,29 @@ def _plot_module_types(detail: dict) -> plt.Figure:
 
 def _plot_markers(detail: dict, markers: list[str]) -> plt.Figure:
     corr, modules = detail["_corr"], detail["_neuron_modules"]
-    fig, ax = plt.subplots(figsize=(2.5 + 0.45 * max(1, len(markers)), 7.5),
-                           layout="constrained")  # fmt: skip
+    fig, ax = plt.subplots(figsize=(2.5 + 0.45 * max(1, len(markers)), 7.5), layout="constrained")
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8")
-    image = ax.imshow(np.ma.masked_invalid(corr), cmap=cmap, vmin=-1, vmax=1, aspect="auto",
-                      interpolation="nearest")  # fmt: skip
+    image = ax.imshow(
+        np.ma.masked_invalid(corr),
+        cmap=cmap,
+        vmin=-1,
+        vmax=1,
+        aspect="auto",
+        interpolation="nearest",
+    )
     bounds = np.flatnonzero(np.diff(modules)) + 0.5
     for y in bounds:
         ax.axhline(y, color="black", lw=0.8)
     edges = np.concatenate([[-0.5], bounds, [len(modules) - 0.5]])
     centres = (edges[:-1] + edges[1:]) / 2
     ax.set_yticks(centres, [f"module {m}" for m in np.unique(modules)], fontsize=8)
-    ax.set_xticks(range(len(markers)), [f"{g}\n({MARKER_CELLS.get(g, '')})" for g in markers],
-                  rotation=60, ha="right", fontsize=7)  # fmt: skip
+    ax.set_xticks(
+        range(len(markers)),
+        [f"{g}\n({MARKER_CELLS.get(g, '')})" for g in markers],
+        rotation=60,
+        ha="right",
+        fontsize=7,
+    )
     ax.set_ylabel("neurons of the learned-graph layer, grouped by module")
     ax.set_title(f"Pearson r, neuron vs marker gene (seed {detail['seed']})", fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.6, label="r")
@@ -602,26 +708,34 @@ def _plot_ari(config: PbmcConfig, metrics: dict) -> plt.Figure:
     seeds = metrics["seeds"]
     colours = plt.get_cmap("tab10")
     n_types = len(metrics["data"]["cell_types"])
-    for ax, key, title in ((axes[0], "ari", f"against the {n_types} cell types"),
-                           (axes[1], "ari_coarse", "against the coarse groups")):
+    for ax, key, title in (
+        (axes[0], "ari", f"against the {n_types} cell types"),
+        (axes[1], "ari_coarse", "against the coarse groups"),
+    ):
         for x, method in enumerate(METHODS):
             values = [s["scores"][method][key] for s in seeds if s["scores"][method]]
             if not values:
                 continue
             jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
-            ax.scatter(x + np.asarray(jitter), values, s=22, zorder=3,
-                       c=[colours(i % 10) for i in range(len(values))])  # fmt: skip
+            ax.scatter(
+                x + np.asarray(jitter),
+                values,
+                s=22,
+                zorder=3,
+                c=[colours(i % 10) for i in range(len(values))],
+            )
             ax.hlines(np.mean(values), x - 0.3, x + 0.3, color="black", lw=1.5)
         ax.axhline(metrics["louvain"][key], color="grey", ls=":", lw=1)
-        ax.set_xticks(range(len(METHODS)), [labels[m] for m in METHODS], rotation=25,
-                      ha="right", fontsize=8)  # fmt: skip
+        ax.set_xticks(
+            range(len(METHODS)), [labels[m] for m in METHODS], rotation=25, ha="right", fontsize=8
+        )
         ax.set_title(f"ARI {title}", fontsize=10)
     axes[0].set_ylabel("adjusted Rand index")
-    handles = [Patch(color=colours(i % 10), label=f"seed {s['seed']}")
-               for i, s in enumerate(seeds)]  # fmt: skip
+    handles = [Patch(color=colours(i % 10), label=f"seed {s['seed']}") for i, s in enumerate(seeds)]
     handles.append(Line2D([], [], color="black", lw=1.5, label="mean over seeds"))
-    handles.append(Line2D([], [], color="grey", ls=":", lw=1,
-                          label="Louvain clusters shipped with the data"))  # fmt: skip
+    handles.append(
+        Line2D([], [], color="grey", ls=":", lw=1, label="Louvain clusters shipped with the data")
+    )
     fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
     return fig
 
@@ -634,36 +748,68 @@ def _sections(config: PbmcConfig, metrics: dict, figures: dict[str, str]) -> lis
     n_types = len(metrics["data"]["cell_types"])
     return [
         Section("Summary", text=_summary(config, metrics), table=_method_table(metrics)),
-        Section("The cells", text=_data_text(config, metrics), table=_coarse_table(metrics),
-                figures=[figures["cells"]]),
-        Section("Every seed", text=prose(
-            "pbmc/seeds.txt", n_types=n_types, close=MSE_CLOSE, wrecked=MSE_WRECKED),
-            table=_seed_table(metrics)),
-        Section("Modules against cell types", text=_module_text(typical),
-                table=_module_table(typical), figures=[figures["types"]]),
-        Section("Neurons against marker genes", text=prose(
-            "pbmc/markers.txt", missing=metrics["data"]["markers_missing"]),
-            figures=[figures["markers"]]),
-        Section("Controls", text=prose(
-            "pbmc/controls.txt", rule=cr.controls_rule(K_RULE), n_types=n_types,
-            verdict=_verdict_sentence(metrics)),
-            table=[cr.controls_row("all seeds", metrics["verdict"])]),
+        Section(
+            "The cells",
+            text=_data_text(config, metrics),
+            table=_coarse_table(metrics),
+            figures=[figures["cells"]],
+        ),
+        Section(
+            "Every seed",
+            text=prose("pbmc/seeds.txt", n_types=n_types, close=MSE_CLOSE, wrecked=MSE_WRECKED),
+            table=_seed_table(metrics),
+        ),
+        Section(
+            "Modules against cell types",
+            text=_module_text(typical),
+            table=_module_table(typical),
+            figures=[figures["types"]],
+        ),
+        Section(
+            "Neurons against marker genes",
+            text=prose("pbmc/markers.txt", missing=metrics["data"]["markers_missing"]),
+            figures=[figures["markers"]],
+        ),
+        Section(
+            "Controls",
+            text=prose(
+                "pbmc/controls.txt",
+                rule=cr.controls_rule(K_RULE),
+                n_types=n_types,
+                verdict=_verdict_sentence(metrics),
+            ),
+            table=[cr.controls_row("all seeds", metrics["verdict"])],
+        ),
         *([_defaults_section(metrics)] if "defaults" in metrics else []),
-        Section("ARI per seed", text=prose("pbmc/ari.txt", n_types=n_types),
-                figures=[figures["ari"]]),
+        Section(
+            "ARI per seed", text=prose("pbmc/ari.txt", n_types=n_types), figures=[figures["ari"]]
+        ),
     ]
 
 
 def _defaults_section(metrics: dict) -> Section:
     """What ``gsreg.sc.fit(adata)`` gives with no other argument, against its target."""
     d = metrics["defaults"]
-    rows = [{"clustering": "gsreg.sc.fit defaults (modules)", "ARI (cell types)":
-             f"{d['ari']:.3f}", "MSE vs λ = 0": f"{d['mse_ratio']:.3f}x"}]
-    rows += [{"clustering": DEFAULTS_LABELS[k], "ARI (cell types)": f"{v:.3f}",
-              "MSE vs λ = 0": "-"} for k, v in d["controls"].items()]
-    text = prose("pbmc/defaults.txt", n_types=len(metrics["data"]["cell_types"]),
-                    k=DEFAULTS_K, mse_ratio=DEFAULTS_MSE_RATIO, counts=d["n_modules"],
-                    sentence=defaults_sentence(d), met=d["met"])
+    rows = [
+        {
+            "clustering": "gsreg.sc.fit defaults (modules)",
+            "ARI (cell types)": f"{d['ari']:.3f}",
+            "MSE vs λ = 0": f"{d['mse_ratio']:.3f}x",
+        }
+    ]
+    rows += [
+        {"clustering": DEFAULTS_LABELS[k], "ARI (cell types)": f"{v:.3f}", "MSE vs λ = 0": "-"}
+        for k, v in d["controls"].items()
+    ]
+    text = prose(
+        "pbmc/defaults.txt",
+        n_types=len(metrics["data"]["cell_types"]),
+        k=DEFAULTS_K,
+        mse_ratio=DEFAULTS_MSE_RATIO,
+        counts=d["n_modules"],
+        sentence=defaults_sentence(d),
+        met=d["met"],
+    )
     return Section("gsreg.sc.fit defaults", text=text, table=rows)
 
 
@@ -674,11 +820,19 @@ def _t_subsets() -> int:
 
 def _summary(config: PbmcConfig, metrics: dict) -> str:
     return prose(
-        "pbmc/summary.txt", n_seeds=config.n_seeds, weight=config.weight,
-        counts=metrics["n_modules"], n_types=len(metrics["data"]["cell_types"]),
-        without_gsr=metrics["components_without_gsr"], gsr=metrics["methods"]["gsr"],
-        verdict=_verdict_sentence(metrics), t_subsets=_t_subsets(), metrics=metrics,
-        cost=metrics["cost"], wrecked=metrics["cost"]["verdict"] == WRECKED)
+        "pbmc/summary.txt",
+        n_seeds=config.n_seeds,
+        weight=config.weight,
+        counts=metrics["n_modules"],
+        n_types=len(metrics["data"]["cell_types"]),
+        without_gsr=metrics["components_without_gsr"],
+        gsr=metrics["methods"]["gsr"],
+        verdict=_verdict_sentence(metrics),
+        t_subsets=_t_subsets(),
+        metrics=metrics,
+        cost=metrics["cost"],
+        wrecked=metrics["cost"]["verdict"] == WRECKED,
+    )
 
 
 def _verdict_sentence(metrics: dict) -> str:
@@ -687,32 +841,51 @@ def _verdict_sentence(metrics: dict) -> str:
 
 
 def _data_text(config: PbmcConfig, metrics: dict) -> str:
-    return prose("pbmc/data.txt", data=metrics["data"], matrix=config.matrix,
-                    test_fraction=config.test_fraction,
-                    n_types=len(metrics["data"]["cell_types"]), t_subsets=_t_subsets())
+    return prose(
+        "pbmc/data.txt",
+        data=metrics["data"],
+        matrix=config.matrix,
+        test_fraction=config.test_fraction,
+        n_types=len(metrics["data"]["cell_types"]),
+        t_subsets=_t_subsets(),
+    )
 
 
 def _coarse_table(metrics: dict) -> list[dict]:
     counts = metrics["data"]["cell_types"]
-    return [{"cell type": t, "cells": counts.get(t, 0), "coarse group": g}
-            for t, g in COARSE_GROUPS.items()]  # fmt: skip
+    return [
+        {"cell type": t, "cells": counts.get(t, 0), "coarse group": g}
+        for t, g in COARSE_GROUPS.items()
+    ]
 
 
 def _method_table(metrics: dict) -> list[dict]:
     rows = [{"clustering": v["label"], **_score_cells(v)} for v in metrics["methods"].values()]
     louvain = metrics["louvain"]
-    rows.append({"clustering": "Louvain clusters shipped with the data (one clustering)",
-                 "ARI": f"{louvain['ari']:.2f}", "NMI": f"{louvain['nmi']:.2f}",
-                 "ARI coarse": f"{louvain['ari_coarse']:.2f}",
-                 "NMI coarse": f"{louvain['nmi_coarse']:.2f}"})  # fmt: skip
+    rows.append(
+        {
+            "clustering": "Louvain clusters shipped with the data (one clustering)",
+            "ARI": f"{louvain['ari']:.2f}",
+            "NMI": f"{louvain['nmi']:.2f}",
+            "ARI coarse": f"{louvain['ari_coarse']:.2f}",
+            "NMI coarse": f"{louvain['nmi_coarse']:.2f}",
+        }
+    )
     return rows
 
 
 def _score_cells(v: dict) -> dict[str, str]:
-    return {name: ("n/a" if v[key + "_mean"] is None
-                   else f"{v[key + '_mean']:.2f} ± {v[key + '_sd']:.2f}")
-            for name, key in (("ARI", "ari"), ("NMI", "nmi"), ("ARI coarse", "ari_coarse"),
-                              ("NMI coarse", "nmi_coarse"))}  # fmt: skip
+    return {
+        name: (
+            "n/a" if v[key + "_mean"] is None else f"{v[key + '_mean']:.2f} ± {v[key + '_sd']:.2f}"
+        )
+        for name, key in (
+            ("ARI", "ari"),
+            ("NMI", "nmi"),
+            ("ARI coarse", "ari_coarse"),
+            ("NMI coarse", "nmi_coarse"),
+        )
+    }
 
 
 def _seed_table(metrics: dict) -> list[dict]:
@@ -721,10 +894,15 @@ def _seed_table(metrics: dict) -> list[dict]:
             "seed": r["seed"],
             "modules (sizes)": f"{r['n_modules']} ({', '.join(map(str, r['module_sizes']))})",
             "components at λ = 0": r["components_without_gsr"],
-            "ARI GSR (null p)": (f"{r['scores']['gsr']['ari']:.2f} "
-                                 f"({cr.fmt(r['null']['p_value'], 3)})"),
-            **{f"ARI {analysis.MODULE_CONTROL_LABELS[m]}":
-               cr.fmt(r["scores"][m] and r["scores"][m]["ari"]) for m in analysis.MODULE_CONTROLS},
+            "ARI GSR (null p)": (
+                f"{r['scores']['gsr']['ari']:.2f} ({cr.fmt(r['null']['p_value'], 3)})"
+            ),
+            **{
+                f"ARI {analysis.MODULE_CONTROL_LABELS[m]}": cr.fmt(
+                    r["scores"][m] and r["scores"][m]["ari"]
+                )
+                for m in analysis.MODULE_CONTROLS
+            },
             "test MSE": f"{r['test_mse']:.3f}",
             "test MSE λ = 0": f"{r['test_mse_no_gsr']:.3f}",
             "ratio": f"{r['mse_ratio']:.2f}x",
@@ -740,24 +918,31 @@ def _module_table(typical: dict) -> list[dict]:
             "module": m["module"],
             "neurons": m["size"],
             "highest mean score in": f"{m['top_cell_type']} ({m['top_score']:.2f})",
-            "most correlated marker (mean r over its neurons)":
-                "n/a" if m["top_marker"] is None
-                else f"{m['top_marker']} ({m['top_marker_r']:.2f})",
+            "most correlated marker (mean r over its neurons)": "n/a"
+            if m["top_marker"] is None
+            else f"{m['top_marker']} ({m['top_marker_r']:.2f})",
         }
         for m in typical["modules"]
-    ]  # fmt: skip
+    ]
 
 
 def _module_text(typical: dict) -> str:
     """The typical seed's modules against the cell types: which point clearly to one."""
-    clear = [{**m, "group": COARSE_GROUPS.get(m["top_cell_type"], "?")}
-             for m in typical["modules"] if m["top_score"] >= CLEAR_SCORE]
+    clear = [
+        {**m, "group": COARSE_GROUPS.get(m["top_cell_type"], "?")}
+        for m in typical["modules"]
+        if m["top_score"] >= CLEAR_SCORE
+    ]
     pointed = {m["top_cell_type"] for m in clear}
     return prose(
-        "pbmc/modules.txt", seed=typical["seed"], clear=clear, modules=typical["modules"],
+        "pbmc/modules.txt",
+        seed=typical["seed"],
+        clear=clear,
+        modules=typical["modules"],
         clear_score=CLEAR_SCORE,
         vague=[m["module"] for m in typical["modules"] if m["top_score"] < CLEAR_SCORE],
-        missing=sorted(set(typical["classes"]) - pointed))
+        missing=sorted(set(typical["classes"]) - pointed),
+    )
 
 
 __all__ = [

@@ -71,8 +71,18 @@ class ReconstructionSweepConfig:
     hidden: tuple[int, ...] = (128, 128, 128)
     latent: int = 32
     coefficients: tuple[float, ...] = (
-        1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5,
-    )  # fmt: skip
+        1e-5,
+        1e-4,
+        1e-3,
+        1e-2,
+        1e-1,
+        1.0,
+        10.0,
+        100.0,
+        1e3,
+        1e4,
+        1e5,
+    )
     regularizers: tuple[str, ...] = KINDS
     epochs: int = 5
     batch_size: int = 64
@@ -90,25 +100,37 @@ class ReconstructionSweepConfig:
             coefficients=(self.coefficients, "weights"),
         )
         if any(c <= 0 for c in self.coefficients):
-            raise ValueError("ReconstructionSweepConfig.coefficients must all be > 0; "
-                             "the model without a regulariser is always trained")
+            raise ValueError(
+                "ReconstructionSweepConfig.coefficients must all be > 0; "
+                "the model without a regulariser is always trained"
+            )
         for size in self.hidden:
             check_config("ReconstructionSweepConfig", hidden=(size, "positive_int"))
         unknown = [k for k in self.regularizers if k not in KINDS]
         if unknown or not self.regularizers:
-            raise ValueError(f"ReconstructionSweepConfig.regularizers must be a non-empty "
-                             f"subset of {KINDS}, got {self.regularizers!r}")
+            raise ValueError(
+                f"ReconstructionSweepConfig.regularizers must be a non-empty "
+                f"subset of {KINDS}, got {self.regularizers!r}"
+            )
         if graphs.parse(self.graph).n_nodes != self.latent:
-            raise ValueError(f"ReconstructionSweepConfig.graph {self.graph!r} must have "
-                             f"latent={self.latent} nodes")
+            raise ValueError(
+                f"ReconstructionSweepConfig.graph {self.graph!r} must have "
+                f"latent={self.latent} nodes"
+            )
 
     @classmethod
     def quick(cls, **overrides) -> ReconstructionSweepConfig:
         """Seconds: 500 training and 300 test digits, one epoch, two coefficients."""
-        return cls(**{"epochs": 1, "batch_size": 100, "n_train": 500, "n_test": 300,
-                      "coefficients": (1e-2, 1e2), **overrides})
-
-
+        return cls(
+            **{
+                "epochs": 1,
+                "batch_size": 100,
+                "n_train": 500,
+                "n_test": 300,
+                "coefficients": (1e-2, 1e2),
+                **overrides,
+            }
+        )
 
 
 def title(config: ReconstructionSweepConfig) -> str:
@@ -149,18 +171,36 @@ def _train(kind, coefficient, config, graph, data, device, progress) -> dict:
         result = {"regularizer": kind, "coefficient": coefficient, "label": label}
         start = time.perf_counter()
         try:
-            fit(model, data.X_train, regularizer=reg, epochs=config.epochs,
-                batch_size=config.batch_size, lr=config.lr, device=device, seed=config.seed,
-                progress=progress, desc=label)
+            fit(
+                model,
+                data.X_train,
+                regularizer=reg,
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                lr=config.lr,
+                device=device,
+                seed=config.seed,
+                progress=progress,
+                desc=label,
+            )
         except (RuntimeError, ValueError) as err:
             if "non-finite" not in str(err) and "NaN" not in str(err):
                 raise
-            failed = {"status": "diverged", "error": str(err), "train_mse": math.nan,
-                      "test_mse": math.nan, "latent_norm": math.nan, "latent_energy": math.nan,
-                      "train_seconds": time.perf_counter() - start}
+            failed = {
+                "status": "diverged",
+                "error": str(err),
+                "train_mse": math.nan,
+                "test_mse": math.nan,
+                "latent_norm": math.nan,
+                "latent_energy": math.nan,
+                "train_seconds": time.perf_counter() - start,
+            }
             if kind in ("none", "gsr"):
-                failed |= {"arranged_energy": math.nan, "null_energy": math.nan,
-                           "energy_p_value": math.nan}
+                failed |= {
+                    "arranged_energy": math.nan,
+                    "null_energy": math.nan,
+                    "energy_p_value": math.nan,
+                }
             return result | failed
         finally:
             if reg is not None:
@@ -184,18 +224,21 @@ def _order_controls(model, Z, config, graph, data) -> dict:
     """The latent's energy after the post-hoc arrangement and under random unit orders."""
     rows = np.arange(len(data.X_train))
     if len(rows) > ARRANGE_SAMPLES:
-        rows = np.sort(np.random.default_rng(config.seed).choice(
-            rows, ARRANGE_SAMPLES, replace=False))
+        rows = np.sort(
+            np.random.default_rng(config.seed).choice(rows, ARRANGE_SAMPLES, replace=False)
+        )
     Z_fit = analysis.activations(model, data.X_train[rows], config.layer)
     # Z and -Z together have zero means: the arrangement then sees the units' uncentred
     # cosine similarities, which the uncentred energy rewards. On standardised activations
     # (the default) it ignores the units' offsets, which dominate this latent, and its
     # placement is often rougher than the units' own order.
-    perm = analysis.arrangement(np.concatenate([Z_fit, -Z_fit]), graph,
-                                random_state=config.seed)
+    perm = analysis.arrangement(np.concatenate([Z_fit, -Z_fit]), graph, random_state=config.seed)
     null = energy_null(Z, graph, N_PERMUTATIONS, seed=config.seed)
-    return {"arranged_energy": analysis.dirichlet_energy(Z[:, perm], graph, normalize=True),
-            "null_energy": null["null_mean"], "energy_p_value": null["p_value"]}
+    return {
+        "arranged_energy": analysis.dirichlet_energy(Z[:, perm], graph, normalize=True),
+        "null_energy": null["null_mean"],
+        "energy_p_value": null["p_value"],
+    }
 
 
 def energy_null(
@@ -217,15 +260,19 @@ def energy_null(
     rng = np.random.default_rng(seed)
     perms = np.argsort(rng.random((n_permutations, graph.n_nodes)), axis=1)
     i, j = graph.edges.T
-    degree = np.bincount(np.concatenate([i, j]), weights=np.concatenate([graph.weights] * 2),
-                         minlength=graph.n_nodes)
+    degree = np.bincount(
+        np.concatenate([i, j]), weights=np.concatenate([graph.weights] * 2), minlength=graph.n_nodes
+    )
     diagonal = (np.diag(M)[perms] * degree).sum(axis=1)
     cross = (M[perms[:, i], perms[:, j]] * graph.weights).sum(axis=1)
     null = (diagonal - 2 * cross) / total
     observed = analysis.dirichlet_energy(Z, graph, normalize=True)
-    return {"observed": observed, "null_mean": float(null.mean()),
-            "null_std": float(null.std()),
-            "p_value": float((1 + np.sum(null <= observed + 1e-12)) / (1 + n_permutations))}
+    return {
+        "observed": observed,
+        "null_mean": float(null.mean()),
+        "null_std": float(null.std()),
+        "p_value": float((1 + np.sum(null <= observed + 1e-12)) / (1 + n_permutations)),
+    }
 
 
 def _metrics(config, data, results: list[dict], mean_image_mse: float) -> dict:
@@ -236,8 +283,9 @@ def _metrics(config, data, results: list[dict], mean_image_mse: float) -> dict:
             r["status"] = "collapsed"
     tolerated = {}
     for kind in config.regularizers:
-        ok = [r["coefficient"] for r in results
-              if r["regularizer"] == kind and r["verdict"] == CLOSE]
+        ok = [
+            r["coefficient"] for r in results if r["regularizer"] == kind and r["verdict"] == CLOSE
+        ]
         tolerated[kind] = max(ok, default=None)
     by_kind = {
         kind: {
@@ -249,12 +297,17 @@ def _metrics(config, data, results: list[dict], mean_image_mse: float) -> dict:
         for kind in config.regularizers
     }
     for r in results:
-        r["norm_ratio"] = (r["latent_norm"] / base["latent_norm"] if base["latent_norm"] > 0
-                           else math.nan)
+        r["norm_ratio"] = (
+            r["latent_norm"] / base["latent_norm"] if base["latent_norm"] > 0 else math.nan
+        )
     gsr = [_gsr_verdict(r, base) for r in results if r["regularizer"] == "gsr"]
     return {
-        "data": {"name": "mnist", "scale": "symmetric", "n_train": len(data.X_train),
-                 "n_test": len(data.X_test)},
+        "data": {
+            "name": "mnist",
+            "scale": "symmetric",
+            "n_train": len(data.X_train),
+            "n_test": len(data.X_test),
+        },
         "graph": config.graph,
         "layer": config.layer,
         "none": {"train_mse": base["train_mse"], "test_mse": base["test_mse"]},
@@ -276,8 +329,11 @@ def _metrics(config, data, results: list[dict], mean_image_mse: float) -> dict:
 
 def _control(energy: float, base: dict) -> dict:
     """A λ = 0 control: its energy and the λ = 0 model's test MSE and latent norm."""
-    return {"latent_energy": energy, "test_mse": base["test_mse"],
-            "latent_norm": base["latent_norm"]}
+    return {
+        "latent_energy": energy,
+        "test_mse": base["test_mse"],
+        "latent_norm": base["latent_norm"],
+    }
 
 
 def _gsr_verdict(r: dict, base: dict) -> dict:
@@ -313,29 +369,36 @@ def _overall_verdict(gsr: list[dict]) -> dict | None:
     """
     if not gsr:
         return None
-    pool = ([v for v in gsr if v["cost"] == CLOSE and v["status"] == "ok"]
-            or [v for v in gsr if v["status"] == "ok"] or gsr)
+    pool = (
+        [v for v in gsr if v["cost"] == CLOSE and v["status"] == "ok"]
+        or [v for v in gsr if v["status"] == "ok"]
+        or gsr
+    )
     chosen = max(pool, key=lambda v: v["margin"] if math.isfinite(v["margin"]) else -math.inf)
     return chosen | {"sentence": _verdict_sentence(chosen)}
 
 
 def _verdict_sentence(v: dict) -> str:
-    return prose("reconstruction_sweep/verdict.txt", v=v,
-                 coefficient=lambda_label(v["coefficient"]))
+    return prose(
+        "reconstruction_sweep/verdict.txt", v=v, coefficient=lambda_label(v["coefficient"])
+    )
 
 
 def _tolerated(metrics: dict) -> list[str]:
     """Per regulariser, its largest coefficient whose test MSE stays close to λ = 0."""
-    return [f"{_NAMES[k]} {'none' if c is None else lambda_label(c)}"
-            for k, c in metrics["largest_close_coefficient"].items()]
+    return [
+        f"{_NAMES[k]} {'none' if c is None else lambda_label(c)}"
+        for k, c in metrics["largest_close_coefficient"].items()
+    ]
 
 
 def headline(metrics: dict) -> dict[str, str]:
     """The numbers an index page shows."""
     out = {
         "test MSE without regulariser": f"{metrics['none']['test_mse']:.4f}",
-        f"largest coefficient within {(MSE_CLOSE - 1) * 100:g}% of that":
-            ", ".join(_tolerated(metrics)),
+        f"largest coefficient within {(MSE_CLOSE - 1) * 100:g}% of that": ", ".join(
+            _tolerated(metrics)
+        ),
         "collapsed runs": str(len(metrics["collapsed"])),
     }
     v = metrics.get("verdict")
@@ -344,7 +407,8 @@ def headline(metrics: dict) -> dict[str, str]:
             f"GSR {lambda_label(v['coefficient'])} energy {v['gsr_score']:.3f} vs "
             f"{v['best_control']} {v['control_score']:.3f} (margin {v['margin']:+.3f}) at "
             f"{v['mse_ratio']:.2f}x MSE, {v['norm_ratio']:.2f}x ‖z‖: "
-            f"{'helps' if v['helps'] else 'does not help'}")
+            f"{'helps' if v['helps'] else 'does not help'}"
+        )
     return out
 
 
@@ -352,21 +416,38 @@ def _plot(config, metrics: dict):
     fig, ax = plt.subplots(figsize=(7.0, 4.2), layout="constrained")
     for kind, series in metrics["by_regularizer"].items():
         color = _COLORS[kind]
-        ax.plot(series["coefficients"], series["test_mse"], "o-", color=color,
-                label=f"{_NAMES[kind]} test")
-        ax.plot(series["coefficients"], series["train_mse"], "x--", color=color, alpha=0.7,
-                label=f"{_NAMES[kind]} train")
+        ax.plot(
+            series["coefficients"],
+            series["test_mse"],
+            "o-",
+            color=color,
+            label=f"{_NAMES[kind]} test",
+        )
+        ax.plot(
+            series["coefficients"],
+            series["train_mse"],
+            "x--",
+            color=color,
+            alpha=0.7,
+            label=f"{_NAMES[kind]} train",
+        )
     none = metrics["none"]
     ax.axhline(none["test_mse"], color="black", lw=1.0, label="none test")
     ax.axhline(none["train_mse"], color="black", lw=1.0, ls="--", label="none train")
-    ax.axhline(metrics["mean_image_mse"], color="grey", lw=1.0, ls=":",
-               label="mean image (nothing learned)")
+    ax.axhline(
+        metrics["mean_image_mse"],
+        color="grey",
+        lw=1.0,
+        ls=":",
+        label="mean image (nothing learned)",
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("coefficient")
     ax.set_ylabel("reconstruction MSE")
-    ax.set_title(f"MSE against the coefficient ({config.graph} for GSR, latent "
-                 f"{config.latent})", fontsize=10)
+    ax.set_title(
+        f"MSE against the coefficient ({config.graph} for GSR, latent {config.latent})", fontsize=10
+    )
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
 
@@ -398,24 +479,40 @@ def _sections(config, metrics: dict, figures: dict[str, str], n_features: int) -
     data = metrics["data"]
     summary = prose(
         "reconstruction_sweep/summary.txt",
-        layers=[n_features, *config.hidden, config.latent], latent=config.latent,
-        n_train=data["n_train"], n_test=data["n_test"], epochs=config.epochs, lr=config.lr,
-        seed=config.seed, graph=config.graph, regularizers=list(config.regularizers),
-        names=[_NAMES[k] for k in config.regularizers], kind_names=_NAMES,
-        base=metrics["none"], mean_image_mse=metrics["mean_image_mse"],
-        close_percent=(MSE_CLOSE - 1) * 100, tolerated=_tolerated(metrics),
-        verdict=metrics["verdict"], arrange_samples=ARRANGE_SAMPLES,
-        n_permutations=N_PERMUTATIONS, collapsed=metrics["collapsed"],
+        layers=[n_features, *config.hidden, config.latent],
+        latent=config.latent,
+        n_train=data["n_train"],
+        n_test=data["n_test"],
+        epochs=config.epochs,
+        lr=config.lr,
+        seed=config.seed,
+        graph=config.graph,
+        regularizers=list(config.regularizers),
+        names=[_NAMES[k] for k in config.regularizers],
+        kind_names=_NAMES,
+        base=metrics["none"],
+        mean_image_mse=metrics["mean_image_mse"],
+        close_percent=(MSE_CLOSE - 1) * 100,
+        tolerated=_tolerated(metrics),
+        verdict=metrics["verdict"],
+        arrange_samples=ARRANGE_SAMPLES,
+        n_permutations=N_PERMUTATIONS,
+        collapsed=metrics["collapsed"],
         diverged=metrics["diverged"],
     )
     return [
         Section("Summary", text=summary),
-        Section("MSE against the coefficient", text=prose("reconstruction_sweep/mse_figure.txt"),
-                figures=[figures["mse_vs_coefficient"]]),
+        Section(
+            "MSE against the coefficient",
+            text=prose("reconstruction_sweep/mse_figure.txt"),
+            figures=[figures["mse_vs_coefficient"]],
+        ),
         Section("Train and test MSE", table=_table(config, metrics)),
-        Section("Smoothness against the controls",
-                text=prose("reconstruction_sweep/controls.txt", graph=config.graph),
-                table=_controls_table(metrics)),
+        Section(
+            "Smoothness against the controls",
+            text=prose("reconstruction_sweep/controls.txt", graph=config.graph),
+            table=_controls_table(metrics),
+        ),
     ]
 
 
@@ -425,17 +522,19 @@ def _controls_table(metrics: dict) -> list[dict]:
     for r in metrics["runs"]:
         v = verdicts.get(r["coefficient"]) if r["regularizer"] == "gsr" else None
         ordered = "arranged_energy" in r
-        rows.append({
-            "model": "λ=0 (no regulariser)" if r["regularizer"] == "none" else r["label"],
-            "energy": f"{r['latent_energy']:.3f}",
-            "energy arranged": f"{r['arranged_energy']:.3f}" if ordered else "",
-            "random orders": f"{r['null_energy']:.3f}" if ordered else "",
-            "p": f"{r['energy_p_value']:.3f}" if ordered else "",
-            "test MSE vs λ=0": f"{r['mse_ratio']:.2f}x",
-            "mean ‖z‖ vs λ=0": f"{r['norm_ratio']:.2f}x",
-            "margin vs best control": "" if v is None else f"{v['margin']:+.3f}",
-            "GSR helps": "" if v is None else ("yes" if v["helps"] else "no"),
-        })
+        rows.append(
+            {
+                "model": "λ=0 (no regulariser)" if r["regularizer"] == "none" else r["label"],
+                "energy": f"{r['latent_energy']:.3f}",
+                "energy arranged": f"{r['arranged_energy']:.3f}" if ordered else "",
+                "random orders": f"{r['null_energy']:.3f}" if ordered else "",
+                "p": f"{r['energy_p_value']:.3f}" if ordered else "",
+                "test MSE vs λ=0": f"{r['mse_ratio']:.2f}x",
+                "mean ‖z‖ vs λ=0": f"{r['norm_ratio']:.2f}x",
+                "margin vs best control": "" if v is None else f"{v['margin']:+.3f}",
+                "GSR helps": "" if v is None else ("yes" if v["helps"] else "no"),
+            }
+        )
     return rows
 
 

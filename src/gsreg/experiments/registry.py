@@ -186,9 +186,7 @@ class ExperimentsFailed(RuntimeError):
         self.index = index
         self.failures = dict(failures)
         names = ", ".join(self.failures)
-        super().__init__(
-            f"{len(self.failures)} experiment(s) failed: {names}; see {index}"
-        )
+        super().__init__(f"{len(self.failures)} experiment(s) failed: {names}; see {index}")
 
 
 # --------------------------------------------------------------------------- listing
@@ -262,8 +260,9 @@ def run_experiment(
     experiment, config, device = _check_run(name, seed, device, quick, overrides)
     root = _check_out_root(out_root)
     check_run_folder(root / experiment.name, RUN_FILES, command="an experiment")
-    return _run_into_place(experiment, config, root, quick, seed, device, progress,
-                           overrides=dict(overrides or {}))
+    return _run_into_place(
+        experiment, config, root, quick, seed, device, progress, overrides=dict(overrides or {})
+    )
 
 
 def run_all(
@@ -299,21 +298,35 @@ def run_all(
             folder = _run_into_place(experiment, config, root, quick, seed, dev, progress)
         except Exception as err:  # noqa: BLE001 - recorded, reported, re-raised at the end
             failures[experiment.name] = f"{type(err).__name__}: {err}"
-            entries.append({
-                "name": experiment.name, "description": experiment.description,
-                "status": "failed", "error": failures[experiment.name],
-                "seconds": time.perf_counter() - start,
-            })
+            entries.append(
+                {
+                    "name": experiment.name,
+                    "description": experiment.description,
+                    "status": "failed",
+                    "error": failures[experiment.name],
+                    "seconds": time.perf_counter() - start,
+                }
+            )
             continue
         record = read_run(folder)
-        entries.append({
-            "name": experiment.name, "description": experiment.description,
-            "status": "ok", "report": f"{experiment.name}/report.html",
-            "seconds": record.get("seconds"), "headline": record.get("headline", {}),
-        })
+        entries.append(
+            {
+                "name": experiment.name,
+                "description": experiment.description,
+                "status": "ok",
+                "report": f"{experiment.name}/report.html",
+                "seconds": record.get("seconds"),
+                "headline": record.get("headline", {}),
+            }
+        )
     root.mkdir(parents=True, exist_ok=True)  # a failed first run removed what it created
-    summary = {"quick": quick, "seed": seed, "device": device, "finished": _now(),
-               "experiments": entries}
+    summary = {
+        "quick": quick,
+        "seed": seed,
+        "device": device,
+        "finished": _now(),
+        "experiments": entries,
+    }
     atomic_write(root / "index.json", json.dumps(summary, indent=2) + "\n")
     index = root / "index.html"
     atomic_write(index, _index_html(summary))
@@ -331,8 +344,10 @@ def summary_text(folder: str | os.PathLike) -> str:
     """What ``gsreg run`` prints after a run: headline numbers and where the report is."""
     record = read_run(folder)
     kind = "quick" if record["quick"] else "full"
-    lines = [f"{record['experiment']}: {kind} run, seed {record['seed']}, "
-             f"{record['seconds'] / 60:.1f} min"]
+    lines = [
+        f"{record['experiment']}: {kind} run, seed {record['seed']}, "
+        f"{record['seconds'] / 60:.1f} min"
+    ]
     lines += [f"  {key}: {value}" for key, value in record["headline"].items()]
     lines.append(f"report: {Path(folder).resolve() / 'report.html'}")
     return "\n".join(lines)
@@ -382,15 +397,17 @@ def _check_out_root(out_root: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------- atomic run
 
 
-def _run_into_place(experiment, config, root, quick, seed, device, progress,
-                    overrides=None) -> Path:
+def _run_into_place(
+    experiment, config, root, quick, seed, device, progress, overrides=None
+) -> Path:
     target = root / experiment.name
     with staged_folder(target, RUN_FILES, command="an experiment") as staging:
         start = time.perf_counter()
         metrics = experiment.run(config, str(staging), device=device, progress=progress)
         seconds = time.perf_counter() - start
-        record = _run_record(experiment, config, quick, seed, device, seconds, metrics,
-                             overrides or {})
+        record = _run_record(
+            experiment, config, quick, seed, device, seconds, metrics, overrides or {}
+        )
         atomic_write(staging / "run.json", json.dumps(record, indent=2) + "\n")
     return target
 
@@ -415,25 +432,29 @@ def _run_record(experiment, config, quick, seed, device, seconds, metrics, overr
     flags = (" --quick" if quick else "") + f" --seed {seed} --device {device}"
     rerun = f"gsreg run {experiment.name}{flags}"
     if overrides:  # not expressible on the command line; config.json holds them
-        rerun = (f"registry.run_experiment({experiment.name!r}, OUT, quick={quick}, "
-                 f"seed={seed}, device={device!r}, overrides={overrides!r})")
-    return to_jsonable({
-        "experiment": experiment.name,
-        "quick": quick,
-        "seed": seed,
-        "device": device,
-        "seconds": seconds,
-        "finished": _now(),
-        "rerun": rerun,
-        "overrides": overrides,
-        "config": dataclasses.asdict(config),
-        "headline": headline,
-        "versions": {
-            "gsreg": gsreg_version,
-            "torch": torch.__version__,
-            "python": sys.version.split()[0],
-        },
-    })
+        rerun = (
+            f"registry.run_experiment({experiment.name!r}, OUT, quick={quick}, "
+            f"seed={seed}, device={device!r}, overrides={overrides!r})"
+        )
+    return to_jsonable(
+        {
+            "experiment": experiment.name,
+            "quick": quick,
+            "seed": seed,
+            "device": device,
+            "seconds": seconds,
+            "finished": _now(),
+            "rerun": rerun,
+            "overrides": overrides,
+            "config": dataclasses.asdict(config),
+            "headline": headline,
+            "versions": {
+                "gsreg": gsreg_version,
+                "torch": torch.__version__,
+                "python": sys.version.split()[0],
+            },
+        }
+    )
 
 
 def _now() -> str:

@@ -197,8 +197,9 @@ class RotationConfig:
             lr=(self.lr, "positive"),
         )
         if self.standardised_weights:
-            check_config("RotationConfig",
-                         standardised_weights=(self.standardised_weights, "weights"))
+            check_config(
+                "RotationConfig", standardised_weights=(self.standardised_weights, "weights")
+            )
         if self.authors_weights:
             check_config(
                 "RotationConfig",
@@ -210,18 +211,31 @@ class RotationConfig:
                 authors_lr=(self.authors_lr, "positive"),
             )
             if 0.0 not in self.authors_weights:
-                raise ValueError("RotationConfig.authors_weights must include 0 (its "
-                                 "reference model)")
+                raise ValueError(
+                    "RotationConfig.authors_weights must include 0 (its reference model)"
+                )
             if self.authors_ring < 3:
-                raise ValueError(f"RotationConfig.authors_ring must be >= 3, got "
-                                 f"{self.authors_ring}")
+                raise ValueError(
+                    f"RotationConfig.authors_ring must be >= 3, got {self.authors_ring}"
+                )
             rate, every = self.authors_decay if len(self.authors_decay) == 2 else (None, None)
-            if not (isinstance(rate, (int, float)) and 0 < rate <= 1
-                    and isinstance(every, int) and not isinstance(every, bool) and every >= 1):
-                raise ValueError("RotationConfig.authors_decay must be (rate in (0, 1], "
-                                 f"every >= 1 steps), got {self.authors_decay!r}")
-        for size in (*self.hidden, *self.decoder_hidden, *self.authors_hidden,
-                     *self.authors_decoder_hidden):
+            if not (
+                isinstance(rate, (int, float))
+                and 0 < rate <= 1
+                and isinstance(every, int)
+                and not isinstance(every, bool)
+                and every >= 1
+            ):
+                raise ValueError(
+                    "RotationConfig.authors_decay must be (rate in (0, 1], "
+                    f"every >= 1 steps), got {self.authors_decay!r}"
+                )
+        for size in (
+            *self.hidden,
+            *self.decoder_hidden,
+            *self.authors_hidden,
+            *self.authors_decoder_hidden,
+        ):
             check_config("RotationConfig", hidden=(size, "positive_int"))
         if 0.0 not in self.weights:
             raise ValueError("RotationConfig.weights must include 0 (the reference model)")
@@ -233,10 +247,16 @@ class RotationConfig:
     @classmethod
     def quick(cls, **overrides) -> RotationConfig:
         """Seconds: 64 frames, 3 epochs (the authors' ring too), one restart."""
-        return cls(**{"n_frames": 64, "epochs": 3, "authors_epochs": 3, "batch_size": 16,
-                      "n_restarts": 1, **overrides})
-
-
+        return cls(
+            **{
+                "n_frames": 64,
+                "epochs": 3,
+                "authors_epochs": 3,
+                "batch_size": 16,
+                "n_restarts": 1,
+                **overrides,
+            }
+        )
 
 
 #: the layout of the authors' ring: on the first decoder layer, behind a narrow bottleneck
@@ -245,8 +265,12 @@ AUTHORS = "authors"
 
 def _variants(config: RotationConfig) -> list[LayoutVariant]:
     return layout_variants(config.weights, config.standardised_weights) + [
-        LayoutVariant(f"{AUTHORS}_lambda_{lambda_label(w)}", f"{AUTHORS} λ={lambda_label(w)}",
-                      AUTHORS, float(w))
+        LayoutVariant(
+            f"{AUTHORS}_lambda_{lambda_label(w)}",
+            f"{AUTHORS} λ={lambda_label(w)}",
+            AUTHORS,
+            float(w),
+        )
         for w in sorted(set(config.authors_weights))
     ]
 
@@ -273,12 +297,16 @@ def ring_autoencoder(config: RotationConfig, layout: str) -> tuple[nn.Module, st
     n_features = config.size * config.size
     if layout == AUTHORS:
         model = DenseAutoencoder(
-            n_features, hidden=config.authors_hidden, latent=config.authors_latent,
+            n_features,
+            hidden=config.authors_hidden,
+            latent=config.authors_latent,
             decoder_hidden=(config.authors_ring, *config.authors_decoder_hidden),
-            negative_slope=config.authors_slope)
+            negative_slope=config.authors_slope,
+        )
         return model, "decoder.0"
-    return bottleneck_autoencoder(n_features, config.hidden, config.ring, layout, "ring",
-                                  decoder_hidden=config.decoder_hidden)
+    return bottleneck_autoencoder(
+        n_features, config.hidden, config.ring, layout, "ring", decoder_hidden=config.decoder_hidden
+    )
 
 
 # --------------------------------------------------------------------------- run
@@ -288,8 +316,13 @@ def run(config: RotationConfig, out: str, device: str = "auto", progress: bool =
     """Train every (layer, lambda, restart), analyse, write ``out/``; returns the metrics."""
     folder = RunFolder(out)
     train = datasets.rotation(config.n_frames, config.size, seed=config.seed, noise=config.noise)
-    test = datasets.rotation(config.n_frames, config.size, seed=config.seed + 1,
-                             noise=config.noise, offset=180.0 / config.n_frames)
+    test = datasets.rotation(
+        config.n_frames,
+        config.size,
+        seed=config.seed + 1,
+        noise=config.noise,
+        offset=180.0 / config.n_frames,
+    )
     true = np.deg2rad(test.angles)
     results = {}
     for variant in _variants(config):
@@ -313,21 +346,35 @@ def _train(variant, config, train, test, true, seed, device, progress) -> dict:
         model, layer = ring_autoencoder(config, variant.layout)
         reg = None
         if variant.weight > 0:
-            reg = GraphRegularizer(model, {layer: graph}, weight=variant.weight,
-                                   decay=tuple(config.authors_decay) if authors else None)
+            reg = GraphRegularizer(
+                model,
+                {layer: graph},
+                weight=variant.weight,
+                decay=tuple(config.authors_decay) if authors else None,
+            )
         epochs = config.authors_epochs if authors else config.epochs
         start = time.perf_counter()
-        fit(model, train.X, regularizer=reg, epochs=epochs, batch_size=config.batch_size,
-            lr=config.authors_lr if authors else config.lr, device=device, seed=seed,
-            progress=progress, desc=f"{variant.label} seed {seed}")
+        fit(
+            model,
+            train.X,
+            regularizer=reg,
+            epochs=epochs,
+            batch_size=config.batch_size,
+            lr=config.authors_lr if authors else config.lr,
+            device=device,
+            seed=seed,
+            progress=progress,
+            desc=f"{variant.label} seed {seed}",
+        )
         seconds = time.perf_counter() - start
         if reg is not None:
             reg.remove()
         Z = analysis.activations(model, test.X, layer)
         peak = ring_peak_angle(Z)
         nodes = 2 * np.pi * np.arange(graph.n_nodes) / graph.n_nodes
-        perm = analysis.arrangement(analysis.activations(model, train.X, layer), graph,
-                                    random_state=seed)
+        perm = analysis.arrangement(
+            analysis.activations(model, train.X, layer), graph, random_state=seed
+        )
         rho = circular_correlation(true, peak)
         null = rho_null(Z, true, N_PERMUTATIONS, seed=seed)
         return {
@@ -346,8 +393,9 @@ def _train(variant, config, train, test, true, seed, device, progress) -> dict:
         }
 
 
-def rho_null(Z: np.ndarray, angles: np.ndarray, n_permutations: int = N_PERMUTATIONS,
-             seed: int = 0) -> dict[str, float]:
+def rho_null(
+    Z: np.ndarray, angles: np.ndarray, n_permutations: int = N_PERMUTATIONS, seed: int = 0
+) -> dict[str, float]:
     """Permutation null of |rho| of a ring layer: Z (N, n) with its units in random orders.
 
     ``observed`` is |:func:`circular_correlation`| of ``angles`` (N,) with
@@ -358,11 +406,15 @@ def rho_null(Z: np.ndarray, angles: np.ndarray, n_permutations: int = N_PERMUTAT
     rng = np.random.default_rng(seed)
     perms = np.argsort(rng.random((n_permutations, Z.shape[1])), axis=1)
     observed = _strength(circular_correlation(angles, ring_peak_angle(Z)))
-    null = np.array([_strength(circular_correlation(angles, ring_peak_angle(Z[:, p])))
-                     for p in perms])
-    return {"observed": observed, "null_mean": float(null.mean()),
-            "null_std": float(null.std()),
-            "p_value": float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))}
+    null = np.array(
+        [_strength(circular_correlation(angles, ring_peak_angle(Z[:, p]))) for p in perms]
+    )
+    return {
+        "observed": observed,
+        "null_mean": float(null.mean()),
+        "null_std": float(null.std()),
+        "p_value": float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations)),
+    }
 
 
 def _strength(rho: float) -> float:
@@ -396,22 +448,26 @@ def _metrics(config: RotationConfig, results: dict) -> dict:
             "epochs": config.authors_epochs if variant.layout == AUTHORS else config.epochs,
             "mse_reference": reference["variant"].label,
             "median_abs_rho": float(np.median(strength)),
-            "arranged_median_abs_rho": float(np.median(
-                [_strength(r["rho_arranged"]) for r in restarts])),
+            "arranged_median_abs_rho": float(
+                np.median([_strength(r["rho_arranged"]) for r in restarts])
+            ),
             "null_median_abs_rho": float(np.median([r["null_abs_rho"] for r in restarts])),
             "mean_abs_rho": float(strength.mean()),
             "best_abs_rho": float(strength.max()),
             "tracking_fraction": float(np.mean(strength >= TRACKING)),
             "test_mse": mse,
             **reconstruction_cost(mse, base),
-            "restarts": [{k: v for k, v in r.items() if not k.startswith("_")}
-                         for r in restarts],
+            "restarts": [{k: v for k, v in r.items() if not k.startswith("_")} for r in restarts],
         }
     controls = _controls(variants)
     gsr = [v for v in variants.values() if v["weight"] > 0]
     return {
-        "data": {"name": "rotation", "n_frames": config.n_frames, "size": config.size,
-                 "noise": config.noise},
+        "data": {
+            "name": "rotation",
+            "n_frames": config.n_frames,
+            "size": config.size,
+            "noise": config.noise,
+        },
         "graph": f"ring:{config.ring}",
         "authors_graph": (f"ring:{config.authors_ring}" if config.authors_weights else None),
         "tracking_threshold": TRACKING,
@@ -435,7 +491,8 @@ def _controls(variants: dict) -> dict[str, dict]:
             controls[v["label"] + suffix] = {
                 "median_abs_rho": float(np.median(values)),
                 "tracking_fraction": float(np.mean(values >= TRACKING)),
-                "test_mse": v["test_mse"], "mse_ratio": v["mse_ratio"],
+                "test_mse": v["test_mse"],
+                "mse_ratio": v["mse_ratio"],
                 "mse_reference": v["mse_reference"],
             }
     return controls
@@ -454,9 +511,11 @@ def _verdict(gsr: list[dict], controls: dict[str, dict]) -> dict | None:
         return None
     usable = [v for v in gsr if v["verdict"] != WRECKED] or gsr
     best = max(usable, key=lambda v: v["median_abs_rho"])
-    verdict = against_controls(best["median_abs_rho"],
-                               {k: c["median_abs_rho"] for k, c in controls.items()},
-                               best["verdict"])
+    verdict = against_controls(
+        best["median_abs_rho"],
+        {k: c["median_abs_rho"] for k, c in controls.items()},
+        best["verdict"],
+    )
     verdict |= {
         "gsr": best["label"],
         "score": "median |ρ|",
@@ -471,8 +530,12 @@ def _verdict(gsr: list[dict], controls: dict[str, dict]) -> dict | None:
 
 
 def _verdict_sentence(v: dict) -> str:
-    return prose("rotation/verdict.txt", v=v, reference_words=_reference_words(v["mse_reference"]),
-                 ending=verdict_ending(v, "the reconstruction"))
+    return prose(
+        "rotation/verdict.txt",
+        v=v,
+        reference_words=_reference_words(v["mse_reference"]),
+        ending=verdict_ending(v, "the reconstruction"),
+    )
 
 
 def _reference_words(label: str) -> str:
@@ -492,7 +555,8 @@ def headline(metrics: dict) -> dict[str, str]:
             f"{v['control_score']:.2f} ({v['margin']:+.2f}) at {v['mse_ratio']:.2f}x MSE "
             f"of {v['mse_reference']}, "
             f"{v['tracking_fraction'] * 100:.0f}% of restarts follow the angle: "
-            f"{'helps' if v['helps'] else 'does not help'}"),
+            f"{'helps' if v['helps'] else 'does not help'}"
+        ),
     }
 
 
@@ -519,8 +583,7 @@ def _figures(folder, config, train, test, results) -> dict[str, str]:
 
 def _plot_frames(data) -> plt.Figure:
     picks = np.linspace(0, len(data.angles), 9)[:-1].astype(int)
-    fig, axes = plt.subplots(1, len(picks), figsize=(1.3 * len(picks), 1.7),
-                             layout="constrained")
+    fig, axes = plt.subplots(1, len(picks), figsize=(1.3 * len(picks), 1.7), layout="constrained")
     for ax, i in zip(axes, picks, strict=True):
         ax.imshow(data.images[i], cmap="gray_r")
         ax.set_title(f"{data.angles[i]:.0f}°", fontsize=9)
@@ -531,30 +594,44 @@ def _plot_frames(data) -> plt.Figure:
 
 def _plot_polar(entries, test) -> plt.Figure:
     count = len(entries)
-    fig, axes = plt.subplots(1, count, figsize=(2.9 * count, 3.3), layout="constrained",
-                             subplot_kw={"projection": "polar"}, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        count,
+        figsize=(2.9 * count, 3.3),
+        layout="constrained",
+        subplot_kw={"projection": "polar"},
+        squeeze=False,
+    )
     turns = test.angles / 360.0
     for ax, entry in zip(axes[0], entries, strict=True):
         typical = _typical(entry["restarts"])
         ax.scatter(typical["_peak"], 0.2 + turns, c=turns, cmap="hsv", s=6, vmin=0, vmax=1)
         ax.set_ylim(0, 1.25)
         ax.set_yticks([])
-        ax.set_xticks(np.deg2rad([0, 90, 180, 270]), ["0°", "90°", "180°", "270°"],
-                      fontsize=7)
+        ax.set_xticks(np.deg2rad([0, 90, 180, 270]), ["0°", "90°", "180°", "270°"], fontsize=7)
         ax.set_title(f"{entry['variant'].label}\nρ = {typical['rho']:.2f}", fontsize=9)
-    fig.suptitle("Peak angle on the ring (around) for frames at increasing true angle "
-                 "(outwards, colour); a spiral means the peak follows the object", fontsize=9)
+    fig.suptitle(
+        "Peak angle on the ring (around) for frames at increasing true angle "
+        "(outwards, colour); a spiral means the peak follows the object",
+        fontsize=9,
+    )
     return fig
 
 
 def _plot_scatter(entries, test) -> plt.Figure:
     count = len(entries)
-    fig, axes = plt.subplots(1, count, figsize=(2.7 * count, 2.9), layout="constrained",
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, count, figsize=(2.7 * count, 2.9), layout="constrained", sharey=True, squeeze=False
+    )
     for ax, entry in zip(axes[0], entries, strict=True):
         for r in entry["restarts"]:
-            ax.plot(test.angles, np.degrees(r["_peak"]), ".", ms=1.5,
-                    label=f"seed {r['seed']}: ρ={r['rho']:.2f}")
+            ax.plot(
+                test.angles,
+                np.degrees(r["_peak"]),
+                ".",
+                ms=1.5,
+                label=f"seed {r['seed']}: ρ={r['rho']:.2f}",
+            )
         ax.set_title(entry["variant"].label, fontsize=9)
         ax.set_xlabel("true angle (°)")
         ax.set_xticks([0, 180, 360])
@@ -566,12 +643,18 @@ def _plot_scatter(entries, test) -> plt.Figure:
 
 def _plot_activity(entries, test) -> plt.Figure:
     count = len(entries)
-    fig, axes = plt.subplots(1, count, figsize=(2.7 * count, 2.8), layout="constrained",
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, count, figsize=(2.7 * count, 2.8), layout="constrained", squeeze=False
+    )
     for ax, entry in zip(axes[0], entries, strict=True):
         Z = _typical(entry["restarts"])["_Z"]
-        image = ax.imshow(Z.T, aspect="auto", cmap="viridis", interpolation="nearest",
-                          extent=(0, 360, Z.shape[1] - 0.5, -0.5))
+        image = ax.imshow(
+            Z.T,
+            aspect="auto",
+            cmap="viridis",
+            interpolation="nearest",
+            extent=(0, 360, Z.shape[1] - 0.5, -0.5),
+        )
         ax.set_title(entry["variant"].label, fontsize=9)
         ax.set_xlabel("true angle (°)")
         ax.set_xticks([0, 180, 360])
@@ -588,8 +671,9 @@ def _plot_summary(entries) -> plt.Figure:
         jitter = np.linspace(-0.12, 0.12, len(restarts)) if len(restarts) > 1 else [0.0]
         rho = [abs(r["rho"]) if math.isfinite(r["rho"]) else 0.0 for r in restarts]
         left.scatter(x + np.asarray(jitter), rho, color="tab:blue", s=18)
-        right.scatter(x + np.asarray(jitter), [r["test_mse"] for r in restarts],
-                      color="tab:red", s=18)
+        right.scatter(
+            x + np.asarray(jitter), [r["test_mse"] for r in restarts], color="tab:red", s=18
+        )
     left.axhline(TRACKING, color="grey", ls=":", lw=1)
     left.set_ylim(-0.02, 1.02)
     left.set_ylabel("|circular correlation|")
@@ -624,20 +708,34 @@ def _sections(config: RotationConfig, metrics: dict, figures: dict[str, str]) ->
     ]
     sections = [Section("Summary", text=_summary(config, metrics), table=rows)]
     if metrics["verdict"] is not None:
-        sections.append(Section(
-            "GSR against the controls",
-            text=prose("rotation/controls.txt", n_permutations=N_PERMUTATIONS),
-            table=_controls_table(metrics)))
+        sections.append(
+            Section(
+                "GSR against the controls",
+                text=prose("rotation/controls.txt", n_permutations=N_PERMUTATIONS),
+                table=_controls_table(metrics),
+            )
+        )
     return sections + [
-        Section("The data",
-                text=prose("rotation/data.txt", n_frames=config.n_frames, size=config.size),
-                figures=[figures["frames"]]),
-        Section("Peak angle against true angle", text=prose("rotation/peak.txt"),
-                figures=[figures["peak_polar"], figures["peak_vs_angle"]]),
-        Section("Ring activity over a turn", text=prose("rotation/activity.txt"),
-                figures=[figures["ring_activity"]]),
-        Section("Every restart", text=prose("rotation/restarts.txt", tracking=TRACKING),
-                figures=[figures["correlation_by_restart"]]),
+        Section(
+            "The data",
+            text=prose("rotation/data.txt", n_frames=config.n_frames, size=config.size),
+            figures=[figures["frames"]],
+        ),
+        Section(
+            "Peak angle against true angle",
+            text=prose("rotation/peak.txt"),
+            figures=[figures["peak_polar"], figures["peak_vs_angle"]],
+        ),
+        Section(
+            "Ring activity over a turn",
+            text=prose("rotation/activity.txt"),
+            figures=[figures["ring_activity"]],
+        ),
+        Section(
+            "Every restart",
+            text=prose("rotation/restarts.txt", tracking=TRACKING),
+            figures=[figures["correlation_by_restart"]],
+        ),
     ]
 
 
@@ -646,20 +744,36 @@ def _controls_table(metrics: dict) -> list[dict]:
     tracking = f"restarts with |ρ| ≥ {TRACKING:g}"
 
     def row(name, score, fraction, mse_ratio, reference, margin=""):
-        return {"ring layer": name, "median |ρ|": f"{score:.3f}",
-                tracking: "" if fraction is None else f"{fraction * 100:.0f}%",
-                "MSE vs λ=0": f"{mse_ratio:.2f}x {reference}", "margin of GSR": margin}
+        return {
+            "ring layer": name,
+            "median |ρ|": f"{score:.3f}",
+            tracking: "" if fraction is None else f"{fraction * 100:.0f}%",
+            "MSE vs λ=0": f"{mse_ratio:.2f}x {reference}",
+            "margin of GSR": margin,
+        }
 
     reference = v["mse_reference"]
     return [
-        *(row(name, c["median_abs_rho"], c["tracking_fraction"], c["mse_ratio"],
-              c["mse_reference"])
-          for name, c in metrics["controls"].items()),
-        row(v["gsr"], v["gsr_score"], v["tracking_fraction"], v["mse_ratio"], reference,
-            f"{v['margin']:+.3f}"),
+        *(
+            row(
+                name,
+                c["median_abs_rho"],
+                c["tracking_fraction"],
+                c["mse_ratio"],
+                c["mse_reference"],
+            )
+            for name, c in metrics["controls"].items()
+        ),
+        row(
+            v["gsr"],
+            v["gsr_score"],
+            v["tracking_fraction"],
+            v["mse_ratio"],
+            reference,
+            f"{v['margin']:+.3f}",
+        ),
         row(f"{v['gsr']} arranged", v["gsr_arranged_score"], None, v["mse_ratio"], reference),
-        row(f"{v['gsr']}, random unit orders", v["null_score"], None, v["mse_ratio"],
-            reference),
+        row(f"{v['gsr']}, random unit orders", v["null_score"], None, v["mse_ratio"], reference),
     ]
 
 
@@ -669,19 +783,32 @@ def _summary(config: RotationConfig, metrics: dict) -> str:
     authors = None
     if config.authors_weights:
         rate, every = config.authors_decay
-        authors = {"ring": config.authors_ring, "latent": config.authors_latent,
-                   "epochs": config.authors_epochs, "decay_rate": rate, "decay_every": every}
+        authors = {
+            "ring": config.authors_ring,
+            "latent": config.authors_latent,
+            "epochs": config.authors_epochs,
+            "decay_rate": rate,
+            "decay_every": every,
+        }
     return prose(
         "rotation/summary.txt",
-        n_restarts=config.n_restarts, seed=config.seed, ring=config.ring,
-        epochs=config.epochs, standardised=bool(config.standardised_weights),
-        authors=authors, tracking=TRACKING,
-        variants=[v | {"reference_words": _reference_words(v["mse_reference"])}
-                  for v in variants.values() if v["weight"] != 0],
+        n_restarts=config.n_restarts,
+        seed=config.seed,
+        ring=config.ring,
+        epochs=config.epochs,
+        standardised=bool(config.standardised_weights),
+        authors=authors,
+        tracking=TRACKING,
+        variants=[
+            v | {"reference_words": _reference_words(v["mse_reference"])}
+            for v in variants.values()
+            if v["weight"] != 0
+        ],
         verdict=metrics["verdict"],
         wrecked=[v["label"] for v in wrecked],
         wrecked_references=sorted({v["mse_reference"] for v in wrecked}),
-        wrecked_ratio=MSE_WRECKED, plain_mse=variants["plain_lambda_0"]["test_mse"],
+        wrecked_ratio=MSE_WRECKED,
+        plain_mse=variants["plain_lambda_0"]["test_mse"],
     )
 
 

@@ -79,9 +79,14 @@ FLATTER = 0.5
 #: the key of the reference line variant: the plain line at lambda = 0
 BASELINE_KEY = layout_variants((0.0,), ())[0].key
 #: the figures a run writes: ``{key: file stem}`` (``figures/<stem>.png``)
-FIGURES = {"data": "data", "peak": "peak_vs_pseudotime", "activity": "line_activity",
-           "summary": "correlation_by_restart", "modules": "module_branch",
-           "graph": "learned_graph"}
+FIGURES = {
+    "data": "data",
+    "peak": "peak_vs_pseudotime",
+    "activity": "line_activity",
+    "summary": "correlation_by_restart",
+    "modules": "module_branch",
+    "graph": "learned_graph",
+}
 
 
 # --------------------------------------------------------------------------- data
@@ -90,8 +95,13 @@ FIGURES = {"data": "data", "peak": "peak_vs_pseudotime", "activity": "line_activ
 def load(name: str, config: TrajectoryConfig) -> Trajectory:
     """The data set ``name`` (one of :data:`DATASETS`) of a run."""
     if name == "dla":
-        return dla_tree(config.dla_branches, config.dla_length, config.dla_dims,
-                        seed=config.seed, sigma=config.dla_sigma)
+        return dla_tree(
+            config.dla_branches,
+            config.dla_length,
+            config.dla_dims,
+            seed=config.seed,
+            sigma=config.dla_sigma,
+        )
     if name == "krumsiek11":
         return krumsiek11()
     raise ValueError(f"unknown data set {name!r}; expected one of {DATASETS}")
@@ -231,8 +241,12 @@ def _abs_or_zero(rho: np.ndarray) -> np.ndarray:
 
 
 def shuffled_order_rho(
-    Z: np.ndarray, pseudotime: np.ndarray, lineage: np.ndarray, n_lineages: int,
-    n_shuffles: int = 20, seed: int = 0,
+    Z: np.ndarray,
+    pseudotime: np.ndarray,
+    lineage: np.ndarray,
+    n_lineages: int,
+    n_shuffles: int = 20,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """Chance level of the line read-outs of Z (N, n): ``(peak, centre)``, each the median
     over ``n_shuffles`` random orders of the neurons (``default_rng(seed)``) and over the
@@ -309,53 +323,87 @@ class TrajectoryConfig:
 
     def __post_init__(self) -> None:
         tuple_fields(self)
-        positive_ints = ("dla_branches", "dla_length", "dla_dims", "line", "n_restarts",
-                         "epochs", "batch_size", "width", "k", "learned_hidden",
-                         "learned_restarts", "learned_epochs", "learned_batch_size",
-                         "learned_update_every", "buffer_size", "n_bins", "n_shuffles")
-        check_config("TrajectoryConfig",
-                     **{name: (getattr(self, name), "positive_int") for name in positive_ints},
-                     dla_sigma=(self.dla_sigma, "non_negative"),
-                     lr=(self.lr, "positive"),
-                     noise=(self.noise, "non_negative"),
-                     learned_weight=(self.learned_weight, "positive"),
-                     weights=(self.weights, "weights"))
+        positive_ints = (
+            "dla_branches",
+            "dla_length",
+            "dla_dims",
+            "line",
+            "n_restarts",
+            "epochs",
+            "batch_size",
+            "width",
+            "k",
+            "learned_hidden",
+            "learned_restarts",
+            "learned_epochs",
+            "learned_batch_size",
+            "learned_update_every",
+            "buffer_size",
+            "n_bins",
+            "n_shuffles",
+        )
+        check_config(
+            "TrajectoryConfig",
+            **{name: (getattr(self, name), "positive_int") for name in positive_ints},
+            dla_sigma=(self.dla_sigma, "non_negative"),
+            lr=(self.lr, "positive"),
+            noise=(self.noise, "non_negative"),
+            learned_weight=(self.learned_weight, "positive"),
+            weights=(self.weights, "weights"),
+        )
         if self.standardised_weights:
-            check_config("TrajectoryConfig",
-                         standardised_weights=(self.standardised_weights, "weights"))
+            check_config(
+                "TrajectoryConfig", standardised_weights=(self.standardised_weights, "weights")
+            )
         for size in self.hidden:
             check_config("TrajectoryConfig", hidden=(size, "positive_int"))
         if not self.datasets or any(d not in DATASETS for d in self.datasets):
-            raise ValueError(f"TrajectoryConfig.datasets must be a non-empty subset of "
-                             f"{DATASETS}, got {self.datasets!r}")
+            raise ValueError(
+                f"TrajectoryConfig.datasets must be a non-empty subset of "
+                f"{DATASETS}, got {self.datasets!r}"
+            )
         if 0.0 not in self.weights:
             raise ValueError("TrajectoryConfig.weights must include 0 (the reference model)")
         if not 0 < self.test_fraction < 1:
-            raise ValueError(f"TrajectoryConfig.test_fraction must lie in (0, 1), "
-                             f"got {self.test_fraction!r}")
+            raise ValueError(
+                f"TrajectoryConfig.test_fraction must lie in (0, 1), got {self.test_fraction!r}"
+            )
         if self.line < 3 or self.dla_branches < 2 or self.dla_length < 8:
-            raise ValueError("TrajectoryConfig needs line >= 3, dla_branches >= 2 and "
-                             "dla_length >= 8")
+            raise ValueError(
+                "TrajectoryConfig needs line >= 3, dla_branches >= 2 and dla_length >= 8"
+            )
         if isinstance(self.learned_warmup, bool) or not (
-                isinstance(self.learned_warmup, int) and self.learned_warmup >= 0):
-            raise ValueError(f"TrajectoryConfig.learned_warmup must be an int >= 0, "
-                             f"got {self.learned_warmup!r}")
+            isinstance(self.learned_warmup, int) and self.learned_warmup >= 0
+        ):
+            raise ValueError(
+                f"TrajectoryConfig.learned_warmup must be an int >= 0, got {self.learned_warmup!r}"
+            )
         if self.k >= self.width:
-            raise ValueError(f"TrajectoryConfig.k must be below width={self.width}, "
-                             f"got {self.k}")
-        check_config("TrajectoryConfig",
-                     defaults_epochs=(self.defaults_epochs, "optional_positive_int"))
+            raise ValueError(f"TrajectoryConfig.k must be below width={self.width}, got {self.k}")
+        check_config(
+            "TrajectoryConfig", defaults_epochs=(self.defaults_epochs, "optional_positive_int")
+        )
 
     @classmethod
     def quick(cls, **overrides) -> TrajectoryConfig:
         """Seconds: a small DLA tree, one restart, a few epochs, an early learned graph."""
-        return cls(**{"dla_branches": 3, "dla_length": 40, "dla_dims": 20, "n_restarts": 1,
-                      "epochs": 4, "width": 30, "learned_restarts": 1, "learned_epochs": 6,
-                      "learned_warmup": 10, "learned_update_every": 10, "n_bins": 4,
-                      "defaults_epochs": 20,
-                      **overrides})
-
-
+        return cls(
+            **{
+                "dla_branches": 3,
+                "dla_length": 40,
+                "dla_dims": 20,
+                "n_restarts": 1,
+                "epochs": 4,
+                "width": 30,
+                "learned_restarts": 1,
+                "learned_epochs": 6,
+                "learned_warmup": 10,
+                "learned_update_every": 10,
+                "n_bins": 4,
+                "defaults_epochs": 20,
+                **overrides,
+            }
+        )
 
 
 # --------------------------------------------------------------------------- models
@@ -388,13 +436,24 @@ def run(config: TrajectoryConfig, out: str, device: str = "auto", progress: bool
             data = split(load(name, config), config.test_fraction, config.seed)
             results[name] = {
                 "split": data,
-                "line": {v.key: {"variant": v, "restarts": [
-                    _train_line(v, data, config, config.seed + r, device, progress)
-                    for r in range(config.n_restarts)]} for v in variants(config)},
-                "learned": [_train_learned(data, config, config.seed + r, device, progress)
-                            for r in range(config.learned_restarts)],
-                "defaults": [_train_defaults(data, config, config.seed + r)
-                             for r in range(config.learned_restarts)],
+                "line": {
+                    v.key: {
+                        "variant": v,
+                        "restarts": [
+                            _train_line(v, data, config, config.seed + r, device, progress)
+                            for r in range(config.n_restarts)
+                        ],
+                    }
+                    for v in variants(config)
+                },
+                "learned": [
+                    _train_learned(data, config, config.seed + r, device, progress)
+                    for r in range(config.learned_restarts)
+                ],
+                "defaults": [
+                    _train_defaults(data, config, config.seed + r)
+                    for r in range(config.learned_restarts)
+                ],
             }
     metrics = _metrics(config, results)
     folder.write_json("config.json", dataclasses.asdict(config))
@@ -413,9 +472,18 @@ def _train_line(variant, data: Split, config, seed, device, progress) -> dict:
             reg = GraphRegularizer(model, {layer: graph}, weight=variant.weight)
         start = time.perf_counter()
         try:
-            fit(model, data.X[data.train], regularizer=reg, epochs=config.epochs,
-                batch_size=config.batch_size, lr=config.lr, device=device, seed=seed,
-                progress=progress, desc=f"{data.data.name} {variant.label} seed {seed}")
+            fit(
+                model,
+                data.X[data.train],
+                regularizer=reg,
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                lr=config.lr,
+                device=device,
+                seed=seed,
+                progress=progress,
+                desc=f"{data.data.name} {variant.label} seed {seed}",
+            )
         finally:
             if reg is not None:
                 reg.remove()
@@ -427,15 +495,20 @@ def _train_line(variant, data: Split, config, seed, device, progress) -> dict:
         test_time, test_lineage = d.pseudotime[data.test], d.lineage[data.test]
         rho_peak = lineage_spearman(test_time, peak_position(Z), test_lineage, n)
         rho_com = lineage_spearman(test_time, centre_of_mass(Z), test_lineage, n)
-        chance_peak, chance_com = shuffled_order_rho(Z, test_time, test_lineage, n,
-                                                     config.n_shuffles, seed)
+        chance_peak, chance_com = shuffled_order_rho(
+            Z, test_time, test_lineage, n, config.n_shuffles, seed
+        )
         arranged = {"arranged_rho_peak": None, "arranged_rho_com": None}
         if variant.weight == 0:  # the post-hoc control: λ = 0 units arranged onto the line
             perm = analysis.arrangement(Z_all[data.train], graph, random_state=seed)
             Z_arranged = Z[:, perm]
-            arranged = {key: lineage_spearman(test_time, read(Z_arranged), test_lineage, n).tolist()
-                        for key, read in (("arranged_rho_peak", peak_position),
-                                          ("arranged_rho_com", centre_of_mass))}
+            arranged = {
+                key: lineage_spearman(test_time, read(Z_arranged), test_lineage, n).tolist()
+                for key, read in (
+                    ("arranged_rho_peak", peak_position),
+                    ("arranged_rho_com", centre_of_mass),
+                )
+            }
         return {
             "seed": seed,
             "rho_peak": rho_peak.tolist(),
@@ -456,27 +529,46 @@ def _train_line(variant, data: Split, config, seed, device, progress) -> dict:
 
 def _learned_model(data: Split, config: TrajectoryConfig, seed: int) -> GraphLayerAutoencoder:
     with seeded(seed):
-        return GraphLayerAutoencoder(data.X.shape[1], config.width, config.learned_hidden,
-                                     config.noise)
+        return GraphLayerAutoencoder(
+            data.X.shape[1], config.width, config.learned_hidden, config.noise
+        )
 
 
 def _coactivation(config: TrajectoryConfig) -> CoactivationGraph:
     return CoactivationGraph(
-        kernel="knn", k=config.k, features="standardized", warmup_steps=config.learned_warmup,
-        update_every=config.learned_update_every, buffer_size=config.buffer_size,
-        laplacian="normalized", on_disconnect="continue")
+        kernel="knn",
+        k=config.k,
+        features="standardized",
+        warmup_steps=config.learned_warmup,
+        update_every=config.learned_update_every,
+        buffer_size=config.buffer_size,
+        laplacian="normalized",
+        on_disconnect="continue",
+    )
 
 
 def _train_learned(data: Split, config: TrajectoryConfig, seed, device, progress) -> dict:
     """A learned-graph run and the same model without GSR; scores against the branches."""
-    kwargs = dict(epochs=config.learned_epochs, batch_size=config.learned_batch_size,
-                  lr=config.lr, device=device, seed=seed, progress=progress)
+    kwargs = dict(
+        epochs=config.learned_epochs,
+        batch_size=config.learned_batch_size,
+        lr=config.lr,
+        device=device,
+        seed=seed,
+        progress=progress,
+    )
     model, learned = _learned_model(data, config, seed), _coactivation(config)
-    reg = GraphRegularizer(model, {GraphLayerAutoencoder.layer: learned},
-                           weight=config.learned_weight)
+    reg = GraphRegularizer(
+        model, {GraphLayerAutoencoder.layer: learned}, weight=config.learned_weight
+    )
     try:
-        fit(model, data.X[data.train], regularizer=reg,
-            desc=f"{data.data.name} learned graph seed {seed}", **kwargs)
+        fit(
+            model,
+            data.X[data.train],
+            regularizer=reg,
+            desc=f"{data.data.name} learned graph seed {seed}",
+            **kwargs,
+        )
     finally:
         reg.remove()
     baseline = _learned_model(data, config, seed)
@@ -486,10 +578,16 @@ def _train_learned(data: Split, config: TrajectoryConfig, seed, device, progress
     truth = data.data.branch[data.test]
     Z, Z_base = (analysis.activations(m, X_test, layer) for m in (model, baseline))
     base_graph = _coactivation(config).build(
-        torch.as_tensor(analysis.activations(baseline, data.X[data.train], layer)))
-    row = {"seed": seed, "test_mse": evaluate(model, X_test)["mse"],
-           "test_mse_no_gsr": evaluate(baseline, X_test)["mse"],
-           "n_updates": learned.n_updates, "_graph": learned.graph, "_Z": Z}
+        torch.as_tensor(analysis.activations(baseline, data.X[data.train], layer))
+    )
+    row = {
+        "seed": seed,
+        "test_mse": evaluate(model, X_test)["mse"],
+        "test_mse_no_gsr": evaluate(baseline, X_test)["mse"],
+        "n_updates": learned.n_updates,
+        "_graph": learned.graph,
+        "_Z": Z,
+    }
     row.update(_module_scores(Z, learned.graph, truth, data.data.branch_names, seed))
     row["no_gsr_components"] = int(analysis.modules(base_graph).max()) + 1
     k = row["components"] or len(data.data.branch_names)
@@ -507,8 +605,12 @@ def _train_defaults(data: Split, config: TrajectoryConfig, seed: int) -> dict:
     twin = clone(est).set_params(weight=0.0, arrange=False).fit(X_train)
     truth = data.data.branch[data.test]
     Z, Z_base = est.activations(X_test), twin.activations(X_test)
-    row = {"seed": seed, "test_mse": -est.score(X_test), "test_mse_no_gsr": -twin.score(X_test),
-           "budget": est.budget_report_}
+    row = {
+        "seed": seed,
+        "test_mse": -est.score(X_test),
+        "test_mse_no_gsr": -twin.score(X_test),
+        "budget": est.budget_report_,
+    }
     row.update(_module_scores(Z, est.graph_, truth, data.data.branch_names, seed))
     k = max(row["components"], 2) if row["components"] > 1 else len(data.data.branch_names)
     row["controls"] = analysis.module_controls(Z, row["_labels"], Z_base, X_test, truth, k, seed)
@@ -519,8 +621,16 @@ def _module_scores(Z, graph, truth, branch_names, seed) -> dict:
     """Modules of the learned graph, their ARI/NMI/purity against the branches and the
     module x branch table (None where no graph was learned)."""
     if graph is None:  # training shorter than the warm-up
-        return {"components": 0, "module_sizes": [], "ari": None, "nmi": None,
-                "purity": None, "drivers": [], "_labels": None, "_table": None}
+        return {
+            "components": 0,
+            "module_sizes": [],
+            "ari": None,
+            "nmi": None,
+            "purity": None,
+            "drivers": [],
+            "_labels": None,
+            "_table": None,
+        }
     labels = analysis.modules(graph)
     table, _, classes = analysis.module_class_table(Z, labels, truth)
     names = [branch_names[c] for c in classes]
@@ -557,20 +667,25 @@ def _line_metrics(line: dict) -> dict:
         arranged = {}
         if variant.weight == 0:
             for k in ("peak", "com"):
-                values = np.concatenate([_abs_or_zero(np.array(r[f"arranged_rho_{k}"]))
-                                         for r in restarts])
+                values = np.concatenate(
+                    [_abs_or_zero(np.array(r[f"arranged_rho_{k}"])) for r in restarts]
+                )
                 arranged[f"arranged_median_abs_rho_{k}"] = float(np.median(values))
         out[key] = {
-            "label": variant.label, "layout": variant.layout, "weight": variant.weight,
+            "label": variant.label,
+            "layout": variant.layout,
+            "weight": variant.weight,
             "median_abs_rho_peak": float(np.median(peak)),
             "median_abs_rho_com": float(np.median(com)),
-            "mean_abs_rho_peak": float(peak.mean()), "mean_abs_rho_com": float(com.mean()),
-            "shuffled_abs_rho_peak": float(np.median([r["shuffled_abs_rho_peak"]
-                                                      for r in restarts])),
-            "shuffled_abs_rho_com": float(np.median([r["shuffled_abs_rho_com"]
-                                                     for r in restarts])),
+            "mean_abs_rho_peak": float(peak.mean()),
+            "mean_abs_rho_com": float(com.mean()),
+            "shuffled_abs_rho_peak": float(
+                np.median([r["shuffled_abs_rho_peak"] for r in restarts])
+            ),
+            "shuffled_abs_rho_com": float(np.median([r["shuffled_abs_rho_com"] for r in restarts])),
             **arranged,
-            "test_mse": mse, **reconstruction_cost(mse, base),
+            "test_mse": mse,
+            **reconstruction_cost(mse, base),
             "dirichlet_energy": float(np.mean([r["dirichlet_energy"] for r in restarts])),
             "activation_norm": float(np.mean([r["activation_norm"] for r in restarts])),
             "restarts": [_public(r) for r in restarts],
@@ -585,24 +700,29 @@ def _best(variants: dict) -> dict | None:
     if not gsr:
         return None
     best = max(gsr, key=lambda v: v["median_abs_rho_com"])
-    own = next((v for v in variants.values()
-                if v["layout"] == best["layout"] and v["weight"] == 0), None)
+    own = next(
+        (v for v in variants.values() if v["layout"] == best["layout"] and v["weight"] == 0), None
+    )
     return {
-        "variant": best["label"], "median_abs_rho_com": best["median_abs_rho_com"],
+        "variant": best["label"],
+        "median_abs_rho_com": best["median_abs_rho_com"],
         "median_abs_rho_peak": best["median_abs_rho_peak"],
         "shuffled_abs_rho_com": best["shuffled_abs_rho_com"],
         "shuffled_abs_rho_peak": best["shuffled_abs_rho_peak"],
         "no_gsr_median_abs_rho_com": None if own is None else own["median_abs_rho_com"],
         "no_gsr_median_abs_rho_peak": None if own is None else own["median_abs_rho_peak"],
-        "mse_ratio": best["mse_ratio"], "verdict": best["verdict"],
+        "mse_ratio": best["mse_ratio"],
+        "verdict": best["verdict"],
         "controls_verdict": line_verdict(best, own),
     }
 
 
 #: the controls of a line layer's centre-of-mass |rho|, by their key in the variant records
-LINE_CONTROLS = {"median_abs_rho_com": "λ=0 as trained",
-                 "arranged_median_abs_rho_com": "λ=0 arranged",
-                 "shuffled_abs_rho_com": "neurons shuffled"}
+LINE_CONTROLS = {
+    "median_abs_rho_com": "λ=0 as trained",
+    "arranged_median_abs_rho_com": "λ=0 arranged",
+    "shuffled_abs_rho_com": "neurons shuffled",
+}
 
 
 def line_verdict(best: dict, own: dict | None) -> dict:
@@ -613,20 +733,29 @@ def line_verdict(best: dict, own: dict | None) -> dict:
     against plain λ = 0."""
     controls = {LINE_CONTROLS["shuffled_abs_rho_com"]: best["shuffled_abs_rho_com"]}
     if own is not None:
-        controls |= {LINE_CONTROLS[k]: own[k] for k in ("median_abs_rho_com",
-                                                        "arranged_median_abs_rho_com")}
+        controls |= {
+            LINE_CONTROLS[k]: own[k] for k in ("median_abs_rho_com", "arranged_median_abs_rho_com")
+        }
     verdict = against_controls(best["median_abs_rho_com"], controls, best["verdict"])
-    return {"score": "median |ρ| centre", "best_control": verdict["best_control"],
-            "control_rho": verdict["control_score"], "gsr_rho": verdict["gsr_score"],
-            "margin": verdict["margin"], "helps": verdict["helps"],
-            "mse_ratio": best["mse_ratio"], "controls": controls}
+    return {
+        "score": "median |ρ| centre",
+        "best_control": verdict["best_control"],
+        "control_rho": verdict["control_score"],
+        "gsr_rho": verdict["gsr_score"],
+        "margin": verdict["margin"],
+        "helps": verdict["helps"],
+        "mse_ratio": best["mse_ratio"],
+        "controls": controls,
+    }
 
 
 def line_verdict_entry(verdict: dict) -> str:
     """The line verdict in a headline, as :func:`cr.verdict_entry` for |rho|."""
-    return (f"GSR {verdict['gsr_rho']:.2f} vs {verdict['best_control']} "
-            f"{verdict['control_rho']:.2f} ({verdict['margin']:+.2f}) at "
-            f"{verdict['mse_ratio']:.2f}x MSE: {cr.verdict_words(verdict)}")
+    return (
+        f"GSR {verdict['gsr_rho']:.2f} vs {verdict['best_control']} "
+        f"{verdict['control_rho']:.2f} ({verdict['margin']:+.2f}) at "
+        f"{verdict['mse_ratio']:.2f}x MSE: {cr.verdict_words(verdict)}"
+    )
 
 
 def _learned_metrics(rows: list[dict]) -> dict:
@@ -634,14 +763,15 @@ def _learned_metrics(rows: list[dict]) -> dict:
     none = float(np.mean([r["test_mse_no_gsr"] for r in rows]))
     extra = {}
     if all("no_gsr_components" in r for r in rows):
-        extra["no_gsr_components_median"] = float(
-            np.median([r["no_gsr_components"] for r in rows]))
+        extra["no_gsr_components_median"] = float(np.median([r["no_gsr_components"] for r in rows]))
     return {
         "ari_median": _median([r["ari"] for r in rows]),
         "nmi_median": _median([r["nmi"] for r in rows]),
         "components_median": float(np.median([r["components"] for r in rows])),
         **extra,
-        "test_mse": gsr, "test_mse_no_gsr": none, **reconstruction_cost(gsr, none),
+        "test_mse": gsr,
+        "test_mse_no_gsr": none,
+        **reconstruction_cost(gsr, none),
         "controls_verdict": analysis.module_verdict(rows, gsr / none),
         "restarts": [_public(r) for r in rows],
     }
@@ -653,20 +783,27 @@ def _metrics(config: TrajectoryConfig, results: dict) -> dict:
         data: Split = result["split"]
         d = data.data
         n = len(d.lineage_names)
-        reference = reference_spearman(data.X[data.test], d.pseudotime[data.test],
-                                       d.lineage[data.test], n)
+        reference = reference_spearman(
+            data.X[data.test], d.pseudotime[data.test], d.lineage[data.test], n
+        )
         variants = _line_metrics(result["line"])
         out[name] = {
-            "data": {"n_samples": len(d.X), "n_features": d.X.shape[1],
-                     "n_test": len(data.test), "lineages": list(d.lineage_names),
-                     "branches": list(d.branch_names)},
+            "data": {
+                "n_samples": len(d.X),
+                "n_features": d.X.shape[1],
+                "n_test": len(data.test),
+                "lineages": list(d.lineage_names),
+                "branches": list(d.branch_names),
+            },
             "reference_abs_rho": reference.tolist(),
             "reference_median_abs_rho": float(np.median(reference)),
-            "line": {"graph": f"path:{config.line}", "variants": variants,
-                     "best": _best(variants)},
-            "learned": {"width": config.width, "k": config.k,
-                        "weight": config.learned_weight,
-                        **_learned_metrics(result["learned"])},
+            "line": {"graph": f"path:{config.line}", "variants": variants, "best": _best(variants)},
+            "learned": {
+                "width": config.width,
+                "k": config.k,
+                "weight": config.learned_weight,
+                **_learned_metrics(result["learned"]),
+            },
             "defaults": _learned_metrics(result["defaults"]),
         }
     return {"datasets": out}
@@ -678,32 +815,39 @@ def headline(metrics: dict) -> dict[str, str]:
     for name, m in metrics["datasets"].items():
         none = m["line"]["variants"][BASELINE_KEY]
         best = m["line"]["best"]
-        text = (f"median |ρ| (peak / centre) no GSR {none['median_abs_rho_peak']:.2f} / "
-                f"{none['median_abs_rho_com']:.2f}")
+        text = (
+            f"median |ρ| (peak / centre) no GSR {none['median_abs_rho_peak']:.2f} / "
+            f"{none['median_abs_rho_com']:.2f}"
+        )
         if best is not None:
-            text += (f"; best {best['variant']} {best['median_abs_rho_peak']:.2f} / "
-                     f"{best['median_abs_rho_com']:.2f} (neurons shuffled "
-                     f"{best['shuffled_abs_rho_peak']:.2f} / {best['shuffled_abs_rho_com']:.2f})"
-                     f", MSE {best['mse_ratio']:.2f}x")
+            text += (
+                f"; best {best['variant']} {best['median_abs_rho_peak']:.2f} / "
+                f"{best['median_abs_rho_com']:.2f} (neurons shuffled "
+                f"{best['shuffled_abs_rho_peak']:.2f} / {best['shuffled_abs_rho_com']:.2f})"
+                f", MSE {best['mse_ratio']:.2f}x"
+            )
         out[f"{name} line layer"] = text
         learned = m["learned"]
         ari = learned["ari_median"]
         out[f"{name} learned modules"] = (
             f"{learned['components_median']:.0f} modules, ARI vs branches "
-            f"{'n/a' if ari is None else f'{ari:.2f}'}, MSE {learned['mse_ratio']:.2f}x")
+            f"{'n/a' if ari is None else f'{ari:.2f}'}, MSE {learned['mse_ratio']:.2f}x"
+        )
         if best is not None:
-            out[f"{name} line layer vs best control"] = line_verdict_entry(
-                best["controls_verdict"])
+            out[f"{name} line layer vs best control"] = line_verdict_entry(best["controls_verdict"])
         out[f"{name} learned modules vs best control"] = cr.verdict_entry(
-            learned["controls_verdict"])
+            learned["controls_verdict"]
+        )
         defaults = m.get("defaults")
         if defaults is not None:
             ari = defaults["ari_median"]
             out[f"{name} estimator defaults"] = (
                 f"{defaults['components_median']:.0f} modules, ARI vs branches "
-                f"{'n/a' if ari is None else f'{ari:.2f}'}, MSE {defaults['mse_ratio']:.2f}x")
+                f"{'n/a' if ari is None else f'{ari:.2f}'}, MSE {defaults['mse_ratio']:.2f}x"
+            )
             out[f"{name} estimator defaults vs best control"] = cr.verdict_entry(
-                defaults["controls_verdict"])
+                defaults["controls_verdict"]
+            )
     return out
 
 
@@ -752,8 +896,9 @@ def _scatter_labels(ax, xy, labels, names) -> None:
 
 
 def _plot_data(results) -> plt.Figure:
-    fig, axes = plt.subplots(len(results), 2, figsize=(9.0, 3.6 * len(results)),
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        len(results), 2, figsize=(9.0, 3.6 * len(results)), layout="constrained", squeeze=False
+    )
     for row, (name, result) in zip(axes, results.items(), strict=True):
         data: Split = result["split"]
         d = data.data
@@ -771,8 +916,14 @@ def _plot_data(results) -> plt.Figure:
 
 def _plot_peaks(results) -> plt.Figure:
     count = max(len(r["line"]) for r in results.values())
-    fig, axes = plt.subplots(len(results), count, figsize=(2.6 * count, 2.8 * len(results)),
-                             layout="constrained", squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(results),
+        count,
+        figsize=(2.6 * count, 2.8 * len(results)),
+        layout="constrained",
+        squeeze=False,
+        sharey=True,
+    )
     cmap = plt.get_cmap("tab10")
     jitter = np.random.default_rng(0)
     for row, (name, result) in zip(axes, results.items(), strict=True):
@@ -786,13 +937,23 @@ def _plot_peaks(results) -> plt.Figure:
             for k, lineage_name in enumerate(d.lineage_names):
                 member = lineage == k
                 order = np.argsort(time_[member])
-                ax.plot(time_[member], peak[member], ".", ms=2.5, color=cmap(k % 10),
-                        label=lineage_name)
-                ax.plot(time_[member][order], com[member][order], "-", lw=0.8,
-                        color=cmap(k % 10), alpha=0.8)
-            ax.set_title(f"{name}: {entry['variant'].label}\n|ρ| peak "
-                         f"{typical['median_abs_rho_peak']:.2f}, centre "
-                         f"{typical['median_abs_rho_com']:.2f}", fontsize=8)
+                ax.plot(
+                    time_[member], peak[member], ".", ms=2.5, color=cmap(k % 10), label=lineage_name
+                )
+                ax.plot(
+                    time_[member][order],
+                    com[member][order],
+                    "-",
+                    lw=0.8,
+                    color=cmap(k % 10),
+                    alpha=0.8,
+                )
+            ax.set_title(
+                f"{name}: {entry['variant'].label}\n|ρ| peak "
+                f"{typical['median_abs_rho_peak']:.2f}, centre "
+                f"{typical['median_abs_rho_com']:.2f}",
+                fontsize=8,
+            )
             ax.set_xlabel("pseudotime")
         row[0].set_ylabel("line position")
         row[0].legend(fontsize=6, markerscale=3, loc="best", framealpha=0.6)
@@ -801,18 +962,30 @@ def _plot_peaks(results) -> plt.Figure:
 
 def _plot_activity(results, config) -> plt.Figure:
     count = max(len(r["line"]) for r in results.values())
-    fig, axes = plt.subplots(len(results), count, figsize=(2.3 * count, 4.2 * len(results)),
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        len(results),
+        count,
+        figsize=(2.3 * count, 4.2 * len(results)),
+        layout="constrained",
+        squeeze=False,
+    )
     for row, (name, result) in zip(axes, results.items(), strict=True):
         names = result["split"].data.lineage_names
         for ax, entry in zip(row, result["line"].values(), strict=False):
             means = _typical_line(entry)["_means"]
-            image = ax.imshow(means.reshape(-1, means.shape[-1]), aspect="auto",
-                              cmap="viridis", interpolation="nearest")
+            image = ax.imshow(
+                means.reshape(-1, means.shape[-1]),
+                aspect="auto",
+                cmap="viridis",
+                interpolation="nearest",
+            )
             for k in range(1, len(names)):
                 ax.axhline(k * config.n_bins - 0.5, color="white", lw=1.2)
-            ax.set_yticks((np.arange(len(names)) + 0.5) * config.n_bins - 0.5,
-                          names if ax is row[0] else [""] * len(names), fontsize=7)
+            ax.set_yticks(
+                (np.arange(len(names)) + 0.5) * config.n_bins - 0.5,
+                names if ax is row[0] else [""] * len(names),
+                fontsize=7,
+            )
             ax.set_xticks([0, config.line - 1])
             ax.set_xlabel("line neuron")
             ax.set_title(f"{name}\n{entry['variant'].label}", fontsize=8)
@@ -821,26 +994,47 @@ def _plot_activity(results, config) -> plt.Figure:
 
 
 def _plot_summary(results, metrics) -> plt.Figure:
-    fig, axes = plt.subplots(len(results), 2, figsize=(10.0, 3.2 * len(results)),
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        len(results), 2, figsize=(10.0, 3.2 * len(results)), layout="constrained", squeeze=False
+    )
     for (left, right), (name, result) in zip(axes, results.items(), strict=True):
         entries = list(result["line"].values())
         for x, entry in enumerate(entries):
             restarts = entry["restarts"]
             spread = np.linspace(-0.15, 0.15, len(restarts)) if len(restarts) > 1 else [0.0]
-            left.scatter(x + np.asarray(spread) - 0.05,
-                         [r["median_abs_rho_peak"] for r in restarts], color="tab:blue",
-                         s=14, label="peak" if x == 0 else None)
-            left.scatter(x + np.asarray(spread) + 0.05,
-                         [r["median_abs_rho_com"] for r in restarts], color="tab:orange",
-                         s=14, marker="s", label="centre of mass" if x == 0 else None)
-            left.scatter(x + np.asarray(spread), [r["shuffled_abs_rho_com"] for r in restarts],
-                         color="grey", s=14, marker="x",
-                         label="centre, neurons shuffled" if x == 0 else None)
-            right.scatter(x + np.asarray(spread), [r["test_mse"] for r in restarts],
-                          color="tab:red", s=14)
-        left.axhline(metrics["datasets"][name]["reference_median_abs_rho"], color="grey",
-                     ls=":", lw=1, label="first PC of each lineage")
+            left.scatter(
+                x + np.asarray(spread) - 0.05,
+                [r["median_abs_rho_peak"] for r in restarts],
+                color="tab:blue",
+                s=14,
+                label="peak" if x == 0 else None,
+            )
+            left.scatter(
+                x + np.asarray(spread) + 0.05,
+                [r["median_abs_rho_com"] for r in restarts],
+                color="tab:orange",
+                s=14,
+                marker="s",
+                label="centre of mass" if x == 0 else None,
+            )
+            left.scatter(
+                x + np.asarray(spread),
+                [r["shuffled_abs_rho_com"] for r in restarts],
+                color="grey",
+                s=14,
+                marker="x",
+                label="centre, neurons shuffled" if x == 0 else None,
+            )
+            right.scatter(
+                x + np.asarray(spread), [r["test_mse"] for r in restarts], color="tab:red", s=14
+            )
+        left.axhline(
+            metrics["datasets"][name]["reference_median_abs_rho"],
+            color="grey",
+            ls=":",
+            lw=1,
+            label="first PC of each lineage",
+        )
         left.set_ylim(-0.02, 1.02)
         left.set_ylabel("median |ρ| over lineages")
         left.legend(fontsize=7)
@@ -849,10 +1043,10 @@ def _plot_summary(results, metrics) -> plt.Figure:
         labels = [e["variant"].label for e in entries]
         for ax in (left, right):
             ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-        left.set_title(f"{name}: does the line position follow pseudotime? "
-                       "(one dot per restart)", fontsize=9)
-        right.set_title(f"{name}: primary task, reconstruction of held-out samples",
-                        fontsize=9)
+        left.set_title(
+            f"{name}: does the line position follow pseudotime? (one dot per restart)", fontsize=9
+        )
+        right.set_title(f"{name}: primary task, reconstruction of held-out samples", fontsize=9)
     return fig
 
 
@@ -870,8 +1064,11 @@ def _plot_learned_graphs(results) -> plt.Figure:
     def draw(ax, name, typical):
         plotting.plot_modules(typical["_graph"], typical["_labels"], ax=ax)
         count = typical["components"]
-        ax.set_title(f"{name}: learned graph of seed {typical['seed']}, {count} "
-                     f"module{'' if count == 1 else 's'}", fontsize=9)
+        ax.set_title(
+            f"{name}: learned graph of seed {typical['seed']}, {count} "
+            f"module{'' if count == 1 else 's'}",
+            fontsize=9,
+        )
 
     return _per_data_set_learned(results, (5.6, 4.6), draw)
 
@@ -880,8 +1077,9 @@ def _per_data_set_learned(results, size, draw) -> plt.Figure:
     """One panel per data set: ``draw(ax, name, typical)`` with the typical learned-graph
     run, or "no graph learned" where that run never built a graph."""
     width, height = size
-    fig, axes = plt.subplots(1, len(results), figsize=(width * len(results), height),
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(results), figsize=(width * len(results), height), layout="constrained", squeeze=False
+    )
     for ax, (name, result) in zip(axes[0], results.items(), strict=True):
         typical = _typical_learned(result["learned"])
         if typical["_graph"] is None:
@@ -899,21 +1097,28 @@ def _line_rows(metrics: dict) -> list[dict]:
     rows = []
     for name, m in metrics["datasets"].items():
         for v in m["line"]["variants"].values():
-            rows.append({
-                "data": name, "line layer": v["label"],
-                "median |ρ| peak": f"{v['median_abs_rho_peak']:.3f}",
-                "median |ρ| centre": f"{v['median_abs_rho_com']:.3f}",
-                "shuffled order: peak / centre": (f"{v['shuffled_abs_rho_peak']:.3f} / "
-                                                  f"{v['shuffled_abs_rho_com']:.3f}"),
-                "λ=0 arranged: peak / centre": (
-                    f"{v['arranged_median_abs_rho_peak']:.3f} / "
-                    f"{v['arranged_median_abs_rho_com']:.3f}" if v["weight"] == 0 else ""),
-                "first-PC reference": f"{m['reference_median_abs_rho']:.3f}",
-                "test MSE": f"{v['test_mse']:.4f}",
-                "MSE vs plain λ=0": f"{v['mse_ratio']:.2f}x",
-                "primary task": v["verdict"],
-                "normalised Dirichlet energy": f"{v['dirichlet_energy']:.3f}",
-            })
+            rows.append(
+                {
+                    "data": name,
+                    "line layer": v["label"],
+                    "median |ρ| peak": f"{v['median_abs_rho_peak']:.3f}",
+                    "median |ρ| centre": f"{v['median_abs_rho_com']:.3f}",
+                    "shuffled order: peak / centre": (
+                        f"{v['shuffled_abs_rho_peak']:.3f} / {v['shuffled_abs_rho_com']:.3f}"
+                    ),
+                    "λ=0 arranged: peak / centre": (
+                        f"{v['arranged_median_abs_rho_peak']:.3f} / "
+                        f"{v['arranged_median_abs_rho_com']:.3f}"
+                        if v["weight"] == 0
+                        else ""
+                    ),
+                    "first-PC reference": f"{m['reference_median_abs_rho']:.3f}",
+                    "test MSE": f"{v['test_mse']:.4f}",
+                    "MSE vs plain λ=0": f"{v['mse_ratio']:.2f}x",
+                    "primary task": v["verdict"],
+                    "normalised Dirichlet energy": f"{v['dirichlet_energy']:.3f}",
+                }
+            )
     return rows
 
 
@@ -925,18 +1130,24 @@ def _learned_rows(metrics: dict) -> list[dict]:
     rows = []
     for name, m in metrics["datasets"].items():
         for r in m["learned"]["restarts"]:
-            rows.append({
-                "data": name, "seed": r["seed"], "modules": r["components"],
-                "module sizes": ", ".join(map(str, r["module_sizes"])),
-                "ARI": _fmt(r["ari"]), "NMI": _fmt(r["nmi"]),
-                "no GSR: components": r["no_gsr_components"],
-                "null mean (p)": (f"{_fmt(r['controls']['null_mean'])} "
-                                  f"({_fmt(r['controls']['p_value'])})"),
-                "k-means on λ=0 neurons: ARI": _fmt(r["controls"]["neurons_kmeans"]),
-                "test MSE": f"{r['test_mse']:.4f}",
-                "MSE no GSR": f"{r['test_mse_no_gsr']:.4f}",
-                "modules driven by": "; ".join("/".join(d) for d in r["drivers"]),
-            })
+            rows.append(
+                {
+                    "data": name,
+                    "seed": r["seed"],
+                    "modules": r["components"],
+                    "module sizes": ", ".join(map(str, r["module_sizes"])),
+                    "ARI": _fmt(r["ari"]),
+                    "NMI": _fmt(r["nmi"]),
+                    "no GSR: components": r["no_gsr_components"],
+                    "null mean (p)": (
+                        f"{_fmt(r['controls']['null_mean'])} ({_fmt(r['controls']['p_value'])})"
+                    ),
+                    "k-means on λ=0 neurons: ARI": _fmt(r["controls"]["neurons_kmeans"]),
+                    "test MSE": f"{r['test_mse']:.4f}",
+                    "MSE no GSR": f"{r['test_mse_no_gsr']:.4f}",
+                    "modules driven by": "; ".join("/".join(d) for d in r["drivers"]),
+                }
+            )
     return rows
 
 
@@ -944,56 +1155,84 @@ def _sections(config: TrajectoryConfig, metrics: dict, figures: dict[str, str]) 
     data = {name: m["data"] for name, m in metrics["datasets"].items()}
     return [
         Section("Summary", text=_summary(config, metrics), table=_line_rows(metrics)),
-        Section("The data", text=prose("trajectory/data.txt", data=data,
-                                          stem=KRUMSIEK_STEM),
-                figures=[figures["data"]]),
-        Section("Line position against pseudotime", text=prose("trajectory/peaks.txt"),
-                figures=[figures["peak"]]),
-        Section("Mean activations by branch and pseudotime", text=prose(
-            "trajectory/activity.txt", line=config.line, n_bins=config.n_bins),
-            figures=[figures["activity"]]),
-        Section("Every restart", text=prose("trajectory/restarts.txt"),
-                figures=[figures["summary"]]),
-        Section("Learned graph: modules against branches", text=prose(
-            "trajectory/learned.txt", width=config.width, k=config.k,
-            weight=lambda_label(config.learned_weight)),
+        Section(
+            "The data",
+            text=prose("trajectory/data.txt", data=data, stem=KRUMSIEK_STEM),
+            figures=[figures["data"]],
+        ),
+        Section(
+            "Line position against pseudotime",
+            text=prose("trajectory/peaks.txt"),
+            figures=[figures["peak"]],
+        ),
+        Section(
+            "Mean activations by branch and pseudotime",
+            text=prose("trajectory/activity.txt", line=config.line, n_bins=config.n_bins),
+            figures=[figures["activity"]],
+        ),
+        Section(
+            "Every restart", text=prose("trajectory/restarts.txt"), figures=[figures["summary"]]
+        ),
+        Section(
+            "Learned graph: modules against branches",
+            text=prose(
+                "trajectory/learned.txt",
+                width=config.width,
+                k=config.k,
+                weight=lambda_label(config.learned_weight),
+            ),
             table=_learned_rows(metrics),
-            figures=[figures["modules"], figures["graph"]]),
+            figures=[figures["modules"], figures["graph"]],
+        ),
         Section("Controls", text=_controls_text(metrics), table=_controls_rows(metrics)),
     ]
 
 
 def _controls_rows(metrics: dict) -> list[dict]:
-    return [cr.controls_row(f"{name}, learned graph", m["learned"]["controls_verdict"])
-            for name, m in metrics["datasets"].items()]
+    return [
+        cr.controls_row(f"{name}, learned graph", m["learned"]["controls_verdict"])
+        for name, m in metrics["datasets"].items()
+    ]
 
 
 def _line_verdict_sentences(metrics: dict) -> dict[str, str]:
     """``{data set: line verdict sentence}`` of the data sets with a GSR line."""
-    return {name: _line_verdict_sentence(name, m["line"]["best"]["controls_verdict"])
-            for name, m in metrics["datasets"].items() if m["line"]["best"] is not None}
+    return {
+        name: _line_verdict_sentence(name, m["line"]["best"]["controls_verdict"])
+        for name, m in metrics["datasets"].items()
+        if m["line"]["best"] is not None
+    }
 
 
 def _controls_text(metrics: dict) -> str:
     return prose(
-        "trajectory/controls.txt", mse_wrecked=MSE_WRECKED,
-        line=list(_line_verdict_sentences(metrics).values()), rule=cr.controls_rule(K_RULE),
-        learned=[_learned_verdict_sentence(name, m) for name, m in metrics["datasets"].items()])
+        "trajectory/controls.txt",
+        mse_wrecked=MSE_WRECKED,
+        line=list(_line_verdict_sentences(metrics).values()),
+        rule=cr.controls_rule(K_RULE),
+        learned=[_learned_verdict_sentence(name, m) for name, m in metrics["datasets"].items()],
+    )
 
 
 #: how many groups each learned-graph control gets in this experiment
-K_RULE = ("as many groups as the GSR run found modules (the number of branches where no "
-          "graph was built)")
+K_RULE = (
+    "as many groups as the GSR run found modules (the number of branches where no graph was built)"
+)
 
 
 def _line_verdict_sentence(name: str, verdict: dict) -> str:
-    return prose("trajectory/line_verdict.txt", name=name, verdict=verdict,
-                    ending=verdict_ending(verdict, "the reconstruction"))
+    return prose(
+        "trajectory/line_verdict.txt",
+        name=name,
+        verdict=verdict,
+        ending=verdict_ending(verdict, "the reconstruction"),
+    )
 
 
 def _learned_verdict_sentence(name: str, m: dict) -> str:
-    return cr.verdict_sentence(m["learned"]["controls_verdict"],
-                               f"{name}, learned graph: the GSR modules")
+    return cr.verdict_sentence(
+        m["learned"]["controls_verdict"], f"{name}, learned graph: the GSR modules"
+    )
 
 
 def _line_verdict(name: str, m: dict) -> str:
@@ -1005,10 +1244,21 @@ def _line_verdict(name: str, m: dict) -> str:
     for layout in LAYOUTS:
         own = [v for v in variants_.values() if v["layout"] == layout]
         base = next((v for v in own if v["weight"] == 0), None)
-        layouts.append({"variants": own, "conclusion": _line_conclusion(
-            layout, base, own, reference) if base is not None and len(own) > 1 else None})
-    return prose("trajectory/line_dataset.txt", name=name, data=m["data"],
-                    reference=reference, layouts=layouts)
+        layouts.append(
+            {
+                "variants": own,
+                "conclusion": _line_conclusion(layout, base, own, reference)
+                if base is not None and len(own) > 1
+                else None,
+            }
+        )
+    return prose(
+        "trajectory/line_dataset.txt",
+        name=name,
+        data=m["data"],
+        reference=reference,
+        layouts=layouts,
+    )
 
 
 def _line_conclusion(layout: str, base: dict, own: list[dict], reference: float) -> str:
@@ -1016,31 +1266,57 @@ def _line_conclusion(layout: str, base: dict, own: list[dict], reference: float)
     against the same model with its neurons shuffled along the line."""
     best = max((v for v in own if v is not base), key=lambda v: v["median_abs_rho_com"])
     readouts = {"peak": "peak", "centre": "com"}
-    order = {r: best[f"median_abs_rho_{k}"] - best[f"shuffled_abs_rho_{k}"]
-             for r, k in readouts.items()}
-    ordered = [r for r, k in readouts.items()
-               if best[f"median_abs_rho_{k}"] - base[f"median_abs_rho_{k}"] >= IMPROVEMENT
-               and order[r] >= IMPROVEMENT]
+    order = {
+        r: best[f"median_abs_rho_{k}"] - best[f"shuffled_abs_rho_{k}"] for r, k in readouts.items()
+    }
+    ordered = [
+        r
+        for r, k in readouts.items()
+        if best[f"median_abs_rho_{k}"] - base[f"median_abs_rho_{k}"] >= IMPROVEMENT
+        and order[r] >= IMPROVEMENT
+    ]
     return prose(
-        "trajectory/line_conclusion.txt", layout=layout, base=base, best=best, order=order,
-        ordered=ordered, all_ordered=len(ordered) == len(readouts), reference=reference,
+        "trajectory/line_conclusion.txt",
+        layout=layout,
+        base=base,
+        best=best,
+        order=order,
+        ordered=ordered,
+        all_ordered=len(ordered) == len(readouts),
+        reference=reference,
         improvement=IMPROVEMENT,
-        flatter=best["dirichlet_energy"] < FLATTER * base["dirichlet_energy"])
+        flatter=best["dirichlet_energy"] < FLATTER * base["dirichlet_energy"],
+    )
 
 
 def _learned_verdict(name: str, m: dict) -> str:
-    return prose("trajectory/learned_verdict.txt", name=name, learned=m["learned"],
-                    branches=len(m["data"]["branches"]),
-                    verdict=_learned_verdict_sentence(name, m))
+    return prose(
+        "trajectory/learned_verdict.txt",
+        name=name,
+        learned=m["learned"],
+        branches=len(m["data"]["branches"]),
+        verdict=_learned_verdict_sentence(name, m),
+    )
 
 
 def _summary(config: TrajectoryConfig, metrics: dict) -> str:
     line_verdicts = _line_verdict_sentences(metrics)
-    datasets = [{"line": _line_verdict(name, m), "line_verdict": line_verdicts.get(name),
-                 "learned": _learned_verdict(name, m), "cost": _cost_note(name, m)}
-                for name, m in metrics["datasets"].items()]
-    return prose("trajectory/summary.txt", line=config.line, restarts=config.n_restarts,
-                    epochs=config.epochs, datasets=datasets)
+    datasets = [
+        {
+            "line": _line_verdict(name, m),
+            "line_verdict": line_verdicts.get(name),
+            "learned": _learned_verdict(name, m),
+            "cost": _cost_note(name, m),
+        }
+        for name, m in metrics["datasets"].items()
+    ]
+    return prose(
+        "trajectory/summary.txt",
+        line=config.line,
+        restarts=config.n_restarts,
+        epochs=config.epochs,
+        datasets=datasets,
+    )
 
 
 def _cost_note(name: str, m: dict) -> str:
@@ -1053,9 +1329,15 @@ def _cost_note(name: str, m: dict) -> str:
     if not wrecked:
         return ""
     return prose(
-        "trajectory/cost_note.txt", name=name, labels=[label for label, _ in wrecked],
-        mse_wrecked=MSE_WRECKED, wrecked=WRECKED, line_mse=line[BASELINE_KEY]["test_mse"],
-        learned_mse=learned["test_mse_no_gsr"], worst=max(mse for _, mse in wrecked))
+        "trajectory/cost_note.txt",
+        name=name,
+        labels=[label for label, _ in wrecked],
+        mse_wrecked=MSE_WRECKED,
+        wrecked=WRECKED,
+        line_mse=line[BASELINE_KEY]["test_mse"],
+        learned_mse=learned["test_mse_no_gsr"],
+        worst=max(mse for _, mse in wrecked),
+    )
 
 
 __all__ = [

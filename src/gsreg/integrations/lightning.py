@@ -26,8 +26,7 @@ try:
     import lightning.pytorch as pl
 except ImportError as err:
     raise ImportError(
-        "gsreg.integrations.lightning needs the 'lightning' package: "
-        "pip install gsreg[lightning]"
+        "gsreg.integrations.lightning needs the 'lightning' package: pip install gsreg[lightning]"
     ) from err
 
 from .. import graphs

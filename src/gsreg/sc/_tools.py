@@ -27,7 +27,6 @@ __all__ = ["fit", "transform"]
 _RENAMED = {"structured_layer": "layer"}  # gsreg.sc name -> GSRAutoencoder parameter
 
 
-
 # ---------------------------------------------------------------------------- public API
 
 
@@ -99,26 +98,40 @@ def fit(
     rows = _input_rows(adata, layer, use_rep)
     _names(key_added)
     options = {_RENAMED.get(k, k): v for k, v in estimator_options.items()}
-    allowed = set(GSRAutoencoder().get_params()) - {"graph", "weight", "budget", "epochs",
-                                                    "random_state", "verbose"}  # fmt: skip
+    allowed = set(GSRAutoencoder().get_params()) - {
+        "graph",
+        "weight",
+        "budget",
+        "epochs",
+        "random_state",
+        "verbose",
+    }
     unknown = sorted(set(options) - allowed)
     if unknown:
         names = sorted((allowed - set(_RENAMED.values())) | set(_RENAMED))
         raise TypeError(f"gsreg.sc.fit: unknown option(s) {unknown}; GSRAutoencoder takes {names}")
     labels = _labels(adata, groupby)
-    est = GSRAutoencoder(graph=graph, weight=weight, budget=budget, epochs=epochs,
-                         random_state=random_state, verbose=verbose, **options)  # fmt: skip
+    est = GSRAutoencoder(
+        graph=graph,
+        weight=weight,
+        budget=budget,
+        epochs=epochs,
+        random_state=random_state,
+        verbose=verbose,
+        **options,
+    )
     rows.check_finite()
     X = rows.matrix()
     est.fit(X)
     _write(adata, est, rows, key_added, _input_params(layer, use_rep))
     if labels is not None and controls:
-        twin = est if weight == 0 and est.arrange is not True else clone(est).set_params(
-            weight=0.0, arrange=False).fit(X)
-        result = score_controls(est, twin, X, labels, Z=adata.obsm[key_added],
-                                seed=int(est.seed_))  # fmt: skip
-        adata.uns[_names(key_added)[0]]["controls"] = {"groupby": groupby,
-                                                       **_h5ad_tree(result)}
+        twin = (
+            est
+            if weight == 0 and est.arrange is not True
+            else clone(est).set_params(weight=0.0, arrange=False).fit(X)
+        )
+        result = score_controls(est, twin, X, labels, Z=adata.obsm[key_added], seed=int(est.seed_))
+        adata.uns[_names(key_added)[0]]["controls"] = {"groupby": groupby, **_h5ad_tree(result)}
     return (adata, est) if copy else est
 
 
@@ -127,8 +140,10 @@ def _labels(adata: AnnData, groupby: str | None) -> np.ndarray | None:
     if groupby is None:
         return None
     if groupby not in adata.obs.columns:
-        raise KeyError(f"groupby {groupby!r} is not a column of adata.obs (columns: "
-                       f"{list(adata.obs.columns)[:12]})")  # fmt: skip
+        raise KeyError(
+            f"groupby {groupby!r} is not a column of adata.obs (columns: "
+            f"{list(adata.obs.columns)[:12]})"
+        )
     values = adata.obs[groupby]
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
@@ -208,8 +223,7 @@ def _input_rows(adata: AnnData, layer: str | None, use_rep: str | None) -> Rows:
             if re.match(r"^(encoder|decoder)\.", str(layer)):
                 hint = "; the network layer that carries the graph is structured_layer="
             raise KeyError(
-                f"layer {layer!r} is not in adata.layers (available: "
-                f"{sorted(adata.layers)}){hint}"
+                f"layer {layer!r} is not in adata.layers (available: {sorted(adata.layers)}){hint}"
             )
         return Rows(adata.layers[layer], f"adata.layers[{layer!r}]")
     if use_rep is not None:
@@ -242,8 +256,9 @@ def _names(key_added: str) -> tuple[str, str]:
     return base, f"{base}_module"
 
 
-def _write(adata: AnnData, est: GSRAutoencoder, rows: Rows, key_added: str,
-           input_params: dict[str, str]) -> None:  # fmt: skip
+def _write(
+    adata: AnnData, est: GSRAutoencoder, rows: Rows, key_added: str, input_params: dict[str, str]
+) -> None:
     base, prefix = _names(key_added)
     n = len(rows)
     parts, sq_error = [], 0.0

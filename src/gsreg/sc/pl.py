@@ -135,13 +135,23 @@ def maps(
     titles = [textwrap.fill(names[c], 18) for c in np.unique(codes)]
     labels = np.asarray(info["modules"], dtype=np.int64) if "modules" in info else None
     if labels is not None:  # learned: units placed module by module, the same in every panel
-        graph = Graph(graph.n_nodes, graph.edges, graph.weights,
-                      _module_positions(graph, labels), name=graph.name)  # fmt: skip
+        graph = Graph(
+            graph.n_nodes,
+            graph.edges,
+            graph.weights,
+            _module_positions(graph, labels),
+            name=graph.name,
+        )
     n_panels = len(titles) + (labels is not None)
     n_cols = min(n_panels, 6)
     n_rows = -(-n_panels // n_cols)
-    fig, grid = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols + 1.4, 2.4 * n_rows + 0.4),
-                             layout="constrained", squeeze=False)  # fmt: skip
+    fig, grid = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(2.2 * n_cols + 1.4, 2.4 * n_rows + 0.4),
+        layout="constrained",
+        squeeze=False,
+    )
     axes = list(grid.ravel())
     for extra in axes[n_panels:]:
         extra.set_axis_off()
@@ -149,8 +159,9 @@ def maps(
         plotting.plot_modules(graph, labels, ax=axes[0], layout="coords")
         axes[0].set_title(f"{len(np.unique(labels))} modules", fontsize=9)
         axes = axes[1:]
-    plotting.plot_maps(values, graph, titles=titles, axes=axes[: len(titles)], cmap=cmap,
-                       symmetric=deviation)  # fmt: skip
+    plotting.plot_maps(
+        values, graph, titles=titles, axes=axes[: len(titles)], cmap=cmap, symmetric=deviation
+    )
     what = "mean - all cells" if deviation else "mean activity"
     fig.suptitle(f"{graph.name}: {what} by {groupby}", fontsize=10)
     return _finish(fig, "gsr_maps", show, save)
