@@ -25,6 +25,7 @@ from .mnist_grid_ae import (
     budget_summary,
     budget_variant,
     class_map_plots,
+    class_map_sections,
     control_summary,
     controls_text,
     table_rows,
@@ -158,20 +159,8 @@ def _sections(config: DemoConfig, metrics: dict, figures: dict[str, str]) -> lis
     return [
         Section("Summary", text=summary, table=rows),
         Section("Controls", text=controls_text(), table=verdict_rows(models)),
-        Section(
-            "Class maps",
-            text=prose("demo/class_maps.txt", n_nodes=graphs.parse(config.graph).n_nodes),
-            figures=[figures["class_maps"]],
-        ),
-        Section(
-            "Class maps minus the global mean",
-            text="What sets each digit apart: red above, blue below the average map.",
-            figures=[figures["class_maps_minus_mean"]],
-        ),
-        Section(
-            "Class segmentation",
-            text="Per neuron, the digit whose L1-normalised average map claims it most.",
-            figures=[figures["segmentation"]],
+        *class_map_sections(
+            prose("demo/class_maps.txt", n_nodes=graphs.parse(config.graph).n_nodes), figures
         ),
         Section("Training", figures=[figures["training"]]),
     ]

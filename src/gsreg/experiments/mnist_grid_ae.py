@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -413,6 +413,23 @@ def with_arranged_reference(rows: Sequence[dict]) -> list[dict]:
     return [row for r in rows for row in ((r, arranged_row(r)) if r["weight"] == 0 else (r,))]
 
 
+def class_map_sections(
+    class_maps_text: str, figures: Mapping[str, str], unit: str = "neuron"
+) -> list[Section]:
+    """The report's sections of the :data:`CLASS_MAP_FIGURES`: the class maps (with
+    ``class_maps_text``), the maps minus the global mean and the segmentation."""
+    texts = (
+        class_maps_text,
+        prose("mnist_grid_ae/deviation.txt"),
+        prose("mnist_grid_ae/segmentation.txt", unit=unit),
+    )
+    headings = ("Class maps", "Class maps minus the global mean", "Class segmentation")
+    return [
+        Section(heading, text=text, figures=[figures[name]])
+        for heading, text, name in zip(headings, texts, CLASS_MAP_FIGURES, strict=True)
+    ]
+
+
 def class_map_plots(rows: Sequence[dict], graph: Graph, names: Sequence[str]) -> dict[str, Figure]:
     """The class maps, the class maps minus the global mean and the class segmentation of
     the results ``rows`` (one row of panels each, from :func:`class_map_fields`), keyed by
@@ -461,21 +478,7 @@ def _sections(config: MnistGridAEConfig, metrics: dict, figures: dict[str, str])
             figures=[figures["tradeoff"]],
         ),
         Section("Controls", text=controls_text(), table=verdict_rows(metrics["models"])),
-        Section(
-            "Class maps",
-            text=prose("mnist_grid_ae/class_maps.txt", n_nodes=n_nodes),
-            figures=[figures["class_maps"]],
-        ),
-        Section(
-            "Class maps minus the global mean",
-            text=prose("mnist_grid_ae/deviation.txt"),
-            figures=[figures["class_maps_minus_mean"]],
-        ),
-        Section(
-            "Class segmentation",
-            text=prose("mnist_grid_ae/segmentation.txt"),
-            figures=[figures["segmentation"]],
-        ),
+        *class_map_sections(prose("mnist_grid_ae/class_maps.txt", n_nodes=n_nodes), figures),
         Section(
             "Training",
             text="Reconstruction loss per epoch (the penalty excluded).",

@@ -44,6 +44,7 @@ from .mnist_grid_ae import (
     CLASS_MAP_FIGURES,
     class_map_fields,
     class_map_plots,
+    class_map_sections,
     controls_text,
     lambda_grid_metrics,
     table_rows,
@@ -456,22 +457,12 @@ def _sections(config, metrics: dict, figures: dict[str, str]) -> list[Section]:
             figures=[figures["tradeoff"]],
         ),
         Section("Controls", text=controls_text(), table=verdict_rows(metrics["models"])),
-        Section(
-            "Class maps",
-            text=prose(
+        *class_map_sections(
+            prose(
                 "mnist_grid_classifier/class_maps.txt", n_nodes=graphs.parse(config.graph).n_nodes
             ),
-            figures=[figures["class_maps"]],
-        ),
-        Section(
-            "Class maps minus the global mean",
-            text="What sets each digit apart: red above, blue below the average map.",
-            figures=[figures["class_maps_minus_mean"]],
-        ),
-        Section(
-            "Class segmentation",
-            text=("Per unit, the digit whose L1-normalised average map claims it most."),
-            figures=[figures["segmentation"]],
+            figures,
+            unit="unit",
         ),
         Section(
             "Misclassified digits",
