@@ -14,19 +14,11 @@ from gsreg.experiments import demo
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run(tmp_path_factory, recording_prose):
     """The quick demo through the command line: (exit code, folder, the (template, values)
     its report prose was rendered from)."""
     out = tmp_path_factory.mktemp("runs") / "demo"
-    calls, render = [], gsreg_report.render
-
-    def record(template, /, **values):
-        if template.endswith(".txt"):  # report prose, not the page skeleton
-            calls.append((template, values))
-        return render(template, **values)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gsreg_report, "render", record)
+    with recording_prose() as calls:
         code = cli.main(["demo", "--quick", "--quiet", "--out", str(out)])
     return code, out, calls
 

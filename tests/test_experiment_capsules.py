@@ -49,18 +49,10 @@ NAME = "capsules"
 
 
 @pytest.fixture(scope="module")
-def quick_run_and_prose(tmp_path_factory):
+def quick_run_and_prose(tmp_path_factory, recording_prose):
     """The quick run's folder and the (template, values) its report prose was rendered from."""
     root = tmp_path_factory.mktemp("runs")
-    calls, render = [], gsreg_report.render
-
-    def record(template, /, **values):
-        if template.endswith(".txt"):  # report prose, not the page skeleton
-            calls.append((template, values))
-        return render(template, **values)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gsreg_report, "render", record)
+    with recording_prose() as calls:
         folder = registry.run_experiment(
             NAME, root, quick=True, seed=3, device="cpu", progress=False
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib
 import itertools
@@ -47,33 +46,17 @@ def _quick_config(name: str):
     return registry.get_experiment(name).make_config(quick=True, seed=3)
 
 
-@contextlib.contextmanager
-def _recording_prose():
-    """Inside: the list of every (template, values) report prose is rendered from."""
-    calls = []
-    render = gsreg_report.render
-
-    def record(template, /, **values):
-        if template.endswith(".txt"):  # report prose, not the page skeleton
-            calls.append((template, values))
-        return render(template, **values)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gsreg_report, "render", record)
-        yield calls
-
-
 # --------------------------------------------------------------------------- quick runs
 
 
 @pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
+def quick_runs(tmp_path_factory, recording_prose):
     """Every registered experiment, quick, through run_experiment (seed 3): the root, the
     run folders and the (template, values) each run's report prose was rendered from."""
     root = tmp_path_factory.mktemp("runs")
     folders, rendered = {}, {}
     for name in NAMES:
-        with _recording_prose() as rendered[name]:
+        with recording_prose() as rendered[name]:
             folders[name] = registry.run_experiment(
                 name, root, quick=True, seed=3, device="cpu", progress=False
             )
