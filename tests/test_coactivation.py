@@ -611,3 +611,80 @@ def test_constant_neurons_follow_a_stated_rule():
     assert pairs[(3, 4)] == 1.0
     correlation = CoactivationGraph(kernel="correlation", k=3).build(acts)
     assert not np.isin(correlation.edges, [3, 4]).any()
+
+
+# ---------------------------------------------------------------------------- fast paths
+
+
+@pytest.mark.parametrize("buffer_size", [12, 10, 3])
+def test_graphs_built_in_training_match_a_plain_ring_buffer(buffer_size):
+    """Every graph the regulariser builds (warm-up, update_every, batch sizes that do not
+    divide the buffer, a batch larger than it, a layer applied twice) is the graph of the
+    newest buffer_size rows of all activations the layer produced, kept by plain lists."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 4))
+    lg = CoactivationGraph(k=2, warmup_steps=3, update_every=2, buffer_size=buffer_size)
+    reg = GraphRegularizer(model, {"0": lg}, weight=1e-2)
+    seen: list[torch.Tensor] = []
+    model[0].register_forward_hook(lambda m, i, out: seen.append(out.detach().clone()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    expected = []
+    batches = [4, 4, 5, 4, 13, 4, 4, 3, 4, 4, 1, 4, 7, 4]
+    for step, b in enumerate(batches, start=1):
+        x = torch.randn(b, 4)
+        loss = model(x).pow(2).mean()
+        if step % 5 == 0:  # a second forward in the same step
+            loss = loss + model(torch.randn(2, 4)).pow(2).mean()
+        loss = loss + reg.penalty()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        reg.step()
+        if lg.due(step) or (step >= 3 and (step - 3) % 2 == 0):
+            rows = torch.cat(seen)[-buffer_size:]
+            if rows.shape[0] >= lg.min_samples:
+                expected.append((step, lg.build(rows, step=step)))
+    assert len(expected) >= 5
+    assert [s for s, _ in lg.history] == [s for s, _ in expected]
+    for (_, got), (_, want) in zip(lg.history, expected, strict=True):
+        assert got == want
+    assert torch.equal(lg.samples(), torch.cat(seen)[-buffer_size:])
+
+
+def pairwise(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances between the rows of x, by differences (no cancellation)."""
+    return (x[:, None, :] - x[None, :, :]).pow(2).sum(-1).sqrt()
+
+
+def test_profile_dims_projection_is_exact_on_low_rank_profiles_and_seeded():
+    gen = torch.Generator().manual_seed(3)
+    acts = torch.randn(64, 4, generator=gen) @ torch.randn(4, 40, generator=gen)  # rank 4
+    exact = CoactivationGraph(k=4, n_nodes=40, buffer_size=64).build(acts)
+    projected = CoactivationGraph(k=4, profile_dims=8, buffer_size=64).build(acts)
+    assert projected == exact
+    x = coactivation.neuron_features(acts)
+    reduced = coactivation.project_profiles(x, 8, seed=1)
+    assert reduced.shape == (40, 8)
+    assert torch.allclose(pairwise(reduced), pairwise(x), rtol=1e-4, atol=1e-3)
+    assert torch.equal(reduced, coactivation.project_profiles(x, 8, seed=1))
+    # full-rank noise: projected distances never exceed the exact ones, and the kNN lists
+    # stay mostly the same
+    noisy = random_activations(200, 60)
+    a = CoactivationGraph(k=5, n_nodes=60, buffer_size=200).build(noisy)
+    b = CoactivationGraph(k=5, profile_dims=40, seed=2, buffer_size=200).build(noisy)
+    c = CoactivationGraph(k=5, profile_dims=40, seed=2, buffer_size=200).build(noisy)
+    assert b == c
+    kept = len(set(map(tuple, a.edges.tolist())) & set(map(tuple, b.edges.tolist())))
+    assert kept / a.n_edges > 0.5
+    fx = coactivation.neuron_features(noisy)
+    fr = coactivation.project_profiles(fx, 40, seed=2)
+    assert bool((pairwise(fr) <= pairwise(fx) + 1e-3).all())
+    # profile_dims at or above the sample count changes nothing
+    assert CoactivationGraph(k=5, profile_dims=200, buffer_size=200).build(noisy) == a
+
+
+def test_profile_dims_is_checked():
+    with pytest.raises(ValueError, match="correlation"):
+        CoactivationGraph("correlation", profile_dims=16)
+    with pytest.raises(ValueError, match="profile_dims"):
+        CoactivationGraph(profile_dims=0)
