@@ -689,3 +689,37 @@ def test_bad_arguments_fail_before_torch_or_scikit_learn_is_imported(tmp_path, c
     )
     assert done.stdout.strip() == "2 []", (done.stdout, done.stderr)
     assert "gsreg fit: error: " in done.stderr and "Traceback" not in done.stderr
+
+
+def test_threads_sets_torch_threads_for_the_command_and_restores_them(
+    tmp_path, capsys, monkeypatch
+):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(20, 4)))
+    seen = []
+
+    def record(config, out, table=None, progress=True):
+        seen.append(torch.get_num_threads())
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(fit_command, "run", record)
+    before = torch.get_num_threads()
+    target = 2 if before == 1 else 1
+    code, _, err = run([tmp_path / "x.npy", "--graph", "grid:2x2", "--threads", target], capsys)
+    assert code == 2 and "stop here" in err
+    assert seen == [target] and torch.get_num_threads() == before
+    with pytest.raises(SystemExit) as stop:  # argparse refuses it
+        run([tmp_path / "x.npy", "--graph", "grid:2x2", "--threads", "0"], capsys)
+    assert stop.value.code == 2 and "--threads" in capsys.readouterr().err
+
+
+def test_importing_gsreg_first_makes_openmp_wait_passively():
+    import subprocess
+    import sys
+
+    probe = "import os; import gsreg, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # a user's own setting is kept
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "ACTIVE"

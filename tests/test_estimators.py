@@ -510,3 +510,24 @@ def test_budget_with_a_fixed_graph_arranges_the_units_before_fine_tuning(digits,
     # an explicit weight keeps the fixed-weight training, no arrangement under "auto"
     fixed = fast_ae(weight=1e-3, arrange="auto", epochs=6).fit(X)
     assert fixed.arrangement_ is None and fixed.budget_report_ is None
+
+
+def test_threads_hold_while_fitting_and_are_restored(monkeypatch):
+    import gsreg.estimators as est_module
+
+    seen = []
+    real_fit = est_module.fit
+
+    def recording_fit(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(est_module, "fit", recording_fit)
+    before = torch.get_num_threads()
+    target = 2 if before == 1 else 1
+    X = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    GSRAutoencoder(graph="grid:2x2", weight=1e-3, epochs=1, threads=target).fit(X)
+    assert seen and set(seen) == {target}
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"):
+        GSRAutoencoder(graph="grid:2x2", threads=0).fit(X)

@@ -15,7 +15,15 @@ ae = GSRAutoencoder(graph="grid:8x8").fit(X); Z = ae.transform(X)
 gsreg.save("model.safetensors", model, regularizer=reg); gsreg.load("model.safetensors")
 """
 
+import os as _os
+
 from ._version import __version__
+
+# OpenMP threads that spin while they wait stall each other on a small or shared machine:
+# with the passive wait policy the demo's training epoch was several times faster there
+# and no slower when idle (benchmarks/threads.py). OpenMP reads the policy when torch
+# loads, so this takes effect when gsreg is imported first; a value set by the user is kept.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Every name is imported when first used: ``gsreg`` itself imports nothing heavy, so the
 # command line checks its arguments before torch and scikit-learn load (seconds).

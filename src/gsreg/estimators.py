@@ -49,7 +49,7 @@ from .coactivation import CoactivationGraph
 from .graphs import LEARNED, Graph
 from .models import DenseAutoencoder, DenseClassifier
 from .regularizer import GraphRegularizer
-from .training import History, fit, resolve_device, seeded
+from .training import History, fit, resolve_device, seeded, torch_threads
 
 __all__ = [
     "ARRANGE_FRACTION",
@@ -161,6 +161,8 @@ class _GSRBase(BaseEstimator):
                 f"None, got {type(self.learned_options).__name__}"
             )
         check_int(self.verbose, f"{name}: verbose", 0)
+        if self.threads is not None:
+            check_int(self.threads, f"{name}: threads")
         if not (isinstance(self.arrange, (bool, np.bool_)) or self.arrange == "auto"):
             raise TypeError(f"{name}: arrange must be 'auto', True or False, got {self.arrange!r}")
         if self.arrange is True and isinstance(graph, str) and graph.strip().lower() == LEARNED:
@@ -325,7 +327,7 @@ class _GSRBase(BaseEstimator):
             )
         elif graph is None:
             learned = self._coactivation(width, total_steps, normalize, recipe)
-        with seeded(seed, device):
+        with seeded(seed, device), torch_threads(self.threads):
             model = self._build_model(X.shape[1], width, n_outputs)
             layer = self._structured_layer()
             if sp.issparse(X):  # kept on the host, densified and scaled batch by batch
@@ -667,6 +669,9 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         random_state: None, an int (the torch seed of the initial weights and batch
             order) or a ``numpy.random.RandomState``.
         verbose: 0 silent, 1 a progress bar.
+        threads: torch's intra-op threads while fitting (None: as set in the process; the
+            previous count is restored afterwards). gsreg makes OpenMP wait passively,
+            which keeps all cores fast on a shared machine (docs/performance.md).
 
     Fitted attributes: ``model_`` (a :class:`~gsreg.models.DenseAutoencoder`),
     ``graph_`` (the fixed or final learned graph), ``modules_`` ((n,) neuron modules of a
@@ -702,6 +707,7 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
+        threads: int | None = None,
     ) -> None:
         self._store_params(locals())
 
@@ -809,6 +815,7 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
+        threads: int | None = None,
     ) -> None:
         self._store_params(locals())
 

@@ -177,6 +177,22 @@ def fit(
 
 
 @contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op torch threads (None: as they are), then
+    restore the previous count."""
+    if threads is None:
+        yield
+        return
+    _check_positive_int("threads", threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
     """Run the block with torch's global generators (CPU, and ``device``'s if it is a GPU)
     seeded with ``seed``, and restore their previous state afterwards: results are

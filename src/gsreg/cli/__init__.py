@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -17,10 +19,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.handler(args)
+        with _threads(getattr(args, "threads", None)):
+            return args.handler(args)
     except (ValueError, OSError) as err:  # bad input, or a full disk, a read-only folder
         print(f"gsreg {args.command}: error: {_one_line(err, args.command)}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None):
+    """``--threads``: before torch loads, through OMP_NUM_THREADS (torch reads it when it
+    starts); when torch is already loaded (gsreg called from Python), set and restored."""
+    if threads is None:
+        yield
+        return
+    torch = sys.modules.get("torch")
+    if torch is None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _one_line(err: BaseException, command: str) -> str:
@@ -51,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=_seed, default=0, help="random seed")
     demo.add_argument(
         "--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
+    demo.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch threads (default: all cores; gsreg makes idle threads wait passively)",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
@@ -103,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=_seed, default=0, help="random seed")
     fit.add_argument(
         "--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
+    fit.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch threads (default: all cores; gsreg makes idle threads wait passively)",
     )
     fit.add_argument(
         "--no-controls",
@@ -158,6 +191,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     arrange.add_argument("--out", help="run folder (default: runs/arrange-<MODEL name>)")
     arrange.add_argument("--seed", type=_seed, default=0, help="random seed")
+    arrange.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch threads (default: all cores; gsreg makes idle threads wait passively)",
+    )
     arrange.add_argument("--quiet", action="store_true", help="print only errors")
     arrange.set_defaults(handler=_arrange)
 
@@ -187,6 +225,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_seed, default=0, help="random seed")
     run.add_argument(
         "--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
+    run.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch threads (default: all cores; gsreg makes idle threads wait passively)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
