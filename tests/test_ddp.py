@@ -11,25 +11,30 @@ Deselect with ``-m "not distributed"``.
 
 import json
 import multiprocessing
-import os
-import socket
 import threading
-import time
 import warnings
-from collections import OrderedDict
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
+from _ddp_workers import (
+    BATCH,
+    LR,
+    STEPS,
+    WEIGHT,
+    ddp_worker,
+    global_batches,
+    make_learned,
+    make_model,
+    shard,
+    tensors_to_lists,
+)
+from _gloo import DEADLINE_S, WORLD_SIZE, run_workers
 from torch.utils.data import DataLoader, TensorDataset
 
-from gsreg import CoactivationGraph, Graph, GraphRegularizer, graphs
+from gsreg import Graph, GraphRegularizer, graphs
 
 try:
     import lightning.pytorch as pl
@@ -44,124 +49,9 @@ pytestmark = [
     ),
 ]
 
-WORLD_SIZE = 2
-TIMEOUT_S = 300  # generous: two loaded cores, each process imports torch
-BATCH = 8  # per rank
-STEPS = 6  # optimiser steps; learned graph updates at 2, 4, 6 (the last uses the final buffers)
-WEIGHT = 0.1
-LR = 0.05
 
-
-def make_model(seed: int) -> nn.Sequential:
-    """8 -> hidden (16 = grid 4x4) -> code (6, learned graph) -> 8."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        OrderedDict(
-            hidden=nn.Sequential(nn.Linear(8, 16), nn.LeakyReLU(0.2)),
-            code=nn.Sequential(nn.Linear(16, 6), nn.LeakyReLU(0.2)),
-            out=nn.Linear(6, 8),
-        )
-    )
-
-
-def make_learned() -> CoactivationGraph:
-    return CoactivationGraph(k=2, update_every=2, buffer_size=32)
-
-
-def global_batches() -> torch.Tensor:
-    """(STEPS, WORLD_SIZE * BATCH, 8): step t's global batch; rank r takes rows r*B:(r+1)*B."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(STEPS, WORLD_SIZE * BATCH, 8, generator=gen)
-    # shards from different distributions, so one rank's activations differ from the other's
-    return x + torch.arange(WORLD_SIZE).repeat_interleave(BATCH)[:, None]
-
-
-def shard(x: torch.Tensor, rank: int) -> torch.Tensor:
-    return x[rank * BATCH : (rank + 1) * BATCH]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def tensors_to_lists(tensors: dict[str, torch.Tensor]) -> dict[str, list]:
-    return {name: t.detach().tolist() for name, t in tensors.items()}
-
-
-def run_workers(fn, args: tuple) -> None:
-    context = mp.start_processes(fn, args=args, nprocs=WORLD_SIZE, join=False, start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"distributed workers did not finish within {TIMEOUT_S} s")
-
-
-# ------------------------------------------------------------------ (a) raw torch.distributed
-
-
-def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=timedelta(seconds=240),
-    )
-    try:
-        model = make_model(seed=rank)  # DDP broadcasts rank 0's parameters at wrapping
-        learned = make_learned()
-        # attach to the plain model BEFORE wrapping: layer names stay "hidden", "code"
-        reg = GraphRegularizer(model, {"hidden": graphs.grid(4, 4), "code": learned}, weight=WEIGHT)
-        ddp = DistributedDataParallel(model)
-        # attached to the wrapper instead, the names carry DDP's "module." prefix
-        try:
-            GraphRegularizer(ddp, {"hidden": graphs.grid(4, 4)})
-            wrapped_error = ""
-        except ValueError as err:
-            wrapped_error = str(err)
-        x = global_batches()
-
-        # the gradient of the fixed-graph penalty alone (the learned layer has no graph yet);
-        # 0 * out.sum() lets every parameter take part, as DDP expects
-        out = ddp(shard(x[0], rank))
-        (reg.penalty() + 0.0 * out.sum()).backward()
-        grads = {name: p.grad.clone() for name, p in model.named_parameters()}
-        model.zero_grad()
-
-        optimizer = torch.optim.SGD(ddp.parameters(), lr=LR)
-        for t in range(STEPS):
-            xb = shard(x[t], rank)
-            loss = F.mse_loss(ddp(xb), xb) + reg.penalty()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            reg.step()
-
-        result = {
-            "grads": tensors_to_lists(grads),
-            "params": tensors_to_lists(dict(model.named_parameters())),
-            "graph": learned.graph.to_dict(),
-            "history": [step for step, _ in learned.history],
-            "samples": learned.samples().tolist(),
-            "step": reg.step_count,
-            "wrapped_error": wrapped_error,
-        }
-        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.skipif(
-    os.environ.get("GSREG_RUN_RAW_DDP") != "1",
-    reason="intermittently hangs in a fresh checkout (gloo rendezvous); set GSREG_RUN_RAW_DDP=1",
-)
 def test_ddp_keeps_parameters_and_learned_graphs_equal_across_ranks(tmp_path):
-    run_workers(_ddp_worker, (free_port(), str(tmp_path)))
+    run_workers(ddp_worker, (str(tmp_path),))
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD_SIZE)]
     first, second = results
 
@@ -282,7 +172,7 @@ def test_lightning_ddp_spawn_ranks_share_the_learned_graph(tmp_path):
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    watchdog = _kill_children_after(TIMEOUT_S)
+    watchdog = _kill_children_after(DEADLINE_S)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers")

@@ -2,16 +2,13 @@
 the same graph, equal to one process's graph on the union of their activations."""
 
 import json
-import socket
-import time
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from _gloo import WORLD_SIZE, run_workers, worker_group
 
 from gsreg import CoactivationGraph, Graph
 
@@ -23,9 +20,7 @@ pytestmark = [
     ),
 ]
 
-WORLD_SIZE = 2
 KERNELS = ("knn", "adaptive")
-TIMEOUT_S = 120
 
 
 def rank_batches(rank: int) -> list[torch.Tensor]:
@@ -40,15 +35,7 @@ def make(kernel: str) -> CoactivationGraph:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=timedelta(seconds=60),
-    )
-    try:
+    with worker_group(rank, port):
         graphs = {}
         for kernel in KERNELS:
             lg = make(kernel)
@@ -57,30 +44,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             assert lg.step(1)
             graphs[kernel] = lg.graph.to_dict()
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(graphs))
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_ranks_build_the_graph_of_all_ranks_activations(tmp_path):
-    context = mp.start_processes(
-        _worker,
-        args=(free_port(), str(tmp_path)),
-        nprocs=WORLD_SIZE,
-        join=False,
-        start_method="spawn",
-    )
-    deadline = time.monotonic() + TIMEOUT_S
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"distributed workers did not finish within {TIMEOUT_S} s")
+    run_workers(_worker, (str(tmp_path),))
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD_SIZE)]
     union = torch.cat([b for r in range(WORLD_SIZE) for b in rank_batches(r)])
     for kernel in KERNELS:
