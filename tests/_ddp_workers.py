@@ -1,4 +1,4 @@
-"""The model, data and rank functions of the DDP tests (test_ddp.py).
+"""The model, data and rank functions of the DDP and FSDP tests (test_ddp.py, test_fsdp.py).
 
 They live here, not in the test modules, because spawning re-imports a worker's module in
 every rank: this one imports only torch and gsreg (test_ddp.py imports Lightning).
@@ -11,6 +11,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from _gloo import WORLD_SIZE, worker_group
 from torch import nn
@@ -36,8 +37,8 @@ def make_model(seed: int) -> nn.Sequential:
     )
 
 
-def make_learned() -> CoactivationGraph:
-    return CoactivationGraph(k=2, update_every=2, buffer_size=32)
+def make_learned(buffer_size: int = 32) -> CoactivationGraph:
+    return CoactivationGraph(k=2, update_every=2, buffer_size=buffer_size)
 
 
 def global_batches() -> torch.Tensor:
@@ -54,6 +55,15 @@ def shard(x: torch.Tensor, rank: int) -> torch.Tensor:
 
 def tensors_to_lists(tensors: dict[str, torch.Tensor]) -> dict[str, list]:
     return {name: t.detach().tolist() for name, t in tensors.items()}
+
+
+def penalty_logs(reg: GraphRegularizer) -> dict[str, float]:
+    """The unweighted penalties of the last forward, {layer: value}, for the layers that
+    have a graph."""
+    logs = reg.logs()
+    return {
+        name: float(logs[f"gsr/{name}"]) for name in ("hidden", "code") if f"gsr/{name}" in logs
+    }
 
 
 # ------------------------------------------------------------------ DistributedDataParallel
@@ -99,4 +109,79 @@ def ddp_worker(rank: int, port: int, out_dir: str) -> None:
             "step": reg.step_count,
             "wrapped_error": wrapped_error,
         }
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+
+
+# ------------------------------------------------------------------ FSDP2 (fully_shard)
+
+
+def train_fsdp_or_single(
+    model: nn.Module, reg: GraphRegularizer, learned: CoactivationGraph, rank: int | None
+) -> dict:
+    """Train STEPS steps on rank ``rank``'s shards, or on the whole global batches when
+    ``rank`` is None (the one-process reference). Returns the penalties of the first
+    forward (fixed graph; the learned layer has none yet) and of a last forward after
+    training (both graphs), the gradients of the first penalty, the final parameters and
+    the learned graph's buffer as of its last update."""
+
+    def part(x: torch.Tensor) -> torch.Tensor:
+        return x if rank is None else shard(x, rank)
+
+    def full(t: torch.Tensor) -> torch.Tensor:
+        return t.full_tensor() if hasattr(t, "full_tensor") else t  # FSDP2: a DTensor shard
+
+    x = global_batches()
+    out = model(part(x[0]))
+    first = penalty_logs(reg)
+    (reg.penalty() + 0.0 * out.sum()).backward()
+    grads = {name: full(p.grad).clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    for t in range(STEPS):
+        xb = part(x[t])
+        loss = F.mse_loss(model(xb), xb) + reg.penalty()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        reg.step()
+    samples = learned.samples().tolist()
+    model(part(x[0]))  # with autograd on: the regularizer skips no_grad forwards
+    last = penalty_logs(reg)
+    params = {name: full(p.detach()) for name, p in model.named_parameters()}
+    return {
+        "first": first,
+        "last": last,
+        "grads": tensors_to_lists(grads),
+        "params": tensors_to_lists(params),
+        "samples": samples,
+    }
+
+
+def fsdp_worker(rank: int, port: int, out_dir: str) -> None:
+    from torch.distributed.fsdp import fully_shard
+
+    with worker_group(rank, port):
+        model = make_model(seed=0)  # FSDP2 does not broadcast: the same seed on every rank
+        learned = make_learned()
+        # attach to the plain model BEFORE sharding it (fully_shard keeps the module tree
+        # and its names, and the forward hooks fire on the unsharded forward)
+        reg = GraphRegularizer(model, {"hidden": graphs.grid(4, 4), "code": learned}, weight=WEIGHT)
+        for name in ("hidden", "code", "out"):
+            fully_shard(model.get_submodule(name))
+        fully_shard(model)
+        result = train_fsdp_or_single(model, reg, learned, rank)
+        # the mean penalties over the ranks: the penalty of the global batch (equal shards)
+        for key in ("first", "last"):
+            values = torch.tensor(list(result[key].values()))
+            dist.all_reduce(values)
+            result[f"{key}_mean"] = dict(
+                zip(result[key], (values / WORLD_SIZE).tolist(), strict=True)
+            )
+        result.update(
+            graph=learned.graph.to_dict(),
+            history=[step for step, _ in learned.history],
+            step=reg.step_count,
+            sharded=type(model).__name__,
+        )
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
