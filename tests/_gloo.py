@@ -42,11 +42,26 @@ COLLECTIVE_TIMEOUT = timedelta(seconds=60)
 DEADLINE_S = 180.0
 
 
+def open_store() -> dist.TCPStore:
+    """A rendezvous store served by this process on a port the kernel picks
+    (``store.port``); it listens as long as the object lives."""
+    return dist.TCPStore(HOST, 0, WORLD_SIZE, True, COLLECTIVE_TIMEOUT, wait_for_workers=False)
+
+
+def use_store_for_env_rendezvous(monkeypatch: pytest.MonkeyPatch, store: dist.TCPStore) -> None:
+    """Make ``init_process_group(init_method="env://")`` in child processes (Lightning's
+    ranks) join ``store`` as clients, as torchrun's workers join the agent's store,
+    instead of rank 0 opening a store on a port chosen in advance."""
+    monkeypatch.setenv("MASTER_ADDR", HOST)
+    monkeypatch.setenv("MASTER_PORT", str(store.port))
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+
+
 def run_workers(fn: Callable, args: tuple, *, deadline_s: float = DEADLINE_S) -> None:
     """Run ``fn(rank, port, *args)`` in WORLD_SIZE spawned processes; ``port`` is the port
     of a store this process holds open until they are done. Fails the test when a rank
     raises or when they are not done within ``deadline_s``."""
-    store = dist.TCPStore(HOST, 0, WORLD_SIZE, True, COLLECTIVE_TIMEOUT, wait_for_workers=False)
+    store = open_store()
     context = mp.start_processes(
         fn, args=(store.port, *args), nprocs=WORLD_SIZE, join=False, start_method="spawn"
     )

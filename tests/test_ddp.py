@@ -31,7 +31,7 @@ from _ddp_workers import (
     shard,
     tensors_to_lists,
 )
-from _gloo import DEADLINE_S, WORLD_SIZE, run_workers
+from _gloo import DEADLINE_S, WORLD_SIZE, open_store, run_workers, use_store_for_env_rendezvous
 from torch.utils.data import DataLoader, TensorDataset
 
 from gsreg import Graph, GraphRegularizer, graphs
@@ -155,8 +155,11 @@ def _kill_children_after(seconds: float) -> threading.Timer:
 
 
 @pytest.mark.skipif(pl is None, reason="lightning is not installed (pip install gsreg[lightning])")
-def test_lightning_ddp_spawn_ranks_share_the_learned_graph(tmp_path):
+def test_lightning_ddp_spawn_ranks_share_the_learned_graph(tmp_path, monkeypatch):
     from gsreg.integrations.lightning import GSRCallback
+
+    store = open_store()  # held until the end of the test: no port race (see _gloo)
+    use_store_for_env_rendezvous(monkeypatch, store)
 
     callback = GSRCallback(
         {"model.hidden": "grid:4x4", "model.code": make_learned()}, weight=WEIGHT
@@ -179,6 +182,7 @@ def test_lightning_ddp_spawn_ranks_share_the_learned_graph(tmp_path):
             trainer.fit(DDPAutoencoder(str(tmp_path)))
     finally:
         watchdog.cancel()
+    assert store.num_keys() > 0  # the ranks met through the test's store
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD_SIZE)]
     first, second = results
     assert first["global_step"] == second["global_step"] == STEPS
