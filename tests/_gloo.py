@@ -2,15 +2,16 @@
 
 Why the rendezvous looks like this (the raw-DDP test used to hang intermittently):
 
-- **No port is chosen in advance.** The tests used to pick a "free" port (bind to port 0,
-  close, pass the number on) and let rank 0 open the rendezvous store on it seconds later,
-  after spawning and importing torch. In that window any other process (under
-  ``pytest -n 2`` the other worker's gloo ranks open listeners and connections on
-  ephemeral ports all the time) may take the port; and two tests may be handed the same
-  number, so that one test's rank 1 joins the other test's store and both wait for a
-  peer that never comes. Here the test process itself opens the ``TCPStore`` on port 0
-  and keeps it listening until the ranks are done (as ``torchrun``'s agent does): the
-  port is never free, so it cannot collide.
+- **No port is chosen in advance** (the likely cause of the hang; not reproduced in the
+  test itself, but a shared port was shown to make one rank wait out the full timeout).
+  The tests used to pick a "free" port (bind to port 0, close, pass the number on) and
+  let rank 0 open the rendezvous store on it seconds later, after spawning and importing
+  torch. In that window any other process (under ``pytest -n 2`` the other worker's gloo
+  ranks open listeners and connections on ephemeral ports all the time) may take the
+  port; and two tests may be handed the same number, so that one test's rank 1 joins the
+  other test's store and its rank 0 waits for a peer that never comes. Here the test
+  process itself opens the ``TCPStore`` on port 0 and keeps it listening until the ranks
+  are done (as ``torchrun``'s agent does): the port is never free, so it cannot collide.
 - **Nothing waits forever.** The ranks' collectives time out after ``COLLECTIVE_TIMEOUT``;
   a rank that dies makes ``join`` raise at once (torch then terminates the others); and a
   test whose ranks are not done by ``deadline`` kills and reaps them and fails.
@@ -25,6 +26,8 @@ Why the rendezvous looks like this (the raw-DDP test used to hang intermittently
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -83,6 +86,11 @@ def worker_group(rank: int, port: int) -> Iterator[None]:
     """In a spawned rank: join the gloo process group through the test's store, and
     destroy the group on the way out, also when the body raises."""
     torch.set_num_threads(1)
+    # gloo otherwise connects the ranks on the address the host name resolves to, which in
+    # some containers is not this machine's; the ranks here are all on the loopback
+    loopback = [name for _, name in socket.if_nameindex() if name.startswith("lo")]
+    if loopback:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback[0])
     store = dist.TCPStore(HOST, port, WORLD_SIZE, False, COLLECTIVE_TIMEOUT)
     dist.init_process_group(
         "gloo", store=store, rank=rank, world_size=WORLD_SIZE, timeout=COLLECTIVE_TIMEOUT
