@@ -400,6 +400,42 @@ def learned_section(data: dict, title: str) -> list[str]:
     return out + [""]
 
 
+def learned_large_section(data: dict) -> list[str]:
+    """n = 16,384 neurons from 4,096 samples: exact kNN against ``profile_dims``."""
+    cfg = data["config"]
+    rows = []
+    for r in data["results"].values():
+        dims = r["profile_dims"]
+        memory = r["peak_memory_mib"]
+        rows.append(
+            [
+                "exact" if dims is None else f"profile_dims={dims}",
+                fmt(r["median_s"]),
+                fmt(r["cpu_median_s"]),
+                ratio3(r["ratio_to_exact"]),
+                "n/a" if memory is None else f"{memory:,.0f}",
+                f"{r['n_edges']:,}",
+                f"{r['exact_edges_kept']:.3f}",
+            ]
+        )
+    return [
+        f"## Learned graphs at n = {cfg['n']:,}",
+        "",
+        f"One kNN update (k = {cfg['k']}) of n = {cfg['n']:,} neurons from S = "
+        f"{cfg['buffer_size']:,} buffered samples (`python benchmarks/learned_update.py "
+        f"--large`), median of {cfg['repeats']} interleaved rounds; wall-clock and process "
+        "CPU seconds (one thread: the CPU time is the work, whatever the machine's load). "
+        "Peak memory: the resident memory one update adds at its peak, on top of the "
+        "buffer. Edges kept: the fraction of the exact graph's edges that the graph has.",
+        "",
+        table(
+            ["distances", "s", "CPU s", "vs exact", "peak MiB", "edges", "exact edges kept"],
+            rows,
+        ),
+        "",
+    ]
+
+
 def fit_section(data: dict) -> list[str]:
     cfg = data["config"]
     rows = []
@@ -622,6 +658,9 @@ def build(results: Path, out: Path, image: Path) -> str:
         lines += training_section(train, "Training steps")
     if learned is not None:
         lines += learned_section(learned, "Learned-graph updates")
+    learned_large = load(results, "learned_update_large")
+    if learned_large is not None:
+        lines += learned_large_section(learned_large)
     if fit is not None:
         lines += fit_section(fit)
     if arrange is not None:

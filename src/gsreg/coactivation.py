@@ -100,7 +100,7 @@ class CoactivationGraph:
             is larger: a randomized SVD (:func:`project_profiles`, seeded by ``seed``) keeps
             the leading principal directions, so distances shrink only by the discarded
             variance. Approximate: an update at n = 16,384 from 4,096 samples drops from
-            about 40 s to a few seconds on one CPU thread, and the kNN lists change (the
+            about 40 to about 9 CPU seconds on one thread, and the kNN lists change (the
             fraction of exact kNN edges kept is measured in ``benchmarks/learned_update.py``
             and docs/coactivation.md). Euclidean kernels only (not "correlation").
         seed: of the random projection start of ``profile_dims`` (same seed, same graph).
