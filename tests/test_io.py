@@ -266,3 +266,12 @@ def test_the_graph_layer_autoencoder_is_rebuilt_from_its_file(tmp_path):
     assert type(loaded.model) is GraphLayerAutoencoder
     assert loaded.model.config == model.config
     torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
+
+
+def test_learned_graph_options_survive_a_round_trip(tmp_path):
+    model = small_ae()
+    lg = CoactivationGraph(k=2, warmup_steps=0, update_every=1, profile_dims=4, seed=7)
+    reg = GraphRegularizer(model, {"encoder.latent": lg}, weight=1e-3)
+    loaded = gsreg.load(gsreg.save(tmp_path / "m.safetensors", model, regularizer=reg))
+    again = loaded.make_regularizer().learned_graphs["encoder.latent"]
+    assert (again.profile_dims, again.seed) == (4, 7)

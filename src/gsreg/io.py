@@ -64,6 +64,8 @@ _LEARNED_OPTIONS = (
     "on_disconnect",
     "history_size",
     "n_nodes",
+    "profile_dims",
+    "seed",
 )
 
 _MODELS: dict[str, type[nn.Module]] = {
