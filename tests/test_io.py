@@ -273,5 +273,5 @@ def test_learned_graph_options_survive_a_round_trip(tmp_path):
     lg = CoactivationGraph(k=2, warmup_steps=0, update_every=1, profile_dims=4, seed=7)
     reg = GraphRegularizer(model, {"encoder.latent": lg}, weight=1e-3)
     loaded = gsreg.load(gsreg.save(tmp_path / "m.safetensors", model, regularizer=reg))
-    again = loaded.make_regularizer().learned_graphs["encoder.latent"]
+    again = loaded.make_regularizer().learned_graphs()["encoder.latent"]
     assert (again.profile_dims, again.seed) == (4, 7)
