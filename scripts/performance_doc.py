@@ -436,6 +436,39 @@ def learned_large_section(data: dict) -> list[str]:
     ]
 
 
+def threads_section(data: dict) -> list[str]:
+    """Thread counts and OpenMP wait policies, idle and beside a competing process."""
+    cfg = data["config"]
+    rows = [
+        [
+            load,
+            str(r["threads"]),
+            r["wait_policy"],
+            fmt(r["median_epoch_s"]),
+            ratio(r["ratio_to_1_thread"]),
+        ]
+        for load, results in data["results"].items()
+        for r in results
+    ]
+    return [
+        "## Threads",
+        "",
+        f"One epoch of the demo's model (784-50-50-16-64-50-784, GSR on the 8x8 layer, batch "
+        f"500, {cfg['n_samples']:,} samples) in a fresh process per contender "
+        f"(`python benchmarks/threads.py`), median of {cfg['rounds']} interleaved rounds on "
+        f"{cfg['cores']} cores; the ratio is against one thread with the default wait policy "
+        "in the same round. Threads that spin while they wait (OpenMP's default) stall each "
+        "other when the cores are shared; waiting passively they do not. gsreg therefore sets "
+        "`OMP_WAIT_POLICY=PASSIVE` when it is imported before torch (a value you set is "
+        "kept) and leaves the thread count to torch (`--threads`, `threads=` to change it). "
+        "The machine was shared while this ran: 'idle' means no competing process of the "
+        f"benchmark's own. {env_line(data)}.",
+        "",
+        table(["machine", "threads", "wait policy", "s / epoch", "vs 1 thread"], rows),
+        "",
+    ]
+
+
 def fit_section(data: dict) -> list[str]:
     cfg = data["config"]
     rows = []
@@ -661,6 +694,9 @@ def build(results: Path, out: Path, image: Path) -> str:
     learned_large = load(results, "learned_update_large")
     if learned_large is not None:
         lines += learned_large_section(learned_large)
+    threads = load(results, "threads")
+    if threads is not None:
+        lines += threads_section(threads)
     if fit is not None:
         lines += fit_section(fit)
     if arrange is not None:
