@@ -469,6 +469,22 @@ def threads_section(data: dict) -> list[str]:
     ]
 
 
+def demo_time_section(data: dict) -> list[str]:
+    """`gsreg demo` alone and beside one competing process, against its targets."""
+    t = data["results"]["targets"]
+    loaded = data["results"]["beside one competing process"]["seconds"]
+    return [
+        "## The demo",
+        "",
+        f"`{data['config']['command']}` from start to exit (`python benchmarks/demo_time.py`): "
+        f"{t['alone_s']:.0f} s alone (target at most {t['alone_target_s']:.0f} s: "
+        f"{status(t['alone_met'])}) and {loaded:.0f} s beside one competing CPU-bound "
+        f"process, {t['loaded_ratio']:.2f}x (target at most {t['loaded_ratio_target']:g}x: "
+        f"{status(t['loaded_met'])}). {env_line(data)}.",
+        "",
+    ]
+
+
 def fit_section(data: dict) -> list[str]:
     cfg = data["config"]
     rows = []
@@ -697,6 +713,9 @@ def build(results: Path, out: Path, image: Path) -> str:
     threads = load(results, "threads")
     if threads is not None:
         lines += threads_section(threads)
+    demo_time = load(results, "demo_time")
+    if demo_time is not None:
+        lines += demo_time_section(demo_time)
     if fit is not None:
         lines += fit_section(fit)
     if arrange is not None:
