@@ -71,16 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="small subset, seconds")
     demo.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
-    demo.add_argument("--seed", type=_seed, default=0, help="random seed")
-    demo.add_argument(
-        "--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
-    )
-    demo.add_argument(
-        "--threads",
-        type=_positive_int,
-        help="torch threads (default: all cores; gsreg makes idle threads wait passively)",
-    )
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(demo, device=True, quiet="no progress bars")
     demo.set_defaults(handler=_demo)
 
     fit = commands.add_parser(
@@ -128,15 +119,6 @@ def _parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         help="a fixed GSR weight lambda instead of a budget (0 trains without GSR)",
     )
-    fit.add_argument("--seed", type=_seed, default=0, help="random seed")
-    fit.add_argument(
-        "--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
-    )
-    fit.add_argument(
-        "--threads",
-        type=_positive_int,
-        help="torch threads (default: all cores; gsreg makes idle threads wait passively)",
-    )
     fit.add_argument(
         "--no-controls",
         dest="controls",
@@ -146,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         "layer is scored beside it as trained and arranged post hoc (fixed "
         "graphs) or clustered post hoc (learned graphs), with a verdict",
     )
-    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_options(fit, device=True, quiet="no progress bar")
     fit.set_defaults(handler=_fit)
 
     arrange = commands.add_parser(
@@ -190,13 +172,7 @@ def _parser() -> argparse.ArgumentParser:
         help="module that reads the layer's units, where a trace cannot tell",
     )
     arrange.add_argument("--out", help="run folder (default: runs/arrange-<MODEL name>)")
-    arrange.add_argument("--seed", type=_seed, default=0, help="random seed")
-    arrange.add_argument(
-        "--threads",
-        type=_positive_int,
-        help="torch threads (default: all cores; gsreg makes idle threads wait passively)",
-    )
-    arrange.add_argument("--quiet", action="store_true", help="print only errors")
+    _add_run_options(arrange, device=False, quiet="print only errors")
     arrange.set_defaults(handler=_arrange)
 
     graph = commands.add_parser(
@@ -222,18 +198,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("name", help="experiment name, or all")
     run.add_argument("--out", default="runs", help="folder for results (default: runs)")
     run.add_argument("--quick", action="store_true", help="small subset, seconds")
-    run.add_argument("--seed", type=_seed, default=0, help="random seed")
-    run.add_argument(
-        "--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
-    )
-    run.add_argument(
+    _add_run_options(run, device=True, quiet="no progress bars")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def _add_run_options(command: argparse.ArgumentParser, device: bool, quiet: str) -> None:
+    """--seed, --device (when the command trains), --threads and --quiet."""
+    command.add_argument("--seed", type=_seed, default=0, help="random seed")
+    if device:
+        command.add_argument(
+            "--device",
+            type=_device,
+            default="auto",
+            help="auto, cpu, cuda or cuda:N (default: auto)",
+        )
+    command.add_argument(
         "--threads",
         type=_positive_int,
         help="torch threads (default: all cores; gsreg makes idle threads wait passively)",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.set_defaults(handler=_run)
-    return parser
+    command.add_argument("--quiet", action="store_true", help=quiet)
 
 
 def _demo(args: argparse.Namespace) -> int:
