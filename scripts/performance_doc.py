@@ -149,9 +149,13 @@ def training_target_rows(data: dict | None) -> list[list[str]]:
         return [["training-step targets", "not run", "", "", ""]]
     ae = data["results"]["autoencoder"]
     rows = []
-    for variant, label in (
-        ("grid", "MNIST autoencoder step, fixed grid:8x8 GSR / unregularised"),
-        ("learned", "MNIST autoencoder, learned graph (update every 100 steps) / unregularised"),
+    for variant, label, goal in (
+        ("grid", "MNIST autoencoder step, fixed grid:8x8 GSR / unregularised", 1.10),
+        (
+            "learned",
+            "MNIST autoencoder, learned graph (update every 100 steps) / unregularised",
+            1.05,
+        ),
     ):
         r = ae[variant]["ratio_to_none"]
         rows.append(
@@ -159,8 +163,8 @@ def training_target_rows(data: dict | None) -> list[list[str]]:
                 label,
                 f"{ratio3(r)} ({ms(ae[variant]['median_s'])} vs {ms(ae['none']['median_s'])} ms)",
                 ratio3(ae[variant]["cpu_ratio_to_none"]),
-                "<= 1.10x",
-                status(r <= 1.10),
+                f"<= {goal:.2f}x",
+                status(r <= goal),
             ]
         )
     return rows
@@ -432,6 +436,15 @@ def learned_large_section(data: dict) -> list[str]:
             ["distances", "s", "CPU s", "vs exact", "peak MiB", "edges", "exact edges kept"],
             rows,
         ),
+        "",
+        "Target: one update in less than 10 s. "
+        + "; ".join(
+            f"{'exact' if r['profile_dims'] is None else 'profile_dims=' + str(r['profile_dims'])}"
+            f": {status(r['cpu_median_s'] < 10)} in CPU time ({fmt(r['cpu_median_s'])} s), "
+            f"{status(r['median_s'] < 10)} in wall-clock time ({fmt(r['median_s'])} s)"
+            for r in data["results"].values()
+        )
+        + ".",
         "",
     ]
 
