@@ -304,3 +304,24 @@ def test_activity_regularizer_penalties():
         reg.remove()
     with pytest.raises(ValueError):
         ActivityRegularizer(model, "0", "l3", 1.0)
+
+
+def test_modules_as_keys_mean_their_dotted_names():
+    torch.manual_seed(0)
+    model = mlp()
+    x = torch.randn(5, 5)
+    by_name = GraphRegularizer(model, {"act1": graphs.grid(4, 4)}, weight={"act1": 0.5})
+    model(x)
+    expected = by_name.penalty()
+    by_name.remove()
+    by_module = GraphRegularizer(
+        model, {model.act1: graphs.grid(4, 4)}, weight={model.act1: 0.5}, nodes={model.act1: "auto"}
+    )
+    assert by_module.layers == ["act1"]
+    model(x)
+    torch.testing.assert_close(by_module.penalty(), expected)
+    by_module.remove()
+    with pytest.raises(ValueError, match="not a submodule"):
+        GraphRegularizer(model, {torch.nn.Linear(2, 2): graphs.grid(4, 4)})
+    with pytest.raises(ValueError, match="twice"):
+        GraphRegularizer(model, {"act1": graphs.grid(4, 4), model.act1: graphs.grid(4, 4)})

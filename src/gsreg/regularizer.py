@@ -99,10 +99,12 @@ class GraphRegularizer:
 
     Args:
         model: any ``nn.Module``.
-        layers: ``{dotted module name: target}``; a target is a :class:`Graph`, a spec
-            string for :func:`graphs.parse` ("grid:8x8"), a ready :class:`GraphPenalty` or a
-            :class:`CoactivationGraph` (a graph learned from the layer, one layer each).
-        weight: lambda, one float or ``{name: float}`` covering every layer (default
+        layers: ``{dotted module name or the module itself: target}`` (``{model.fc:
+            graph}`` is ``{"fc": graph}``; logs and methods use the names); a target is a
+            :class:`Graph`, a spec string for :func:`graphs.parse` ("grid:8x8"), a ready
+            :class:`GraphPenalty` or a :class:`CoactivationGraph` (a graph learned from the
+            layer, one layer each).
+        weight: lambda, one float or ``{name or module: float}`` covering every layer (default
             1e-3 without a budget).
         budget: instead of a weight, the share of the task loss that GSR may cost (0.05:
             at most 5% more task loss than without it); the weights are then set during
@@ -136,8 +138,8 @@ class GraphRegularizer:
     def __init__(
         self,
         model: nn.Module,
-        layers: Mapping[str, Graph | str | GraphPenalty | CoactivationGraph],
-        weight: float | Mapping[str, float] | None = None,
+        layers: Mapping[str | nn.Module, Graph | str | GraphPenalty | CoactivationGraph],
+        weight: float | Mapping[str | nn.Module, float] | None = None,
         *,
         budget: float | None = None,
         reference: float | None = None,
@@ -167,6 +169,9 @@ class GraphRegularizer:
             weight = 1e-3
         rate, every = decay if decay is not None else (1.0, 0)
         modules = dict(model.named_modules())
+        layers = _by_name(layers, model, "layers")
+        weight = _by_name(weight, model, "weight") if isinstance(weight, Mapping) else weight
+        nodes = _by_name(nodes, model, "nodes") if isinstance(nodes, Mapping) else nodes
         self._layers: dict[str, _HookedLayer] = {}
         for name, target in layers.items():
             module = _find_module(modules, name)
@@ -471,6 +476,24 @@ def _check_keys(value, layers, what: str) -> None:
             f"{what} names {extra[0]!r}, which is not a regularised layer "
             f"(layers: {list(layers)}){hint}"
         )
+
+
+def _by_name(mapping: Mapping, model: nn.Module, what: str) -> dict:
+    """``mapping`` with module keys replaced by their dotted names in ``model`` (names are
+    kept as they are): ``{model.fc: graph}`` means ``{"fc": graph}``."""
+    names = {id(module): name for name, module in model.named_modules()}
+    out: dict = {}
+    for key, value in mapping.items():
+        if isinstance(key, nn.Module):
+            if id(key) not in names:
+                raise ValueError(
+                    f"{what} has a {type(key).__name__} key that is not a submodule of the model"
+                )
+            key = names[id(key)]
+        if key in out:
+            raise ValueError(f"{what} names layer {key!r} twice (by name and as a module)")
+        out[key] = value
+    return out
 
 
 def _per_layer(value, name: str, what: str):
