@@ -177,7 +177,7 @@ def prose(name: str, /, **values: Any) -> str:
 
 def _fmt(value: Any, spec: str = "") -> str:
     if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()  # a missing value, even when formatted
+        str(value)  # a missing value raises UndefinedError (StrictUndefined), even formatted
     return "n/a" if value is None else format(value, spec)
 
 
