@@ -63,12 +63,24 @@ def test_plot_class_map_comparison_has_one_panel_per_model_and_class(graph):
     fig = plotting.plot_class_map_comparison(
         rows, graph, ["0", "1", "2", "3"], symmetric=[False, True], title="maps"
     )
-    assert len(fig.axes) == 2 * 4 + 2  # plus one colorbar per row
+    assert len(fig.axes) == 2 * 4 + 2  # plus one colorbar per model
     assert fig.get_suptitle() == "maps"
-    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    assert labels == ["no GSR", "GSR"]
+    assert [block.get_suptitle() for block in fig.subfigs] == ["no GSR", "GSR"]
     with pytest.raises(ValueError, match="3 class names"):
         plotting.plot_class_map_comparison(rows, graph, ["0", "1", "2"])
+
+
+def test_ten_class_maps_wrap_into_two_lines_of_five_per_model():
+    rows = {"a": RNG.normal(size=(10, 12)), "b": RNG.normal(size=(10, 12))}
+    fig = plotting.plot_class_map_comparison(rows, GRID, [str(c) for c in range(10)])
+    for block in fig.subfigs:
+        panels = [ax for ax in block.axes if ax.get_title()]
+        assert [ax.get_title() for ax in panels] == [str(c) for c in range(10)]
+        tops = sorted({round(ax.get_position().y0, 3) for ax in panels})
+        assert len(tops) == 2
+    fig = plotting.plot_class_map_comparison(rows, GRID, [str(c) for c in range(10)], columns=4)
+    spare = [ax for ax in fig.subfigs[0].axes if not ax.axison]
+    assert len(spare) == 2  # 3 lines of 4 hold 10 maps and 2 empty places
 
 
 @pytest.mark.parametrize("graph", [GRID, RING], ids=["grid", "ring"])

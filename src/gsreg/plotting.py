@@ -69,7 +69,7 @@ def plot_maps(
         axes[0].set_ylabel(row_label, rotation=0, ha="right", va="center", fontsize=9)
     fig = axes[0].figure
     colorbar = fig.colorbar(mappable, ax=list(axes), shrink=0.85, aspect=12, pad=0.02)
-    colorbar.ax.tick_params(labelsize=7)
+    colorbar.ax.tick_params(labelsize=8)
     return fig
 
 
@@ -79,34 +79,46 @@ def plot_class_map_comparison(
     class_names: Sequence[str],
     symmetric: bool | Sequence[bool] = False,
     title: str | None = None,
+    columns: int | None = None,
 ) -> Figure:
-    """One row of class maps (C, n) per model, one column per class.
+    """Class maps (C, n) of several models: one block per model, one panel per class.
 
-    ``rows`` maps a row label (e.g. ``"GSR lambda=1e-3"``) to its class maps. Each row
-    has its own colour scale, since models differ in activation scale. ``symmetric`` is
-    one flag for all rows or one per row, so raw maps and maps minus the global mean
-    can share a figure.
+    ``rows`` maps a model's label (e.g. ``"GSR lambda=1e-3"``) to its class maps. Each
+    block has its own colour scale, since models differ in activation scale, and wraps
+    its classes into lines of ``columns`` panels (default: one line up to 6 classes,
+    else 5 per line, so that 10 digit maps stay legible at a page's width); the same
+    class sits in the same place in every block. ``symmetric`` is one flag for all
+    models or one per model, so raw maps and maps minus the global mean can share a
+    figure.
     """
     if not rows:
         raise ValueError("rows is empty; pass at least one {label: maps}")
     flags = [symmetric] * len(rows) if isinstance(symmetric, bool) else list(symmetric)
     if len(flags) != len(rows):
         raise ValueError(f"got {len(flags)} symmetric flags for {len(rows)} rows")
-    n_cols = len(class_names)
-    fig, axes = plt.subplots(
-        len(rows),
-        n_cols,
-        figsize=(_PANEL * n_cols + 2.2, _PANEL * len(rows) + 0.4 + 0.3 * bool(title)),
+    n_classes = len(class_names)
+    if columns is None:
+        columns = n_classes if n_classes <= 6 else 5
+    check_int(columns, "columns", 1)
+    columns = min(columns, n_classes)
+    lines = -(-n_classes // columns)
+    block_height = _PANEL * lines + 0.5
+    fig = plt.figure(
+        figsize=(_PANEL * columns + 1.2, block_height * len(rows) + 0.4 * bool(title)),
         layout="constrained",
-        squeeze=False,
     )
-    for r, ((label, maps), flag) in enumerate(zip(rows.items(), flags, strict=True)):
-        if len(maps) != n_cols:
-            raise ValueError(f"row {label!r} has {len(maps)} maps for {n_cols} class names")
-        titles = list(class_names) if r == 0 else None
-        plot_maps(maps, graph, titles=titles, axes=axes[r], symmetric=flag, row_label=label)
+    blocks = np.atleast_1d(fig.subfigures(len(rows), 1))
+    for block, (label, maps), flag in zip(blocks, rows.items(), flags, strict=True):
+        if len(maps) != n_classes:
+            raise ValueError(f"row {label!r} has {len(maps)} maps for {n_classes} class names")
+        grid = block.subplots(lines, columns, squeeze=False)
+        axes = list(grid.ravel())
+        for spare in axes[n_classes:]:
+            spare.set_axis_off()
+        plot_maps(maps, graph, titles=list(class_names), axes=axes[:n_classes], symmetric=flag)
+        block.suptitle(label, x=0.0, ha="left", fontsize=11, fontweight="bold")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=12)
     return fig
 
 
