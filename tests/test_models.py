@@ -155,3 +155,47 @@ def test_dense_classifier_shapes_and_structured_layer():
         DenseClassifier(12, 3, width=0)
     with pytest.raises(ValueError, match="dropout"):
         DenseClassifier(12, 3, dropout=1.0)
+
+
+def test_wavelet_dictionary_outputs_softmax_combinations_of_exact_filter_atoms():
+    import numpy as np
+
+    from gsreg import filters, graphs
+    from gsreg.models import WaveletDictionary
+
+    graph = graphs.ring(20)
+    bank = [filters.wavelet(1.0), filters.heat(0.5)]
+    layer = WaveletDictionary(graph, bank, in_features=6, temperature=0.5)
+    lam, vecs = np.linalg.eigh(graph.laplacian_matrix().toarray())
+    for k, f in enumerate(bank):
+        atoms = (vecs * f.response(np.clip(lam, 0, None))) @ vecs.T
+        atoms /= np.abs(atoms).max(axis=1, keepdims=True)
+        np.testing.assert_allclose(layer.atoms[20 * k : 20 * (k + 1)], atoms, atol=1e-6)
+    x = torch.randn(5, 6)
+    logits = (x @ layer.logits.weight.T + layer.logits.bias).detach().numpy() / 0.5
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(layer(x).detach().numpy(), w @ layer.atoms.numpy(), atol=1e-6)
+    layer(x).sum().backward()
+    assert layer.logits.weight.grad is not None and "atoms" in layer.state_dict()
+    assert not any(p is layer.atoms for p in layer.parameters())  # fixed, not trained
+
+
+def test_wavelet_dictionary_by_chebyshev_matches_the_exact_atoms_and_refuses_bad_atoms():
+    from gsreg import filters, graphs
+    from gsreg.models import WaveletDictionary
+
+    graph = graphs.grid(6, 6)
+    exact = WaveletDictionary(graph, filters.heat(0.3), in_features=3)
+    approx = WaveletDictionary(graph, filters.heat(0.3), in_features=3, order=30)
+    torch.testing.assert_close(approx.atoms, exact.atoms, atol=1e-5, rtol=0)
+    given = WaveletDictionary(graph, torch.eye(36)[:10], in_features=3)
+    assert given.atoms.shape == (10, 36)
+    with pytest.raises(ValueError, match=r"\(A, 36\)"):
+        WaveletDictionary(graph, torch.ones(4, 35), in_features=3)
+    with pytest.raises(TypeError, match="atoms"):
+        WaveletDictionary(graph, "wavelet", in_features=3)
+    with pytest.raises(ValueError, match="temperature"):
+        WaveletDictionary(graph, filters.heat(1.0), in_features=3, temperature=0)
+    with pytest.raises(ValueError, match="in_features"):
+        WaveletDictionary(graph, filters.heat(1.0), in_features=0)

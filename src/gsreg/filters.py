@@ -128,7 +128,9 @@ class GraphFilter:
             raise ValueError(
                 f"z must have shape (B, {graph.n_nodes}) for {graph.name}, got {tuple(z.shape)}"
             )
-        lap = graph.laplacian(laplacian, device=z.device, dtype=z.dtype).to_sparse_csr()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            lap = graph.laplacian(laplacian, device=z.device, dtype=z.dtype).to_sparse_csr()
 
         def matvec(x: torch.Tensor) -> torch.Tensor:  # rows of x times L^T
             return torch.sparse.mm(lap, x.t().contiguous()).t()

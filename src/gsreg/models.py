@@ -13,10 +13,14 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
+from . import filters
+from ._checks import check_real
 from ._util import check_positive_int as _check_positive_int
+from .graphs import Graph
 
 
 class GraphLayerAutoencoder(nn.Module):
@@ -77,6 +81,7 @@ __all__ = [
     "GraphLayerAutoencoder",
     "GaussianNoise",
     "PrimaryCapsules",
+    "WaveletDictionary",
     "squash",
 ]
 
@@ -97,6 +102,85 @@ class GaussianNoise(nn.Module):
 
     def extra_repr(self) -> str:
         return f"std={self.std}"
+
+
+EXACT_ATOMS_MAX_NODES = 2048  # one dense eigh of L (n x n) at construction, about a second
+
+
+class WaveletDictionary(nn.Module):
+    """A bottleneck whose output is a softmax-weighted combination of fixed graph atoms.
+
+    ``x (B, in_features) -> logits = Linear(x) (B, A) -> w = softmax(logits / temperature)
+    -> w @ atoms (B, n)``: every output is a convex combination of the A atoms, signals on
+    the graph's n nodes, so each unit of the output has a place on the graph and each
+    sample lights up a few local patterns. ``atoms`` is a tensor (A, n), or a graph filter
+    (:mod:`gsreg.filters`) or a sequence of them: their atoms ``h(L) δ_i`` at every node i
+    of the combinatorial Laplacian, each scaled to a peak |value| of 1, filter by filter
+    (A = n per filter). The atoms are computed once: exactly from the eigendecomposition
+    of L for graphs of up to ``EXACT_ATOMS_MAX_NODES`` nodes when ``order`` is None, else
+    by the Chebyshev polynomial of that order. A wavelet filter gives localised atoms, so
+    the layer's units get local receptive fields on the graph. The atoms are a buffer
+    (saved, not trained); only the linear map to the logits learns. ``weights(x)`` returns w (B, A).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        atoms: torch.Tensor | filters.GraphFilter | Sequence[filters.GraphFilter],
+        in_features: int,
+        temperature: float = 1.0,
+        order: int | None = None,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("in_features", in_features)
+        self.temperature = check_real(temperature, "temperature", 0.0, strict_min=True)
+        self.graph = graph
+        self.register_buffer("atoms", _dictionary(graph, atoms, order))
+        self.logits = nn.Linear(in_features, len(self.atoms))
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The atoms' weights w (B, A): non-negative, each row summing to 1."""
+        return torch.softmax(self.logits(x) / self.temperature, dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weights(x) @ self.atoms.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"graph={self.graph.name}, atoms={len(self.atoms)}, temperature={self.temperature:g}"
+
+
+def _dictionary(graph: Graph, atoms, order: int | None) -> torch.Tensor:
+    """The (A, n) float32 atoms of :class:`WaveletDictionary`."""
+    if torch.is_tensor(atoms):
+        if atoms.dim() != 2 or atoms.shape[1] != graph.n_nodes or len(atoms) == 0:
+            raise ValueError(
+                f"atoms must have shape (A, {graph.n_nodes}) for {graph.name}, "
+                f"got {tuple(atoms.shape)}"
+            )
+        if not torch.isfinite(atoms).all():
+            raise ValueError("atoms must be finite")
+        return atoms.detach().to(torch.float32).clone()
+    bank = [atoms] if isinstance(atoms, filters.GraphFilter) else list(atoms)
+    if not bank or not all(isinstance(f, filters.GraphFilter) for f in bank):
+        raise TypeError(
+            "atoms must be a tensor (A, n), a gsreg.filters filter or a sequence of them, "
+            f"got {atoms!r}"
+        )
+    exact = order is None and graph.n_nodes <= EXACT_ATOMS_MAX_NODES
+    if exact:
+        lam, vecs = np.linalg.eigh(graph.laplacian_matrix().toarray())
+        lam = np.clip(lam, 0.0, None)  # round-off below 0
+    else:
+        deltas = torch.eye(graph.n_nodes, dtype=torch.float64)
+    parts = []
+    for f in bank:
+        if exact:  # row i: the atom at node i (h(L) is symmetric)
+            part = torch.from_numpy((vecs * f.response(lam)) @ vecs.T)
+        else:
+            part = f.apply(deltas, graph, order=order)
+        peak = part.abs().amax(dim=1, keepdim=True)
+        parts.append(part / torch.where(peak > 0, peak, 1.0))
+    return torch.cat(parts).to(torch.float32)
 
 
 class DenseAutoencoder(nn.Module):
