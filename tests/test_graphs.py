@@ -99,6 +99,9 @@ SPECS = [
     "tree:15",
     "wishbone:10",
     "capsules:10x16",
+    "hex:4x5",
+    "grid3d:2x3x4",
+    "kite:2",
 ]
 
 
@@ -108,10 +111,14 @@ def specs(draw) -> str:
     kind = draw(
         st.sampled_from(
             ["grid", "torus", "lines", "rings", "capsules", "path"]
-            + ["ring", "star", "tree", "wishbone"]
+            + ["ring", "star", "tree", "wishbone", "hex", "grid3d", "kite"]
         )
     )
     size = st.integers(1, 7)
+    if kind == "grid3d":
+        return f"grid3d:{draw(size)}x{draw(size)}x{draw(size)}"
+    if kind == "kite":
+        return f"kite:{draw(st.integers(1, 4))}"
     if kind == "tree":
         return f"tree:{2 ** draw(st.integers(1, 6)) - 1}"
     if kind == "ring":
@@ -227,7 +234,9 @@ def assert_laplacian_matrices_match_references(g: Graph) -> None:
 
 
 @pytest.mark.parametrize(
-    "g", [ISOLATED, graphs.grid(3, 4), graphs.star(5), graphs.path(1), graphs.capsules(2, 3)]
+    "g",
+    [ISOLATED, graphs.grid(3, 4), graphs.star(5), graphs.path(1), graphs.capsules(2, 3)]
+    + [graphs.hexagonal(4, 5), graphs.grid3d(2, 3, 4), graphs.kite(2)],
 )
 def test_laplacian_matrix_matches_references(g: Graph) -> None:
     assert_laplacian_matrices_match_references(g)
@@ -408,6 +417,187 @@ def test_rings_are_drawn_side_by_side() -> None:
     g = graphs.rings(3, 6)
     boxes = [g.coords[6 * r : 6 * r + 6, 0] for r in range(3)]
     assert all(a.max() < b.min() for a, b in zip(boxes, boxes[1:], strict=False))
+
+
+# ---------------------------------------------------------------------------- hex, grid3d, kite
+
+
+def path_laplacian_eigenvalues(n: int) -> np.ndarray:
+    """(n,) the known spectrum of the path on n nodes: 2 - 2 cos(pi k / n), k = 0..n-1."""
+    return 2 - 2 * np.cos(np.pi * np.arange(n) / n)
+
+
+def laplacian_spectrum(g: Graph) -> np.ndarray:
+    """Sorted eigenvalues of D - W from scipy.sparse.csgraph on the edge-list matrix."""
+    return np.linalg.eigvalsh(scipy_laplacian(dense_w(g)))
+
+
+def segments_cross(p: np.ndarray, q: np.ndarray, r: np.ndarray, s: np.ndarray) -> bool:
+    """Whether the closed segments p-q and r-s meet (no three of the points collinear)."""
+
+    def side(a, b, c) -> float:
+        return float(np.sign((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])))
+
+    return side(p, q, r) != side(p, q, s) and side(r, s, p) != side(r, s, q)
+
+
+@FAST
+@given(st.integers(2, 8), st.integers(2, 8))
+def test_hexagonal_is_networkx_triangular_lattice_in_row_major_order(h: int, w: int) -> None:
+    # networkx's triangular lattice of m rows and n columns of triangles has m + 1 rows of
+    # (n + 1) // 2 + 1 nodes, odd rows shifted right, nodes (column, row), y pointing up
+    reference = nx.triangular_lattice_graph(h - 1, 2 * w - 2)
+    g = graphs.hexagonal(h, w)
+    relabelled = nx.relabel_nodes(reference, {(c, r): r * w + c for c, r in reference.nodes})
+    assert graphs.from_networkx(relabelled) == g
+    for (c, r), (x, y) in nx.get_node_attributes(reference, "pos").items():
+        np.testing.assert_allclose(g.coords[r * w + c], [x, -y], atol=1e-12)
+
+
+@FAST
+@given(st.integers(1, 9), st.integers(1, 9))
+def test_hexagonal_counts_and_degrees(h: int, w: int) -> None:
+    g = graphs.hexagonal(h, w)
+    assert g.n_nodes == h * w and g.shape is None and g.components()[0] == 1
+    assert g.n_edges == h * (w - 1) + w * (h - 1) + (h - 1) * (w - 1)
+    degrees = g.degrees().reshape(h, w)
+    if h >= 3 and w >= 3:
+        np.testing.assert_array_equal(degrees[1:-1, 1:-1], 6)
+        corners = [degrees[0, 0], degrees[0, -1], degrees[-1, 0], degrees[-1, -1]]
+        # left corners of even rows and right corners of odd rows have 2 neighbours
+        assert corners == [2, 3, 2 if h % 2 else 3, 3 if h % 2 else 2]
+
+
+def test_hexagonal_neighbours_of_even_and_odd_rows() -> None:
+    g = graphs.hexagonal(4, 5)
+    adjacency = g.adjacency()
+    # row 1 (odd, shifted right), column 2: node 7 has 6, 8 beside, 2, 3 above, 12, 13 below
+    assert set(adjacency[7].indices.tolist()) == {6, 8, 2, 3, 12, 13}
+    # row 2 (even), column 2: node 12 has 11, 13 beside, 6, 7 above, 16, 17 below
+    assert set(adjacency[12].indices.tolist()) == {11, 13, 6, 7, 16, 17}
+
+
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (1, 6), (5, 1), (2, 2), (6, 7)])
+def test_hexagonal_coords_are_the_unit_triangular_lattice(h: int, w: int) -> None:
+    g = graphs.hexagonal(h, w)
+    rows, cols = np.divmod(np.arange(h * w), w)
+    np.testing.assert_allclose(g.coords[:, 1], -rows * np.sqrt(3) / 2)
+    np.testing.assert_allclose(g.coords[:, 0], cols + 0.5 * (rows % 2))
+    # every edge has length 1, and no two nodes are closer than an edge
+    i, j = g.edges.T
+    np.testing.assert_allclose(np.linalg.norm(g.coords[i] - g.coords[j], axis=1), 1.0)
+    gaps = np.linalg.norm(g.coords[:, None] - g.coords[None], axis=2)
+    assert np.all(gaps[~np.eye(h * w, dtype=bool)] >= 1.0 - 1e-12)
+
+
+@FAST
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5))
+def test_grid3d_is_networkx_grid_graph_in_row_major_order(d: int, h: int, w: int) -> None:
+    reference = nx.grid_graph(dim=[w, h, d])  # nodes (k, i, j): sorted, that is row-major
+    g = graphs.grid3d(d, h, w)
+    assert graphs.from_networkx(reference) == g
+    assert g.n_nodes == d * h * w and g.shape is None
+    assert g.n_edges == d * h * (w - 1) + d * w * (h - 1) + h * w * (d - 1)
+
+
+def test_grid3d_indexes_nodes_as_k_h_plus_i_times_w_plus_j() -> None:
+    d, h, w = 3, 4, 5
+    g = graphs.grid3d(d, h, w)
+    assert nx.is_isomorphic(g.to_networkx(), nx.grid_graph(dim=[w, h, d]))
+    node = (1 * h + 2) * w + 3  # (k, i, j) = (1, 2, 3)
+    expected = {(k * h + i) * w + j for k, i, j in [(0, 2, 3), (2, 2, 3), (1, 1, 3)]}
+    expected |= {(k * h + i) * w + j for k, i, j in [(1, 3, 3), (1, 2, 2), (1, 2, 4)]}
+    assert set(g.adjacency()[node].indices.tolist()) == expected
+    assert graphs.grid3d(1, h, w) == graphs.grid(h, w)
+
+
+@pytest.mark.parametrize(("d", "h", "w"), [(2, 3, 4), (3, 3, 3), (1, 2, 5), (4, 1, 1)])
+def test_grid3d_spectrum_is_the_sum_of_three_path_spectra(d: int, h: int, w: int) -> None:
+    a, b, c = (path_laplacian_eigenvalues(n) for n in (d, h, w))
+    expected = np.sort((a[:, None, None] + b[None, :, None] + c[None, None, :]).ravel())
+    np.testing.assert_allclose(laplacian_spectrum(graphs.grid3d(d, h, w)), expected, atol=1e-9)
+
+
+def test_grid3d_draws_the_slices_side_by_side() -> None:
+    d, h, w = 3, 4, 5
+    g = graphs.grid3d(d, h, w)
+    slices = g.coords.reshape(d, h * w, 2)
+    for k in range(d):  # slice k is an h x w lattice moved right by w + 1 per slice before it
+        np.testing.assert_array_equal(slices[k], graphs.lattice_coords(h, w) + [k * (w + 1), 0])
+
+
+def test_kite_is_networkx_krackhardt_kite() -> None:
+    reference = nx.krackhardt_kite_graph()
+    assert reference.number_of_nodes() == 10 and reference.number_of_edges() == 18
+    assert graphs.from_networkx(reference) == graphs.kite(1)
+
+
+@pytest.mark.parametrize("copies", [1, 2, 5])
+def test_kite_copies_are_disjoint_kites(copies: int) -> None:
+    g = graphs.kite(copies)
+    reference = nx.disjoint_union_all([nx.krackhardt_kite_graph()] * copies)
+    assert graphs.from_networkx(reference) == g
+    assert g.n_nodes == 10 * copies and g.n_edges == 18 * copies and g.shape is None
+    count, labels = g.components()
+    assert count == copies
+    np.testing.assert_array_equal(labels, np.repeat(np.arange(copies), 10))
+    one = laplacian_spectrum(graphs.from_networkx(nx.krackhardt_kite_graph()))
+    np.testing.assert_allclose(laplacian_spectrum(g), np.sort(np.tile(one, copies)), atol=1e-9)
+
+
+def test_kites_are_drawn_planar_side_by_side() -> None:
+    g = graphs.kite(3)
+    xy = g.coords
+    boxes = [xy[10 * c : 10 * c + 10, 0] for c in range(3)]
+    assert all(a.max() < b.min() for a, b in zip(boxes, boxes[1:], strict=False))
+    edges = g.edges[:18].tolist()
+    for a, (p, q) in enumerate(edges):
+        for r, s in edges[a + 1 :]:
+            if len({p, q, r, s}) == 4:
+                assert not segments_cross(xy[p], xy[q], xy[r], xy[s]), (p, q, r, s)
+        others = np.setdiff1d(np.arange(10), [p, q])  # no edge passes through a node
+        t = np.clip((xy[others] - xy[p]) @ (xy[q] - xy[p]) / np.sum((xy[q] - xy[p]) ** 2), 0, 1)
+        closest = xy[p] + t[:, None] * (xy[q] - xy[p])
+        assert np.linalg.norm(xy[others] - closest, axis=1).min() > 0.1
+
+
+def test_new_specs_parse_with_their_aliases_and_any_case() -> None:
+    assert_same_presentation(graphs.parse("hex:3x4"), graphs.hexagonal(3, 4))
+    assert_same_presentation(graphs.parse(" Hexagonal : 3 x 4"), graphs.hexagonal(3, 4))
+    assert graphs.parse("hexagonal:3x4").name == "hex:3x4"
+    assert_same_presentation(graphs.parse("GRID3D:2x3x4"), graphs.grid3d(2, 3, 4))
+    assert_same_presentation(graphs.parse("kite:3"), graphs.kite(3))
+    union = graphs.parse("kite:1 + hex:2x2")
+    assert union == graphs.disjoint(graphs.kite(1), graphs.hexagonal(2, 2))
+    for form in ("hex:HxW", "grid3d:DxHxW", "kite:N"):
+        assert form in graphs.SPEC_FORMS
+
+
+@pytest.mark.parametrize(
+    ("allowed", "refused"),
+    [("hex:10x10", "hex:10x11"), ("grid3d:4x5x5", "grid3d:4x5x6"), ("kite:10", "kite:11")],
+)
+def test_the_node_cap_counts_the_nodes_of_each_new_kind(monkeypatch, allowed, refused) -> None:
+    monkeypatch.setattr(graphs, "MAX_SPEC_NODES", 100)
+    assert graphs.parse(allowed).n_nodes == 100
+    with pytest.raises(ValueError, match=r"about 1\d\d nodes.*MAX_SPEC_NODES = 100"):
+        graphs.parse(refused)
+
+
+@pytest.mark.parametrize("spec", ["hex:5x6", "grid3d:2x3x4", "kite:2"])
+def test_new_graphs_draw_with_plot_graph(spec: str, tmp_path) -> None:
+    import matplotlib.pyplot as plt
+
+    from gsreg import plotting
+
+    g = graphs.parse(spec)
+    fig = plotting.plot_graph(g)
+    try:
+        fig.savefig(tmp_path / "graph.png")
+    finally:
+        plt.close(fig)
+    assert (tmp_path / "graph.png").stat().st_size > 0
+    assert len(np.unique(g.coords.round(9), axis=0)) == g.n_nodes
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -634,6 +824,16 @@ BAD_INPUTS = {
     "rings two": (lambda: graphs.rings(2, 2), "rings: w must be an integer >= 3"),
     "wishbone one": (lambda: graphs.wishbone(1), "wishbone: w must be an integer >= 2"),
     "capsules zero": (lambda: graphs.capsules(0, 16), "capsules: c"),
+    "hexagonal zero": (lambda: graphs.hexagonal(0, 3), "hexagonal: h must be an integer >= 1"),
+    "hexagonal negative": (lambda: graphs.hexagonal(3, -2), "hexagonal: w must be .*got -2"),
+    "hexagonal float": (lambda: graphs.hexagonal(2.5, 3), "hexagonal: h .*got 2.5"),
+    "grid3d zero": (lambda: graphs.grid3d(0, 2, 2), "grid3d: d must be an integer >= 1, got 0"),
+    "grid3d negative": (lambda: graphs.grid3d(2, -1, 2), "grid3d: h must be"),
+    "grid3d float": (lambda: graphs.grid3d(2, 2, 2.0), "grid3d: w .*got 2.0"),
+    "kite zero": (lambda: graphs.kite(0), "kite: copies must be an integer >= 1, got 0"),
+    "kite negative": (lambda: graphs.kite(-3), "kite: copies .*got -3"),
+    "kite bool": (lambda: graphs.kite(True), "kite: copies .*got True"),
+    "kite text": (lambda: graphs.kite("2"), "kite: copies .*got '2'"),
     "disjoint empty": (lambda: graphs.disjoint(), "at least one graph"),
     # parse
     "unknown kind": (
@@ -648,6 +848,20 @@ BAD_INPUTS = {
     "negative size": (lambda: graphs.parse("path:-3"), "malformed"),
     "zero size": (lambda: graphs.parse("grid:0x3"), "h must be an integer >= 1"),
     "bad tree spec": (lambda: graphs.parse("tree:10"), r"2\^k - 1"),
+    "hex one size": (lambda: graphs.parse("hex:6"), r"hex takes hex:HxW, got 'hex:6'"),
+    "hexagonal one size": (lambda: graphs.parse("hexagonal:6"), r"hex takes hex:HxW"),
+    "grid3d two sizes": (
+        lambda: graphs.parse("grid3d:4x4"),
+        r"grid3d takes grid3d:DxHxW, got 'grid3d:4x4'",
+    ),
+    "grid three sizes": (lambda: graphs.parse("grid:2x3x4"), "grid takes grid:HxW"),
+    "kite two sizes": (lambda: graphs.parse("kite:2x2"), r"kite takes kite:N.*kite:N"),
+    "hex zero size": (lambda: graphs.parse("hex:0x4"), "hexagonal: h must be an integer >= 1"),
+    "grid3d zero size": (lambda: graphs.parse("grid3d:2x0x2"), "grid3d: h must be"),
+    "kite zero copies": (lambda: graphs.parse("kite:0"), "kite: copies must be"),
+    "hex negative size": (lambda: graphs.parse("hex:-2x3"), "malformed graph spec"),
+    "grid3d fractional": (lambda: graphs.parse("grid3d:2x2.5x2"), "malformed graph spec"),
+    "kite fractional": (lambda: graphs.parse("kite:1.5"), "malformed graph spec"),
     # from_dict
     "dict missing": (lambda: Graph.from_dict({"n_nodes": 2, "edges": []}), r"lacks.*weights"),
     "dict unknown": (
@@ -736,6 +950,12 @@ def test_a_complex_adjacency_is_refused_not_truncated(make):
         "path:2000000000",
         "path:10000000000000000000000",
         "grid:4096x4096 + path:1",
+        "hex:4097x4096",
+        "hexagonal:100000x100000",
+        "grid3d:256x256x257",
+        "grid3d:100000x100000x100000",
+        "kite:1677722",
+        "kite:10000000000000000000000",
     ],
 )
 def test_specs_beyond_the_node_cap_are_refused_before_allocating(spec):

@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -366,6 +366,40 @@ def lattice_coords(h: int, w: int) -> np.ndarray:
     return np.stack([cols, -rows], axis=1).astype(np.float64)
 
 
+def _hexagonal_coords(h: int, w: int) -> np.ndarray:
+    """(h*w, 2) row-major positions on the hexagonal (triangular) lattice with unit
+    spacing: x = column, shifted right by 1/2 on odd rows; y = -row * sqrt(3)/2."""
+    rows, cols = np.divmod(np.arange(h * w), w)
+    return np.stack([cols + 0.5 * (rows % 2), -rows * (math.sqrt(3) / 2)], axis=1)
+
+
+def _grid3d_coords(d: int, h: int, w: int) -> np.ndarray:
+    """(d*h*w, 2) the d slices of h x w side by side, left to right, one empty column
+    between neighbouring slices: x = k (w + 1) + j, y = -i."""
+    k, rest = np.divmod(np.arange(d * h * w), h * w)
+    i, j = np.divmod(rest, w)
+    return np.stack([k * (w + 1) + j, -i], axis=1).astype(np.float64)
+
+
+# a planar drawing of the kite: two K4s ({0, 2, 3, 5} on top, {1, 3, 4, 6} below) drawn
+# as triangles 0-5-3 and 1-6-3 around 2 and 4, sharing 3, with the tail 7 - 8 - 9 on the right
+_KITE_COORDS = np.array(
+    [
+        [-1.0, 1.5],
+        [-1.0, -1.5],
+        [0.0, 1.0],
+        [0.0, 0.0],
+        [0.0, -1.0],
+        [1.0, 1.5],
+        [1.0, -1.5],
+        [2.0, 0.0],
+        [3.0, 0.0],
+        [4.0, 0.0],
+    ]
+)
+_KITE_COORDS.setflags(write=False)
+
+
 def _tree_coords(n: int) -> np.ndarray:
     """(n, 2) layered layout of a heap-ordered complete binary tree: y = -depth, leaves at
     x = 0, 1, 2, ... and each parent centred over its children."""
@@ -453,6 +487,63 @@ def torus(h: int, w: int) -> Graph:
     return from_edges(
         h * w, edges, coords=lattice_coords(h, w), name=f"torus:{h}x{w}", shape=(h, w)
     )
+
+
+def hexagonal(h: int, w: int) -> Graph:
+    """The h x w hexagonal lattice (6 neighbours, as in hexagonal self-organising maps),
+    row-major: odd rows sit half a node to the right, so node (r, c) links to (r, c +- 1)
+    and to (r +- 1, c - 1), (r +- 1, c) on even rows, (r +- 1, c), (r +- 1, c + 1) on odd
+    rows. h(w-1) + w(h-1) + (h-1)(w-1) edges; interior degree 6, corners 2 or 3.
+
+    Coords are the true lattice positions (unit spacing, rows sqrt(3)/2 apart); ``shape``
+    is None because an image of the rows would misplace the offset rows by half a node.
+    """
+    _check_dims("hexagonal", h=h, w=w)
+    idx = np.arange(h * w).reshape(h, w)
+    # the diagonal to the next row: down-left from even rows, down-right from odd rows
+    from_even = np.stack([idx[0 : h - 1 : 2, 1:].ravel(), idx[1:h:2, :-1].ravel()], axis=1)
+    from_odd = np.stack([idx[1 : h - 1 : 2, :-1].ravel(), idx[2:h:2, 1:].ravel()], axis=1)
+    edges = np.concatenate([_path_edges(idx), _path_edges(idx.T), from_even, from_odd])
+    return from_edges(h * w, edges, coords=_hexagonal_coords(h, w), name=f"hex:{h}x{w}")
+
+
+def grid3d(d: int, h: int, w: int) -> Graph:
+    """The d x h x w 6-neighbour lattice: node (k, i, j) is ``(k*h + i)*w + j``.
+
+    d h (w-1) + d w (h-1) + h w (d-1) edges. Drawn as the d slices side by side, one empty
+    column between them, so node values read as d small images (the edges between slices
+    run along the rows); ``shape`` is None, as no single image holds the slices.
+    """
+    _check_dims("grid3d", d=d, h=h, w=w)
+    idx = np.arange(d * h * w).reshape(d, h, w)
+    edges = np.concatenate(
+        [_path_edges(idx), _path_edges(idx.transpose(0, 2, 1)), _path_edges(idx.transpose(1, 2, 0))]
+    )
+    return from_edges(d * h * w, edges, coords=_grid3d_coords(d, h, w), name=f"grid3d:{d}x{h}x{w}")
+
+
+# (18, 2) edges of the Krackhardt kite on nodes 0..9 (Andre, Beverly, Carol, Diane, Ed,
+# Fernando, Garth, Heather, Ike, Jane), numbered as networkx.krackhardt_kite_graph
+_KITE_EDGES = np.array(
+    [[0, 1], [0, 2], [0, 3], [0, 5], [1, 3], [1, 4], [1, 6], [2, 3], [2, 5]]
+    + [[3, 4], [3, 5], [3, 6], [4, 6], [5, 6], [5, 7], [6, 7], [7, 8], [8, 9]],
+    dtype=np.int64,
+)
+_KITE_EDGES.setflags(write=False)
+
+
+def kite(copies: int) -> Graph:
+    """``copies`` disjoint Krackhardt kites: copy c holds nodes ``10c .. 10c + 9``.
+
+    A kite is a dense core of two 4-cliques sharing node 3, a bridge node 7 and a tail
+    7 - 8 - 9: 10 nodes, 18 edges, so the graph has 18 * copies edges and ``copies``
+    components. Drawn as planar kites side by side; ``shape`` is None.
+    """
+    _check_dims("kite", copies=copies)
+    offsets = 10 * np.arange(copies)
+    edges = (_KITE_EDGES[None] + offsets[:, None, None]).reshape(-1, 2)
+    coords = _place([_KITE_COORDS] * copies, vertical=False)
+    return from_edges(10 * copies, edges, coords=coords, name=f"kite:{copies}")
 
 
 def path(n: int) -> Graph:
@@ -691,23 +782,41 @@ def from_networkx(graph: nx.Graph, *, weight: str = "weight") -> Graph:
 
 # ---------------------------------------------------------------------------- specs
 
-_CONSTRUCTORS: dict[str, tuple[Callable[..., Graph], int]] = {
-    "grid": (grid, 2),
-    "torus": (torus, 2),
-    "lines": (lines, 2),
-    "rings": (rings, 2),
-    "capsules": (capsules, 2),
-    "path": (path, 1),
-    "ring": (ring, 1),
-    "star": (star, 1),
-    "tree": (tree, 1),
-    "wishbone": (wishbone, 1),
+
+class _Kind(NamedTuple):
+    """A spec kind: its constructor, its form (``"grid:HxW"``: after the colon one letter
+    per size) and the number of nodes per unit of the product of its sizes."""
+
+    build: Callable[..., Graph]
+    form: str
+    nodes_per_unit: int = 1
+
+    @property
+    def arity(self) -> int:
+        return self.form.split(":")[1].count("x") + 1
+
+
+_CONSTRUCTORS: dict[str, _Kind] = {
+    "grid": _Kind(grid, "grid:HxW"),
+    "torus": _Kind(torus, "torus:HxW"),
+    "hex": _Kind(hexagonal, "hex:HxW"),
+    "grid3d": _Kind(grid3d, "grid3d:DxHxW"),
+    "lines": _Kind(lines, "lines:HxW"),
+    "rings": _Kind(rings, "rings:HxW"),
+    "capsules": _Kind(capsules, "capsules:CxD"),
+    "path": _Kind(path, "path:N"),
+    "ring": _Kind(ring, "ring:N"),
+    "star": _Kind(star, "star:N"),
+    "tree": _Kind(tree, "tree:N"),
+    "wishbone": _Kind(wishbone, "wishbone:W", nodes_per_unit=2),
+    "kite": _Kind(kite, "kite:N", nodes_per_unit=10),
 }
+_ALIASES = {"hexagonal": "hex"}
 SPEC_FORMS = (
-    "grid:HxW, torus:HxW, lines:HxW, rings:HxW, capsules:CxD, path:N, ring:N, star:N, "
-    "tree:N, wishbone:W; join parts with '+' for a disjoint union (path:2 + path:2)"
+    ", ".join(kind.form for kind in _CONSTRUCTORS.values())
+    + " (hexagonal:HxW is hex:HxW); join parts with '+' for a disjoint union (path:2 + path:2)"
 )
-_SPEC = re.compile(r"([a-z_]+):(\d+)(?:x(\d+))?")
+_SPEC = re.compile(r"([a-z][a-z0-9_]*):(\d+(?:x\d+)*)")
 
 
 MAX_SPEC_NODES = 1 << 24
@@ -725,7 +834,7 @@ def parse(spec: str) -> Graph:
     if not isinstance(spec, str):
         raise TypeError(f"a graph spec must be a string, got {type(spec).__name__}")
     sizes = [_spec_sizes(part, spec) for part in spec.split("+")]
-    total = sum(math.prod(s) * (2 if kind == "wishbone" else 1) for kind, s in sizes)
+    total = sum(_CONSTRUCTORS[kind].nodes_per_unit * math.prod(s) for kind, s in sizes)
     if total > MAX_SPEC_NODES:
         raise ValueError(
             f"graph spec {spec!r} asks for about {total:,} nodes, more than the cap "
@@ -746,21 +855,22 @@ def check_spec(spec: str, learned: bool = False) -> str:
 
 
 def _spec_sizes(part: str, spec: str) -> tuple[str, list[int]]:
-    """The kind and sizes of one part of a spec, checked against the known forms."""
+    """The canonical kind and the sizes of one part of a spec, checked against the known
+    forms (sizes are not yet checked against the constructor's minimum)."""
     match = _SPEC.fullmatch(re.sub(r"\s+", "", part).lower())
     if match is None:
         raise ValueError(f"malformed graph spec {spec!r}; valid forms: {SPEC_FORMS}")
-    kind, *sizes = match.groups()
+    kind, sizes = match.groups()
+    kind = _ALIASES.get(kind, kind)
     if kind not in _CONSTRUCTORS:
         raise ValueError(f"unknown graph kind {kind!r} in {spec!r}; valid forms: {SPEC_FORMS}")
-    sizes = [int(s) for s in sizes if s is not None]
-    arity = _CONSTRUCTORS[kind][1]
-    if len(sizes) != arity:
-        form = f"{kind}:HxW" if arity == 2 else f"{kind}:N"
+    sizes = [int(s) for s in sizes.split("x")]
+    form = _CONSTRUCTORS[kind].form
+    if len(sizes) != _CONSTRUCTORS[kind].arity:
         raise ValueError(f"{kind} takes {form}, got {spec!r}; valid forms: {SPEC_FORMS}")
     return kind, sizes
 
 
 def _parse_one(part: str, spec: str) -> Graph:
     kind, sizes = _spec_sizes(part, spec)
-    return _CONSTRUCTORS[kind][0](*sizes)
+    return _CONSTRUCTORS[kind].build(*sizes)
