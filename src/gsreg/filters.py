@@ -23,7 +23,8 @@ The filters:
   α = β = 2, x1 = 1, x2 = 2) at ``x = scale λ``: ``x^2`` below 1, a cubic spline
   between 1 and 2, ``4 x^-2`` above 2. Its atoms ``h(L) δ_i`` are localised around node i
   (exactly within K hops for an order-K polynomial) and smaller scales are more local;
-- :func:`polynomial` ``sum_k c_k λ^k``: applied exactly (Horner's rule), no approximation.
+- :func:`polynomial` ``sum_k c_k λ^k``: rewritten exactly as a Chebyshev series of its
+  own degree, no approximation.
 
 The plain GSR penalty ``z^T L z`` is ``||h(L) z||^2`` for ``h(λ) = sqrt(λ)``.
 """
@@ -91,6 +92,8 @@ class GraphFilter:
     def _response(self, lam: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    exact = False  # True when coefficients() represent h exactly at any order
+
     def coefficients(self, order: int, lmax: float) -> np.ndarray:
         """(order + 1,) Chebyshev coefficients of h on ``[0, lmax]`` (see
         :func:`chebyshev_coefficients`)."""
@@ -100,6 +103,18 @@ class GraphFilter:
         """max |h(λ) - p(λ)| / max |h(λ)| over ``ERROR_GRID`` points of ``[0, lmax]``, for
         the order-``order`` Chebyshev polynomial p that :meth:`apply` uses."""
         return _relative_error(self.response, self.coefficients(order, lmax), lmax)
+
+    def series(self, graph: Graph, order: int | None, laplacian: str, lmax) -> tuple:
+        """``(coefs, lmax)``: the Chebyshev series that :meth:`apply` and
+        :class:`gsreg.GraphPenalty` evaluate on ``graph``'s ``laplacian``, checked (order
+        and lmax as in :meth:`apply`); warns when it is off by more than
+        ``MAX_RELATIVE_ERROR``."""
+        bound = resolve_lmax(graph, laplacian, lmax)
+        if self.exact:
+            return self.coefficients(0, bound), bound
+        coefs = self.coefficients(check_order(order, graph), bound)
+        warn_if_inexact(self, coefs, bound)
+        return coefs, bound
 
     def apply(
         self,
@@ -135,15 +150,9 @@ class GraphFilter:
         def matvec(x: torch.Tensor) -> torch.Tensor:  # rows of x times L^T
             return torch.sparse.mm(lap, x.t().contiguous()).t()
 
-        out = self._apply_rows(rows, matvec, graph, order, laplacian, lmax)
+        coefs, bound = self.series(graph, order, laplacian, lmax)
+        out = chebyshev_apply(rows, matvec, coefs, bound)
         return out[0] if single else out
-
-    def _apply_rows(self, rows, matvec, graph, order, laplacian, lmax):
-        bound = resolve_lmax(graph, laplacian, lmax)
-        order = check_order(order, graph)
-        coefs = self.coefficients(order, bound)
-        warn_if_inexact(self, coefs, bound)
-        return chebyshev_apply(rows, matvec, coefs, bound)
 
     def __str__(self) -> str:
         fields = ",".join(f"{k}={v:g}" for k, v in vars(self).items())
@@ -222,11 +231,18 @@ class _Polynomial(GraphFilter):
     def _response(self, lam):
         return np.polynomial.polynomial.polyval(lam, self.coefs)
 
-    def _apply_rows(self, rows, matvec, graph, order, laplacian, lmax):
-        out = rows * self.coefs[-1]  # Horner's rule: exact, len(coefs) - 1 products with L
-        for c in reversed(self.coefs[:-1]):
-            out = matvec(out) + c * rows
-        return out
+    exact = True
+
+    def coefficients(self, order: int, lmax: float) -> np.ndarray:
+        """The polynomial itself as a Chebyshev series on ``[0, lmax]`` (its own degree,
+        whatever ``order``)."""
+        lmax = _positive(lmax, "lmax")
+        cheb = np.polynomial.Polynomial(self.coefs).convert(
+            kind=np.polynomial.Chebyshev, domain=[0.0, lmax]
+        )
+        coefs = np.array(cheb.coef, dtype=np.float64)
+        coefs[0] *= 2.0  # the c_0 / 2 convention of chebyshev_apply
+        return coefs
 
     def __str__(self) -> str:
         return f"polynomial:coefs=({','.join(f'{c:g}' for c in self.coefs)})"
@@ -257,7 +273,8 @@ def wavelet(scale: float = 1.0) -> GraphFilter:
 
 
 def polynomial(coefs: Sequence[float]) -> GraphFilter:
-    """``h(λ) = sum_k coefs[k] λ^k``, applied exactly as a polynomial in L."""
+    """``h(λ) = sum_k coefs[k] λ^k``, applied exactly (``len(coefs) - 1`` products with L,
+    whatever the order asked for)."""
     return _Polynomial(tuple(coefs))
 
 
