@@ -5,19 +5,36 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import sys
 from pathlib import Path
+
+from . import options
 
 _DENSE_SPECTRUM_LIMIT = 4096  # nodes; a dense eigendecomposition beyond this takes too long
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if getattr(args, "config", None) is not None:
+        # the file's options become the command's defaults, then the command line is
+        # parsed again over them: what it gives wins
+        from .options import load_config
+
+        command = parser.command_parsers[args.command]
+        try:
+            values = load_config(args.config, command)
+        except (ValueError, OSError) as err:
+            print(f"gsreg {args.command}: error: {_one_line(err, '')}", file=sys.stderr)
+            return 2
+        command.set_defaults(**values)
+        args = parser.parse_args(argv)
+        if args.budget is not None and args.weight is not None:  # one from each source
+            setattr(args, "weight" if "weight" in values else "budget", None)
     try:
         with _threads(getattr(args, "threads", None)):
             return args.handler(args)
@@ -56,10 +73,14 @@ def _one_line(err: BaseException, command: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
     parser = argparse.ArgumentParser(
         prog="gsreg", description="Graph Spectral Regularization for interpretable layers."
     )
+    parser.add_argument("--version", action="version", version=f"gsreg {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.command_parsers = commands.choices  # {name: its parser}, for --config
 
     demo = commands.add_parser(
         "demo",
@@ -70,66 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="small subset, seconds")
-    demo.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
+    demo.add_argument("--epochs", type=options.positive_int, help="override the number of epochs")
     _add_run_options(demo, device=True, quiet="no progress bars")
     demo.set_defaults(handler=_demo)
 
-    fit = commands.add_parser(
-        "fit",
-        help="train a GSR autoencoder on your data (.npy, .csv, .tsv, .h5ad); write a report",
-        description="Train a GSR autoencoder (gsreg.GSRAutoencoder) on DATA and write "
-        "report.html, metrics.json, config.json, model.safetensors, embedding.npy, "
-        "embedding.csv and figures/ to --out. DATA is a .npy array (samples x features), "
-        "a .csv/.tsv table (header detected; numeric columns are used, a non-numeric one "
-        "is an error unless it is the --labels column) or an .h5ad file (anndata; X dense "
-        "or sparse). A run replaces --out whole; --out holding anything else (or DATA) is "
-        "refused before training, and a failed run leaves it as it was.",
-    )
-    fit.add_argument("data", metavar="DATA", help="data file: .npy, .csv, .tsv or .h5ad")
-    fit.add_argument(
-        "--graph",
-        required=True,
-        metavar="SPEC|learned",
-        help="graph on the structured layer: a spec such as grid:8x8 (see 'gsreg graph'), "
-        "or 'learned' for a graph learned from co-activations (neuron modules)",
-    )
-    fit.add_argument(
-        "--labels",
-        metavar="COLUMN|FILE",
-        help="labels for the report: a column of DATA (CSV/TSV header name, .h5ad obs "
-        "column) or a file (.npy, or one label per line, optionally after a header line)",
-    )
-    fit.add_argument("--out", help="run folder (default: runs/fit-<DATA name>)")
-    fit.add_argument(
-        "--epochs",
-        type=_positive_int,
-        help="number of epochs (default: auto, about 3000 optimiser steps, 10 to 1000 epochs)",
-    )
-    strength = fit.add_mutually_exclusive_group()
-    strength.add_argument(
-        "--budget",
-        type=_budget,
-        help="share of the reconstruction loss GSR may cost; lambda is set "
-        "during training to spend it (default for a fixed graph: 0.05, at "
-        "most 5%% more loss than without GSR; a learned graph uses the "
-        "measured learned-graph recipe unless --budget is given)",
-    )
-    strength.add_argument(
-        "--weight",
-        type=_non_negative_float,
-        help="a fixed GSR weight lambda instead of a budget (0 trains without GSR)",
-    )
-    fit.add_argument(
-        "--no-controls",
-        dest="controls",
-        action="store_false",
-        help="skip the controls: by default the same model is also trained with "
-        "lambda = 0 (same seed and epochs, about twice the time) and the GSR "
-        "layer is scored beside it as trained and arranged post hoc (fixed "
-        "graphs) or clustered post hoc (learned graphs), with a verdict",
-    )
-    _add_run_options(fit, device=True, quiet="no progress bar")
-    fit.set_defaults(handler=_fit)
+    _add_fit(commands)
 
     arrange = commands.add_parser(
         "arrange",
@@ -203,19 +169,175 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_fit(commands) -> None:
+    """``gsreg fit``: its data, graph, run and estimator options, and --config."""
+    fit = commands.add_parser(
+        "fit",
+        help="train a GSR autoencoder on your data (.npy, .csv, .tsv, .h5ad); write a report",
+        description="Train a GSR autoencoder (gsreg.GSRAutoencoder) on DATA and write "
+        "report.html, metrics.json, config.json, model.safetensors, embedding.npy, "
+        "embedding.csv, activations.csv, modules.csv (when the layer has neuron modules) "
+        "and figures/ to --out. DATA is a .npy array (samples x features), a .csv/.tsv "
+        "table (read with pandas; header detected; numeric columns are used; a first "
+        "column without a header, such as the index DataFrame.to_csv writes, or of text "
+        "holds row names; any other non-numeric column is an error unless it is the "
+        "--labels column) or an .h5ad file (anndata; X dense or sparse). Options may come "
+        "from a YAML or JSON file (--config); the command line overrides it. A run "
+        "replaces --out whole; --out holding anything else (or DATA) is refused before "
+        "training, and a failed run leaves it as it was.",
+    )
+    fit.add_argument("data", metavar="DATA", nargs="?", help="data file: .npy, .csv, .tsv or .h5ad")
+    fit.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML or JSON file of options (keys: the long options, e.g. graph, lr, "
+        "batch-size; controls: false for --no-controls); options on the command line "
+        "override it",
+    )
+    fit.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective options (defaults, --config, command line) as YAML "
+        "and exit without training",
+    )
+    fit.add_argument(
+        "--graph",
+        metavar="SPEC|learned",
+        help="graph on the structured layer (required): a spec such as grid:8x8 (see "
+        "'gsreg graph'), or 'learned' for a graph learned from co-activations (neuron "
+        "modules)",
+    )
+    fit.add_argument(
+        "--labels",
+        metavar="COLUMN|FILE",
+        help="labels for the report: a column of DATA (CSV/TSV header name, .h5ad obs "
+        "column) or a file (.npy, or one label per line, optionally after a header line)",
+    )
+    fit.add_argument("--out", help="run folder (default: runs/fit-<DATA name>)")
+    fit.add_argument(
+        "--epochs",
+        type=options.positive_int,
+        help="number of epochs (default: auto, about 3000 optimiser steps, 10 to 1000 epochs)",
+    )
+    strength = fit.add_mutually_exclusive_group()
+    strength.add_argument(
+        "--budget",
+        type=options.budget,
+        help="share of the reconstruction loss GSR may cost; lambda is set "
+        "during training to spend it (default for a fixed graph: 0.05, at "
+        "most 5%% more loss than without GSR; a learned graph uses the "
+        "measured learned-graph recipe unless --budget is given)",
+    )
+    strength.add_argument(
+        "--weight",
+        type=options.non_negative_float,
+        help="a fixed GSR weight lambda instead of a budget (0 trains without GSR)",
+    )
+    fit.add_argument(
+        "--no-controls",
+        dest="controls",
+        action="store_false",
+        help="skip the controls: by default the same model is also trained with "
+        "lambda = 0 (same seed and epochs, about twice the time) and the GSR "
+        "layer is scored beside it as trained and arranged post hoc (fixed "
+        "graphs) or clustered post hoc (learned graphs), with a verdict",
+    )
+    model = fit.add_argument_group("model and training (gsreg.GSRAutoencoder's parameters)")
+    model.add_argument(
+        "--hidden",
+        type=options.positive_int,
+        nargs="+",
+        metavar="N",
+        default=[50, 50],
+        help="widths of the encoder's hidden layers (default: 50 50)",
+    )
+    model.add_argument(
+        "--latent", type=options.positive_int, default=16, help="bottleneck width (default: 16)"
+    )
+    model.add_argument(
+        "--decoder-hidden",
+        type=options.positive_int,
+        nargs="+",
+        metavar="N",
+        help="widths of the decoder's hidden layers (default: --hidden reversed)",
+    )
+    model.add_argument(
+        "--layer",
+        metavar="NAME",
+        default="decoder.0",
+        help="the structured layer: decoder.<i>, encoder.<i> or encoder.latent (the "
+        "bottleneck); its width is the graph's number of nodes (default: decoder.0)",
+    )
+    model.add_argument(
+        "--n-structured",
+        type=options.positive_int,
+        metavar="N",
+        default=64,
+        help="width of the structured layer for --graph learned (default: 64)",
+    )
+    model.add_argument(
+        "--laplacian",
+        choices=("combinatorial", "normalized", "random_walk"),
+        help="graph Laplacian of the penalty (default: combinatorial for a fixed "
+        "graph, normalized for a learned one)",
+    )
+    model.add_argument(
+        "--normalize",
+        choices=NORMALIZE,
+        default="none",
+        help="the penalty's form: none (plain), rayleigh or centered (scale-free) "
+        "(default: none; the learned-graph recipe uses its own)",
+    )
+    model.add_argument(
+        "--arrange",
+        choices=ARRANGE,
+        default="auto",
+        help="place a fixed graph's units on it (gsreg.arrange) before GSR training: "
+        "auto (under a budget), true or false (default: auto)",
+    )
+    model.add_argument(
+        "--batch-size",
+        type=options.positive_int,
+        metavar="N",
+        default=500,
+        help="mini-batch size, cut to the number of samples (default: 500)",
+    )
+    model.add_argument(
+        "--lr",
+        type=options.positive_float,
+        default=1e-3,
+        help="Adam's learning rate (default: 0.001)",
+    )
+    model.add_argument(
+        "--scale",
+        choices=SCALE,
+        default="global",
+        help="input scaling: global (centre each feature, one common scale), standard "
+        "(each feature to unit variance) or none (default: global)",
+    )
+    _add_run_options(fit, device=True, quiet="no progress bars")
+    fit.set_defaults(handler=_fit, command_parser=fit)
+
+
+#: the command line's words for GSRAutoencoder's normalize, arrange and scale values
+NORMALIZE = {"none": False, "rayleigh": "rayleigh", "centered": "centered"}
+ARRANGE = {"auto": "auto", "true": True, "false": False}
+SCALE = {"global": "global", "standard": "standard", "none": None}
+
+
 def _add_run_options(command: argparse.ArgumentParser, device: bool, quiet: str) -> None:
     """--seed, --device (when the command trains), --threads and --quiet."""
-    command.add_argument("--seed", type=_seed, default=0, help="random seed")
+    command.add_argument("--seed", type=options.seed, default=0, help="random seed")
     if device:
         command.add_argument(
             "--device",
-            type=_device,
+            type=options.device,
             default="auto",
             help="auto, cpu, cuda or cuda:N (default: auto)",
         )
     command.add_argument(
         "--threads",
-        type=_positive_int,
+        type=options.positive_int,
         help="torch threads (default: all cores; gsreg makes idle threads wait passively)",
     )
     command.add_argument("--quiet", action="store_true", help=quiet)
@@ -252,11 +374,42 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from .. import graphs
+    from .options import dump_config
+
+    if args.print_config:
+        print(dump_config(args, args.command_parser), end="")
+        return 0
+    for value, name in ((args.data, "DATA"), (args.graph, "--graph")):
+        if value is None:
+            args.command_parser.error(
+                f"the following arguments are required: {name} (on the command line or in --config)"
+            )
     from ..datasets.files import load_data
     from . import fit
 
-    graph = graphs.check_spec(args.graph, learned=True)
+    config = fit.FitConfig(
+        data=args.data,
+        graph=args.graph,
+        labels=args.labels,
+        epochs=args.epochs,
+        weight=args.weight,
+        budget="auto" if args.budget is None else args.budget,
+        hidden=tuple(args.hidden),
+        latent=args.latent,
+        decoder_hidden=None if args.decoder_hidden is None else tuple(args.decoder_hidden),
+        layer=args.layer,
+        n_structured=args.n_structured,
+        laplacian=args.laplacian,
+        normalize=NORMALIZE[args.normalize],
+        arrange=ARRANGE[args.arrange],
+        batch_size=args.batch_size,
+        lr=args.lr,
+        scale=SCALE[args.scale],
+        seed=args.seed,
+        device=args.device,
+        controls=args.controls,
+    )
+    config = fit.check_config(config)
     table = load_data(args.data, args.labels)
     out = args.out or f"runs/fit-{Path(args.data).stem}"
     fit.prepare_out(out, args.data, args.labels)
@@ -268,17 +421,6 @@ def _fit(args: argparse.Namespace) -> int:
             f"constant ({shown}); they carry nothing to learn",
             file=sys.stderr,
         )
-    config = fit.FitConfig(
-        data=args.data,
-        graph=graph,
-        labels=args.labels,
-        epochs=args.epochs,
-        weight=args.weight,
-        budget="auto" if args.budget is None else args.budget,
-        seed=args.seed,
-        device=args.device,
-        controls=args.controls,
-    )
     try:
         metrics = fit.run(config, out, table=table, progress=not args.quiet)
     except RuntimeError as err:  # e.g. a loss that turned NaN; nothing was written
@@ -364,55 +506,3 @@ def _graph(args: argparse.Namespace) -> int:
         fig.savefig(args.plot, dpi=110, bbox_inches="tight")
         print(f"figure: {Path(args.plot).resolve()}")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    from .._checks import is_int
-
-    value = int(text)  # a ValueError here: argparse says "invalid _positive_int value"
-    if not is_int(value, 1):
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    from .._checks import is_real
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
-    if not is_real(value, 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def _budget(text: str) -> float:
-    from .._checks import check_budget
-
-    try:
-        return check_budget(float(text), "the budget")
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _seed(text: str) -> int:
-    from .._checks import MAX_SEED
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, {MAX_SEED}], got {text}")
-    return value
-
-
-DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
-
-
-def _device(text: str) -> str:
-    """auto, cpu, cuda or cuda:N (checked for availability when training starts)."""
-    if re.fullmatch(DEVICE_PATTERN, text) is None:
-        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
-    return text

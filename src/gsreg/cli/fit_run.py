@@ -20,7 +20,7 @@ from sklearn.base import clone
 
 from .. import analysis, plotting
 from .. import controls as twin_controls
-from ..datasets.files import Table
+from ..datasets.files import RowNames, Table
 from ..estimators import LEARNED, GSRAutoencoder
 from ..report import RunFolder, Section
 from .fit import FitConfig
@@ -33,15 +33,7 @@ def write_run(config: FitConfig, table: Table, folder_path: Path, progress: bool
     ``folder_path``; returns the metrics."""
     folder = RunFolder(folder_path)
     X, y = table.X, table.labels
-    est = GSRAutoencoder(
-        graph=config.graph,
-        weight=config.weight,
-        budget=config.budget,
-        epochs="auto" if config.epochs is None else config.epochs,
-        random_state=config.seed,
-        device=config.device,
-        verbose=int(progress),
-    )
+    est = GSRAutoencoder(**estimator_params(config), verbose=int(progress))
     start = time.perf_counter()
     est.fit(X)
     seconds = time.perf_counter() - start
@@ -91,7 +83,13 @@ def write_run(config: FitConfig, table: Table, folder_path: Path, progress: bool
     )
     est.save(folder_path / "model.safetensors")
     np.save(folder_path / "embedding.npy", embedding)
-    _write_embedding_csv(folder_path / "embedding.csv", embedding)
+    rows = table.row_names
+    write_csv(folder_path / "embedding.csv", embedding, _names("z", embedding.shape[1]), rows)
+    write_csv(folder_path / "activations.csv", Z, _names("unit", Z.shape[1]), rows)
+    unit_modules = _unit_modules(est)
+    if unit_modules is not None:
+        sample_modules = analysis.indicated_modules(Z, unit_modules)
+        write_csv(folder_path / "modules.csv", sample_modules[:, None], ["module"], rows)
     folder.write_json(
         "config.json",
         {
@@ -256,9 +254,51 @@ def _modules(folder: RunFolder, est, Z: np.ndarray, y, figures: list) -> dict:
     return result
 
 
-def _write_embedding_csv(path: Path, embedding: np.ndarray) -> None:
-    header = ",".join(f"z{k + 1}" for k in range(embedding.shape[1]))
-    np.savetxt(path, embedding, delimiter=",", header=header, comments="", fmt="%.9g")
+def estimator_params(config: FitConfig) -> dict:
+    """The :class:`gsreg.GSRAutoencoder` parameters of a run (all but ``verbose``)."""
+    return dict(
+        graph=config.graph,
+        weight=config.weight,
+        budget=config.budget,
+        layer=config.layer,
+        hidden=tuple(config.hidden),
+        latent=config.latent,
+        decoder_hidden=None if config.decoder_hidden is None else tuple(config.decoder_hidden),
+        n_structured=config.n_structured,
+        laplacian=config.laplacian,
+        normalize=config.normalize,
+        arrange=config.arrange,
+        epochs="auto" if config.epochs is None else config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        scale=config.scale,
+        random_state=config.seed,
+        device=config.device,
+    )
+
+
+def _unit_modules(est) -> np.ndarray | None:
+    """(n,) the neuron module of each unit of the structured layer: a learned graph's
+    modules, a fixed graph's connected components when it has several; else None."""
+    if est.coactivation_ is not None:
+        return est.modules_
+    labels = analysis.modules(est.graph_)
+    return labels if labels.max() > 0 else None
+
+
+def _names(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{k + 1}" for k in range(count)]
+
+
+def write_csv(path: Path, values: np.ndarray, columns: list[str], rows: RowNames | None) -> None:
+    """``values`` (N, k) as a CSV file with a header of ``columns``; with ``rows``, the
+    samples' names come first, under their own header, as ``DataFrame.to_csv`` writes
+    them (``pandas.read_csv(path, index_col=0)`` reads the table back)."""
+    import pandas as pd
+
+    index = None if rows is None else pd.Index(rows.names, name=rows.header or None)
+    frame = pd.DataFrame(values, columns=columns, index=index)
+    frame.to_csv(path, index=rows is not None, float_format="%.9g", lineterminator="\n")
 
 
 _CONTROL_TEXT = {

@@ -1,37 +1,51 @@
-"""Reading a user's data table: .npy, .csv / .tsv (header and label column detected) and
-.h5ad, checked cell by cell with one-line errors that name the line and column.
+"""Reading a user's data table: .npy, .csv / .tsv (read by ``pandas.read_csv``; header,
+row names and label column detected) and .h5ad, checked cell by cell with one-line errors
+that name the line and column.
 
     table = load_data("cells.csv", labels="cell_type")
     table.X (N, d) float32, table.labels (N,) or None, table.feature_names (d,)
+    table.row_names.names (N,) when the file names its rows, else table.row_names is None
 
-Only numpy is imported (anndata when an .h5ad file is read), so a command line can check
-its input before torch loads.
+Only numpy and pandas are imported (anndata when an .h5ad file is read), so a command
+line can check its input before torch loads.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MISSING", "SUFFIXES", "Table", "load_data"]
+__all__ = ["MISSING", "SUFFIXES", "RowNames", "Table", "load_data"]
 
 SUFFIXES = (".npy", ".csv", ".tsv", ".h5ad")
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-nan", "#n/a"})
+_UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
+
+
+@dataclass(frozen=True)
+class RowNames:
+    """The samples' names (N,) from a data file, and the header of the column that held
+    them ("" when it had none, as for the index ``DataFrame.to_csv`` writes)."""
+
+    names: list[str]
+    header: str = ""
 
 
 @dataclass(frozen=True)
 class Table:
-    """A loaded data set: X (N, d) float32, optional labels (N,), feature names (d,)."""
+    """A loaded data set: X (N, d) float32, optional labels (N,), feature names (d,),
+    and the samples' names when the file had them (:class:`RowNames`, else None)."""
 
     X: np.ndarray
     labels: np.ndarray | None
     feature_names: list[str]
     labels_from: str | None = None
+    row_names: RowNames | None = None
 
     @property
     def constant_features(self) -> list[str]:
@@ -59,11 +73,11 @@ def load_data(path: str | os.PathLike, labels: str | None = None) -> Table:
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty")
     if suffix == ".npy":
-        X, names, column = _read_npy(path), None, None
+        X, names, column, rows = _read_npy(path), None, None, None
     elif suffix == ".h5ad":
-        X, names, column = _read_h5ad(path, labels)
+        X, names, column, rows = _read_h5ad(path, labels)
     else:
-        X, names, column = _read_delimited(path, "," if suffix == ".csv" else "\t", labels)
+        X, names, column, rows = _read_delimited(path, "," if suffix == ".csv" else "\t", labels)
     if X.shape[0] < 2:
         raise ValueError(
             f"{path} holds {X.shape[0]} sample(s); gsreg needs at least 2 "
@@ -84,7 +98,7 @@ def load_data(path: str | os.PathLike, labels: str | None = None) -> Table:
     elif labels is not None:
         y, source = _read_labels_file(Path(labels), len(X), path), str(labels)
     names = names or [f"feature {j + 1}" for j in range(X.shape[1])]
-    return Table(X.astype(np.float32, copy=False), y, list(names), source)
+    return Table(X.astype(np.float32, copy=False), y, list(names), source, rows)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -127,42 +141,26 @@ def _read_h5ad(path: Path, labels: str | None):
             f"--labels {labels!r} is neither an obs column of {path.name} (columns: {shown}) "
             "nor a file"
         )
-    return np.asarray(X, dtype=np.float64), [str(v) for v in adata.var_names], column
+    rows = RowNames([str(v) for v in adata.obs_names], adata.obs_names.name or "")
+    return np.asarray(X, dtype=np.float64), [str(v) for v in adata.var_names], column, rows
 
 
 def _read_delimited(path: Path, delimiter: str, labels: str | None):
-    """(X, names, label column or None) of a CSV/TSV file; see :func:`load_data`."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not a UTF-8 text file") from err
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    rows, lines = [], []
-    try:
-        for row in reader:
-            if any(cell.strip() for cell in row):
-                rows.append([cell.strip() for cell in row])
-                lines.append(reader.line_num)
-    except csv.Error as err:
-        raise ValueError(
-            f"{path}: malformed {path.suffix[1:]} near line {reader.line_num}: {err}"
-        ) from err
-    if not rows:
-        raise ValueError(f"{path} is empty")
-    width = len(rows[0])
-    for row, line in zip(rows, lines, strict=True):
-        if len(row) != width:
-            raise ValueError(
-                f"{path}: line {line} has {len(row)} fields, expected {width} like line "
-                f"{lines[0]} (a ragged table)"
-            )
-    cells = np.array(rows, dtype=str).reshape(len(rows), width)
+    """(X, names, label column or None, row names or None) of a CSV/TSV file; see
+    :func:`load_data`."""
+    cells, lines = _read_cells(path, delimiter)
+    width = cells.shape[1]
     head = np.array([_cell_kind(str(c)) for c in cells[0]], dtype=np.int8)
     body_numeric, body_missing = _classify(cells[1:])
     numeric = np.vstack([head == _NUMBER, body_numeric])
     missing = np.vstack([head == _MISSING, body_missing])
     body_ok = (numeric[1:] | missing[1:]).all(axis=0) & numeric[1:].any(axis=0)
-    has_header = bool(((~numeric[0]) & body_ok).any()) if len(rows) > 1 else not numeric[0].all()
+    has_header = bool(((~numeric[0]) & body_ok).any()) if len(cells) > 1 else not numeric[0].all()
+    if len(cells) > 1 and bool((cells[1:, 0] != "").all()):
+        # DataFrame.to_csv's header above named rows: an empty or "Unnamed: 0" corner, or
+        # a corner above text with pandas' default column names 0, 1, ... beside it
+        corner_text = bool((~numeric[1:, 0] & ~missing[1:, 0]).any())
+        has_header |= _is_unnamed(cells[0, 0]) or (corner_text and _range_names(cells[0, 1:]))
     if has_header:
         names = [str(c) for c in cells[0]]
         cells, numeric, missing, lines = cells[1:], numeric[1:], missing[1:], lines[1:]
@@ -184,8 +182,13 @@ def _read_delimited(path: Path, delimiter: str, labels: str | None):
         raise ValueError(
             f"--labels {labels!r} is neither a column of {path.name} ({hint}) nor a file"
         )
-    if has_header and names[0] == "" and 0 in keep and not body_ok[0]:
-        keep.remove(0)  # an unnamed first column of text: row names (as pandas writes them)
+    row_names = None
+    text = ~numeric[:, 0] & ~missing[:, 0]
+    if 0 in keep and _is_row_names(names[0] if has_header else None, text):
+        keep.remove(0)
+        row_names = RowNames([str(c) for c in cells[:, 0]], names[0] if has_header else "")
+        while has_header and keep and keep[0] == width - len(keep) and _is_unnamed(names[keep[0]]):
+            keep.pop(0)  # an older index, written again by a second DataFrame.to_csv
     for j in keep:
         text_cells = np.flatnonzero(~numeric[:, j] & ~missing[:, j])
         if text_cells.size:
@@ -202,7 +205,78 @@ def _read_delimited(path: Path, delimiter: str, labels: str | None):
                 f"({str(cells[i, j])!r} on line {lines[i]}); gsreg needs complete, finite data"
             )
     X = cells[:, keep].astype(np.float64)
-    return X, [names[j] for j in keep], label_values
+    return X, [names[j] for j in keep], label_values, row_names
+
+
+def _is_row_names(header: str | None, text: np.ndarray) -> bool:
+    """Whether the first column holds row names, not a feature: its header is empty or
+    pandas' ``Unnamed: 0`` (the index ``DataFrame.to_csv`` writes), or some of its cells
+    are text (``text`` (R,) marks them)."""
+    return (header is not None and _is_unnamed(header)) or bool(text.any())
+
+
+def _range_names(cells: np.ndarray) -> bool:
+    """Whether ``cells`` are "0", "1", ...: pandas' default column names."""
+    return [str(c) for c in cells] == [str(k) for k in range(len(cells))]
+
+
+def _is_unnamed(header: str) -> bool:
+    """An empty header cell, or pandas' name for one (``Unnamed: 0``)."""
+    return header == "" or _UNNAMED.fullmatch(header) is not None
+
+
+def _read_cells(path: Path, delimiter: str) -> tuple[np.ndarray, list[int]]:
+    """The non-blank rows of a CSV/TSV file as a (R, W) array of stripped strings (read by
+    ``pandas.read_csv``, every cell as text) and each row's line number (1-based)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=delimiter,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a UTF-8 text file") from err
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty") from None
+    except pd.errors.ParserError as err:
+        _check_ragged(path, delimiter)
+        raise ValueError(f"{path}: malformed {path.suffix[1:]}: {_line(err)}") from err
+    cells = np.char.strip(frame.to_numpy(dtype=str))
+    filled = (cells != "").any(axis=1)
+    if not filled.any():
+        raise ValueError(f"{path} is empty")
+    if not filled.all() or (cells[filled] == "").any():
+        _check_ragged(path, delimiter)  # pandas pads a short row with empty cells
+    # a quoted cell holding a line break shifts later numbers; such files are rare here
+    lines = (np.flatnonzero(filled) + 1).tolist()
+    return cells[filled], lines
+
+
+def _check_ragged(path: Path, delimiter: str) -> None:
+    """Raise a ValueError naming the first line whose number of fields differs from the
+    first non-blank line's (a ragged table); blank lines are skipped."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        width, first = None, None
+        try:
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if width is None:
+                    width, first = len(row), reader.line_num
+                elif len(row) != width:
+                    raise ValueError(
+                        f"{path}: line {reader.line_num} has {len(row)} fields, expected "
+                        f"{width} like line {first} (a ragged table)"
+                    )
+        except csv.Error:
+            return  # pandas' own message says what is wrong
 
 
 def _read_labels_file(path: Path, n: int, data: Path) -> np.ndarray:
