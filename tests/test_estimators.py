@@ -1,5 +1,8 @@
 """The scikit-learn estimators GSRAutoencoder and GSRClassifier."""
 
+import sys
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -8,10 +11,9 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import gsreg
-from gsreg import GSRAutoencoder, GSRClassifier, analysis, graphs
+from gsreg import GSRAutoencoder, GSRClassifier, analysis, estimators, graphs
 from gsreg.estimators import (
     BUDGET,
     CLASSIFIER_WEIGHT,
@@ -41,19 +43,7 @@ def fast_clf(**kw):
     )
 
 
-# Every scikit-learn estimator check passes with these small settings; none is expected to
-# fail (check_array_api_input is skipped by scikit-learn itself unless SCIPY_ARRAY_API=1).
-@parametrize_with_checks(
-    [
-        fast_ae(graph="grid:2x2", latent=2),
-        fast_clf(),
-        fast_ae(graph="grid:2x2", latent=2, weight=None, arrange="auto"),
-        fast_clf(weight=None, budget=0.05, arrange="auto"),
-    ],
-    expected_failed_checks=lambda estimator: {},
-)
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
+# scikit-learn's estimator checks run in tests/test_sklearn_checks.py
 
 
 @pytest.fixture(scope="module")
@@ -309,6 +299,174 @@ def test_verbose_zero_prints_nothing(capsys):
     fast_ae(verbose=0).fit(np.random.default_rng(0).normal(size=(20, 4)))
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
+
+
+def test_verbose_zero_stays_silent_for_a_long_fit_at_a_terminal(monkeypatch, capsys):
+    monkeypatch.setattr(estimators, "_interactive_stderr", lambda: True)
+    monkeypatch.setattr(estimators, "AUTO_PROGRESS_STEPS", 1)
+    fast_ae(verbose=0).fit(np.random.default_rng(0).normal(size=(20, 4)))
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+@pytest.mark.parametrize(
+    "interactive, epochs, shown",
+    [(True, 6, True), (True, 5, False), (False, 6, False), (False, 1000, False)],
+)
+def test_verbose_auto_draws_a_bar_only_for_long_fits_where_a_person_watches(
+    monkeypatch, capsys, interactive, epochs, shown
+):
+    monkeypatch.setattr(estimators, "_interactive_stderr", lambda: interactive)
+    monkeypatch.setattr(estimators, "AUTO_PROGRESS_STEPS", 6)
+    X = np.random.default_rng(0).normal(size=(20, 4))  # one batch: one step an epoch
+    est = fast_ae(epochs=epochs, batch_size=20)
+    assert est.verbose == "auto" == GSRAutoencoder().verbose == GSRClassifier().verbose
+    est.fit(X)
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert ("GSRAutoencoder" in out.err) is shown
+    assert (f"{epochs}/{epochs}" in out.err) is shown
+
+
+def test_verbose_auto_counts_the_budget_fine_tuning_steps(monkeypatch, capsys):
+    monkeypatch.setattr(estimators, "_interactive_stderr", lambda: True)
+    monkeypatch.setattr(estimators, "AUTO_PROGRESS_STEPS", 5)
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    # 4 epochs of one step, then budget_epochs(4) = 1 more: 5 steps planned
+    fast_ae(weight=None, budget=0.05, epochs=4, batch_size=20).fit(X)
+    assert "GSRAutoencoder" in capsys.readouterr().err
+
+
+def test_verbose_one_draws_a_bar_wherever_stderr_goes(capsys):
+    # the CLI passes verbose=int(progress)
+    fast_ae(verbose=1).fit(np.random.default_rng(0).normal(size=(20, 4)))
+    assert "GSRAutoencoder" in capsys.readouterr().err
+
+
+def test_interactive_stderr_means_a_terminal_or_a_notebook(monkeypatch):
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    Kernel = type("OutStream", (), {"__module__": "ipykernel.iostream"})
+    for stream, expected in [(Stream(True), True), (Stream(False), False), (Kernel(), True)]:
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert estimators._interactive_stderr() is expected
+    monkeypatch.setattr(sys, "stderr", None)
+    assert estimators._interactive_stderr() is False
+    monkeypatch.setattr(sys, "stderr", object())  # no isatty at all
+    assert estimators._interactive_stderr() is False
+
+
+@pytest.mark.parametrize("verbose", ["loud", -1, 1.5])
+def test_verbose_must_be_auto_or_a_count(verbose):
+    with pytest.raises((ValueError, TypeError), match="verbose"):
+        fast_ae(verbose=verbose).fit(np.random.default_rng(0).normal(size=(20, 4)))
+
+
+# --------------------------------------------------------------------------- feature names
+
+
+def labelled_frame(digits):
+    import pandas as pd
+
+    columns = [f"pixel_{i}" for i in range(digits.X_train.shape[1])]
+    return pd.DataFrame(digits.X_train[:200], columns=columns), digits.y_train[:200]
+
+
+def readouts(est, X, y):
+    """Every method that takes X after fit, called once each."""
+    calls = {
+        "score": lambda: est.score(X, y),
+        "activations": lambda: est.activations(X),
+        "class_maps": lambda: est.class_maps(X, y),
+    }
+    if isinstance(est, GSRAutoencoder):
+        calls.update(transform=lambda: est.transform(X), reconstruct=lambda: est.reconstruct(X))
+    else:
+        calls.update(
+            predict=lambda: est.predict(X),
+            predict_proba=lambda: est.predict_proba(X),
+            predict_log_proba=lambda: est.predict_log_proba(X),
+        )
+    return calls
+
+
+@pytest.mark.parametrize("make", [fast_ae, fast_clf])
+def test_a_dataframe_fitted_estimator_reads_dataframes_without_warnings(digits, make):
+    frame, y = labelled_frame(digits)
+    est = make().fit(frame, y)
+    assert est.feature_names_in_.tolist() == frame.columns.tolist()
+    for name, call in readouts(est, frame, y).items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            call()  # any warning fails here, naming the method in the traceback
+        assert name
+
+
+@pytest.mark.parametrize("make", [fast_ae, fast_clf])
+def test_an_array_after_a_dataframe_fit_warns_once_as_scikit_learn_does(digits, make):
+    from sklearn.preprocessing import StandardScaler
+
+    frame, y = labelled_frame(digits)
+    est = make().fit(frame, y)
+    reference = StandardScaler().fit(frame)
+    with warnings.catch_warnings(record=True) as expected:
+        warnings.simplefilter("always")
+        reference.transform(frame.to_numpy())
+    assert len(expected) == 1
+    message = str(expected[0].message).replace("StandardScaler", type(est).__name__)
+    for name, call in readouts(est, frame.to_numpy(), y).items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        got = [(w.category, str(w.message)) for w in caught]
+        assert got == [(expected[0].category, message)], name
+
+
+# --------------------------------------------------------------------------- batch independence
+
+
+def test_a_rows_outputs_do_not_depend_on_the_other_rows_in_the_call():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 50))
+    y = np.arange(60) % 3  # three logits: the narrow product whose float32 kernel varies
+    clf = fast_clf(hidden=(50,), graph="ring:10").fit(X, y)
+    ae = fast_ae(hidden=(50,), latent=3, graph="ring:10").fit(X)
+    order = rng.permutation(60)
+    for method in (clf.predict_proba, clf.predict_log_proba, clf.predict, clf.activations,
+                   ae.transform, ae.reconstruct, ae.activations):  # fmt: skip
+        full = method(X)
+        alone = np.concatenate([method(X[i : i + 1]) for i in range(len(X))])
+        np.testing.assert_array_equal(alone, full, err_msg=method.__name__)
+        np.testing.assert_array_equal(method(X[order]), full[order], err_msg=method.__name__)
+        np.testing.assert_array_equal(method(X[7:20]), full[7:20], err_msg=method.__name__)
+
+
+def test_read_outs_match_the_float32_model_and_probabilities_are_float64():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 6))
+    y = np.arange(40) % 4
+    clf = fast_clf().fit(X, y)
+    ae = fast_ae().fit(X)
+    scaled = torch.from_numpy(((X - clf.input_mean_) / clf.input_scale_).astype(np.float32))
+    with torch.no_grad():
+        logits = clf.model_(scaled).double()
+        latent = ae.model_.encode(
+            torch.from_numpy(((X - ae.input_mean_) / ae.input_scale_).astype(np.float32))
+        )
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float64 and clf.predict_log_proba(X).dtype == np.float64
+    np.testing.assert_allclose(proba, torch.softmax(logits, 1).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.log(proba), clf.predict_log_proba(X), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(axis=1)])
+    Z = ae.transform(X)
+    assert Z.dtype == np.float32
+    np.testing.assert_allclose(Z, latent.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_classifier(digits):

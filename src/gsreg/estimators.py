@@ -21,7 +21,9 @@ layer that is already as smooth as a post-hoc arrangement makes it.
 
 from __future__ import annotations
 
+import copy
 import math
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -55,6 +57,7 @@ __all__ = [
     "ARRANGE_FRACTION",
     "BUDGET",
     "BUDGET_FRACTION",
+    "AUTO_PROGRESS_STEPS",
     "CLASSIFIER_WEIGHT",
     "GSRAutoencoder",
     "GSRClassifier",
@@ -68,6 +71,11 @@ TARGET_STEPS = 3000
 """Optimiser steps that ``epochs="auto"`` aims for (see :func:`auto_epochs`)."""
 MIN_EPOCHS, MAX_EPOCHS = 10, 1000
 _PREDICT_BATCH = 4096
+AUTO_PROGRESS_STEPS = 500
+"""``verbose="auto"`` shows a progress bar for fits of at least this many optimiser steps
+(and only when stderr is a terminal or a notebook): the default fit on scikit-learn's
+digits (1,797 x 64) runs about 3,450 steps and takes about a minute on a CPU, so 500
+steps are several seconds of waiting."""
 ARRANGE_FRACTION = 0.25
 """Share of the epochs that ``arrange=True`` trains without the penalty before arranging
 (the same quarter that a learned graph warms up for)."""
@@ -80,7 +88,7 @@ def auto_epochs(n_samples: int, batch_size: int) -> int:
 
     About :data:`TARGET_STEPS` (3000) optimiser steps in all, within
     [:data:`MIN_EPOCHS`, :data:`MAX_EPOCHS`] = [10, 1000] epochs: 25 epochs on 60,000
-    samples (batch 500, 120 steps an epoch), 1000 epochs (3000 steps) on 1,437 samples,
+    samples (batch 500, 120 steps an epoch), 1000 epochs (3000 steps) on 1,438 samples,
     1000 epochs (1000 steps) on 300 samples; so small data sets are trained long enough
     and large ones no longer than needed.
     """
@@ -160,7 +168,14 @@ class _GSRBase(BaseEstimator):
                 f"{name}: learned_options must be a dict of CoactivationGraph options or "
                 f"None, got {type(self.learned_options).__name__}"
             )
-        check_int(self.verbose, f"{name}: verbose", 0)
+        if isinstance(self.verbose, str):
+            if self.verbose != "auto":
+                raise ValueError(
+                    f"{name}: verbose must be 'auto' or an int >= 0 (0 silent, 1 a "
+                    f"progress bar), got {self.verbose!r}"
+                )
+        else:
+            check_int(self.verbose, f"{name}: verbose", 0)
         if self.threads is not None:
             check_int(self.threads, f"{name}: threads")
         if not (isinstance(self.arrange, (bool, np.bool_)) or self.arrange == "auto"):
@@ -313,6 +328,8 @@ class _GSRBase(BaseEstimator):
         total_steps = epochs * steps_per_epoch
         weight, budget, normalize, recipe = self._plan(graph)
         arrange = self._arranges(graph)
+        planned = total_steps + (budget_epochs(epochs) * steps_per_epoch if budget else 0)
+        progress = self._shows_progress(planned)
         # with a budget: one run whose warm-up is the weight-0 run, unless the units are
         # arranged between the two or the weight-0 run is too short to measure a reference
         one_run = budget is not None and not arrange and total_steps >= MIN_WARMUP_STEPS
@@ -348,7 +365,7 @@ class _GSRBase(BaseEstimator):
                         lr=float(self.lr),
                         device=device,
                         seed=run_seed,
-                        progress=self.verbose > 0,
+                        progress=progress,
                         desc=type(self).__name__,
                         transform=transform,
                     )
@@ -372,7 +389,7 @@ class _GSRBase(BaseEstimator):
                         lr=float(self.lr),
                         device=device,
                         seed=run_seed,
-                        progress=self.verbose > 0,
+                        progress=progress,
                         desc=type(self).__name__,
                         transform=transform,
                     )
@@ -449,6 +466,14 @@ class _GSRBase(BaseEstimator):
             else:
                 self.modules_ = learned.modules()
 
+    def _shows_progress(self, planned_steps: int) -> bool:
+        """Whether ``fit`` draws a progress bar: ``verbose >= 1``; for ``verbose="auto"``
+        when the fit plans at least :data:`AUTO_PROGRESS_STEPS` optimiser steps and
+        stderr is a terminal or a notebook (so never in logs, pipes and test runs)."""
+        if isinstance(self.verbose, str):  # "auto"
+            return planned_steps >= AUTO_PROGRESS_STEPS and _interactive_stderr()
+        return self.verbose > 0
+
     def _arrange_rows(self, X, seed: int, device: torch.device) -> torch.Tensor:
         """Scaled float32 rows (at most :data:`ARRANGE_ROWS`, a seeded sample in the
         data's order) of training data X whose activations place the units."""
@@ -462,15 +487,17 @@ class _GSRBase(BaseEstimator):
     # -- read-outs -----------------------------------------------------------------------
     def activations(self, X, layer: str | None = None) -> np.ndarray:
         """(N, n) float32 activations of the structured layer (or of any named ``layer`` of
-        ``model_``, flattened per sample) on X, in eval mode."""
+        ``model_``, flattened per sample) on X, in eval mode (evaluated in float64, see
+        :meth:`_inference_model`)."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         name = self.layer_ if layer is None else layer
+        model = self._inference_model()
         Z = [
-            analysis.activations(self.model_, xb, name, batch_size=_PREDICT_BATCH)
+            analysis.activations(model, xb, name, batch_size=_PREDICT_BATCH)
             for _, xb in self._batches(X)
         ]
-        return np.concatenate(Z).astype(np.float32, copy=False)
+        return np.concatenate(Z).astype(np.float32)
 
     def class_maps(self, X, y, *, deviation: bool = False) -> np.ndarray:
         """(C, n) class-average activations of the structured layer, one row per class of
@@ -482,18 +509,41 @@ class _GSRBase(BaseEstimator):
             return analysis.class_deviation_maps(Z, np.asarray(y))
         return analysis.class_maps(Z, np.asarray(y))
 
+    def _inference_model(self) -> nn.Module:
+        """A float64 copy of ``model_`` in eval mode, on the model's device (on the CPU for
+        an MPS model: MPS has no float64), that every read-out evaluates.
+
+        Why float64: float32 matrix products (MKL on the CPU, cuBLAS on GPUs) choose their
+        kernels by the shape of the product, so a row's result changes in the last bits
+        with the number of rows in the call, and for narrow layers (a few logits, a small
+        latent) with the row's position among them, as the kernel then vectorises across
+        rows. The models hold no batch statistics (no normalisation layers) and the
+        scaling is elementwise, so these kernels are the only coupling between rows. In
+        float64 the differences are about 1e-16 relative, far below a float32 step: the
+        float32 outputs are those of the row on its own (a tie within 1e-16 of a float32
+        rounding boundary, about one value in 10^8, is the exception). The inputs are
+        the float32 scaled rows the model was trained on.
+        """
+        model = copy.deepcopy(self.model_)
+        device = next(model.parameters()).device
+        if device.type == "mps":
+            device = torch.device("cpu")
+        return model.to(device=device, dtype=torch.float64).eval()
+
     @torch.no_grad()
-    def _forward(self, X, fn) -> np.ndarray:
-        """``fn(model, xb)`` over batches of validated, scaled X, as a float32 array."""
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        was_training = self.model_.training
-        self.model_.eval()
-        try:
-            out = [fn(self.model_, xb).float().cpu() for _, xb in self._batches(X)]
-        finally:
-            self.model_.train(was_training)
+    def _evaluate(self, X, fn) -> np.ndarray:
+        """``fn(model, xb)`` of the float64 model (:meth:`_inference_model`) over batches
+        of already validated X (N, d), scaled as in training: a float64 array (N, ...)."""
+        model = self._inference_model()
+        device = next(model.parameters()).device
+        out = [fn(model, xb.to(device, torch.float64)).cpu() for _, xb in self._batches(X)]
         return torch.cat(out).numpy()
+
+    def _forward(self, X, fn) -> np.ndarray:
+        """:meth:`_evaluate` of X after checking that the estimator is fitted and
+        validating X once (a second validation would warn about feature names twice)."""
+        check_is_fitted(self)
+        return self._evaluate(self._validate_X(X, reset=False), fn)
 
     # -- saving --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -668,7 +718,13 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         device: "auto" (CUDA when available), "cpu", "cuda", ...
         random_state: None, an int (the torch seed of the initial weights and batch
             order) or a ``numpy.random.RandomState``.
-        verbose: 0 silent, 1 a progress bar.
+        verbose: "auto" (default): a progress bar (one per training phase) when the fit
+            plans at least :data:`AUTO_PROGRESS_STEPS` (500) optimiser steps and stderr
+            is a terminal or a notebook; silent otherwise (short fits, logs, pipes,
+            tests). 0: always silent, as scikit-learn's ``verbose=0``; 1 (or more):
+            always a progress bar. scikit-learn's estimators default to 0, but a default
+            fit here can run for minutes (``epochs="auto"`` aims at 3,000 steps), and a
+            minute without a sign of life looks like a hang.
         threads: torch's intra-op threads while fitting (None: as set in the process; the
             previous count is restored afterwards). gsreg makes OpenMP wait passively,
             which keeps all cores fast on a shared machine (docs/performance.md).
@@ -706,7 +762,7 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
         scale: str | None = "global",
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
-        verbose: int = 0,
+        verbose: int | str = "auto",
         threads: int | None = None,
     ) -> None:
         self._store_params(locals())
@@ -743,19 +799,24 @@ class GSRAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _GSRBase
 
     def transform(self, X) -> np.ndarray:
         """(N, latent) float32 bottleneck embedding of X (N, d) (no noise)."""
-        return self._forward(X, lambda model, xb: model.encode(xb))
+        return self._forward(X, lambda model, xb: model.encode(xb)).astype(np.float32)
 
     def reconstruct(self, X) -> np.ndarray:
         """(N, d) float32 reconstruction of X in the original units."""
-        out = self._forward(X, lambda model, xb: model(xb)).astype(np.float64)
-        return (out * self.input_scale_ + self.input_mean_).astype(np.float32)
+        check_is_fitted(self)
+        return self._reconstruction(self._validate_X(X, reset=False)).astype(np.float32)
+
+    def _reconstruction(self, X) -> np.ndarray:
+        """(N, d) float64 reconstruction of validated X in the original units."""
+        out = self._evaluate(X, lambda model, xb: model(xb))
+        return out * self.input_scale_ + self.input_mean_
 
     def score(self, X, y=None) -> float:
         """Negative mean squared reconstruction error over all entries, in X's units
         (higher is better, as scikit-learn expects)."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        recon = self.reconstruct(X).astype(np.float64)
+        recon = self._reconstruction(X)
         if not sp.issparse(X):
             return -float(np.mean((recon - np.asarray(X, dtype=np.float64)) ** 2))
         total = 0.0
@@ -814,7 +875,7 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
         scale: str | None = "standard",
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
-        verbose: int = 0,
+        verbose: int | str = "auto",
         threads: int | None = None,
     ) -> None:
         self._store_params(locals())
@@ -845,18 +906,26 @@ class GSRClassifier(ClassifierMixin, _GSRBase):
         )
 
     def predict_proba(self, X) -> np.ndarray:
-        """(N, n_classes) class probabilities (softmax of the logits), columns in
+        """(N, n_classes) float64 class probabilities (softmax of the logits), columns in
         ``classes_`` order."""
-        return self._forward(X, lambda model, xb: torch.softmax(model(xb), dim=1))
+        return np.exp(self.predict_log_proba(X))
 
     def predict_log_proba(self, X) -> np.ndarray:
-        """(N, n_classes) log-probabilities."""
-        return self._forward(X, lambda model, xb: torch.log_softmax(model(xb), dim=1))
+        """(N, n_classes) float64 log-probabilities: ``log_softmax`` in float64 of the
+        logits rounded to float32 (what makes them independent of the other rows in the
+        call, see :meth:`_inference_model`); a probability within 1e-9 of 1 stays below 1
+        in float64, as its log-probability says."""
+        logits = torch.from_numpy(self._logits(X).astype(np.float64))
+        return torch.log_softmax(logits, dim=1).numpy()
 
     def predict(self, X) -> np.ndarray:
         """(N,) predicted labels (values of ``classes_``)."""
-        logits = self._forward(X, lambda model, xb: model(xb))
+        logits = self._logits(X)
         return self.classes_[logits.argmax(axis=1)]
+
+    def _logits(self, X) -> np.ndarray:
+        """(N, n_classes) float32 logits of X (evaluated in float64, then rounded)."""
+        return self._forward(X, lambda model, xb: model(xb)).astype(np.float32)
 
     def _extra_fitted(self) -> dict[str, Any]:
         classes = self.classes_
@@ -879,6 +948,20 @@ def _seed(random_state) -> int:
     if is_int(random_state, 0):
         return int(random_state)
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def _interactive_stderr() -> bool:
+    """Whether stderr reaches a person: a terminal, or a Jupyter kernel's output stream
+    (where ``tqdm.auto`` draws a notebook widget)."""
+    stream = sys.stderr
+    if stream is None:
+        return False
+    if type(stream).__module__.split(".")[0] == "ipykernel":
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a stream without isatty, or a closed one
+        return False
 
 
 def _csr(X):
