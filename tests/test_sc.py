@@ -1,12 +1,15 @@
-"""gsreg.sc: GSR on AnnData objects (fit, transform, plots) on scanpy's pbmc68k_reduced."""
+"""gsreg.sc: GSR on AnnData objects (tl.gsr, fit, transform, plots) on scanpy's pbmc68k_reduced."""
 
 import importlib
+import io
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from matplotlib.axes import Axes
 
 anndata = pytest.importorskip("anndata")
 sc = pytest.importorskip("scanpy")
@@ -43,10 +46,11 @@ def test_importing_gsreg_does_not_import_anndata_or_scanpy():
     assert out.stdout.strip() == "[]"
 
 
-def test_import_without_anndata_names_the_extra(monkeypatch):
+@pytest.mark.parametrize("hidden", ["anndata", "scanpy"])
+def test_import_without_anndata_or_scanpy_names_the_extra(monkeypatch, hidden):
     for name in [m for m in sys.modules if m == "gsreg.sc" or m.startswith("gsreg.sc.")]:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "anndata", None)
+    monkeypatch.setitem(sys.modules, hidden, None)
     with pytest.raises(ImportError, match=r"pip install gsreg\[sc\]"):
         importlib.import_module("gsreg.sc")
 
@@ -74,8 +78,20 @@ def test_fit_writes_obsm_uns_and_module_columns(fitted):
         "n_steps",
         "n_epochs",
         "structured_layer",
+        "keys",
+        "loadings",
     )
     assert set(keys) <= set(info), set(keys) - set(info)
+    assert info["keys"] == {
+        "obsm": "X_gsr",
+        "uns": "gsr",
+        "varm": "gsr",
+        "varm_modules": "gsr_modules",
+        "obs_prefix": "gsr_module",
+    }
+    assert info["loadings"] == "gradient"
+    assert adata.varm["gsr"].shape == (765, 16) and adata.varm["gsr"].dtype == np.float32
+    assert adata.varm["gsr_modules"].shape == (765, info["n_modules"])
     assert info["params"]["graph"] == "learned" and info["params"]["budget"] == "auto"
     assert info["params"]["input"] == "X" and info["structured_layer"] == "decoder.0"
     # a learned graph's default is the recipe: a fixed weight over all 20 epochs
@@ -117,8 +133,12 @@ def test_h5ad_round_trip(fitted, tmp_path):
     assert list(b["params"]["hidden"]) == [50, 50]
     cols = list(a["module_columns"])
     np.testing.assert_allclose(back.obs[cols].to_numpy(), adata.obs[cols].to_numpy())
-    fig = gsreg.sc.pl.modules(back, groupby="bulk_labels", show=False)
-    assert fig.axes
+    np.testing.assert_array_equal(back.varm["gsr"], adata.varm["gsr"])
+    np.testing.assert_array_equal(back.varm["gsr_modules"], adata.varm["gsr_modules"])
+    ax = gsreg.sc.pl.modules(back, groupby="bulk_labels", show=False)
+    assert isinstance(ax, Axes)
+    axes = gsreg.sc.pl.loadings(back, module=0, show=False)
+    assert len(axes) == 1 and isinstance(axes[0], Axes)
 
 
 def test_sparse_input_matches_dense_and_is_densified_only_by_batches(pbmc, monkeypatch):
@@ -162,23 +182,64 @@ def test_fixed_graph_on_a_representation_replaces_old_module_columns(fitted):
     assert not [c for c in adata.obs.columns if c.startswith("gsr_module")]
     info = adata.uns["gsr"]
     assert "modules" not in info and list(info["graph"]["shape"]) == [2, 3]
+    # PCA scores are not genes: no loadings in varm
+    assert "loadings" not in info and "gsr" not in adata.varm and "gsr_modules" not in adata.varm
     assert info["params"]["budget"] == "auto" and "weight" not in info["params"]
     assert info["budget"]["budget"] == 0.05 and info["budget"]["reference"] > 0
     assert info["params"]["input"] == "obsm" and info["params"]["input_key"] == "X_pca"
-    fig = gsreg.sc.pl.maps(adata, groupby="bulk_labels", deviation=True, show=False)
-    assert len([a for a in fig.axes if a.images]) == adata.obs["bulk_labels"].nunique()
+    axes = gsreg.sc.pl.maps(adata, groupby="bulk_labels", deviation=True, show=False)
+    assert len(axes) == adata.obs["bulk_labels"].nunique()
+    assert all(isinstance(a, Axes) and a.images for a in axes)
     with pytest.raises(ValueError, match="no modules"):
         gsreg.sc.pl.modules(adata, groupby="bulk_labels", show=False)
 
 
-def test_copy_and_key_added(pbmc):
+def test_fit_copy_returns_the_written_copy_and_the_estimator_with_key_added_verbatim(pbmc):
     adata = pbmc.copy()
-    out, est = gsreg.sc.fit(adata, key_added="X_gsr16", copy=True, **QUICK)
-    assert "X_gsr16" not in adata.obsm and "gsr16" not in adata.uns
-    assert out.obsm["X_gsr16"].shape == (700, 16) and "gsr16_module_0" in out.obs
+    out, est = gsreg.sc.fit(adata, key_added="gsr16", copy=True, **QUICK)
+    assert "gsr16" not in adata.obsm and "gsr16" not in adata.uns and "gsr16" not in adata.varm
+    assert out.obsm["gsr16"].shape == (700, 16) and "gsr16_module_0" in out.obs
+    assert out.varm["gsr16"].shape == (765, 16) and "gsr16_modules" in out.varm
+    assert "X_gsr16" not in out.obsm and "gsr" not in out.uns
     assert isinstance(est, GSRAutoencoder)
-    fig = gsreg.sc.pl.modules(out, groupby="bulk_labels", key="gsr16", show=False)
-    assert fig.axes
+    ax = gsreg.sc.pl.modules(out, groupby="bulk_labels", key="gsr16", show=False)
+    assert isinstance(ax, Axes)
+
+
+def test_tl_gsr_returns_none_and_writes_what_fit_writes(pbmc, fitted):
+    adata = pbmc.copy()
+    assert gsreg.sc.tl.gsr(adata, **QUICK) is None
+    ref = fitted[0]
+    np.testing.assert_array_equal(adata.obsm["X_gsr"], ref.obsm["X_gsr"])
+    np.testing.assert_array_equal(adata.varm["gsr"], ref.varm["gsr"])
+    np.testing.assert_array_equal(adata.varm["gsr_modules"], ref.varm["gsr_modules"])
+    np.testing.assert_array_equal(adata.uns["gsr"]["modules"], ref.uns["gsr"]["modules"])
+    assert list(adata.obs.columns) == list(ref.obs.columns)
+
+
+def test_tl_gsr_copy_leaves_the_input_untouched(pbmc):
+    adata = pbmc.copy()
+    before = (list(adata.obs.columns), set(adata.obsm), set(adata.varm), set(adata.uns))
+    out = gsreg.sc.tl.gsr(adata, key_added="my_gsr", copy=True, **QUICK)
+    assert isinstance(out, anndata.AnnData) and out is not adata
+    assert (list(adata.obs.columns), set(adata.obsm), set(adata.varm), set(adata.uns)) == before
+    assert {"my_gsr"} <= set(out.obsm) & set(out.uns) & set(out.varm)
+    assert "my_gsr_modules" in out.varm and "my_gsr_module_0" in out.obs
+    assert out.uns["my_gsr"]["keys"]["obsm"] == "my_gsr"
+
+
+def test_tl_gsr_logs_like_scanpy_tools(pbmc):
+    log = io.StringIO()
+    logfile, verbosity = sc.settings.logfile, sc.settings.verbosity
+    sc.settings.logfile, sc.settings.verbosity = log, "debug"
+    try:
+        gsreg.sc.tl.gsr(pbmc.copy(), **QUICK)
+    finally:
+        sc.settings.logfile, sc.settings.verbosity = logfile, verbosity
+    text = log.getvalue()
+    assert text.startswith("computing GSR (graph='learned')\n")
+    assert re.search(r"\n    finished \(\d:\d\d:\d\d\)\n    and added\n", text)
+    assert "    varm['gsr_modules'], the modules' gene loadings (gradient)" in text
 
 
 def test_transform_other_cells(fitted):
@@ -194,27 +255,32 @@ def test_transform_other_cells(fitted):
 # ---------------------------------------------------------------------------- plots
 
 
-def test_plots_return_figures_and_save_like_scanpy(fitted, tmp_path):
+def test_plots_return_axes_and_save_like_scanpy(fitted, tmp_path):
     adata, _ = fitted
-    fig = gsreg.sc.pl.modules(adata, groupby="bulk_labels", show=False)
-    heat = fig.axes[0]
+    heat = gsreg.sc.pl.modules(adata, groupby="bulk_labels", show=False)
+    assert isinstance(heat, Axes)
     assert len(heat.get_xticklabels()) == adata.obs["bulk_labels"].nunique()
     assert heat.get_xticklabels()[0].get_text() == adata.obs["bulk_labels"].cat.categories[0]
-    fig = gsreg.sc.pl.modules(
+    heat = gsreg.sc.pl.modules(
         adata, groupby="phase", standard_scale="module", min_size=2, show=False
     )
     sizes = adata.uns["gsr"]["module_sizes"]
-    assert len(fig.axes[0].get_yticklabels()) == int((sizes >= 2).sum())
-    fig = gsreg.sc.pl.maps(adata, groupby="bulk_labels", show=False)
-    assert len(fig.axes) >= 1 + adata.obs["bulk_labels"].nunique()
+    assert len(heat.get_yticklabels()) == int((sizes >= 2).sum())
+    axes = gsreg.sc.pl.maps(adata, groupby="bulk_labels", show=False)
+    assert len(axes) == 1 + adata.obs["bulk_labels"].nunique()
+    assert all(isinstance(a, Axes) for a in axes)
+    assert axes[1].get_title() == adata.obs["bulk_labels"].cat.categories[0]
     figdir = sc.settings.figdir
     sc.settings.figdir = tmp_path
     try:
         assert gsreg.sc.pl.maps(adata, groupby="phase", save="_pbmc.png", show=True) is None
+        assert gsreg.sc.pl.modules(adata, groupby="phase", show=True) is None
+        assert gsreg.sc.pl.loadings(adata, module=0, save="_m0.pdf", show=True) is None
         gsreg.sc.pl.modules(adata, groupby="phase", save=True, show=False)
     finally:
         sc.settings.figdir = figdir
     assert (tmp_path / "gsr_maps_pbmc.png").stat().st_size > 0
+    assert (tmp_path / "gsr_loadings_m0.pdf").stat().st_size > 0
     assert (tmp_path / f"gsr_modules.{sc.settings.file_format_figs}").exists()
 
 
@@ -271,6 +337,10 @@ def test_bad_inputs_give_clear_errors(pbmc):
         gsreg.sc.fit(adata, layer="a", use_rep="X_pca", **QUICK)
     with pytest.raises(TypeError, match="unknown option"):
         gsreg.sc.fit(adata, n_neurons=3, **QUICK)
+    with pytest.raises(ValueError, match="loadings must be None or one of"):
+        gsreg.sc.tl.gsr(adata, loadings="pca", **QUICK)
+    with pytest.raises(ValueError, match="key_added must be None or a non-empty string"):
+        gsreg.sc.tl.gsr(adata, key_added="", **QUICK)
     with pytest.raises(TypeError, match="AnnData"):
         gsreg.sc.fit(adata.X, **QUICK)
     with pytest.raises(KeyError, match="groupby 'cell_type' is not a column of adata.obs"):
@@ -283,7 +353,7 @@ def test_bad_inputs_give_clear_errors(pbmc):
     with pytest.raises(ValueError, match="NaN"):
         gsreg.sc.fit(bad, **QUICK)
     assert "X_gsr" not in bad.obsm
-    with pytest.raises(KeyError, match="run gsreg.sc.fit"):
+    with pytest.raises(KeyError, match=r"run gsreg.sc.tl.gsr\(adata\) first"):
         gsreg.sc.pl.modules(adata, groupby="bulk_labels", show=False)
 
 

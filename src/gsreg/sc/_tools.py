@@ -1,18 +1,35 @@
-"""``gsreg.sc.fit`` and ``gsreg.sc.transform``: a GSR autoencoder on an AnnData object.
+"""``gsreg.sc.fit``, ``gsreg.sc.tl.gsr`` and ``gsreg.sc.transform``: a GSR autoencoder
+on an AnnData object.
 
 Training is :meth:`gsreg.GSRAutoencoder.fit` on the cells' matrix: a sparse matrix stays
 sparse and only a batch (or a chunk of at most ``_data.CHUNK_ENTRIES`` entries) is ever
-dense. The fitted estimator is returned.
+dense. ``fit`` returns the estimator; ``tl.gsr`` (scanpy's convention) returns None, or
+the written copy.
+
+Where results go (scanpy's ``pp.pca`` layout; ``key_added`` is used verbatim):
+
+============================  ===================  =======================
+                              ``key_added=None``   ``key_added="k"``
+============================  ===================  =======================
+activations (n_obs, n_units)  ``obsm["X_gsr"]``    ``obsm["k"]``
+parameters, graph, modules    ``uns["gsr"]``       ``uns["k"]``
+unit loadings (n_vars, n)     ``varm["gsr"]``      ``varm["k"]``
+module loadings (n_vars, m)   ``varm["gsr_modules"]`` ``varm["k_modules"]``
+module activity per cell      ``obs["gsr_module_<i>"]`` ``obs["k_module_<i>"]``
+module each cell drives most  ``obs["gsr_module"]``  ``obs["k_module"]``
+============================  ===================  =======================
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from scanpy import logging as logg
 from sklearn.base import clone
 
 from .. import analysis
@@ -21,10 +38,37 @@ from ..estimators import GSRAutoencoder
 from ..graphs import Graph
 from ..training import History
 from ._data import Rows
+from ._loadings import LOADINGS, loadings, module_loadings
 
-__all__ = ["fit", "transform"]
+__all__ = ["Keys", "fit", "keys", "transform"]
 
 _RENAMED = {"structured_layer": "layer"}  # gsreg.sc name -> GSRAutoencoder parameter
+_FIXED = {"graph", "weight", "budget", "epochs", "random_state", "verbose"}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Where one fit is written in an AnnData object (see the module docstring)."""
+
+    obsm: str
+    uns: str
+    varm: str
+    varm_modules: str
+    obs_prefix: str
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+
+def keys(key_added: str | None) -> Keys:
+    """The AnnData keys of a fit: ``None`` -> ``X_gsr``/``gsr``; any string verbatim."""
+    if key_added is None:
+        return Keys("X_gsr", "gsr", "gsr", "gsr_modules", "gsr_module")
+    if not isinstance(key_added, str) or not key_added or "/" in key_added:
+        raise ValueError(
+            f"key_added must be None or a non-empty string without '/', got {key_added!r}"
+        )
+    return Keys(key_added, key_added, key_added, f"{key_added}_modules", f"{key_added}_module")
 
 
 # ---------------------------------------------------------------------------- public API
@@ -35,7 +79,7 @@ def fit(
     graph: str | Graph = "learned",
     layer: str | None = None,
     use_rep: str | None = None,
-    key_added: str = "X_gsr",
+    key_added: str | None = None,
     weight: float | None = None,
     budget: float | str | None = "auto",
     epochs: int | str = "auto",
@@ -44,9 +88,11 @@ def fit(
     verbose: int = 0,
     groupby: str | None = None,
     controls: bool = True,
+    loadings: str | None = "gradient",
     **estimator_options: Any,
 ) -> GSRAutoencoder | tuple[AnnData, GSRAutoencoder]:
-    """Train a GSR autoencoder on the cells of ``adata`` and write its structured layer.
+    """Train a GSR autoencoder on the cells of ``adata``, write its structured layer and
+    return the estimator (:func:`gsreg.sc.tl.gsr` is the same, in scanpy's convention).
 
     Args:
         adata: cells x features. Trains on ``adata.X``, ``adata.layers[layer]`` or
@@ -56,9 +102,8 @@ def fit(
         graph: ``"learned"`` (a co-activation graph whose connected components become
             neuron modules), a spec such as ``"grid:8x8"``, or a :class:`gsreg.Graph`.
         layer, use_rep: train on a layer or an ``obsm`` representation instead of X.
-        key_added: ``obsm`` key of the activations; the other keys derive from it:
-            ``base = key_added`` without a leading ``"X_"`` (default ``"gsr"``), then
-            ``uns[base]``, ``obs[f"{base}_module_{i}"]`` and ``obs[f"{base}_module"]``.
+        key_added: None (``obsm["X_gsr"]``, ``uns["gsr"]``, ``varm["gsr"]``, ...) or a key
+            used verbatim everywhere (see the module docstring's table).
         weight: a fixed lambda; None (default) lets ``budget`` set it.
         budget: the share of the reconstruction loss GSR may cost: the model is trained
             without GSR, then fine-tuned with the lambda that spends it. "auto" (the
@@ -74,10 +119,11 @@ def fit(
             with ``controls`` the GSR layer is scored against its controls on these labels.
         controls: with ``groupby``, also train the same model with weight 0 (same seed,
             same steps: twice the training time) and write the GSR layer beside its
-            controls into ``uns[base]["controls"]`` (see docs/scanpy.md): for a fixed
-            graph the λ = 0 layer as trained and arranged post hoc onto the graph, for a
-            learned graph post-hoc modules of the λ = 0 neurons and clusterings of the
-            cells, with the permutation null of the modules' ARI and a ``verdict_text``.
+            controls into ``uns[key]["controls"]`` (see docs/scanpy.md).
+        loadings: the gene loadings written into ``varm`` (when the input is X or a
+            layer, so that its features are ``adata.var``): "gradient" (default: the
+            mean Jacobian of the reconstruction, times each unit's standard deviation),
+            "weights" or "correlation" (see :mod:`gsreg.sc._loadings`), or None.
         **estimator_options: other :class:`gsreg.GSRAutoencoder` parameters (``hidden``,
             ``latent``, ``n_structured``, ``learned_options``, ``batch_size``, ``lr``,
             ``scale``, ``device``, ...); the network layer that carries the graph is
@@ -87,30 +133,16 @@ def fit(
         The fitted :class:`gsreg.GSRAutoencoder` (``copy=True``: ``(adata copy,
         estimator)``). Its ``transform``, ``activations``, ``save`` work as usual.
 
-    Writes ``obsm[key_added]`` (n_obs, n_units) float32, ``uns[base]`` and, when the graph
-    has modules, one ``obs`` column per module (mean module activity) plus the module each
-    cell drives most (see :func:`transform`); with ``groupby`` and ``controls``,
-    ``uns[base]["controls"]``.
+    Writes ``obsm``, ``uns``, ``varm`` and ``obs`` entries as in the module docstring; with
+    ``groupby`` and ``controls``, ``uns[key]["controls"]``.
     """
     _check_adata(adata)
-    if copy:
-        adata = adata.copy()
+    names = keys(key_added)
+    _check_loadings(loadings)
     rows = _input_rows(adata, layer, use_rep)
-    _names(key_added)
-    options = {_RENAMED.get(k, k): v for k, v in estimator_options.items()}
-    allowed = set(GSRAutoencoder().get_params()) - {
-        "graph",
-        "weight",
-        "budget",
-        "epochs",
-        "random_state",
-        "verbose",
-    }
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        names = sorted((allowed - set(_RENAMED.values())) | set(_RENAMED))
-        raise TypeError(f"gsreg.sc.fit: unknown option(s) {unknown}; GSRAutoencoder takes {names}")
+    options = _estimator_options(estimator_options)
     labels = _labels(adata, groupby)
+    start = logg.info(f"computing GSR (graph={_graph_name(graph)!r})")
     est = GSRAutoencoder(
         graph=graph,
         weight=weight,
@@ -123,16 +155,42 @@ def fit(
     rows.check_finite()
     X = rows.matrix()
     est.fit(X)
-    _write(adata, est, rows, key_added, _input_params(layer, use_rep))
+    if copy:
+        adata = adata.copy()
+    written = _write(adata, est, rows, names, _input_params(layer, use_rep), loadings)
     if labels is not None and controls:
         twin = (
             est
             if weight == 0 and est.arrange is not True
             else clone(est).set_params(weight=0.0, arrange=False).fit(X)
         )
-        result = score_controls(est, twin, X, labels, Z=adata.obsm[key_added], seed=int(est.seed_))
-        adata.uns[_names(key_added)[0]]["controls"] = {"groupby": groupby, **_h5ad_tree(result)}
+        result = score_controls(est, twin, X, labels, Z=adata.obsm[names.obsm], seed=int(est.seed_))
+        adata.uns[names.uns]["controls"] = {"groupby": groupby, **_h5ad_tree(result)}
+        written.append(f"uns[{names.uns!r}]['controls'], the GSR layer beside its controls")
+    logg.info("    finished", time=start)
+    logg.debug("and added\n    " + "\n    ".join(written))
     return (adata, est) if copy else est
+
+
+def _graph_name(graph: str | Graph) -> str:
+    return graph.name if isinstance(graph, Graph) else str(graph)
+
+
+def _check_loadings(method: str | None) -> None:
+    if method is not None and method not in LOADINGS:
+        raise ValueError(f"loadings must be None or one of {LOADINGS}, got {method!r}")
+
+
+def _estimator_options(estimator_options: dict[str, Any]) -> dict[str, Any]:
+    """``GSRAutoencoder`` keyword arguments from gsreg.sc's (``structured_layer`` ->
+    ``layer``); a TypeError lists the valid names."""
+    options = {_RENAMED.get(k, k): v for k, v in estimator_options.items()}
+    allowed = set(GSRAutoencoder().get_params()) - _FIXED
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        names = sorted((allowed - set(_RENAMED.values())) | set(_RENAMED))
+        raise TypeError(f"gsreg.sc: unknown option(s) {unknown}; GSRAutoencoder takes {names}")
+    return options
 
 
 def _labels(adata: AnnData, groupby: str | None) -> np.ndarray | None:
@@ -167,23 +225,22 @@ def transform(
     estimator: GSRAutoencoder,
     layer: str | None = None,
     use_rep: str | None = None,
-    key_added: str = "X_gsr",
+    key_added: str | None = None,
     copy: bool = False,
+    loadings: str | None = "gradient",
 ) -> AnnData | None:
     """Write a fitted estimator's structured layer for the cells of ``adata``.
 
     The estimator may come from :func:`fit` on other cells, or from
     ``GSRAutoencoder.load``; ``adata`` must have the features it was trained on (same
     number, same order). Cells are processed in chunks (sparse rows densified chunk by
-    chunk). Writes, with ``base = key_added`` without a leading ``"X_"``:
-
-    - ``obsm[key_added]``: (n_obs, n_units) float32 activations of the structured layer;
-    - ``uns[base]``: parameters, the graph (edge list and weights), modules, training
-      history and the reconstruction error on these cells (h5ad-writable types only);
-    - for graphs with modules: ``obs[f"{base}_module_{i}"]``, the mean activity of module
-      i per cell, and ``obs[f"{base}_module"]`` (categorical), the module each cell drives
-      most relative to its usual level (:func:`gsreg.analysis.indicate_clusters`).
-      Older columns of that pattern are removed first.
+    chunk). Writes the same entries as :func:`fit` (module docstring): ``obsm`` (n_obs,
+    n_units) float32 activations; ``uns`` parameters, the graph, modules, training
+    history and the reconstruction error on these cells (h5ad-writable types only);
+    ``varm`` loadings averaged over these cells; for graphs with modules the ``obs``
+    columns of module activity and the module each cell drives most relative to its
+    usual level (:func:`gsreg.analysis.indicate_clusters`). Older module columns of the
+    same key are removed first.
 
     Returns None, or the written copy when ``copy=True``.
     """
@@ -192,16 +249,18 @@ def transform(
         raise TypeError(
             f"estimator must be a fitted GSRAutoencoder, got {type(estimator).__name__}"
         )
-    if copy:
-        adata = adata.copy()
-    _names(key_added)
+    names = keys(key_added)
+    _check_loadings(loadings)
     rows = _input_rows(adata, layer, use_rep)
     if rows.shape[1] != estimator.n_features_in_:
         raise ValueError(
             f"{rows.name} has {rows.shape[1]} features, the estimator was trained on "
             f"{estimator.n_features_in_}"
         )
-    _write(adata, estimator, rows, key_added, _input_params(layer, use_rep))
+    if copy:
+        adata = adata.copy()
+        rows = _input_rows(adata, layer, use_rep)
+    _write(adata, estimator, rows, names, _input_params(layer, use_rep), loadings)
     return adata if copy else None
 
 
@@ -248,32 +307,36 @@ def _input_params(layer: str | None, use_rep: str | None) -> dict[str, str]:
 # ---------------------------------------------------------------------------- writing
 
 
-def _names(key_added: str) -> tuple[str, str]:
-    """``(uns key, obs column prefix)`` from ``key_added``: "X_gsr" -> ("gsr", "gsr_module")."""
-    if not isinstance(key_added, str) or not key_added or "/" in key_added:
-        raise ValueError(f"key_added must be a non-empty string without '/', got {key_added!r}")
-    base = key_added[2:] if key_added.startswith("X_") and len(key_added) > 2 else key_added
-    return base, f"{base}_module"
-
-
 def _write(
-    adata: AnnData, est: GSRAutoencoder, rows: Rows, key_added: str, input_params: dict[str, str]
-) -> None:
-    base, prefix = _names(key_added)
+    adata: AnnData,
+    est: GSRAutoencoder,
+    rows: Rows,
+    names: Keys,
+    input_params: dict[str, str],
+    loadings_method: str | None,
+) -> list[str]:
+    """Write activations, ``uns``, loadings and module columns; returns what was added
+    (one line each, for scanpy's log)."""
+    prefix = names.obs_prefix
     n = len(rows)
     parts, sq_error = [], 0.0
     for _, block in rows.chunks():
         parts.append(est.activations(block))
         sq_error += float(((est.reconstruct(block).astype(np.float64) - block) ** 2).sum())
     Z = np.concatenate(parts).astype(np.float32, copy=False)
-    adata.obsm[key_added] = Z
+    adata.obsm[names.obsm] = Z
+    written = [f"obsm[{names.obsm!r}], the structured layer's activations"]
     pattern = re.compile(rf"^{re.escape(prefix)}(_\d+)?$")
     stale = [c for c in adata.obs.columns if pattern.match(str(c))]
     if stale:
         adata.obs.drop(columns=stale, inplace=True)
     adata.uns.pop(f"{prefix}_colors", None)  # scanpy's colours of an older module column
+    for key in (names.varm, names.varm_modules):
+        if key in adata.varm:
+            del adata.varm[key]
     info: dict[str, Any] = {
-        "params": {**_params(est), **input_params, "key_added": key_added},
+        "params": {**_params(est), **input_params},
+        "keys": names.as_dict(),
         "structured_layer": est.layer_,
         "n_units": int(Z.shape[1]),
         "n_epochs": int(est.n_iter_),
@@ -304,11 +367,33 @@ def _write(
         info["n_modules"] = int(ids.size)
         info["module_sizes"] = np.bincount(labels).astype(np.int64)
         info["module_columns"] = np.array(columns, dtype=object)
+        written.append(f"obs[{prefix + '_<i>'!r}], each module's mean activity")
         if ids.size > 1 and (activity.std(axis=0) > 0).any():
             pred = analysis.indicate_clusters(Z, labels)
             used = np.unique(pred)  # categories in module order, only those indicated
             adata.obs[prefix] = pd.Categorical(pred.astype(str), categories=used.astype(str))
-    adata.uns[base] = info
+            written.append(f"obs[{prefix!r}], the module each cell drives most")
+    if loadings_method is not None and input_params["input"] != "obsm":
+        info["loadings"] = loadings_method
+        written += _write_loadings(adata, est, rows, Z, names, loadings_method)
+    adata.uns[names.uns] = info
+    written.append(f"uns[{names.uns!r}], parameters, graph, modules and history")
+    return written
+
+
+def _write_loadings(
+    adata: AnnData, est: GSRAutoencoder, rows: Rows, Z: np.ndarray, names: Keys, method: str
+) -> list[str]:
+    """``varm[names.varm]`` (n_vars, n_units) and, with modules, ``varm[names.varm_modules]``
+    (n_vars, n_modules) float32 loadings (:mod:`gsreg.sc._loadings`)."""
+    units = loadings(est, rows, Z, method)
+    adata.varm[names.varm] = units.astype(np.float32)
+    written = [f"varm[{names.varm!r}], the units' gene loadings ({method})"]
+    if est.modules_ is not None:
+        per_module = module_loadings(est, rows, Z, est.modules_, units, method)
+        adata.varm[names.varm_modules] = per_module.astype(np.float32)
+        written.append(f"varm[{names.varm_modules!r}], the modules' gene loadings ({method})")
+    return written
 
 
 def _params(est: GSRAutoencoder) -> dict[str, Any]:
