@@ -9,10 +9,13 @@ check_methods_sample_order_invariance and check_methods_subset_invariance, which
 row's outputs not to depend on the other rows in the call.
 """
 
+import warnings
+
+import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from gsreg import GSRAutoencoder, GSRClassifier
+from gsreg import GSRAutoencoder, GSRClassifier, graphs
 
 SMALL = dict(batch_size=64, random_state=0, device="cpu", hidden=(8,))
 GRAPHS = [
@@ -48,3 +51,17 @@ def no_expected_failures(estimator) -> dict[str, str]:
 )
 def test_scikit_learn_estimator_checks_pass(estimator, check):
     check(estimator)
+
+
+def test_the_checked_settings_learn_a_graph_where_the_graph_is_learned():
+    # so that the checks above run the learned-graph path, not a fit that gave up on it
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 5)), np.arange(30) % 3
+    for est in [*autoencoders(), *classifiers()]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # "no graph was learned"
+            est.fit(X, y)
+        assert est.graph_ is not None and est.graph_.n_nodes == (
+            10 if est.graph == "learned" else graphs.parse(est.graph).n_nodes
+        )
+        assert (est.coactivation_ is not None) == (est.graph == "learned")

@@ -17,6 +17,12 @@ without the penalty, places the structured layer's units on the graph with
 :func:`gsreg.arrange` (same function, smoothest placement of their activations on the
 training data), then trains the remaining epochs with GSR: the fine-tuning starts from a
 layer that is already as smooth as a post-hoc arrangement makes it.
+
+Read-outs (``transform``, ``predict*``, ``activations``, ...) validate X once and evaluate
+a float64 copy of the model, so a row's outputs do not depend on the other rows in the
+call (see :meth:`_GSRBase._inference_model`). ``verbose="auto"`` (the default) draws a
+progress bar only for fits of at least :data:`AUTO_PROGRESS_STEPS` steps at a terminal
+or in a notebook.
 """
 
 from __future__ import annotations
