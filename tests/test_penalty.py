@@ -407,3 +407,28 @@ def test_torch_func_grad_matches_autograd():
     z = torch.randn(5, 64, dtype=torch.float64, requires_grad=True)
     (expected,) = torch.autograd.grad(pen(z), z)
     torch.testing.assert_close(torch.func.grad(pen)(z.detach()), expected)
+
+
+def test_the_compilable_entries_form_equals_the_csr_product():
+    from gsreg.penalty import COMPILED_CSR, csr_apply, entries_apply
+
+    g = graphs.torus(3, 5)
+    pen = GraphPenalty(g, laplacian="random_walk")
+    pen._path = "csr"
+    pen.prepare("cpu", torch.float64)
+    z = torch.randn(4, g.n_nodes, dtype=torch.float64)
+    (csr,) = pen._operators[("csr", torch.device("cpu"), torch.float64)]
+    entries = pen._operators[(COMPILED_CSR, torch.device("cpu"), torch.float64)]
+    dense = torch.as_tensor(g.laplacian_matrix("random_walk", symmetric=True).toarray())
+    torch.testing.assert_close(entries_apply(z, *entries), z @ dense)
+    torch.testing.assert_close(csr_apply(z, csr), z @ dense)
+
+
+def test_energies_without_grad_equal_energies_with_grad():
+    g = graphs.grid(4, 8)
+    z = torch.randn(5, 32, dtype=torch.float64)
+    pen = GraphPenalty(g, reduction="none")
+    with_grad = pen(z.clone().requires_grad_())
+    torch.testing.assert_close(pen(z), with_grad.detach())
+    L = torch.as_tensor(g.laplacian_matrix().toarray())
+    torch.testing.assert_close(pen(z), torch.einsum("bi,ij,bj->b", z, L, z))

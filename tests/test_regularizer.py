@@ -325,3 +325,16 @@ def test_modules_as_keys_mean_their_dotted_names():
         GraphRegularizer(model, {torch.nn.Linear(2, 2): graphs.grid(4, 4)})
     with pytest.raises(ValueError, match="twice"):
         GraphRegularizer(model, {"act1": graphs.grid(4, 4), model.act1: graphs.grid(4, 4)})
+
+
+def test_a_loaded_step_past_the_warmup_turns_the_penalty_on():
+    model = nn.Sequential(nn.Linear(3, 4))
+    reg = GraphRegularizer(model, {"0": graphs.path(4)}, weight=0.5, warmup_steps=10)
+    x = torch.randn(2, 3)
+    model(x)
+    assert reg.penalty().item() == 0.0
+    reg.load_state_dict({"step": 10})
+    z = model(x)
+    L = torch.as_tensor(graphs.path(4).laplacian_matrix().toarray(), dtype=z.dtype)
+    expected = 0.5 * torch.einsum("bi,ij,bj->b", z, L, z).mean()
+    torch.testing.assert_close(reg.penalty(), expected)

@@ -12,6 +12,14 @@ from the graph when the penalty is built (all give the same values):
   product, cheaper than any sparse kernel at that size;
 - ``"csr"``: every other graph: a sparse CSR operator built from the edge list, O(B (n + E))
   work and no dense n x n matrix.
+
+Under ``torch.compile`` (``fullgraph=True`` works on a fixed graph) the penalty's forward
+runs no numpy and no host sync: the operator's host-side terms are prepared when the
+penalty is built (float64 torch tensors; :meth:`GraphPenalty.prepare` moves them to a device
+ahead of time), the CSR path becomes a gather and an ``index_add`` over the stored entries
+(sparse tensors do not compile), and the NaN/Inf check becomes an on-device assertion
+(``torch._assert_async``: a ``RuntimeError`` at the next synchronisation instead of the eager
+``ValueError``).
 """
 
 from __future__ import annotations
@@ -96,7 +104,18 @@ def stencil_apply(
     return out
 
 
+def entries_apply(
+    z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor
+) -> torch.Tensor:
+    """``S z`` (B, n) for z (B, n) and S (n, n) given by its stored entries ``S[rows[k],
+    cols[k]] = vals[k]`` (nnz,): the compilable form of :func:`csr_apply`."""
+    return torch.zeros_like(z).index_add_(1, rows, z[:, cols] * vals)
+
+
 _APPLY = dict(zip(PATHS, (stencil_apply, dense_apply, csr_apply), strict=True))
+# the CSR path's operator under torch.compile (see the module docstring)
+COMPILED_CSR = "csr_entries"
+_APPLY[COMPILED_CSR] = entries_apply
 
 
 def edge_offsets(graph: Graph) -> np.ndarray:
@@ -127,6 +146,43 @@ def choose_path(graph: Graph) -> str:
     if count <= STENCIL_MAX_OFFSETS and n >= STENCIL_NODES_PER_OFFSET * max(count, 1):
         return "stencil"
     return "dense" if n <= DENSE_MAX_NODES else "csr"
+
+
+def host_terms(graph: Graph, kind: str, path: str) -> tuple:
+    """The operator of ``path`` on the host, float64 / int64 CPU tensors: ``(offsets, diag,
+    *coefs)`` (stencil), ``(S,)`` (n, n) (dense) or ``(indptr (n + 1,), indices (nnz,),
+    values (nnz,), rows (nnz,))`` of the symmetric CSR matrix S (csr)."""
+    if path == "stencil":
+        offsets, diag, coefs = stencil_terms(graph, kind)
+        return (offsets, *(torch.from_numpy(t) for t in [diag, *coefs]))
+    csr = graph.laplacian_matrix(kind, symmetric=True)
+    if path == "dense":
+        return (torch.from_numpy(csr.toarray()),)
+    indptr = csr.indptr.astype(np.int64)
+    rows = np.repeat(np.arange(graph.n_nodes, dtype=np.int64), np.diff(indptr))
+    arrays = (indptr, csr.indices.astype(np.int64), csr.data, rows)
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+
+
+def device_operator(
+    path: str, host: tuple, n: int, device: torch.device, dtype: torch.dtype
+) -> tuple:
+    """The operator tensors of ``path`` (or :data:`COMPILED_CSR`) on ``device`` in ``dtype``
+    from its :func:`host_terms`; only torch operations, so that it traces."""
+    if path == "stencil":
+        offsets, *tensors = host
+        return (offsets, *(t.to(device=device, dtype=dtype) for t in tensors))
+    if path == "dense":
+        return (host[0].to(device=device, dtype=dtype),)
+    indptr, indices, values, rows = host
+    if path == COMPILED_CSR:
+        return (rows.to(device), indices.to(device), values.to(device=device, dtype=dtype))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        csr = torch.sparse_csr_tensor(
+            indptr, indices, values.to(dtype), size=(n, n), check_invariants=False
+        )
+    return (csr.to(device),)
 
 
 def symmetric_operator(
@@ -165,7 +221,8 @@ class GraphPenalty(nn.Module):
         reduction: "mean" over samples (scalar), "sum" (scalar) or "none" (shape (...)).
         eps: added to the Rayleigh denominator (>= 0; with 0, a row whose denominator is 0,
             all zeros or, centred, constant, has energy 0).
-        check_finite: raise when activations hold NaN/Inf (costs one host sync per call).
+        check_finite: raise when activations hold NaN/Inf: eagerly a ``ValueError`` (one
+            host sync per call); under ``torch.compile`` an on-device assertion, no sync.
 
     The computation follows the input's device; half-precision inputs are evaluated in
     float32. Differentiable once (no double backward).
@@ -194,8 +251,22 @@ class GraphPenalty(nn.Module):
         self.eps = float(eps)
         self.check_finite = check_finite
         self._operators: dict[tuple, Any] = {}
-        # "stencil", "dense" or "csr" (see the module docstring); tests and benchmarks may set it
+        self._host: dict[str, tuple] = {}  # {path: host_terms(...)}
         self._path = choose_path(graph)
+
+    @property
+    def _path(self) -> str:
+        """The path in use, "stencil", "dense" or "csr" (see the module docstring); tests
+        and benchmarks may set it. Setting it makes the path's host terms, so that a
+        compiled forward (which cannot run numpy) finds them ready; an unknown path fails
+        at the next call."""
+        return self._path_name
+
+    @_path.setter
+    def _path(self, path: str) -> None:
+        self._path_name = path
+        if path in PATHS:
+            self._host_terms(path)
 
     @property
     def n_nodes(self) -> int:
@@ -206,27 +277,50 @@ class GraphPenalty(nn.Module):
         ``dtype``."""
         return self._operator("csr", torch.device(device), dtype)[0]
 
-    def _operator(self, path: str, device: torch.device, dtype: torch.dtype) -> tuple:
-        """The cached operator tensors of ``path`` on ``device`` in ``dtype``."""
-        key = (path, device, dtype)
+    def prepare(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> None:
+        """Build the operator on ``device`` in ``dtype`` now (a forward does it on first
+        use), for eager and compiled calls: before ``torch.compile``, this keeps the build
+        out of the compiled graph (which would otherwise be traced twice, with and without
+        the build)."""
+        kinds = (self._path, COMPILED_CSR) if self._path == "csr" else (self._path,)
+        for kind in kinds:
+            self._operator(kind, torch.device(device), dtype)
+
+    def _host_terms(self, path: str) -> tuple:
+        """The cached :func:`host_terms` of ``path``."""
+        host = self._host.get(path)
+        if host is None:
+            check_choice(path, "GraphPenalty: path", PATHS)
+            host = self._host[path] = host_terms(self.graph, self.laplacian, path)
+        return host
+
+    def _operator_kind(self) -> str:
+        """The path in use, or :data:`COMPILED_CSR` for the CSR path under torch.compile."""
+        path = self._path
+        if path == "csr" and torch.compiler.is_compiling():
+            return COMPILED_CSR
+        return path
+
+    def _operator(self, kind: str, device: torch.device, dtype: torch.dtype) -> tuple:
+        """The cached operator tensors of ``kind`` (a path or :data:`COMPILED_CSR`) on
+        ``device`` in ``dtype``."""
+        key = (kind, device, dtype)
         operator = self._operators.get(key)
         if operator is None:
-            check_choice(path, "GraphPenalty: path", PATHS)
-            if path == "stencil":
-                offsets, diag, coefs = stencil_terms(self.graph, self.laplacian)
-                tensors = (torch.as_tensor(t, dtype=dtype, device=device) for t in [diag, *coefs])
-                operator = (offsets, *tensors)
-            else:
-                csr = symmetric_operator(self.graph, self.laplacian, device, dtype)
-                operator = (csr.to_dense() if path == "dense" else csr,)
+            host = self._host_terms("csr" if kind == COMPILED_CSR else kind)
+            operator = device_operator(kind, host, self.n_nodes, device, dtype)
             self._operators[key] = operator
         return operator
 
     def _quadratic_form(self, z: torch.Tensor) -> torch.Tensor:
         """Per-row ``z_b^T L z_b`` (B,) of z (B, n)."""
-        path = self._path
-        operator = self._operator(path, z.device, z.dtype)
-        return _QuadraticForm.apply(z, _APPLY[path], *operator)[0]
+        kind = self._operator_kind()
+        operator = self._operator(kind, z.device, z.dtype)
+        if not (z.requires_grad and torch.is_grad_enabled()):
+            # nothing to differentiate: no autograd Function (whose tracing by torch.compile
+            # fails when no input requires grad)
+            return torch.linalg.vecdot(z, _APPLY[kind](z, *operator))
+        return _QuadraticForm.apply(z, _APPLY[kind], *operator)[0]
 
     def energies(self, z: torch.Tensor, name: str = "activations") -> torch.Tensor:
         """Per-sample energies (B,) of z (B, n), normalised if asked; ``name`` goes in errors."""
@@ -244,15 +338,8 @@ class GraphPenalty(nn.Module):
         if z.dtype in (torch.float16, torch.bfloat16):
             z = z.float()
         energy = self._quadratic_form(z)
-        # one reduction and one host read: the sum is finite when every energy is (energies
-        # are >= 0 up to rounding); only when it is not are the energies checked one by one,
-        # so that a finite batch whose sum overflows still passes
-        if (
-            self.check_finite
-            and not math.isfinite(energy.sum().item())
-            and not bool(torch.isfinite(energy).all())
-        ):
-            raise ValueError(_non_finite_message(z, name))
+        if self.check_finite:
+            _check_finite(energy, z, name)
         if self.normalize == "rayleigh":
             energy = _ratio(energy, (z * z).sum(dim=1) + self.eps)
         elif self.normalize == "centered":
@@ -288,6 +375,18 @@ def _ratio(energy: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     positive = denominator > 0
     safe = torch.where(positive, denominator, torch.ones_like(denominator))
     return torch.where(positive, energy / safe, torch.zeros_like(energy))
+
+
+def _check_finite(energy: torch.Tensor, z: torch.Tensor, name: str) -> None:
+    """Raise when an energy (B,) is NaN/Inf: eagerly one reduction and one host read (the
+    sum is finite when every energy is, energies being >= 0 up to rounding; only when it is
+    not are they checked one by one, so that a finite batch whose sum overflows passes);
+    under torch.compile an on-device assertion, no host read."""
+    if torch.compiler.is_compiling():
+        message = f"{name}: activations or their graph energy are not finite"
+        torch._assert_async(torch.isfinite(energy).all(), message)
+    elif not math.isfinite(energy.sum().item()) and not bool(torch.isfinite(energy).all()):
+        raise ValueError(_non_finite_message(z, name))
 
 
 def _non_finite_message(z: torch.Tensor, name: str) -> str:

@@ -71,6 +71,10 @@ class _HookedLayer:
         self.target: GraphPenalty | CoactivationGraph = target
         self.nodes = nodes
         self.schedule = schedule
+        # schedule(step) of the current step, set by the regularizer when its step changes:
+        # hooks and penalty() read a float, not the step count (which torch.compile would
+        # specialise on, recompiling every step)
+        self.weight_now = schedule(0)
         self.value: torch.Tensor | None = None
         self.activations: torch.Tensor | None = None
         self.handle = None
@@ -214,7 +218,7 @@ class GraphRegularizer:
             if layer.learned is not None:
                 layer.learned.observe(z)
             penalty = layer.current_penalty()
-            if penalty is None or layer.schedule(self._step) == 0.0:
+            if penalty is None or layer.weight_now == 0.0:
                 return
             value = penalty.energies(z, name=f"layer {layer.name!r}").mean()
             # a layer applied several times in one forward (weight sharing) is penalised each time
@@ -269,7 +273,7 @@ class GraphRegularizer:
         """The weight as the penalty uses it: a float, or a 0-d device tensor under a
         budget (sized from the layer's first penalty)."""
         if self._budget is None:
-            return self._layers[name].schedule(self._step)
+            return self._layers[name].weight_now
         value = self._layers[name].value
         if value is not None:
             self._budget.size(name, value)
@@ -314,7 +318,7 @@ class GraphRegularizer:
                     "reg.step(task_loss) with each step's task loss"
                 )
             self._budget.update(task_loss)
-        self._step += 1
+        self._set_step(self._step + 1)
         for learned in self.learned_graphs().values():
             learned.step(self._step)
 
@@ -374,7 +378,12 @@ class GraphRegularizer:
             raise ValueError("state_dict and regularizer disagree on having a budget")
         if self._budget is not None:
             self._budget.load_state_dict(state["budget"], _model_device(self.model))
+        self._set_step(step)
+
+    def _set_step(self, step: int) -> None:
         self._step = step
+        for layer in self._layers.values():
+            layer.weight_now = layer.schedule(step)
 
     def remove(self) -> None:
         """Detach every hook; the regularizer collects nothing afterwards."""
