@@ -1,8 +1,8 @@
 """Gene loadings of a GSR autoencoder's structured layer: which genes each unit and each
 module drives.
 
-Three read-outs, all (n_genes, n_units) per unit and (n_genes, n_modules) per module,
-in the units of the input the model was trained on:
+Four read-outs (:data:`LOADINGS`), all (n_genes, n_units) per unit and (n_genes,
+n_modules) per module, in the units of the input the model was trained on:
 
 - ``"gradient"`` (the default): the mean over cells of the Jacobian of the reconstruction
   with respect to the structured layer, times each unit's standard deviation over the
@@ -10,6 +10,9 @@ in the units of the input the model was trained on:
   reconstruction when unit i rises by one standard deviation, to first order. A module's
   loading is the sum over its units, the response to raising all of them together. It is
   computed exactly by forward-mode automatic differentiation, one pass per unit.
+- ``"contribution"``: the mean over cells of the reconstruction minus the reconstruction
+  with the unit (a module: all its units at once) set to 0; one forward pass per unit
+  (module).
 - ``"weights"``: the product of the decoder's linear maps after the layer times the
   input scale and ``sd_i`` (the gradient with every activation function taken as the
   identity): the analogue of a linear decoder's loadings (scvi-tools' LinearSCVI).
@@ -18,9 +21,12 @@ in the units of the input the model was trained on:
   unit, not what the unit drives.
 
 Which one follows the model: docs/scanpy.md reports the measurement (each module's units
-raised by one standard deviation, and switched off, in the trained network; the Spearman
-correlation and top-20 overlap of each read-out's gene ranking with the genes whose
-reconstructions moved), on which ``"gradient"`` was chosen.
+raised by one standard deviation in every cell, and switched off in the cells where the
+module is most active, in the trained network; the Spearman correlation and top-20
+overlap of each read-out's gene ranking with the genes whose reconstructions moved), on
+which ``"gradient"`` was chosen: it follows the switch-off in every fit measured, as the
+weights do, while "contribution" varies from fit to fit and "correlation" follows the
+network least.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from .. import analysis
 from ..estimators import GSRAutoencoder
 from ._data import Rows
 
@@ -69,9 +76,9 @@ def module_loadings(
 ) -> np.ndarray:
     """(n_features, n_modules) float64 loadings of each module (modules in ``np.unique``
     order): for "gradient" and "weights" the sum of its units' loadings (all of them
-    raised by one standard deviation), for "correlation" the correlation of each feature
+    raised by one standard deviation), for "contribution" the drop when all its units
+    are set to 0 together, for "correlation" the correlation of each feature
     with the module's mean activity (:func:`gsreg.analysis.module_activity`)."""
-    from .. import analysis
 
     _check_method(method)
     modules = np.asarray(modules)
