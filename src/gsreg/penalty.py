@@ -18,8 +18,9 @@ runs no numpy and no host sync: the operator's host-side terms are prepared when
 penalty is built (float64 torch tensors; :meth:`GraphPenalty.prepare` moves them to a device
 ahead of time), the CSR path becomes a gather and an ``index_add`` over the stored entries
 (sparse tensors do not compile), and the NaN/Inf check becomes an on-device assertion
-(``torch._assert_async``: a ``RuntimeError`` at the next synchronisation instead of the eager
-``ValueError``).
+(``torch._assert_async``) instead of the eager ``ValueError``: a ``RuntimeError``, but, as
+device assertions do, it may end the process (on CUDA; on CPU when inductor fuses it into
+a parallel kernel); ``check_finite=False`` leaves it out.
 """
 
 from __future__ import annotations
