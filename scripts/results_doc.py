@@ -33,6 +33,7 @@ KEY_FIGURES = {
     "rotation": ("peak_polar",),
     "modules": ("weight_sweep", "module_cluster_heatmaps"),
     "hierarchy": ("module_fine_heatmaps",),
+    "hierarchy-fixed": ("scores", "class_maps"),
     "trajectory": ("line_activity", "module_branch"),
     "pbmc": ("neurons_by_marker", "ari_by_seed"),
     "capsules": ("consistency_matrix",),

@@ -148,6 +148,14 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         config_name="HierarchyConfig",
     ),
     Experiment(
+        "hierarchy-fixed",
+        "a fixed cluster graph (lines:3x2, 3 modules x 2 sub-types) on a 6-neuron layer: "
+        "does each line take a module and its nodes the sub-types?",
+        minutes=5,
+        module="gsreg.experiments.hierarchy_fixed",
+        config_name="HierarchyFixedConfig",
+    ),
+    Experiment(
         "trajectory",
         "branching data (DLA tree, krumsiek11 myeloid tree): a 1x10 line layer orders "
         "neurons along pseudotime; a learned graph forms branch modules",
