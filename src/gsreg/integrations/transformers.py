@@ -226,7 +226,8 @@ class GSRTrainer(transformers.Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, True, num_items_in_batch)
         loss, outputs = result
-        loss = self.gsr.add_penalty(loss, self._penalty_scale(num_items_in_batch))
+        if model.training:  # evaluation calls compute_loss too
+            loss = self.gsr.add_penalty(loss, self._penalty_scale(num_items_in_batch))
         return (loss, outputs) if return_outputs else loss
 
     def _penalty_scale(self, num_items_in_batch) -> float:
