@@ -116,6 +116,11 @@ class GraphFilter:
         warn_if_inexact(self, coefs, bound)
         return coefs, bound
 
+    def squared(self) -> GraphFilter:
+        """The filter ``h(λ)^2``: ``z^T h(L)^2 z = ||h(L) z||^2``, so a squared-norm filter
+        penalty is a quadratic form in ``h(L)^2`` (one polynomial, not two)."""
+        return _Squared(self)
+
     def apply(
         self,
         z: torch.Tensor,
@@ -233,6 +238,9 @@ class _Polynomial(GraphFilter):
 
     exact = True
 
+    def squared(self) -> GraphFilter:
+        return _Polynomial(tuple(np.convolve(self.coefs, self.coefs)))
+
     def coefficients(self, order: int, lmax: float) -> np.ndarray:
         """The polynomial itself as a Chebyshev series on ``[0, lmax]`` (its own degree,
         whatever ``order``)."""
@@ -246,6 +254,18 @@ class _Polynomial(GraphFilter):
 
     def __str__(self) -> str:
         return f"polynomial:coefs=({','.join(f'{c:g}' for c in self.coefs)})"
+
+
+@dataclass(frozen=True)
+class _Squared(GraphFilter):
+    base: GraphFilter
+    name = "squared"
+
+    def _response(self, lam):
+        return self.base._response(lam) ** 2
+
+    def __str__(self) -> str:
+        return f"({self.base})^2"
 
 
 def heat(t: float = 1.0) -> GraphFilter:

@@ -1,4 +1,5 @@
-"""Graph energies of activations: the GSR penalty ``mean_b z_b^T L z_b`` and its Rayleigh form.
+"""Graph energies of activations: the GSR penalty ``mean_b z_b^T L z_b``, its Rayleigh form
+and filter penalties ``mean_b ||h(L) z_b||^2`` (:mod:`gsreg.filters`).
 
 ``L z`` is computed once in the forward pass and saved; the backward pass is the analytic
 gradient ``2 L z``, not autograd through a gather. It is computed by one of three paths, picked
@@ -25,6 +26,7 @@ a parallel kernel); ``check_finite=False`` leaves it out.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -34,9 +36,12 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_real
+from .filters import GraphFilter, chebyshev_apply, check_order
 from .graphs import LAPLACIAN_KINDS, Graph
 
 REDUCTIONS = ("mean", "sum", "none")
+NORMS = ("l2", "l1")
+FILTER_LAPLACIANS = ("combinatorial", "normalized")  # symmetric: h(L) is symmetric too
 NORMALIZATIONS = (False, True, "rayleigh", "centered")
 PATHS = ("stencil", "dense", "csr")
 # The stencil takes graphs with at most STENCIL_MAX_OFFSETS distinct offsets and at least
@@ -78,6 +83,63 @@ class _QuadraticForm(torch.autograd.Function):
         if torch.is_grad_enabled():  # a differentiable S z for higher derivatives
             sz = ctx.apply_s(z, *ctx.operator)
         return (sz * (2.0 * grad_energy).unsqueeze(1), None) + (None,) * len(ctx.operator)
+
+
+class _PolynomialFilter(torch.autograd.Function):
+    """``p(S) z`` (B, n) for z (B, n), a symmetric operator S and a Chebyshev series p on
+    ``[0, lmax]`` (:func:`gsreg.filters.chebyshev_apply`).
+
+    p(S) is symmetric, so the backward is the same filter applied to the incoming gradient:
+    ``len(coefs) - 1`` products with S and nothing saved but the operator, where autograd
+    through the recurrence would keep every intermediate (B, n). The backward calls this
+    Function again, so higher derivatives are exact too.
+    """
+
+    @staticmethod
+    def forward(z, coefs, lmax, apply_s, *operator):
+        return _series_apply(z, *operator, apply_s=apply_s, coefs=coefs, lmax=lmax)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _, ctx.coefs, ctx.lmax, ctx.apply_s, *operator = inputs
+        ctx.operator = operator
+
+    @staticmethod
+    def backward(ctx, grad):
+        filtered = _PolynomialFilter.apply(grad, ctx.coefs, ctx.lmax, ctx.apply_s, *ctx.operator)
+        return (filtered, None, None, None) + (None,) * len(ctx.operator)
+
+
+def _series_apply(z: torch.Tensor, *operator, apply_s, coefs, lmax) -> torch.Tensor:
+    """``p(S) z`` (B, n) for the Chebyshev series ``coefs`` on ``[0, lmax]``, S applied by
+    ``apply_s(x, *operator)``; an ``apply_s`` of :class:`_QuadraticForm`. Without autograd
+    the stencil path runs the fused recurrence :func:`_stencil_series`."""
+    if apply_s is stencil_apply and not torch.is_grad_enabled():
+        return _stencil_series(z, *operator, coefs=coefs, lmax=lmax)
+    return chebyshev_apply(z, lambda x: apply_s(x, *operator), coefs, lmax)
+
+
+def _stencil_series(z, offsets, diag, *stencil, coefs, lmax) -> torch.Tensor:
+    """:func:`gsreg.filters.chebyshev_apply` for a stencil operator, in fewer passes: the
+    step ``T_k = 2 (2 S / lmax - I) T_{k-1} - T_{k-2}`` is one stencil application with
+    scaled diagonals written over ``T_{k-2}`` (in place; no autograd)."""
+    scale = 4.0 / lmax  # 2 (2 / lmax): the recurrence's factor 2 folded in
+    diag2 = diag * scale - 2.0
+    stencil2 = [c * scale for c in stencil]
+    out = z * (0.5 * float(coefs[0]))
+    if len(coefs) == 1:
+        return out
+    prev, cur = z, stencil_apply(z, offsets, diag2 * 0.5, *(c * 0.5 for c in stencil2))
+    out.add_(cur, alpha=float(coefs[1]))
+    for k, c in enumerate(coefs[2:]):
+        nxt = prev.neg() if k == 0 else prev.neg_()  # T_{k-2}: z itself must not change
+        nxt.addcmul_(cur, diag2)
+        for d, coef in zip(offsets, stencil2, strict=True):
+            nxt[:, d:].addcmul_(cur[:, :-d], coef, value=-1)
+            nxt[:, :-d].addcmul_(cur[:, d:], coef, value=-1)
+        out.add_(nxt, alpha=float(c))
+        prev, cur = cur, nxt
+    return out
 
 
 def csr_apply(z: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
@@ -214,6 +276,13 @@ class GraphPenalty(nn.Module):
     ``z_b^T L z_b / (||z_b - mean(z_b)||^2 + eps)`` (``"centered"``), which a constant offset
     cannot lower.
 
+    With a ``filter`` (:mod:`gsreg.filters`) the energy of a row is ``||h(L) z_b||^2``
+    (``norm="l2"``; normalised the same way if asked) or ``||h(L) z_b||_1`` (``norm="l1"``,
+    the authors' form), with h(L) the order-``order`` Chebyshev polynomial of the filter on
+    the same operator as the plain penalty (stencil, dense or CSR); its backward applies
+    the same polynomial to the incoming gradient (h(L) is symmetric). The plain penalty is
+    the filter ``h(λ) = sqrt(λ)``.
+
     Args:
         graph: the graph on the layer's n neurons.
         laplacian: "combinatorial" (D - W), "normalized" (I - D^-1/2 W D^-1/2) or
@@ -224,9 +293,15 @@ class GraphPenalty(nn.Module):
             all zeros or, centred, constant, has energy 0).
         check_finite: raise when activations hold NaN/Inf: eagerly a ``ValueError`` (one
             host sync per call); under ``torch.compile`` an on-device assertion, no sync.
+        filter: a :class:`gsreg.filters.GraphFilter`, or None for the plain penalty; needs a
+            symmetric Laplacian (combinatorial or normalized).
+        order: the filter's Chebyshev order (default ``filters.DEFAULT_ORDER``, at most
+            n - 1); warns when the polynomial is off by more than
+            ``filters.MAX_RELATIVE_ERROR``.
+        norm: "l2" (squared norm) or "l1", for a filter; "l1" takes no ``normalize``.
 
     The computation follows the input's device; half-precision inputs are evaluated in
-    float32. Differentiable once (no double backward).
+    float32. Twice differentiable (exact Hessian-vector products).
     """
 
     def __init__(
@@ -237,6 +312,9 @@ class GraphPenalty(nn.Module):
         reduction: str = "mean",
         eps: float = 1e-8,
         check_finite: bool = True,
+        filter: GraphFilter | None = None,
+        order: int | None = None,
+        norm: str = "l2",
     ) -> None:
         super().__init__()
         if not isinstance(graph, Graph):
@@ -251,6 +329,18 @@ class GraphPenalty(nn.Module):
         self.reduction = reduction
         self.eps = float(eps)
         self.check_finite = check_finite
+        self.filter, self.order, self.norm = _check_filter(
+            graph, laplacian, self.normalize, filter, order, norm
+        )
+        # ||h(L) z||^2 = z^T h(L)^2 z: the squared norm is the quadratic form of one series
+        # (h^2), K products with L and the gradient saved, where filtering then squaring
+        # costs K products forward and K backward; the L1 form needs h(L) z itself
+        squared = filter is not None and norm == "l2"
+        self._series = (
+            None
+            if filter is None
+            else (filter.squared() if squared else filter).series(graph, order, laplacian, None)
+        )
         self._operators: dict[tuple, Any] = {}
         self._host: dict[str, tuple] = {}  # {path: host_terms(...)}
         self._path = choose_path(graph)
@@ -323,6 +413,24 @@ class GraphPenalty(nn.Module):
             return torch.linalg.vecdot(z, _APPLY[kind](z, *operator))
         return _QuadraticForm.apply(z, _APPLY[kind], *operator)[0]
 
+    def _filter_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-row ``||h(L) z_b||^2`` (as ``z_b^T h(L)^2 z_b``) or ``||h(L) z_b||_1`` (B,)
+        of z (B, n)."""
+        kind = self._operator_kind()
+        operator = self._operator(kind, z.device, z.dtype)
+        coefs, lmax = self._series
+        series = functools.partial(_series_apply, apply_s=_APPLY[kind], coefs=coefs, lmax=lmax)
+        grad = z.requires_grad and torch.is_grad_enabled()
+        if self.norm == "l2":
+            if not grad:  # no autograd Function without a gradient (as _quadratic_form)
+                return torch.linalg.vecdot(z, series(z, *operator))
+            return _QuadraticForm.apply(z, series, *operator)[0]
+        if grad:
+            filtered = _PolynomialFilter.apply(z, coefs, lmax, _APPLY[kind], *operator)
+        else:
+            filtered = series(z, *operator)
+        return filtered.abs().sum(dim=1)
+
     def energies(self, z: torch.Tensor, name: str = "activations") -> torch.Tensor:
         """Per-sample energies (B,) of z (B, n), normalised if asked; ``name`` goes in errors."""
         if not isinstance(z, torch.Tensor):
@@ -338,7 +446,7 @@ class GraphPenalty(nn.Module):
             raise TypeError(f"{name}: activations must be floating point, got {z.dtype}")
         if z.dtype in (torch.float16, torch.bfloat16):
             z = z.float()
-        energy = self._quadratic_form(z)
+        energy = self._quadratic_form(z) if self.filter is None else self._filter_energy(z)
         if self.check_finite:
             _check_finite(energy, z, name)
         if self.normalize == "rayleigh":
@@ -363,10 +471,36 @@ class GraphPenalty(nn.Module):
         return energy.reshape(batch_shape)
 
     def extra_repr(self) -> str:
-        return (
+        text = (
             f"graph={self.graph.name!r}, n_nodes={self.n_nodes}, laplacian={self.laplacian!r}, "
             f"normalize={self.normalize!r}, reduction={self.reduction!r}"
         )
+        if self.filter is not None:
+            text += f", filter={str(self.filter)!r}, order={self.order}, norm={self.norm!r}"
+        return text
+
+
+def _check_filter(graph, laplacian, normalize, filt, order, norm) -> tuple:
+    """``(filter, order, norm)`` of a GraphPenalty, checked; order None without a filter."""
+    if filt is None:
+        if order is not None or norm != "l2":
+            raise ValueError(
+                "GraphPenalty: order and norm apply to filter penalties; got them without a filter"
+            )
+        return None, None, "l2"
+    if not isinstance(filt, GraphFilter):
+        raise TypeError(
+            f"GraphPenalty: filter must be a gsreg.filters filter, got {type(filt).__name__}"
+        )
+    check_choice(norm, "GraphPenalty: norm", NORMS)
+    if laplacian not in FILTER_LAPLACIANS:
+        raise ValueError(
+            f"GraphPenalty: a filter penalty needs a symmetric Laplacian "
+            f"({' or '.join(FILTER_LAPLACIANS)}), got {laplacian!r}"
+        )
+    if norm == "l1" and normalize is not False:
+        raise ValueError("GraphPenalty: the l1 filter penalty takes no normalize")
+    return filt, (None if filt.exact else check_order(order, graph)), norm
 
 
 def _ratio(energy: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
