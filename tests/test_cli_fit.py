@@ -283,7 +283,8 @@ def test_a_fixed_graph_with_labels_stands_beside_lambda_zero_as_trained_and_arra
     metrics = metrics_of(out)
     controls = metrics["controls"]
     assert controls["kind"] == "maps"
-    assert controls["lambda0"]["steps"] == metrics["steps"] * 2 // (2 + budget_epochs(2))
+    # the λ = 0 twin trains as many epochs as GSR did in all (warm-up and fine-tuning)
+    assert controls["lambda0"]["steps"] == metrics["steps"]
     assert controls["lambda0"]["seed"] == 0
     assert controls["mse_ratio"] == pytest.approx(
         metrics["train_mse"] / controls["lambda0"]["train_mse"]
@@ -314,6 +315,11 @@ def test_a_fixed_graph_with_labels_stands_beside_lambda_zero_as_trained_and_arra
         assert "larger budget" in controls["next_step"]
     html = (out / "report.html").read_text()
     assert "Controls" in html and "λ=0 arranged" in html
+    # each score in one row beside its controls, with its p-value and what it measures
+    assert "<th>what it measures</th>" in html and "<th>random placement (mean)</th>" in html
+    p = scores["GSR"]["morans_i_p"]
+    assert f"{scores['GSR']['morans_i']:.4g} (p {p:.3f})" in html
+    assert "reconstruction MSE, λ = 0" in html and "in the data&#x27;s units" in html
 
 
 def test_without_labels_the_controls_compare_the_smoothness_of_standardised_activations(

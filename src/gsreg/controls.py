@@ -1,9 +1,10 @@
 """A fitted GSR estimator beside its controls: its λ = 0 twin as trained, arranged or
 clustered post hoc, and a permutation null.
 
-:func:`score` is what ``gsreg fit`` and :func:`gsreg.sc.fit` report. The twin is the same
-estimator fitted with ``weight=0`` (same seed and
-epochs: under a budget, the run its fine-tuning starts from); the computations are those
+:func:`score` is what ``gsreg fit`` and :func:`gsreg.sc.fit` report. The twin
+(:func:`twin`) is the same estimator fitted with ``weight=0`` for as many epochs as the
+GSR model trained in all (under a budget, warm-up and fine-tuning), so that the cost
+compares equal training; the computations are those
 of :mod:`gsreg.analysis` (:func:`~gsreg.analysis.map_controls`,
 :func:`~gsreg.analysis.module_controls` and their verdicts) on at most
 :data:`CONTROL_ROWS` samples.
@@ -22,6 +23,15 @@ fixed graphs fit the arrangement (and the decodability probe) on one such set an
 another, so that the arrangement is not scored on the samples it was fitted to."""
 MIN_CONTROL_SAMPLES = 4
 """Fewer samples than this get no controls (two per set to fit and score on)."""
+
+
+def twin(est):
+    """The unfitted λ = 0 control of a fitted estimator: the same parameters and seed,
+    ``weight=0``, no arrangement, and ``epochs`` the number of epochs ``est`` trained in
+    all (a budget's fine-tuning adds epochs after its warm-up)."""
+    from sklearn.base import clone
+
+    return clone(est).set_params(weight=0.0, arrange=False, epochs=int(est.n_iter_))
 
 
 def score(

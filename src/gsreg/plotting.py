@@ -186,12 +186,14 @@ def plot_history(
     keys: Sequence[str] = ("train_loss", "val_mse"),
     axes: Sequence[Axes] | None = None,
     logy: bool = False,
+    titles: Mapping[str, str] | None = None,
 ) -> Figure:
     """Training curves: one panel per key, one line per run.
 
     ``histories`` maps a run label to its records (one dict per epoch or step). The x
     axis is the records' ``"epoch"`` (or ``"step"``) when every record has one, else the
-    record number; records without the key are skipped.
+    record number; records without the key are skipped. ``titles`` names panels by key
+    (default: the key).
     """
     axes = _axes_row(axes, len(keys), figsize=(4.0 * len(keys), 3.0))
     for ax, key in zip(axes, keys, strict=True):
@@ -206,7 +208,7 @@ def plot_history(
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         if logy and ax.lines:
             ax.set_yscale("log")
-        ax.set_title(key)
+        ax.set_title((titles or {}).get(key, key))
     return axes[0].figure
 
 

@@ -238,7 +238,7 @@ def _add_fit(commands) -> None:
         dest="controls",
         action="store_false",
         help="skip the controls: by default the same model is also trained with "
-        "lambda = 0 (same seed and epochs, about twice the time) and the GSR "
+        "lambda = 0 (same seed, as many epochs in all, about twice the time) and the GSR "
         "layer is scored beside it as trained and arranged post hoc (fixed "
         "graphs) or clustered post hoc (learned graphs), with a verdict",
     )

@@ -1,11 +1,12 @@
 """``gsreg fit``'s work: train :class:`gsreg.GSRAutoencoder` (and its λ = 0 twin for the
 controls, :func:`gsreg.controls.score`) and write the run folder's files and report.
 
-Unless ``controls=False``, the same model is also trained with λ = 0 (same seed and
-epochs) and the GSR layer's scores stand beside its controls: for a fixed graph the
-λ = 0 layer as trained and with its units arranged post hoc onto the graph, for a learned
-graph post-hoc modules of the λ = 0 layer and clusterings of the samples, each with a
-verdict sentence.
+Unless ``controls=False``, the same model is also trained with λ = 0 (same seed, as many
+epochs as the GSR model trained in all: :func:`gsreg.controls.twin`) and the GSR layer's
+scores stand beside its controls: for a fixed graph the λ = 0 layer as trained and with its
+units arranged post hoc onto the graph, for a learned graph post-hoc modules of the λ = 0
+layer and clusterings of the samples, each with a verdict sentence. The report is written
+by :mod:`gsreg.cli.fit_report`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import clone
 
 from .. import analysis, plotting
 from .. import controls as twin_controls
 from ..datasets.files import RowNames, Table
 from ..estimators import LEARNED, GSRAutoencoder
-from ..report import RunFolder, Section
+from ..report import RunFolder
+from . import fit_report
 from .fit import FitConfig
 
 MAX_CLASS_PANELS = 24  # class maps drawn for at most this many (most frequent) labels
@@ -71,16 +72,14 @@ def write_run(config: FitConfig, table: Table, folder_path: Path, progress: bool
     if config.controls:
         twin, twin_seconds = est, 0.0
         if config.weight != 0:
-            twin = clone(est).set_params(weight=0.0, arrange=False)
+            twin = twin_controls.twin(est)
             start = time.perf_counter()
             twin.fit(X)
             twin_seconds = time.perf_counter() - start
         metrics["controls"] = twin_controls.score(est, twin, X, y, Z=Z, seed=config.seed)
         metrics["controls"]["lambda0"]["train_seconds"] = twin_seconds
-    history = est.history_.epochs
-    training = folder.save_figure(
-        plotting.plot_history({"GSR": history}, keys=("task_loss", "penalty")), "training"
-    )
+    fig, caption = fit_report.training_figure(est, twin if config.controls else None)
+    training = (folder.save_figure(fig, "training"), caption)
     est.save(folder_path / "model.safetensors")
     np.save(folder_path / "embedding.npy", embedding)
     rows = table.row_names
@@ -100,8 +99,11 @@ def write_run(config: FitConfig, table: Table, folder_path: Path, progress: bool
         },
     )
     folder.write_metrics(metrics)
+    report = metrics.get("budget_report")
+    notes = [metrics.get("note"), None if report is None else budget_text(report)]
     folder.write_report(
-        f"gsreg fit: {Path(config.data).name}", _sections(config, metrics, figures, training)
+        f"gsreg fit: {Path(config.data).name}",
+        fit_report.sections(config, metrics, figures, training, notes),
     )
     return metrics
 
@@ -299,84 +301,3 @@ def write_csv(path: Path, values: np.ndarray, columns: list[str], rows: RowNames
     index = None if rows is None else pd.Index(rows.names, name=rows.header or None)
     frame = pd.DataFrame(values, columns=columns, index=index)
     frame.to_csv(path, index=rows is not None, float_format="%.9g", lineterminator="\n")
-
-
-_CONTROL_TEXT = {
-    "maps": "The same model trained with λ = 0 (same seed and epochs: under "
-    "a budget, the run its fine-tuning starts from) is the control, as "
-    "trained and with its units arranged post hoc onto the graph (the smoothest "
-    "placement, fitted on {fit} samples). Class-map scores are taken on {score} other "
-    "samples: Moran's I of the class-deviation maps and its permutation p-value, "
-    "class territories, decodability (a linear probe), activation norm.",
-    "smoothness": "The same model trained with λ = 0 (same seed and epochs: under "
-    "a budget, the run its fine-tuning starts from) is the control, "
-    "as trained and with its units arranged post hoc onto the graph (fitted on "
-    "{fit} samples). Scores on {score} other samples: the Dirichlet energy of "
-    "the standardised activations (lower is smoother) and Moran's I of the "
-    "mean map.",
-    "modules": "The same model trained with λ = 0 (same seed and epochs: under "
-    "a budget, the run its fine-tuning starts from) gives the controls "
-    "on {score} samples: its neurons clustered post hoc into as many modules "
-    "(k-means, Leiden), and its samples and the raw input clustered by k-means "
-    "into as many clusters as labels. ARI against the labels; the GSR modules' "
-    "permutation null shuffles which neurons form which module.",
-}
-
-
-def _controls_section(result: dict) -> Section:
-    """The report's table of the GSR layer beside its controls."""
-    kind = result["kind"]
-    text = _CONTROL_TEXT.get(kind, "").format(**result.get("rows", {}))
-    text = f"{text}\n\n{result['verdict_text']}".strip()
-    table: list[dict] = []
-    if kind in ("maps", "smoothness"):
-        table = [
-            {"layer": name, **{k: v for k, v in scores.items() if not isinstance(v, dict)}}
-            for name, scores in result["scores"].items()
-        ]
-    elif "ari" in result:
-        table = [
-            {"clustering": name, "ARI against the labels": value}
-            for name, value in result["ari"].items()
-        ]
-    return Section("Controls", text=text, table=table or None)
-
-
-def _sections(config: FitConfig, metrics: dict, figures: list, training: str) -> list[Section]:
-    data = metrics["data"]
-    if config.weight is not None:
-        strength = f"λ={config.weight:g}"
-    elif metrics.get("budget") is not None:
-        strength = (
-            f"a budget of {metrics['budget']:g}: λ set in training to {metrics['final_weight']:.3g}"
-        )
-    else:
-        strength = (
-            "the learned-graph recipe: centred penalty at λ = "
-            f"{metrics['final_weight']:g}, the graph frozen once its modules hold"
-        )
-    text = (
-        f"A GSR autoencoder ({strength}) was trained on {data['n_samples']} samples "
-        f"x {data['n_features']} features of {Path(config.data).name} for {metrics['epochs']} "
-        f"epochs ({metrics['steps']} steps, seed {config.seed}); the structured layer "
-        f"'{metrics['layer']}' sits on the graph {metrics['graph']}. Training reconstruction "
-        f"MSE: {metrics['train_mse']:.5g}."
-    )
-    summary = {key: value for key, value in metrics.items() if not isinstance(value, (dict, list))}
-    for key, value in (metrics.get("localization") or {}).items():
-        summary[key] = value
-    for key, value in (metrics.get("cluster_indication") or {}).items():
-        summary[f"cluster indication {key}"] = value
-    if metrics.get("note"):
-        text += "\n\n" + metrics["note"]
-    report = metrics.get("budget_report")
-    if report is not None:
-        text += "\n\n" + budget_text(report)
-    if "controls" in metrics:
-        text += "\n\n" + metrics["controls"]["verdict_text"]
-    sections = [Section("Summary", text=text, table=summary)]
-    if "controls" in metrics:
-        sections.append(_controls_section(metrics["controls"]))
-    sections += [Section(heading, text=note, figures=[png]) for heading, note, png in figures]
-    sections.append(Section("Training", figures=[training]))
-    return sections

@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scanpy import logging as logg
-from sklearn.base import clone
 
 from .. import analysis
 from ..controls import score as score_controls
+from ..controls import twin as control_twin
 from ..estimators import GSRAutoencoder
 from ..graphs import Graph
 from ..training import History
@@ -159,11 +159,7 @@ def fit(
         adata = adata.copy()
     written = _write(adata, est, rows, names, _input_params(layer, use_rep), loadings)
     if labels is not None and controls:
-        twin = (
-            est
-            if weight == 0 and est.arrange is not True
-            else clone(est).set_params(weight=0.0, arrange=False).fit(X)
-        )
+        twin = est if weight == 0 and est.arrange is not True else control_twin(est).fit(X)
         result = score_controls(est, twin, X, labels, Z=adata.obsm[names.obsm], seed=int(est.seed_))
         adata.uns[names.uns]["controls"] = {"groupby": groupby, **_h5ad_tree(result)}
         written.append(f"uns[{names.uns!r}]['controls'], the GSR layer beside its controls")
