@@ -179,6 +179,14 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         module="gsreg.experiments.capsules",
         config_name="CapsulesConfig",
     ),
+    Experiment(
+        "receptive-fields",
+        "MNIST autoencoder, 8x8 grid layer in the decoder: do band-pass (wavelet-like) and "
+        "heat filter penalties give its neurons local, topographic receptive fields?",
+        minutes=8,
+        module="gsreg.experiments.receptive_fields",
+        config_name="ReceptiveFieldsConfig",
+    ),
 )
 
 
