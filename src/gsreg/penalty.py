@@ -120,24 +120,29 @@ def _series_apply(z: torch.Tensor, *operator, apply_s, coefs, lmax) -> torch.Ten
 
 
 def _stencil_series(z, offsets, diag, *stencil, coefs, lmax) -> torch.Tensor:
-    """:func:`gsreg.filters.chebyshev_apply` for a stencil operator, in fewer passes: the
-    step ``T_k = 2 (2 S / lmax - I) T_{k-1} - T_{k-2}`` is one stencil application with
-    scaled diagonals written over ``T_{k-2}`` (in place; no autograd)."""
-    scale = 4.0 / lmax  # 2 (2 / lmax): the recurrence's factor 2 folded in
-    diag2 = diag * scale - 2.0
+    """:func:`gsreg.filters.chebyshev_apply` for a stencil operator, in fewer passes (no
+    autograd). With ``S' = 2 L / lmax - I`` the recurrence ``T_m = 2 S' T_{m-1} - T_{m-2}``
+    runs on ``V_m = σ_m T_m``, signs ``σ = 1, 1, -1, -1, 1, 1, ...``, for which
+    ``V_m = ±2 S' V_{m-1} + V_{m-2}`` (+ for odd m): one stencil application accumulated
+    in place onto ``V_{m-2}``, with the factor 2 and the sign folded into its diagonals."""
+    scale = 4.0 / lmax
+    diag2 = diag * scale - 2.0  # 2 S' by diagonals
     stencil2 = [c * scale for c in stencil]
+    signed = {1: (diag2, 1.0), -1: (-diag2, -1.0)}
     out = z * (0.5 * float(coefs[0]))
     if len(coefs) == 1:
         return out
     prev, cur = z, stencil_apply(z, offsets, diag2 * 0.5, *(c * 0.5 for c in stencil2))
     out.add_(cur, alpha=float(coefs[1]))
-    for k, c in enumerate(coefs[2:]):
-        nxt = prev.neg() if k == 0 else prev.neg_()  # T_{k-2}: z itself must not change
-        nxt.addcmul_(cur, diag2)
+    for m, c in enumerate(coefs[2:], start=2):
+        sign = 1 if m % 2 else -1
+        sigma = 1.0 if (m // 2) % 2 == 0 else -1.0
+        d2, s2 = signed[sign]
+        nxt = (prev.clone() if m == 2 else prev).addcmul_(cur, d2)  # z itself must not change
         for d, coef in zip(offsets, stencil2, strict=True):
-            nxt[:, d:].addcmul_(cur[:, :-d], coef, value=-1)
-            nxt[:, :-d].addcmul_(cur[:, d:], coef, value=-1)
-        out.add_(nxt, alpha=float(c))
+            nxt[:, d:].addcmul_(cur[:, :-d], coef, value=-s2)
+            nxt[:, :-d].addcmul_(cur[:, d:], coef, value=-s2)
+        out.add_(nxt, alpha=sigma * float(c))
         prev, cur = cur, nxt
     return out
 
