@@ -548,6 +548,42 @@ def compile_section(data: dict) -> list[str]:
     ]
 
 
+def filter_penalty_section(data: dict) -> list[str]:
+    """Filter penalties (gsreg.filters) against the plain penalty, one graph, with the goal."""
+    cfg, results = data["config"], data["results"]
+    goal = results["goal"]
+    labels = {
+        "plain": "plain penalty `z^T L z` (baseline)",
+        "heat": f"heat filter, order {cfg['order']}, squared norm",
+        "wavelet": f"spline wavelet, order {cfg['order']}, squared norm",
+        "heat_l1": f"heat filter, order {cfg['order']}, L1 norm",
+        "autograd": "the heat filter by autograd through the recurrence (CSR)",
+    }
+    rows = [
+        [label, ms(results[name]["median_s"]), ratio(results[name]["ratio_to_plain"])]
+        for name, label in labels.items()
+        if name in results
+    ]
+    load = data["environment"].get("load_average_start")
+    met = "met" if goal["met"] else "missed"
+    return [
+        "## Filter penalties",
+        "",
+        f"`GraphPenalty(graph, filter=f, order={cfg['order']})` forward and backward on "
+        f"{cfg['graph']} (n = {cfg['n']:,}), batch {cfg['batch']}, float32, against the plain "
+        "penalty in the same process (`python benchmarks/filter_penalty.py`). The squared norm "
+        "is one Chebyshev series of h^2 on the stencil (K products with L, gradient saved); "
+        "the L1 form needs the series of h forward and again backward. Goal: the order-"
+        f"{cfg['order']} filter penalty within {goal['goal_ratio']:g}x the plain penalty: "
+        f"{ratio(goal['ratio_heat_to_plain'])} for heat, {met}"
+        + (f" (load average {load[0]:.1f} at the start: other work ran beside it)" if load else "")
+        + f". {env_line(data)}.",
+        "",
+        table(["penalty", "ms / call", "vs plain"], rows),
+        "",
+    ]
+
+
 def demo_time_section(data: dict) -> list[str]:
     """`gsreg demo` and `gsreg fit` alone and beside one competing process, with targets."""
     results, cfg = data["results"], data["config"]
@@ -803,6 +839,9 @@ def build(results: Path, out: Path, image: Path) -> str:
     compiled = load(results, "compile")
     if compiled is not None:
         lines += compile_section(compiled)
+    filter_penalty = load(results, "filter_penalty")
+    if filter_penalty is not None:
+        lines += filter_penalty_section(filter_penalty)
     demo_time = load(results, "demo_time")
     if demo_time is not None:
         lines += demo_time_section(demo_time)
