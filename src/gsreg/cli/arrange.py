@@ -243,8 +243,8 @@ def _figures(folder: RunFolder, Z_before, Z_after, y, graph: Graph, seed: int) -
                 "Class maps",
                 "Average activation of each unit over the samples of each "
                 "label, with unit i on node i before the arrangement and the arranged units "
-                "after it (rows 1-2), and the same minus the average over all samples "
-                f"(rows 3-4).{note}",
+                "after it (blocks 'before' and 'after'), and the same minus the average over all "
+                f"samples ('before − mean', 'after − mean').{note}",
                 folder.save_figure(fig, "class_maps"),
             )
         ]

@@ -168,8 +168,8 @@ def _maps(folder: RunFolder, est, Z: np.ndarray, y, figures: list) -> dict:
             (
                 "Class maps",
                 "Average activation of each neuron of the structured "
-                "layer over the samples of each label (top) and the same minus the "
-                f"average over all samples (bottom).{note}",
+                "layer over the samples of each label ('class mean') and the same minus the "
+                f"average over all samples ('minus the global mean').{note}",
                 folder.save_figure(fig, "class_maps"),
             )
         )
