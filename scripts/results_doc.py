@@ -37,6 +37,7 @@ KEY_FIGURES = {
     "trajectory": ("line_activity", "module_branch"),
     "pbmc": ("neurons_by_marker", "ari_by_seed"),
     "capsules": ("consistency_matrix",),
+    "receptive-fields": ("fields", "tradeoff"),
 }
 RESULTS = ROOT / "docs" / "results" / "experiments"
 BUDGET = ROOT / "benchmarks" / "results" / "budget.json"
