@@ -196,8 +196,47 @@ def test_verdict_compares_gsr_with_the_best_lambda_0_control(quick_run):
             controls.append(record["null"][score])
             assert v["control_score"] == pytest.approx(max(controls))
             assert v["margin"] == pytest.approx(record["scores"][score] - max(controls))
-            assert v["helps"] == (
-                v["margin"] > 0 and record["verdict"] != "wrecks the primary task"
-            )
+            wrecked = record["verdict"] == "wrecks the primary task"
+            assert v["seeds"] == 1 and v["seeds_won"] == int(v["margin"] > 0)
+            assert v["helps"] == (v["margin"] > 0 and not wrecked)
     headline = registry.get_experiment(NAME).headline(metrics)
     assert any("best control" in key for key in headline)
+
+
+def _record(label: str, per_seed_scores: list[float], verdict: str = "close to λ = 0") -> dict:
+    """A variant record whose every field (own order, arranged, null) holds the same
+    per-seed scores, for :func:`HF._verdicts`."""
+    seeds = [
+        {
+            "scores": dict.fromkeys(HF.SCORES, x),
+            "arranged": dict.fromkeys(HF.SCORES, x),
+            "null": {s: {"mean": 0.0} for s in HF.SCORES},
+        }
+        for x in per_seed_scores
+    ]
+    mean = float(np.mean(per_seed_scores))
+    return {
+        "label": label,
+        "scores": dict.fromkeys(HF.SCORES, mean),
+        "arranged": dict.fromkeys(HF.SCORES, mean),
+        "null": dict.fromkeys(HF.SCORES, 0.0),
+        "verdict": verdict,
+        "mse_ratio": 1.2,
+        "per_seed": seeds,
+    }
+
+
+def test_a_mean_margin_carried_by_a_minority_of_seeds_does_not_help():
+    zero = _record("λ = 0", [0.6, 0.6, 0.6, 0.6, 0.6])
+    controls = HF._controls(zero)
+    lucky = HF._verdicts(_record("GSR", [1.0, 1.0, 0.5, 0.5, 0.5]), zero, controls)
+    v = lucky["hierarchy"]
+    assert v["margin"] == pytest.approx(0.7 - 0.6) and v["seeds_won"] == 2
+    assert v["margin_se"] == pytest.approx(np.std([0.4, 0.4, -0.1, -0.1, -0.1], ddof=1) / 5**0.5)
+    assert not v["helps"]
+    steady = HF._verdicts(_record("GSR", [0.7, 0.7, 0.7, 0.5, 0.7]), zero, controls)
+    assert steady["hierarchy"]["seeds_won"] == 4 and steady["hierarchy"]["helps"]
+    wrecked = HF._verdicts(
+        _record("GSR", [0.9] * 5, verdict="wrecks the primary task"), zero, controls
+    )
+    assert wrecked["hierarchy"]["margin"] > 0 and not wrecked["hierarchy"]["helps"]

@@ -149,9 +149,10 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
     ),
     Experiment(
         "hierarchy-fixed",
-        "a fixed cluster graph (lines:3x2, 3 modules x 2 sub-types) on a 6-neuron layer: "
-        "does each line take a module and its nodes the sub-types?",
-        minutes=5,
+        "a fixed cluster graph (lines:3x2) on a 6-neuron layer of hierarchical data "
+        "(3 modules x 2 sub-types): whether each line takes one module and its two nodes "
+        "the sub-types",
+        minutes=3,
         module="gsreg.experiments.hierarchy_fixed",
         config_name="HierarchyFixedConfig",
     ),
