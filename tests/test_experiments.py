@@ -244,7 +244,16 @@ def test_report_prose_reads_the_thresholds_it_states(monkeypatch):
 # --------------------------------------------------------------------------- registry
 
 
-ALL_NAMES = (*NAMES, "modules", "hierarchy", "trajectory", "pbmc", "capsules")
+ALL_NAMES = (
+    *NAMES,
+    "modules",
+    "hierarchy",
+    "hierarchy-fixed",
+    "trajectory",
+    "pbmc",
+    "capsules",
+    "receptive-fields",
+)
 
 
 def test_list_and_lookup():
