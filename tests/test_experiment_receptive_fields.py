@@ -201,6 +201,7 @@ def test_the_claim_needs_most_seeds_not_only_the_mean():
         ("budget", 0.0, "budget"),
         ("heat_t", -1.0, "heat_t"),
         ("l1", 1, "l1"),
+        ("centered", "yes", "centered"),
         ("epochs", 0, "epochs"),
     ],
 )
@@ -213,9 +214,10 @@ def test_config_round_trips_through_json_and_lists_its_seeds():
     config = RF.ReceptiveFieldsConfig.quick(seed=4, n_seeds=2)
     again = RF.ReceptiveFieldsConfig(**json.loads(json.dumps(dataclasses.asdict(config))))
     assert again == config and config.seeds == [4, 5]
-    assert [v.key for v in RF.variants(config)] == ["lambda_0", "gsr", "heat", "band", "heat_l1"]
-    no_l1 = RF.ReceptiveFieldsConfig.quick(l1=False)
-    assert "heat_l1" not in [v.key for v in RF.variants(no_l1)]
+    keys = ["lambda_0", "gsr", "heat", "band", "band_centered", "heat_l1"]
+    assert [v.key for v in RF.variants(config)] == keys
+    fewer = RF.ReceptiveFieldsConfig.quick(l1=False, centered=False)
+    assert [v.key for v in RF.variants(fewer)] == keys[:4]
 
 
 # --------------------------------------------------------------------------- quick run
@@ -235,15 +237,16 @@ def test_quick_run_writes_the_report_metrics_and_figures(quick_run):
     assert html.count("data:image/png;base64,") == len(RF.FIGURES)
     assert "Verdicts" in html and "The claim" in html
     assert metrics["seeds"] == [1] and metrics["graph"] == "grid:8x8"
-    assert set(metrics["models"]) == {"lambda_0", "gsr", "heat", "band", "heat_l1"}
-    assert set(metrics["verdicts"]) == {"gsr", "heat", "band", "heat_l1"}
+    penalties = {"gsr", "heat", "band", "band_centered", "heat_l1"}
+    assert set(metrics["models"]) == {"lambda_0", *penalties}
+    assert set(metrics["verdicts"]) == penalties
     assert metrics["models"]["lambda_0"]["mse_ratio"] == pytest.approx(1.0)
     for m in metrics["models"].values():
         assert 0 < m["spread"] <= metrics["uniform_spread"] + 1e-9
         assert -1 <= m["topography"] <= 1
-    for key in ("gsr", "heat", "band", "heat_l1"):
+    for key in penalties:
         assert metrics["models"][key]["weight"] > 0  # the budget set a weight
     config = RF.ReceptiveFieldsConfig(**json.loads((folder / "config.json").read_text()))
     assert config == RF.ReceptiveFieldsConfig.quick(seed=1)
     headline = registry.get_experiment(NAME).headline(metrics)
-    assert sum("best control" in key for key in headline) == 4
+    assert sum("best control" in key for key in headline) == len(penalties)

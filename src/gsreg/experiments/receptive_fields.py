@@ -12,8 +12,9 @@ Per seed, one λ = 0 model is trained for ``epochs``; then
 - λ = 0: it trains on without a penalty for :func:`gsreg.estimators.budget_epochs`
   more epochs (the same number as every penalty), units in their trained order;
 - each penalty (plain GSR ``z^T L z``, the heat filter ``||exp(-tL) z||^2``, the
-  band-pass Mexican-hat filter ``||h(L) z||^2`` and, with ``l1``, the authors' L1 of
-  heat-filtered activations ``||exp(-tL) z||_1``) starts from the same λ = 0 model with
+  band-pass Mexican-hat filter ``||h(L) z||^2``, with ``centered`` the same made
+  scale-free, and with ``l1`` the authors' L1 of heat-filtered activations
+  ``||exp(-tL) z||_1``) starts from the same λ = 0 model with
   its units arranged on the grid (:func:`gsreg.arrange`) and trains the same extra
   epochs with the weight a 5% budget sets (:mod:`gsreg.budget`; the weight is never
   tuned on the reported seeds).
@@ -76,6 +77,8 @@ TOPOGRAPHY_CONTROLS = {
     "topography_field_arranged": "λ = 0 arranged by fields",
 }
 NULL_CONTROL = "permutation null (95th percentile)"
+#: a penalty "shrinks the layer" when its mean ||z|| is at most this share of λ = 0's
+SHRINK_SHARE = 0.5
 #: "more local" means a mean spread at most this share of λ = 0's (fixed before any run:
 #: a few hundredths of a pixel are no receptive field)
 LOCAL_SHARE = 0.9
@@ -93,7 +96,8 @@ class ReceptiveFieldsConfig:
     ``n_seeds`` models per variant, seeds ``seed, seed + 1, ...``; ``n_train``/``n_test``
     of ``None`` use the whole split (60 000 / 10 000). ``heat_t`` is the heat filter's
     time, ``band_scale`` the Mexican hat's scale (its response peaks at λ = 1 / scale),
-    ``filter_order`` the Chebyshev order of both; ``l1`` adds the L1 heat penalty.
+    ``filter_order`` the Chebyshev order of both; ``l1`` adds the L1 heat penalty,
+    ``centered`` the scale-free band-pass penalty (``normalize="centered"``).
     ``field_samples`` test digits give the averaged Jacobian; ``n_permutations`` the null.
     """
 
@@ -111,6 +115,7 @@ class ReceptiveFieldsConfig:
     band_scale: float = 1.0
     filter_order: int = 16
     l1: bool = True
+    centered: bool = True
     field_samples: int = 1000
     n_permutations: int = 1000
 
@@ -128,8 +133,12 @@ class ReceptiveFieldsConfig:
             n_permutations=(self.n_permutations, "positive_int"),
             **training_checks(self),
         )
-        if not isinstance(self.l1, bool):
-            raise ValueError(f"ReceptiveFieldsConfig.l1 must be True or False, got {self.l1!r}")
+        for name in ("l1", "centered"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"ReceptiveFieldsConfig.{name} must be True or False, "
+                    f"got {getattr(self, name)!r}"
+                )
         graph = graphs.parse(self.graph)
         if not graph.name.startswith("grid:"):
             raise ValueError(
@@ -193,6 +202,16 @@ def variants(config: ReceptiveFieldsConfig) -> list[Variant]:
             f"(band-pass, peak at λ = {1 / config.band_scale:g})",
         ),
     ]
+    if config.centered:
+        out.append(
+            Variant(
+                "band_centered",
+                f"Mexican hat s={config.band_scale:g}, centred",
+                "band_centered",
+                "||h(L) z||^2 / ||z - mean(z)||^2, the same band-pass filter made "
+                "scale-free (shrinking z does not lower it)",
+            )
+        )
     if config.l1:
         out.append(
             Variant(
@@ -214,10 +233,11 @@ def make_penalty(kind: str, graph: Graph, config: ReceptiveFieldsConfig) -> Grap
         return GraphPenalty(graph, filter=heat, order=config.filter_order)
     if kind == "heat_l1":
         return GraphPenalty(graph, filter=heat, order=config.filter_order, norm="l1")
+    band = filters.mexican_hat(config.band_scale)
     if kind == "band":
-        return GraphPenalty(
-            graph, filter=filters.mexican_hat(config.band_scale), order=config.filter_order
-        )
+        return GraphPenalty(graph, filter=band, order=config.filter_order)
+    if kind == "band_centered":
+        return GraphPenalty(graph, filter=band, order=config.filter_order, normalize="centered")
     raise ValueError(f"unknown penalty kind {kind!r}")
 
 
@@ -654,7 +674,14 @@ def plot_fields(panels: Mapping[str, np.ndarray], graph: Graph) -> Figure:
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.5, label="field / its peak |field|")
+        fig.colorbar(
+            image,
+            ax=axes,
+            orientation="horizontal",
+            shrink=0.35,
+            aspect=40,
+            label="field / its peak |field|  (red: the pixel brightens as the neuron rises)",
+        )
     fig.suptitle(
         f"Projective field of each neuron of the {graph.name} layer, at its grid place",
         fontsize=11,
@@ -887,6 +914,18 @@ def _sections(config, metrics, figures) -> list[Section]:
         more=budget_epochs(config.epochs),
         holding=holding,
         n_penalties=len(verdicts),
+        band=[
+            {"label": metrics["models"][k]["label"], "v": verdicts[k]}
+            for k in ("band", "band_centered")
+            if k in verdicts
+        ],
+        shrunk=[
+            metrics["models"][k]["label"]
+            for k in verdicts
+            if metrics["models"][k]["scale_vs_lambda_0"] <= SHRINK_SHARE
+        ],
+        scales=[metrics["models"][k]["scale_vs_lambda_0"] for k in verdicts],
+        shrink_share=SHRINK_SHARE,
         local_percent=(1 - LOCAL_SHARE) * 100,
         close_percent=(MSE_CLOSE - 1) * 100,
     )
