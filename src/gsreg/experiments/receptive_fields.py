@@ -548,6 +548,7 @@ def compute_metrics(
         "seeds": seeds,
         "budget": config.budget,
         "uniform_spread": uniform_spread(),
+        "model_order": list(labels),
         "models": summary,
         "verdicts": verdicts,
         "runs": runs,
@@ -625,8 +626,8 @@ def headline(metrics: dict) -> dict[str, str]:
             f"ρ {ref['topography']:.3f} as trained, {ref['topography_arranged']:.3f} arranged"
         ),
     }
-    for key, v in metrics["verdicts"].items():
-        m = metrics["models"][key]
+    for key in model_order(metrics)[1:]:
+        v, m = metrics["verdicts"][key], metrics["models"][key]
         word = "claim holds" if v["holds"] else "claim does not hold"
         out[f"{m['label']} vs best control"] = (
             f"spread {v['spread']['gsr_score']:.2f} vs {v['spread']['control_score']:.2f} px, "
@@ -689,31 +690,42 @@ def plot_fields(panels: Mapping[str, np.ndarray], graph: Graph) -> Figure:
     return fig
 
 
+def model_order(metrics: Mapping[str, Any]) -> list[str]:
+    """The model keys in the order the run trained them (λ = 0 first; JSON keeps no
+    order)."""
+    return list(metrics.get("model_order", metrics["models"]))
+
+
 def _seed_values(metrics: Mapping[str, Any], key: str, name: str) -> list[float]:
     return [metrics["runs"][str(s)][key][name] for s in metrics["seeds"]]
 
 
 def plot_spread(metrics: Mapping[str, Any]) -> Figure:
-    """Mean spread per model (bars), each seed a dot, the uniform field's spread dotted."""
-    keys = list(metrics["models"])
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
+    """Mean spread per model (bars), each seed a dot, the uniform field's spread dotted and
+    :data:`LOCAL_SHARE` times that of λ = 0 dashed."""
+    keys = model_order(metrics)
+    fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
     for i, key in enumerate(keys):
         m = metrics["models"][key]
         colour = "0.6" if key == REFERENCE else f"C{i}"
         ax.bar(i, m["spread"], color=colour, alpha=0.8)
         values = _seed_values(metrics, key, "spread")
         ax.plot([i] * len(values), values, "k.", ms=5)
-    ax.axhline(metrics["uniform_spread"], color="k", ls=":", lw=1)
-    ax.annotate(
-        "a uniform field",
-        (len(keys) - 0.5, metrics["uniform_spread"]),
-        ha="right",
-        va="bottom",
-        fontsize=8,
+    ax.axhline(metrics["uniform_spread"], color="k", ls=":", lw=1, label="a uniform field")
+    local = LOCAL_SHARE * metrics["models"][REFERENCE]["spread"]
+    ax.axhline(
+        local, color="k", ls="--", lw=1, label=f"{LOCAL_SHARE:g}x λ = 0: clearly more local below"
     )
-    ax.set_xticks(range(len(keys)), [metrics["models"][k]["label"] for k in keys], fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
+    ax.set_xticks(
+        range(len(keys)),
+        [metrics["models"][k]["label"] for k in keys],
+        fontsize=8,
+        rotation=20,
+        ha="right",
+    )
     ax.set_ylabel("spread of |field|² (pixels)")
-    ax.set_ylim(0, metrics["uniform_spread"] * 1.12)
+    ax.set_ylim(0, metrics["uniform_spread"] * 1.3)
     ax.set_title("Spread of the receptive fields (lower = more local; dots: seeds)", fontsize=10)
     return fig
 
@@ -723,13 +735,11 @@ def plot_topography(metrics: Mapping[str, Any]) -> Figure:
     permutation null (95th percentile, a black dash)."""
     ref_key = REFERENCE
     bars = [(label, ref_key, name) for name, label in TOPOGRAPHY_CONTROLS.items()]
-    bars += [
-        (metrics["models"][k]["label"], k, "topography") for k in metrics["models"] if k != ref_key
-    ]
+    bars += [(metrics["models"][k]["label"], k, "topography") for k in model_order(metrics)[1:]]
     fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
     for i, (_label, key, name) in enumerate(bars):
         values = _seed_values(metrics, key, name)
-        colour = "0.6" if key == ref_key else f"C{list(metrics['models']).index(key)}"
+        colour = "0.6" if key == ref_key else f"C{model_order(metrics).index(key)}"
         ax.bar(i, np.mean(values), color=colour, alpha=0.8)
         ax.plot([i] * len(values), values, "k.", ms=5)
         null = np.mean([r["q95"] for r in _seed_values(metrics, key, "null")])
@@ -749,13 +759,14 @@ def plot_topography(metrics: Mapping[str, Any]) -> Figure:
 def plot_tradeoff(metrics: Mapping[str, Any]) -> Figure:
     """Test MSE against λ = 0 (x) against spread (left) and topography (right); small
     dots are seeds, large markers the means."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.2), layout="constrained")
     for panel, (name, ylabel) in zip(
         axes,
         (("spread", "spread (pixels, lower = more local)"), ("topography", "Spearman ρ")),
         strict=True,
     ):
-        for i, (key, m) in enumerate(metrics["models"].items()):
+        for i, key in enumerate(model_order(metrics)):
+            m = metrics["models"][key]
             colour = "0.4" if key == REFERENCE else f"C{i}"
             xs = _seed_values(metrics, key, "mse_ratio")
             ys = _seed_values(metrics, key, name)
@@ -776,7 +787,8 @@ def plot_tradeoff(metrics: Mapping[str, Any]) -> Figure:
             xytext=(0, 3),
             fontsize=8,
         )
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
     fig.suptitle(
         f"Cost against locality (dotted: {MSE_CLOSE:g}x the MSE, the limit of 'close')",
         fontsize=10,
