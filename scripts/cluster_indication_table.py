@@ -390,17 +390,20 @@ def render(result: dict, images: dict[str, str], image_dir: str) -> str:
         w(render_tuning(tuning, config))
     w("## Reproduce\n")
     w(
-        "```\npython scripts/cluster_indication_table.py           # this page, "
+        "```bash\npython scripts/cluster_indication_table.py           # this page, "
         f"{result['seconds'] / 60:.1f} min here\n"
         "python scripts/cluster_indication_table.py --quick   # seconds, "
         "into runs/cluster_indication_quick/\n"
         "python scripts/cluster_indication_table.py --tune    # also re-run the tuning\n```\n"
     )
     w(
-        "```python\nfrom gsreg.experiments import cluster_indication as ci\n"
-        "config = ci.ClusterIndicationConfig()             # or .quick()\n"
+        "```python\nfrom gsreg.experiments import cluster_indication as ci\n\n"
+        "config = ci.ClusterIndicationConfig.quick()   # seconds; ClusterIndicationConfig(): "
+        "this study\n"
         'row = ci.run_one("modules", 3, seed=0, setting="gsreg", config=config)\n'
-        "result = ci.run_study(config)                      # {config, rows, summary, seconds}\n"
+        'print(row["components"], row["ari"], row["mse_ratio"])   # modules found, ARI, MSE / '
+        "weight 0\n"
+        "# ci.run_study(config): every run of the study, {config, rows, summary, seconds}\n"
         "```\n"
     )
     w(
