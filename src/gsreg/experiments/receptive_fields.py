@@ -103,7 +103,7 @@ class ReceptiveFieldsConfig:
 
     graph: str = "grid:8x8"
     latent: int = 16
-    epochs: int = 24
+    epochs: int = 40
     batch_size: int = 500
     lr: float = 1e-3
     n_train: int | None = None
@@ -659,10 +659,10 @@ def field_mosaic(fields: np.ndarray, graph: Graph, gap: int = 2) -> np.ndarray:
 
 def plot_fields(panels: Mapping[str, np.ndarray], graph: Graph) -> Figure:
     """One mosaic (:func:`field_mosaic`) per ``{title: fields (n, H, W)}``."""
-    ncols = min(4, len(panels))
+    ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(3.9 * ncols, 4.1 * nrows), squeeze=False, layout="constrained"
+        nrows, ncols, figsize=(4.6 * ncols, 4.9 * nrows), squeeze=False, layout="constrained"
     )
     cmap = plt.get_cmap("RdBu_r").copy()
     cmap.set_bad("white")
@@ -936,7 +936,10 @@ def _sections(config, metrics, figures) -> list[Section]:
             for k in verdicts
             if metrics["models"][k]["scale_vs_lambda_0"] <= SHRINK_SHARE
         ],
-        scales=[metrics["models"][k]["scale_vs_lambda_0"] for k in verdicts],
+        scales=[
+            (metrics["models"][k]["label"], metrics["models"][k]["scale_vs_lambda_0"])
+            for k in verdicts
+        ],
         shrink_share=SHRINK_SHARE,
         local_percent=(1 - LOCAL_SHARE) * 100,
         close_percent=(MSE_CLOSE - 1) * 100,
