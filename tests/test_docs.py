@@ -1,6 +1,6 @@
 """Every ```python block of README.md and docs/*.md is a test: a complete program that runs.
 
-Why a collector of our own, and not pytest-markdown-docs (installed) or mktestdocs: both
+Why a collector of our own, and not pytest-markdown-docs or mktestdocs: both
 exec the blocks inside the pytest process, where they share its state (torch seeds and
 threads, hooks, open figures, the working directory) with each other and with the rest of
 the suite, a block that hangs hangs the test worker, and a script meant for several
