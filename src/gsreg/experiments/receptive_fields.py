@@ -369,6 +369,7 @@ def readout(
     (on at most ``ARRANGE_ROWS`` training digits) and by their fields. Private entries
     (``_fields`` (n, 28, 28)) are for the figures."""
     Z_test = analysis.activations(model, data.X_test, LAYER)
+    # centre_dispersion: rms distance of the field centres from their mean, in pixels
     rows = np.random.default_rng(seed).permutation(len(Z_test))[: config.field_samples]
     fields = projective_fields(model, Z_test[np.sort(rows)]).reshape(-1, *IMAGE_SHAPE)
     spread, centres = field_spread(fields)
@@ -377,6 +378,9 @@ def readout(
         "activation_norm": float(np.linalg.norm(Z_test, axis=1).mean()),
         "spread": float(np.nanmean(spread)),
         "spread_median": float(np.nanmedian(spread)),
+        "centre_dispersion": float(
+            np.sqrt(((centres - centres.mean(axis=0)) ** 2).sum(axis=1).mean())
+        ),
         "topography": topography(centres, graph),
         "null": topography_null(centres, graph, config.n_permutations, seed),
         "_fields": fields,
@@ -524,6 +528,7 @@ def compute_metrics(
                     "scale_vs_lambda_0",
                     "spread",
                     "spread_median",
+                    "centre_dispersion",
                     "topography",
                 )
             },
@@ -844,6 +849,7 @@ def _model_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
                 "mean ||z||": f"{m['activation_norm']:.3f}",
                 "||z|| vs λ=0": f"{m['scale_vs_lambda_0']:.2f}x",
                 "spread (px)": f"{m['spread']:.2f}",
+                "centres' rms distance from their mean (px)": f"{m['centre_dispersion']:.2f}",
                 "topography ρ": f"{m['topography']:.3f}",
                 "null 95%": f"{m['null_q95']:.3f}",
                 "p per seed": ", ".join(f"{p:.3f}" for p in m["null_p"]),
@@ -941,6 +947,7 @@ def _sections(config, metrics, figures) -> list[Section]:
             for k in verdicts
         ],
         shrink_share=SHRINK_SHARE,
+        dispersions=[metrics["models"][k]["centre_dispersion"] for k in verdicts],
         local_percent=(1 - LOCAL_SHARE) * 100,
         close_percent=(MSE_CLOSE - 1) * 100,
     )

@@ -184,7 +184,7 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         "receptive-fields",
         "MNIST autoencoder, 8x8 grid layer in the decoder: do band-pass (wavelet-like) and "
         "heat filter penalties give its neurons local, topographic receptive fields?",
-        minutes=8,
+        minutes=5,
         module="gsreg.experiments.receptive_fields",
         config_name="ReceptiveFieldsConfig",
     ),
