@@ -146,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         help="describe a graph spec such as grid:8x8 and optionally draw it",
         description="Print nodes, edges, components and Laplacian spectrum bounds of a "
         "graph spec (grid:8x8, torus:4x8, lines:3x2, rings:1x20, path:10, ring:10, "
-        "star:7, tree:15, wishbone:10, capsules:10x16).",
+        "star:7, tree:15, wishbone:10, capsules:10x16, hex:6x8, grid3d:2x4x4, kite:3).",
     )
     graph.add_argument("spec", help="graph spec, e.g. grid:8x8")
     graph.add_argument("--plot", metavar="PNG", help="draw the graph into this PNG file")
