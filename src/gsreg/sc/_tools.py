@@ -85,7 +85,7 @@ def fit(
     epochs: int | str = "auto",
     random_state: int | None = 0,
     copy: bool = False,
-    verbose: int = 0,
+    verbose: int | str = "auto",
     groupby: str | None = None,
     controls: bool = True,
     loadings: str | None = "gradient",
@@ -114,7 +114,8 @@ def fit(
             :func:`gsreg.estimators.auto_epochs`) or a number.
         random_state: seed of initial weights and batch order (int), or None.
         copy: write into a copy of ``adata`` and return ``(copy, estimator)``.
-        verbose: 1 shows a progress bar.
+        verbose: "auto" (a progress bar for long fits in a terminal or notebook, as the
+            estimators), 1 always, 0 never.
         groupby: a column of ``adata.obs`` with a label per cell (cell types, clusters);
             with ``controls`` the GSR layer is scored against its controls on these labels.
         controls: with ``groupby``, also train the same model with weight 0 (same seed,

@@ -34,7 +34,7 @@ def gsr(
     controls: bool = True,
     loadings: str | None = "gradient",
     copy: bool = False,
-    verbose: int = 0,
+    verbose: int | str = "auto",
     **estimator_options: Any,
 ) -> AnnData | None:
     """Graph spectral regularization of an autoencoder's layer on the cells of ``adata``.
