@@ -750,12 +750,11 @@ def plot_topography(metrics: Mapping[str, Any]) -> Figure:
         null = np.mean([r["q95"] for r in _seed_values(metrics, key, "null")])
         ax.plot([i - 0.4, i + 0.4], [null, null], "k-", lw=1.5)
     ax.axhline(0, color="k", lw=0.6)
-    ax.plot([], [], "k-", lw=1.5, label="permutation null, 95th percentile")
-    ax.legend(fontsize=8, loc="upper right")
     ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=8, rotation=20, ha="right")
     ax.set_ylabel("Spearman ρ (grid vs image distance)")
     ax.set_title(
-        "Topography: do neighbouring neurons have neighbouring fields? (grey: λ = 0 controls)",
+        "Topography: do neighbouring neurons have neighbouring fields?\n"
+        "grey: λ = 0 controls; black dash: 95th percentile of the permutation null",
         fontsize=10,
     )
     return fig
@@ -838,7 +837,8 @@ def _figures(folder, config, graph, metrics, per_seed) -> dict[str, str]:
 
 def _model_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
     rows = []
-    for key, m in metrics["models"].items():
+    for key in model_order(metrics):
+        m = metrics["models"][key]
         rows.append(
             {
                 "model": m["label"],
