@@ -239,6 +239,28 @@ def test_fit_sae_takes_an_iterator_of_batches_until_it_ends():
     assert history.last["step"] == 5 and history.last["rows"] == 200
 
 
+def test_fit_sae_refuses_data_without_batches():
+    with pytest.raises(ValueError, match="no batches"):
+        fit_sae(TopographicSAE(4, 4, k=1), [], progress=False, device="cpu")
+
+
+def test_a_budget_sets_the_weight_after_the_warm_up():
+    from gsreg.budget import MIN_WARMUP_STEPS
+
+    sae = TopographicSAE(36, 9, graph="grid:3x3", k=2, budget=0.05, warmup_steps=MIN_WARMUP_STEPS)
+    history = fit_sae(
+        sae,
+        _blobs(500, 3),
+        steps=MIN_WARMUP_STEPS + 20,
+        batch_size=32,
+        log_every=10,
+        progress=False,
+        device="cpu",
+    )
+    weights = history["gsr/pre_activations/weight"]
+    assert weights[0] == 0.0 and weights[-1] > 0.0
+
+
 def test_gsr_on_a_grid_makes_neighbouring_latents_alike_where_a_plain_sae_does_not():
     # spots on a 6x6 image: a 5x5 grid SAE can lay its latents out like the image
     data = _blobs(2000, 0)

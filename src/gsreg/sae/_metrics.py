@@ -142,8 +142,8 @@ def _replacing_hook(replace, sae: TopographicSAE, layer: str):
                 f"layer {layer!r} outputs {shape}, whose last dimension is not the SAE's "
                 f"d_in={sae.d_in}"
             )
-        rows = first.reshape(-1, sae.d_in)
-        new = replace(rows.to(torch.float32)).to(first.dtype).reshape(first.shape)
+        rows = first.reshape(-1, sae.d_in).to(model_device(sae), torch.float32)
+        new = replace(rows).to(first.device, first.dtype).reshape(first.shape)
         if isinstance(output, tuple):
             return (new, *output[1:])
         if isinstance(output, list):

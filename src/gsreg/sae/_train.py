@@ -102,7 +102,7 @@ def fit_sae(
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
     history = SAEHistory()
     sums: dict[str, torch.Tensor] = {}
-    rows, since, start = 0, 0, time.perf_counter()
+    rows, since, step, start = 0, 0, 0, time.perf_counter()
     bar = tqdm(total=total, desc="fit_sae", unit="step", disable=not progress)
     try:
         for step, (idx, batch) in enumerate(batches, start=1):
@@ -122,6 +122,8 @@ def fit_sae(
             bar.update()
             if step == total:
                 break
+        if step == 0:
+            raise ValueError("fit_sae: data gave no batches")
         if since:
             history.records.append(
                 _record(sae, sums, since, step, rows, time.perf_counter() - start)
