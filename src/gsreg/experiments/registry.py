@@ -182,8 +182,8 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
     ),
     Experiment(
         "receptive-fields",
-        "MNIST autoencoder, 8x8 grid layer in the decoder: do band-pass (wavelet-like) and "
-        "heat filter penalties give its neurons local, topographic receptive fields?",
+        "MNIST autoencoder, 8x8 grid layer in the decoder: whether band-pass (wavelet-like) "
+        "and heat filter penalties give its neurons local, topographic receptive fields",
         minutes=5,
         module="gsreg.experiments.receptive_fields",
         config_name="ReceptiveFieldsConfig",
