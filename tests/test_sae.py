@@ -187,6 +187,48 @@ def test_downstream_loss_matches_a_hand_computation_on_a_tiny_model():
     assert model.training and sae.training  # modes restored
 
 
+def test_edge_similarity_equals_a_loop_over_edges_and_pairs_and_follows_a_placement():
+    sae = TopographicSAE(5, 9, k=2, seed=4)
+    d = sae.decoder.weight.detach().numpy().T.astype(np.float64)  # (9, 5) unit rows
+    g = graphs.grid(3, 3)
+    perm = np.random.default_rng(0).permutation(9)
+    for placement in (None, perm):
+        placed = d if placement is None else d[placement]
+        edges = np.mean([placed[i] @ placed[j] for i, j in g.edges])
+        pairs = np.mean([d[i] @ d[j] for i in range(9) for j in range(9) if i != j])
+        got = edge_similarity(sae, g, perm=placement)
+        assert got["edges"] == pytest.approx(edges) and got["all_pairs"] == pytest.approx(pairs)
+    with pytest.raises(ValueError, match="permutation of the 9 latents"):
+        edge_similarity(sae, g, perm=np.zeros(9, int))
+
+
+class _Keywords(nn.Module):
+    """A model called with keyword inputs, as Hugging Face models are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _Tiny()
+
+    def forward(self, input_ids, scale=1.0):
+        return self.inner(input_ids) * scale
+
+
+def test_mapping_batches_are_passed_as_keyword_inputs(tmp_path):
+    model = _Keywords()
+    batches = [{"input_ids": t, "scale": 2.0} for t in _tokens(2)]
+    acts = capture(model, "inner.block", batches, tmp_path / "acts", progress=False)
+    assert acts.shape == (48, 8)
+    sae = TopographicSAE(8, 8, k=2)
+
+    def loss_fn(logits, batch):
+        return nn.functional.cross_entropy(logits.reshape(-1, 5), batch["input_ids"].reshape(-1))
+
+    got = downstream_loss(model, "inner.block", sae, batches, loss_fn)
+    with torch.no_grad():
+        clean = np.mean([float(loss_fn(model(**b), b)) for b in batches])
+    assert got["clean"] == pytest.approx(clean, rel=1e-6)
+
+
 # --------------------------------------------------------------------------- training
 
 

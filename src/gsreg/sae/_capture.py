@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int
 from .._files import atomic_write, check_run_folder, staged_folder
+from ._data import run_model
 
 MANIFEST = "manifest.json"
 FORMAT = "gsreg.sae.activations"
@@ -61,10 +62,11 @@ def capture(
 ) -> Activations:
     """Run ``model`` on ``batches`` and write the output of its submodule ``layer`` to
     ``out_dir`` as rows: an output (B, d) gives B rows, (B, T, d) gives B*T rows (the
-    first item of a tuple output is read). A batch is the model's input, or a tuple or
-    list whose first item is. At most ``chunk_rows`` rows are held in memory; ``max_rows``
-    stops early. The model runs in evaluation mode without gradients and is left in the
-    mode it had. Returns :func:`open_activations` of the written folder.
+    first item of a tuple output is read). A batch is the model's input, a tuple or list
+    whose first item is, or a mapping of keyword inputs (``model(**batch)``). At most
+    ``chunk_rows`` rows are held in memory; ``max_rows`` stops early. The model runs in
+    evaluation mode without gradients and is left in the mode it had. Returns
+    :func:`open_activations` of the written folder.
 
     ``out_dir`` may be missing, hold an incomplete capture (replaced whole) or, with
     ``overwrite=True``, a complete one; anything else in it is refused. NaN/Inf in the
@@ -96,9 +98,8 @@ def capture(
             writer = _ChunkWriter(run, chunk_rows, dtype, layer)
             with torch.no_grad():
                 for number, batch in enumerate(bar):
-                    inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
                     outputs.clear()
-                    model(inputs)
+                    run_model(model, batch)
                     if not outputs:
                         raise ValueError(f"layer {layer!r} did not run in the model's forward")
                     rows = torch.cat(outputs) if len(outputs) > 1 else outputs[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -96,3 +96,16 @@ def as_batch(
         more = f" and {len(bad) - SHOWN_ROWS} more" if len(bad) > SHOWN_ROWS else ""
         raise ValueError(f"batch {number} has NaN or Inf in {where}{more}")
     return x
+
+
+def run_model(model, batch):
+    """``model`` on one batch: ``model(**batch)`` for a mapping (keyword inputs, as a
+    Hugging Face tokenizer gives), ``model(batch[0])`` for a tuple or list (``(x, y)``),
+    else ``model(batch)``. Returns ``(output, batch size)``."""
+    if isinstance(batch, Mapping):
+        first = next((v for v in batch.values() if isinstance(v, torch.Tensor)), None)
+        if first is None:
+            raise TypeError("a mapping batch needs at least one tensor value")
+        return model(**batch), int(first.shape[0])
+    inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return model(inputs), int(inputs.shape[0])

@@ -12,7 +12,7 @@ from torch import nn
 from .._checks import check_int
 from .._util import model_device
 from ._capture import module_named
-from ._data import as_batch, check_width, ordered_batches
+from ._data import as_batch, check_width, ordered_batches, run_model
 from ._model import TopographicSAE
 
 
@@ -86,8 +86,8 @@ def downstream_loss(
 ) -> dict[str, float]:
     """The model's loss with layer ``layer``'s output replaced by the SAE's reconstruction.
 
-    For each batch: ``output = model(inputs)`` (``inputs`` is the batch, or its first item
-    when it is a tuple or list, e.g. ``(x, y)``) and ``loss_fn(output, batch)`` a 0-d
+    For each batch: ``output = model(batch)`` (``model(batch[0])`` for a tuple or list such
+    as ``(x, y)``, ``model(**batch)`` for a mapping) and ``loss_fn(output, batch)`` a 0-d
     tensor; losses are averaged over batches weighted by their first dimension. The
     layer's output (..., d_in) (e.g. (B, T, d) in a transformer; in a tuple output its
     first item) is read as rows and replaced by ``sae(rows)``. Returns ``clean`` (no
@@ -109,14 +109,13 @@ def downstream_loss(
     weight = 0
     try:
         for batch in batches:
-            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            size = int(inputs.shape[0])
             for name, replace in replacements.items():
                 handle = None
                 if replace is not None:
                     handle = module.register_forward_hook(_replacing_hook(replace, sae, layer))
                 try:
-                    value = loss_fn(model(inputs), batch)
+                    output, size = run_model(model, batch)
+                    value = loss_fn(output, batch)
                 finally:
                     if handle is not None:
                         handle.remove()
@@ -153,10 +152,14 @@ def _replacing_hook(replace, sae: TopographicSAE, layer: str):
     return hook
 
 
-def edge_similarity(sae: TopographicSAE, graph=None) -> dict[str, float]:
-    """How alike neighbouring latents are on ``graph`` (default: the SAE's fixed graph):
-    the mean cosine similarity of decoder directions over edges, beside the mean over all
-    pairs of distinct latents (the level a random layout gives)."""
+def edge_similarity(sae: TopographicSAE, graph=None, perm=None) -> dict[str, float]:
+    """How alike neighbouring latents are on ``graph`` (default: the SAE's own graph,
+    fixed or learned): ``edges``, the mean cosine similarity of the decoder directions of
+    the two latents of each edge, beside ``all_pairs``, the mean over all pairs of distinct
+    latents, which is also what ``edges`` averages to over random placements of the
+    latents on the graph (the permutation null's mean). ``perm`` (n_latents,) places
+    latent ``perm[node]`` on ``node`` (e.g. :func:`gsreg.analysis.arrangement` of a plain
+    SAE's codes: the post-hoc control)."""
     from ..graphs import Graph, parse
 
     if graph is None:
@@ -169,6 +172,13 @@ def edge_similarity(sae: TopographicSAE, graph=None) -> dict[str, float]:
     if not isinstance(graph, Graph) or graph.n_nodes != sae.n_latents:
         raise ValueError(f"edge_similarity: graph must be a Graph of {sae.n_latents} nodes")
     d = sae.decoder_directions().double().cpu()
+    if perm is not None:
+        perm = np.asarray(perm)
+        if sorted(perm.tolist()) != list(range(sae.n_latents)):
+            raise ValueError(
+                f"edge_similarity: perm must be a permutation of the {sae.n_latents} latents"
+            )
+        d = d[torch.from_numpy(perm.astype(np.int64))]
     i, j = (torch.from_numpy(np.ascontiguousarray(e)) for e in graph.edges.T)
     edges = float((d[i] * d[j]).sum(1).mean())
     total = d.sum(0)
