@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from html import escape
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
 
-from gsreg import graphs
+import gsreg
+from gsreg import graphs, report
 from gsreg.experiments import receptive_fields as RF
 from gsreg.experiments import registry
 from gsreg.models import DenseAutoencoder
 
 NAME = "receptive-fields"
 GRID = graphs.grid(8, 8)
+TEMPLATES = Path(gsreg.__file__).parent / "templates"
 
 
 def gaussian_field(sigma: float, centre: tuple[float, float], shape=(28, 28)) -> np.ndarray:
@@ -224,14 +228,17 @@ def test_config_round_trips_through_json_and_lists_its_seeds():
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run(tmp_path_factory, recording_prose):
     root = tmp_path_factory.mktemp("runs")
-    folder = registry.run_experiment(NAME, root, quick=True, seed=1, device="cpu", progress=False)
-    return folder, json.loads((folder / "metrics.json").read_text())
+    with recording_prose() as rendered:
+        folder = registry.run_experiment(
+            NAME, root, quick=True, seed=1, device="cpu", progress=False
+        )
+    return folder, json.loads((folder / "metrics.json").read_text()), rendered
 
 
 def test_quick_run_writes_the_report_metrics_and_figures(quick_run):
-    folder, metrics = quick_run
+    folder, metrics, _ = quick_run
     assert {p.name for p in (folder / "figures").iterdir()} == {f"{f}.png" for f in RF.FIGURES}
     html = (folder / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(RF.FIGURES)
@@ -250,3 +257,13 @@ def test_quick_run_writes_the_report_metrics_and_figures(quick_run):
     assert config == RF.ReceptiveFieldsConfig.quick(seed=1)
     headline = registry.get_experiment(NAME).headline(metrics)
     assert sum("best control" in key for key in headline) == len(penalties)
+
+
+def test_quick_run_report_holds_the_prose_of_every_receptive_fields_template(quick_run):
+    folder, _, rendered = quick_run
+    own = {f"receptive_fields/{p.name}" for p in (TEMPLATES / "receptive_fields").glob("*.txt")}
+    assert own and own <= {template for template, _ in rendered}
+    page = (folder / "report.html").read_text()
+    for template, values in rendered:
+        for paragraph in report.prose(template, **values).split("\n\n"):
+            assert escape(paragraph) in page, (template, paragraph)
