@@ -91,6 +91,19 @@ def test_reconstruction_is_the_decoder_of_the_latents_plus_the_decoder_bias():
         assert torch.allclose(sae(x), expected, atol=1e-6)
 
 
+def test_the_relu_loss_is_the_mse_plus_l1_times_the_summed_latents():
+    sae = TopographicSAE(6, 10, activation="relu", l1=0.3)
+    x = torch.randn(9, 6)
+    terms = sae.loss(x)
+    with torch.no_grad():
+        z = torch.relu(sae.encoder(x - sae.b_dec))
+        x_hat = z @ sae.decoder.weight.t() + sae.b_dec
+        mse = ((x_hat - x) ** 2).mean()
+        expected = mse + 0.3 * z.sum(1).mean()
+    assert float(terms["mse"].detach()) == pytest.approx(float(mse), rel=1e-6)
+    assert float(terms["loss"].detach()) == pytest.approx(float(expected), rel=1e-6)
+
+
 def test_decoder_columns_have_unit_norm_after_training_steps():
     sae = TopographicSAE(8, 16, graph="grid:4x4", k=2, weight=1e-2)
     data = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
@@ -142,6 +155,8 @@ def test_evaluate_matches_a_direct_numpy_computation():
     assert got["rows"] == 101
     batches = evaluate(sae, [x[:50], x[50:]])
     assert batches["variance_explained"] == pytest.approx(got["variance_explained"], rel=1e-9)
+    first = evaluate(sae, [x[:50], x[50:]], max_rows=60)
+    assert first["rows"] == 60 and first["mse"] == pytest.approx(evaluate(sae, x[:60])["mse"])
 
 
 def test_dead_latents_are_those_never_active_on_the_rows():
@@ -337,8 +352,31 @@ def test_capture_round_trip_gives_the_layer_rows_in_chunks(tmp_path):
     assert manifest["rows"] == 72 and manifest["dtype"] == "float32"
     again = open_activations(tmp_path / "acts")
     np.testing.assert_array_equal(again[idx], acts[idx])
+    shuffled = np.array([71, 3, -1, 10])
+    np.testing.assert_array_equal(again[shuffled], expected.numpy()[shuffled])
+    np.testing.assert_array_equal(again[-2], expected.numpy()[-2])
     sae = TopographicSAE(8, 8, k=2)
     assert fit_sae(sae, again, steps=3, batch_size=16, progress=False, device="cpu")
+
+
+def test_a_half_precision_capture_is_read_as_float32_for_training(tmp_path):
+    model = _Tiny()
+    acts = capture(model, "block", _tokens(2), tmp_path / "acts", dtype="float16", progress=False)
+    with torch.no_grad():
+        expected = torch.cat([model.block(model.embed(t)).reshape(-1, 8) for t in _tokens(2)])
+    assert acts.dtype == np.float16
+    np.testing.assert_allclose(acts[:], expected.numpy(), atol=1e-3)
+    sae = TopographicSAE(8, 8, k=2)
+    history = fit_sae(sae, acts, steps=4, batch_size=12, progress=False, device="cpu")
+    assert np.isfinite(history.last["loss"])
+
+
+def test_a_diverging_fit_is_reported():
+    sae = TopographicSAE(4, 4, k=1)
+    with torch.no_grad():
+        sae.encoder.bias.fill_(float("inf"))
+    with pytest.raises(RuntimeError, match="loss became nan"):
+        fit_sae(sae, np.ones((8, 4), np.float32), steps=2, progress=False, device="cpu")
 
 
 def _interrupted(batches, after):

@@ -67,8 +67,10 @@ def ordered_batches(
         )
     seen = 0
     for batch in data:
-        if max_rows is not None and seen >= max_rows:
-            return
+        if max_rows is not None:
+            if seen >= max_rows:
+                return
+            batch = batch[: max_rows - seen]
         yield None, batch
         seen += len(batch)
 

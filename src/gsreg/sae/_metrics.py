@@ -21,7 +21,8 @@ def evaluate(
     sae: TopographicSAE, data, *, batch_size: int = 4096, max_rows: int | None = None
 ) -> dict[str, float]:
     """SAE metrics over the rows of ``data`` (an (N, d_in) array read in order, batch by
-    batch, or an iterable of (B, d_in) batches), in float64 sums:
+    batch, or an iterable of (B, d_in) batches; only the first ``max_rows`` rows when
+    given), in float64 sums:
 
     - ``mse``: mean over rows and dimensions of ``(x_hat - x)^2``;
     - ``variance_explained``: ``1 - SSE / SST``, SST the summed squares about the data's

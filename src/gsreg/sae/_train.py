@@ -80,8 +80,9 @@ def fit_sae(
     (B, d_in) batches used as they come (``batch_size`` is then theirs; ``steps=None``:
     until it ends). ``init_bias``: when ``b_dec`` is still all zero, set it to the mean of
     the first batch (the standard start: the encoder then reads centred rows). A batch
-    with NaN/Inf raises ValueError naming the batch and its rows. The SAE is moved to
-    ``device`` and left in training mode.
+    with NaN/Inf raises ValueError naming the batch and its rows; a non-finite loss
+    raises RuntimeError at the next record. The SAE is moved to ``device`` and left in
+    training mode.
     """
     if not isinstance(sae, TopographicSAE):
         raise TypeError(f"fit_sae trains a TopographicSAE, got {type(sae).__name__}")
@@ -136,6 +137,10 @@ def fit_sae(
 def _record(sae, sums, count, step, rows, seconds) -> dict[str, Any]:
     record: dict[str, Any] = {"step": step, "rows": rows}
     record.update({name: float(total) / count for name, total in sums.items()})
+    if not math.isfinite(record["loss"]):
+        raise RuntimeError(
+            f"fit_sae: the loss became {record['loss']} by step {step} (try a lower lr)"
+        )
     if sae.regularizer is not None:
         for name, value in sae.regularizer.logs().items():
             record[name] = float(value)
