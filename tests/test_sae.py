@@ -129,6 +129,24 @@ def test_the_regularizer_hooks_the_named_layer_and_a_plain_sae_has_none():
     assert float(sae.penalty().detach()) == pytest.approx(float(expected), rel=1e-5)
 
 
+@pytest.mark.parametrize("graph", ["grid:3x3", "learned"])
+def test_a_deep_copy_collects_its_own_penalty_and_keeps_the_state(graph):
+    import copy
+
+    sae = TopographicSAE(4, 9, graph=graph, k=2, weight=0.1)
+    fit_sae(sae, _blobs(300, 0)[:, :4], steps=3, batch_size=50, progress=False, device="cpu")
+    twin = copy.deepcopy(sae)
+    assert twin.regularizer is not sae.regularizer and twin.regularizer.model is twin
+    assert twin.regularizer.step_count == sae.regularizer.step_count == 3
+    for name, value in sae.state_dict().items():
+        assert torch.equal(twin.state_dict()[name], value)
+    sae.regularizer.clear()
+    twin.loss(torch.randn(5, 4))
+    assert "gsr/pre_activations" not in sae.regularizer.logs()
+    if graph == "grid:3x3":
+        assert float(twin.penalty().detach()) > 0
+
+
 def test_a_learned_graph_sae_trains():
     sae = TopographicSAE(6, 12, graph="learned", k=2)
     assert isinstance(sae.regularizer.learned_graphs()["pre_activations"], CoactivationGraph)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -123,6 +125,19 @@ class TopographicSAE(nn.Module):
             self.encoder.weight.copy_(self.decoder.weight.t())
             self.encoder.bias.zero_()
         self.graph_spec, self.gsr_on = _describe(graph), gsr_on
+        self._config = {
+            "d_in": d_in,
+            "n_latents": n_latents,
+            "graph": graph,
+            "k": k,
+            "activation": activation,
+            "l1": l1,
+            "weight": weight,
+            "budget": budget,
+            "warmup_steps": warmup_steps,
+            "gsr_on": gsr_on,
+            "seed": seed,
+        }
         target = _as_target(graph, n_latents)
         if target is None and (weight is not None or budget is not None):
             raise ValueError("TopographicSAE: weight= and budget= set GSR, which needs a graph")
@@ -193,6 +208,19 @@ class TopographicSAE(nn.Module):
     def decoder_directions(self) -> torch.Tensor:
         """The latents' unit directions (n_latents, d_in), detached."""
         return self.decoder.weight.detach().t()
+
+    def __deepcopy__(self, memo) -> TopographicSAE:
+        """A new SAE with copies of the weights and of the regularizer's state: copying
+        the hooks would leave the copy's penalties flowing into the original."""
+        config = dict(self._config, graph=copy.deepcopy(self._config["graph"], memo))
+        new = type(self)(**config)
+        new.load_state_dict(copy.deepcopy(self.state_dict(), memo))
+        new.to(self.b_dec.device)
+        if self.regularizer is not None:
+            new.regularizer.load_state_dict(copy.deepcopy(self.regularizer.state_dict(), memo))
+        new.train(self.training)
+        memo[id(self)] = new
+        return new
 
     def extra_repr(self) -> str:
         graph = f"graph={self.graph_spec!r}" + (f" on {self.gsr_on}" if self.graph_spec else "")
