@@ -16,7 +16,6 @@ per-layer values and saves its state in checkpoints. Needs ``pip install gsreg[l
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,15 +28,14 @@ except ImportError as err:
         "gsreg.integrations.lightning needs the 'lightning' package: pip install gsreg[lightning]"
     ) from err
 
-from .. import graphs
 from ..coactivation import CoactivationGraph
 from ..graphs import Graph
 from ..penalty import GraphPenalty
 from ..regularizer import GraphRegularizer
+from ._arguments import check_regularizer_arguments
 
 __all__ = ["GSRCallback"]
 
-_TARGETS = (Graph, str, GraphPenalty, CoactivationGraph)
 _FIT = "fit"
 
 
@@ -84,22 +82,9 @@ class GSRCallback(pl.Callback):
         attribute: str = "gsr",
         **regularizer_kwargs: Any,
     ) -> None:
-        if not isinstance(layers, Mapping) or not layers:
-            raise ValueError("GSRCallback: layers must be a non-empty mapping {layer name: graph}")
-        for name, target in layers.items():
-            if not isinstance(target, _TARGETS):
-                raise TypeError(
-                    f"GSRCallback: layer {name!r}: target must be a Graph, a graph spec string, "
-                    f"a GraphPenalty or a CoactivationGraph, got {type(target).__name__}"
-                )
-            if isinstance(target, str):
-                graphs.parse(target)  # a bad spec fails here, not inside trainer.fit
+        check_regularizer_arguments(layers, weight, regularizer_kwargs, "GSRCallback")
         if not (isinstance(attribute, str) and attribute.isidentifier()):
             raise ValueError(f"GSRCallback: attribute must be an identifier, got {attribute!r}")
-        try:
-            inspect.signature(GraphRegularizer).bind(None, layers, weight, **regularizer_kwargs)
-        except TypeError as err:
-            raise TypeError(f"GSRCallback: {err} (keywords of GraphRegularizer)") from None
         self.layers = dict(layers)
         self.weight = weight
         self.attribute = attribute

@@ -19,7 +19,6 @@ gsreg[transformers]``.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -35,15 +34,14 @@ except ImportError as err:
         "pip install gsreg[transformers]"
     ) from err
 
-from .. import graphs
 from ..coactivation import CoactivationGraph
 from ..graphs import Graph
 from ..penalty import GraphPenalty
 from ..regularizer import GraphRegularizer
+from ._arguments import check_regularizer_arguments
 
 __all__ = ["GSRCallback", "GSRTrainer", "STATE_FILE"]
 
-_TARGETS = (Graph, str, GraphPenalty, CoactivationGraph)
 #: the regularizer's state in a checkpoint folder (``torch.save`` of plain tensors and
 #: numbers, read back with ``weights_only=True``)
 STATE_FILE = "gsr_state.pt"
@@ -73,20 +71,7 @@ class GSRCallback(transformers.TrainerCallback):
         weight: float | Mapping[str | nn.Module, float] | None = None,
         **regularizer_kwargs: Any,
     ) -> None:
-        if not isinstance(layers, Mapping) or not layers:
-            raise ValueError("GSRCallback: layers must be a non-empty mapping {layer: graph}")
-        for name, target in layers.items():
-            if not isinstance(target, _TARGETS):
-                raise TypeError(
-                    f"GSRCallback: layer {name!r}: target must be a Graph, a graph spec string, "
-                    f"a GraphPenalty or a CoactivationGraph, got {type(target).__name__}"
-                )
-            if isinstance(target, str):
-                graphs.parse(target)  # a bad spec fails here, not inside trainer.train
-        try:
-            inspect.signature(GraphRegularizer).bind(None, layers, weight, **regularizer_kwargs)
-        except TypeError as err:
-            raise TypeError(f"GSRCallback: {err} (keywords of GraphRegularizer)") from None
+        check_regularizer_arguments(layers, weight, regularizer_kwargs, "GSRCallback")
         self.layers = dict(layers)
         self.weight = weight
         self.regularizer_kwargs = dict(regularizer_kwargs)
