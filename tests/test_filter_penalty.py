@@ -128,3 +128,22 @@ def test_bad_filter_penalties_are_refused():
         GraphPenalty(graph, filter=filters.heat(1.0), norm="l1", normalize="centered")
     with pytest.warns(UserWarning, match="raise the order"):
         GraphPenalty(graphs.grid(16, 16), filter=filters.low_pass(0.3, sharpness=4), order=4)
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1"])
+@pytest.mark.parametrize("path", ["stencil", "dense", "csr"])
+def test_a_filter_penalty_compiles_without_graph_breaks_and_matches_eager(path, norm):
+    dynamo = pytest.importorskip("torch._dynamo")
+    torch._dynamo.reset()
+    pen = _forced(
+        GraphPenalty(graphs.grid(8, 8), filter=filters.heat(0.5), order=8, norm=norm), path
+    )
+    pen.prepare("cpu")
+    z = torch.randn(4, 64, requires_grad=True)
+    assert dynamo.explain(pen)(z).graph_break_count == 0
+    compiled = torch.compile(pen, fullgraph=True, backend="aot_eager")
+    value = compiled(z)
+    (grad,) = torch.autograd.grad(value, z)
+    (eager_grad,) = torch.autograd.grad(pen(z), z)
+    torch.testing.assert_close(value, pen(z))
+    torch.testing.assert_close(grad, eager_grad)

@@ -341,11 +341,13 @@ class GraphPenalty(nn.Module):
         # (h^2), K products with L and the gradient saved, where filtering then squaring
         # costs K products forward and K backward; the L1 form needs h(L) z itself
         squared = filter is not None and norm == "l2"
-        self._series = (
-            None
-            if filter is None
-            else (filter.squared() if squared else filter).series(graph, order, laplacian, None)
-        )
+        self._series = None
+        if filter is not None:
+            coefs, lmax = (filter.squared() if squared else filter).series(
+                graph, order, laplacian, None
+            )
+            # Python floats: the forward then runs no numpy (torch.compile traces it whole)
+            self._series = (tuple(float(c) for c in coefs), float(lmax))
         self._operators: dict[tuple, Any] = {}
         self._host: dict[str, tuple] = {}  # {path: host_terms(...)}
         self._path = choose_path(graph)
@@ -430,9 +432,9 @@ class GraphPenalty(nn.Module):
             if not grad:  # no autograd Function without a gradient (as _quadratic_form)
                 return torch.linalg.vecdot(z, series(z, *operator))
             return _QuadraticForm.apply(z, series, *operator)[0]
-        if grad:
+        if grad and not torch.compiler.is_compiling():
             filtered = _PolynomialFilter.apply(z, coefs, lmax, _APPLY[kind], *operator)
-        else:
+        else:  # compiled: autograd through the recurrence, which traces as one graph
             filtered = series(z, *operator)
         return filtered.abs().sum(dim=1)
 
