@@ -338,3 +338,24 @@ def test_a_loaded_step_past_the_warmup_turns_the_penalty_on():
     L = torch.as_tensor(graphs.path(4).laplacian_matrix().toarray(), dtype=z.dtype)
     expected = 0.5 * torch.einsum("bi,ij,bj->b", z, L, z).mean()
     torch.testing.assert_close(reg.penalty(), expected)
+
+
+def test_a_deep_copy_of_the_model_does_not_record_into_the_original_regularizer():
+    import copy
+
+    from gsreg import GraphRegularizer, graphs
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh())
+    reg = GraphRegularizer(model, {"1": graphs.grid(4, 4)}, weight=1.0)
+    x = torch.randn(8, 5)
+    model(x)
+    before = reg.penalty().detach()
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        twin[0].weight.mul_(10.0)
+    twin(x)  # neither clears nor replaces the original's penalty
+    torch.testing.assert_close(reg.penalty().detach(), before)
+    model(x)
+    torch.testing.assert_close(reg.penalty().detach(), before)
+    reg.remove()

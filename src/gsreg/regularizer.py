@@ -200,7 +200,7 @@ class GraphRegularizer:
         )
         for layer in self._layers.values():
             layer.handle = layer.module.register_forward_hook(self._hook_for(layer))
-        self._root_handle = model.register_forward_pre_hook(lambda module, inputs: self.clear())
+        self._root_handle = model.register_forward_pre_hook(self._clear_hook())
 
     # -- hooks -------------------------------------------------------------------------
     def clear(self) -> None:
@@ -210,9 +210,19 @@ class GraphRegularizer:
         for layer in self._layers.values():
             layer.value = layer.activations = None
 
+    def _clear_hook(self):
+        # a function, not a bound method: copy.deepcopy(model) then shares it instead of
+        # copying this regularizer, and a copy's forward must not clear our penalties
+        def clear_own(module, inputs):
+            if module is self.model:
+                self.clear()
+
+        return clear_own
+
     def _hook_for(self, layer: _HookedLayer):
         def hook(module, inputs, output):
-            if not (module.training and torch.is_grad_enabled()):
+            # a deep copy of the model carries this hook: only our own layer records
+            if module is not layer.module or not (module.training and torch.is_grad_enabled()):
                 return
             z = layer_activations(output, layer.nodes, layer.n_nodes, layer.name)
             if layer.learned is not None:
