@@ -253,6 +253,7 @@ ALL_NAMES = (
     "pbmc",
     "capsules",
     "receptive-fields",
+    "topographic-sae",
 )
 
 

@@ -188,6 +188,14 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         module="gsreg.experiments.receptive_fields",
         config_name="ReceptiveFieldsConfig",
     ),
+    Experiment(
+        "topographic-sae",
+        "a character-level transformer on Python source: a topographic TopK SAE (16x16 "
+        "grid) against a plain one arranged post hoc: token-class maps, Moran's I, cost",
+        minutes=12,
+        module="gsreg.experiments.topographic_sae",
+        config_name="TopographicSAEConfig",
+    ),
 )
 
 
