@@ -260,7 +260,8 @@ def test_quick_run_writes_the_report_metrics_and_figures(quick_run):
     html = (quick_run / "report.html").read_text()
     assert "Verdict:" in html and "【" in html
     headline = registry.get_experiment(NAME).headline(metrics)
-    assert "verdict" in headline
+    words = headline["topographic SAE vs best control"]
+    assert words.endswith("not more organised") is not metrics["verdict"]["holds"]
     config = TS.TopographicSAEConfig(**json.loads((quick_run / "config.json").read_text()))
     assert config == TS.TopographicSAEConfig.quick()
 

@@ -603,7 +603,12 @@ def headline(metrics: dict) -> dict[str, str]:
             f"topographic {m['topographic']['loss_recovered']:.3f}, "
             f"plain {m['plain']['loss_recovered']:.3f}"
         ),
-        "verdict": "more organised than the controls" if v["holds"] else "not more organised",
+        "topographic SAE vs best control": (
+            f"Moran's I {m['topographic']['morans_i']:.3f} vs {v['best_control']} "
+            f"{v['control_morans_i']:.3f}, at {v['cost_variance_explained']:+.3f} variance "
+            f"explained and {v['cost_loss_recovered']:+.3f} loss recovered: "
+            + ("more organised" if v["holds"] else "not more organised")
+        ),
     }
 
 
