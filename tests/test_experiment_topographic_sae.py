@@ -258,7 +258,8 @@ def test_quick_run_writes_the_report_metrics_and_figures(quick_run):
     assert metrics["models"]["plain_arranged"]["variance_explained"] == plain["variance_explained"]
     assert metrics["lm"]["train_seconds"] > 0
     html = (quick_run / "report.html").read_text()
-    assert "Verdict:" in html and "【" in html
+    assert "Verdict:" in html and "«" in html
+    assert metrics["contexts"] and metrics["gsr_budget"]["weights"]["pre_activations"] > 0
     headline = registry.get_experiment(NAME).headline(metrics)
     words = headline["topographic SAE vs best control"]
     assert words.endswith("not more organised") is not metrics["verdict"]["holds"]

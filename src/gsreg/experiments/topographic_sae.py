@@ -480,13 +480,12 @@ def _study(config, graph, tmp, progress) -> tuple[dict, dict]:
     budget = saes["topographic"].regularizer.budget.summary()
     shown = shown_latents(scores["topographic"]["maps"], config.n_latents_shown)
     metrics = _metrics(config, corpus, lm, standard, scores, similarity, budget, len(val_labels))
+    metrics["gsr_budget"] = budget
     metrics["class_counts"] = {
         c: int(np.sum(val_labels == text_data.CLASSES.index(c))) for c in text_data.CLASSES
     }
-    extras = {
-        "maps": {key: scores[key]["maps"] for key in MODELS},
-        "contexts": top_contexts(Z["topographic"], val_windows, shown, config.n_contexts),
-    }
+    metrics["contexts"] = top_contexts(Z["topographic"], val_windows, shown, config.n_contexts)
+    extras = {"maps": {key: scores[key]["maps"] for key in MODELS}}
     return metrics, extras
 
 
@@ -736,7 +735,7 @@ def _context_rows(contexts: Sequence[Mapping]) -> list[dict[str, str]]:
                 {
                     "latent (row, col)": str(entry["latent"]) if number == 0 else "",
                     "activation": f"{example['activation']:.2f}",
-                    "context": visible(example["before"]) + "【" + visible(example["char"]) + "】",
+                    "context": visible(example["before"]) + "«" + visible(example["char"]) + "»",
                 }
             )
     return rows
@@ -746,7 +745,7 @@ def _sections(config, metrics, extras, figures) -> list[Section]:
     width = _grid_shape(graphs.parse(config.graph))[1]
     contexts = [
         dict(c, latent=f"{c['latent']} ({c['latent'] // width}, {c['latent'] % width})")
-        for c in extras["contexts"]
+        for c in metrics["contexts"]
     ]
     values = dict(config=config, metrics=metrics, m=metrics["models"], v=metrics["verdict"])
     return [
