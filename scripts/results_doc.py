@@ -38,6 +38,7 @@ KEY_FIGURES = {
     "pbmc": ("neurons_by_marker", "ari_by_seed"),
     "capsules": ("consistency_matrix",),
     "receptive-fields": ("fields", "tradeoff"),
+    "topographic-sae": ("class_maps", "morans_i"),
 }
 RESULTS = ROOT / "docs" / "results" / "experiments"
 BUDGET = ROOT / "benchmarks" / "results" / "budget.json"
