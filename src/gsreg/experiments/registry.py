@@ -192,7 +192,7 @@ EXPERIMENTS: dict[str, Experiment] = _entries(
         "topographic-sae",
         "a character-level transformer on Python source: a topographic TopK SAE (16x16 "
         "grid) against a plain one arranged post hoc: token-class maps, Moran's I, cost",
-        minutes=12,
+        minutes=7,
         module="gsreg.experiments.topographic_sae",
         config_name="TopographicSAEConfig",
     ),
