@@ -584,6 +584,39 @@ def filter_penalty_section(data: dict) -> list[str]:
     ]
 
 
+def sae_section(data: dict) -> list[str]:
+    """A topographic SAE's training step against the plain SAE's, with the goal."""
+    cfg, results = data["config"], data["results"]
+    labels = {
+        "plain": "plain TopK SAE (baseline)",
+        "grid": f"GSR on {cfg['graph']}, on the pre-activations (default)",
+        "grid_codes": f"GSR on {cfg['graph']}, on the sparse codes",
+    }
+    rows = [
+        [
+            label,
+            ms(results[name]["median_s"]),
+            "1.00x" if name == "plain" else ratio(results[name]["ratio_to_plain"]),
+        ]
+        for name, label in labels.items()
+        if name in results
+    ]
+    worst = max(results[n]["ratio_to_plain"] for n in ("grid", "grid_codes") if n in results)
+    met = "met" if worst <= cfg["goal_ratio"] else "missed"
+    return [
+        "## Topographic sparse autoencoders",
+        "",
+        f"A TopK SAE training step (k = {cfg['k']}, {cfg['n_latents']:,} latents, d_in "
+        f"{cfg['d_in']}, batch {cfg['batch']}, {cfg['optimizer']}) with and without GSR on "
+        f"{cfg['graph']}, interleaved in one process (`python benchmarks/sae.py`). Goal: at "
+        f"most {cfg['goal_ratio']:g}x the plain SAE's step: {ratio(worst)} at worst, {met}. "
+        f"{cfg['note'][:1].upper() + cfg['note'][1:]}. {env_line(data)}.",
+        "",
+        table(["SAE", "ms / step", "vs plain"], rows),
+        "",
+    ]
+
+
 def demo_time_section(data: dict) -> list[str]:
     """`gsreg demo` and `gsreg fit` alone and beside one competing process, with targets."""
     results, cfg = data["results"], data["config"]
@@ -839,6 +872,9 @@ def build(results: Path, out: Path, image: Path) -> str:
     compiled = load(results, "compile")
     if compiled is not None:
         lines += compile_section(compiled)
+    sae = load(results, "sae")
+    if sae is not None:
+        lines += sae_section(sae)
     filter_penalty = load(results, "filter_penalty")
     if filter_penalty is not None:
         lines += filter_penalty_section(filter_penalty)
