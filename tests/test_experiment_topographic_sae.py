@@ -275,3 +275,36 @@ def test_quick_run_report_holds_the_prose_of_every_template(quick_run):
     for template, values in rendered:
         for paragraph in report.prose(template, **values).split("\n\n"):
             assert escape(paragraph) in page, (template, paragraph)
+
+
+class _Modules:
+    """A learned graph stand-in: ``graph`` set and ``modules()`` the given labels."""
+
+    def __init__(self, labels):
+        self.graph = object()
+        self._labels = np.asarray(labels)
+
+    def modules(self):
+        return self._labels
+
+
+def test_learned_modules_that_follow_the_token_classes_score_ari_one_and_beat_a_null():
+    rng = np.random.default_rng(0)
+    n_rows, n_latents = 400, 40  # enough latents that random regroupings rarely split
+    labels = np.repeat([0, 1], n_rows // 2)
+    modules = np.repeat([0, 1], n_latents // 2)
+    Z = rng.normal(size=(n_rows, n_latents))  # noise: a random regrouping mixes the blocks
+    Z[labels == 0, :20] += 1.0  # module 0 drives class 0, module 1 class 1
+    Z[labels == 1, 20:] += 1.0
+    plain = rng.random((n_rows, n_latents))
+    X = rng.normal(size=(n_rows, 5))
+    windows = rng.integers(0, 10, size=(n_rows // 20, 20))
+    config = TS.TopographicSAEConfig.quick()
+    out = TS.learned_modules(_Modules(modules), Z, plain, X, labels, windows, config)
+    assert out["n_modules"] == 2 and out["sizes"] == [20, 20]
+    assert out["ari"] == pytest.approx(1.0)
+    assert out["p_value"] < 0.05 and out["null_mean"] < 0.5
+    assert out["helps"] == (out["ari"] > max(out["controls"].values()))
+    assert [c["module"] for c in out["contexts"]] == [0, 1]
+    one = TS.learned_modules(_Modules(np.zeros(40, int)), Z, plain, X, labels, windows, config)
+    assert one == {"n_modules": 1, "sizes": [40], "ari": None}

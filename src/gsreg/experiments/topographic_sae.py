@@ -35,6 +35,7 @@ from torch import nn
 
 from .. import analysis, graphs
 from ..budget import MIN_WARMUP_STEPS
+from ..coactivation import CoactivationGraph
 from ..datasets import text as text_data
 from ..graphs import Graph
 from ..report import RunFolder, Section, prose
@@ -89,7 +90,8 @@ class TopographicSAEConfig:
     GSR weight set by ``budget`` (the share of SAE loss GSR may cost) after
     ``warmup_share`` of the steps. Read-outs on ``eval_windows`` validation windows;
     ``n_permutations`` for each null; ``n_latents_shown`` latents with
-    ``n_contexts`` top contexts each in the report.
+    ``n_contexts`` top contexts each in the report. The learned-graph SAE's graph is
+    updated every ``learned_update_every`` steps (fixed in advance, not tuned).
     """
 
     corpus_bytes: int = 3_000_000
@@ -113,6 +115,7 @@ class TopographicSAEConfig:
     n_permutations: int = 999
     n_latents_shown: int = 6
     n_contexts: int = 5
+    learned_update_every: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -139,6 +142,7 @@ class TopographicSAEConfig:
             n_permutations=(self.n_permutations, "positive_int"),
             n_latents_shown=(self.n_latents_shown, "positive_int"),
             n_contexts=(self.n_contexts, "positive_int"),
+            learned_update_every=(self.learned_update_every, "positive_int"),
         )
         if self.val_every < 2:
             raise ValueError(f"TopographicSAEConfig.val_every must be >= 2, got {self.val_every}")
@@ -194,6 +198,7 @@ class TopographicSAEConfig:
                 "n_permutations": 99,
                 "n_latents_shown": 2,
                 "n_contexts": 2,
+                "learned_update_every": 20,
                 **overrides,
             }
         )
@@ -296,7 +301,10 @@ def train_model(config: TopographicSAEConfig, train_ids: np.ndarray) -> tuple[nn
 
 
 def make_saes(config: TopographicSAEConfig, d_in: int) -> dict[str, TopographicSAE]:
-    """The plain and the topographic SAE: same seed, latents and k."""
+    """The plain SAE, the topographic SAE (on ``config.graph``) and the learned-graph SAE
+    (a :class:`gsreg.CoactivationGraph` of default settings but its update interval,
+    ``learned_update_every`` steps; its components are the feature modules): same seed,
+    latents and k."""
     n = graphs.parse(config.graph).n_nodes
     return {
         "plain": TopographicSAE(d_in, n, k=config.k, seed=config.seed),
@@ -304,6 +312,15 @@ def make_saes(config: TopographicSAEConfig, d_in: int) -> dict[str, TopographicS
             d_in,
             n,
             graph=config.graph,
+            k=config.k,
+            budget=config.budget,
+            warmup_steps=warmup_steps(config),
+            seed=config.seed,
+        ),
+        "learned": TopographicSAE(
+            d_in,
+            n,
+            graph=CoactivationGraph(n_nodes=n, update_every=config.learned_update_every),
             k=config.k,
             budget=config.budget,
             warmup_steps=warmup_steps(config),
@@ -485,8 +502,73 @@ def _study(config, graph, tmp, progress) -> tuple[dict, dict]:
         c: int(np.sum(val_labels == text_data.CLASSES.index(c))) for c in text_data.CLASSES
     }
     metrics["contexts"] = top_contexts(Z["topographic"], val_windows, shown, config.n_contexts)
+    metrics["learned"] = learned_modules(
+        _learned_graph(saes["learned"]),
+        codes(saes["learned"], val_rows),
+        Z["plain"],
+        val_rows,
+        val_labels,
+        val_windows,
+        config,
+    )
+    metrics["learned"]["standard"] = standard["learned"]
     extras = {"maps": {key: scores[key]["maps"] for key in MODELS}}
     return metrics, extras
+
+
+def _learned_graph(sae: TopographicSAE) -> CoactivationGraph:
+    """The learned-graph SAE's CoactivationGraph (the one its regularizer updates)."""
+    (lg,) = sae.regularizer.learned_graphs().values()
+    return lg
+
+
+def learned_modules(
+    lg: CoactivationGraph,
+    Z: np.ndarray,
+    Z_plain: np.ndarray,
+    X: np.ndarray,
+    labels: np.ndarray,
+    windows: np.ndarray,
+    config: TopographicSAEConfig,
+) -> dict[str, Any]:
+    """The learned-graph SAE's feature modules (the components of its graph) read out on
+    held-out characters: ``n_modules``, ``sizes``, the ARI of each character's most active
+    module against its token class beside the controls of
+    :func:`gsreg.analysis.module_controls` (the plain SAE's latents clustered into as many
+    modules, the characters clustered on the plain SAE's codes and on the MLP activations
+    X (N, d)) and the modules' permutation null, and each module's top contexts."""
+    if lg.graph is None:
+        return {"n_modules": 0, "sizes": [], "ari": None}
+    modules = lg.modules()
+    sizes = np.bincount(modules).tolist()
+    out: dict[str, Any] = {"n_modules": len(sizes), "sizes": sizes, "ari": None}
+    if len(sizes) < 2:
+        return out
+    found = analysis.module_controls(Z, modules, Z_plain, X, labels, len(sizes), config.seed)
+    gsr = analysis.cluster_scores(analysis.indicated_modules(Z, modules), labels)["ari"]
+    controls = {
+        analysis.MODULE_CONTROL_LABELS[key]
+        .replace("λ=0 neurons", "plain SAE latents")
+        .replace("λ=0 layer", "plain SAE codes")
+        .replace("raw input", "MLP activations"): found[key]
+        for key in analysis.MODULE_CONTROLS
+        if found[key] is not None
+    }
+    best = max(controls, key=controls.get)
+    activity = np.stack([Z[:, modules == m].mean(axis=1) for m in range(len(sizes))], axis=1)
+    largest = list(range(min(len(sizes), config.n_latents_shown)))
+    contexts = top_contexts(activity, windows, largest, config.n_contexts)
+    out.update(
+        ari=gsr,
+        controls=controls,
+        best_control=best,
+        margin=gsr - controls[best],
+        null_mean=found["null_mean"],
+        p_value=found["p_value"],
+        helps=bool(gsr > controls[best] and found["p_value"] < P_LEVEL),
+        contexts=[dict(c, module=c.pop("latent")) for c in contexts],
+    )
+    return out
 
 
 def _batches(windows: np.ndarray, per_batch: int = 64) -> list[torch.Tensor]:
@@ -608,7 +690,20 @@ def headline(metrics: dict) -> dict[str, str]:
             f"explained and {v['cost_loss_recovered']:+.3f} loss recovered: "
             + ("more organised" if v["holds"] else "not more organised")
         ),
+        "learned-graph SAE modules": _learned_headline(metrics.get("learned") or {}),
     }
+
+
+def _learned_headline(learned: Mapping) -> str:
+    if learned.get("ari") is None:
+        count = learned.get("n_modules", 0)
+        return f"{count} module{'s' if count != 1 else ''}: no feature modules to score"
+    best = learned["best_control"]
+    return (
+        f"{learned['n_modules']} modules, ARI against token classes {learned['ari']:.3f} "
+        f"(p {learned['p_value']:.3f}) vs {best} {learned['controls'][best]:.3f}: "
+        + ("indicate the classes better" if learned["helps"] else "no better than the best control")
+    )
 
 
 # --------------------------------------------------------------------------- figures
@@ -691,6 +786,42 @@ def _figures(folder, metrics, extras, graph) -> dict[str, str]:
 # --------------------------------------------------------------------------- report
 
 
+def _learned_context_sections(learned: Mapping) -> list[Section]:
+    """The largest feature modules' top contexts (none without modules)."""
+    contexts = learned.get("contexts")
+    if not contexts:
+        return []
+    rows = _context_rows([dict(c, latent=f"module {c['module']}") for c in contexts])
+    text = (
+        "As above, for each of the largest modules the characters on which its latents "
+        "are most active on average."
+    )
+    return [Section("Top contexts of the largest feature modules", text=text, table=rows)]
+
+
+def _learned_rows(learned: Mapping) -> list[dict[str, str]]:
+    """The learned modules' ARI against the token classes beside each control."""
+    if learned.get("ari") is None:
+        return []
+    rows = [
+        {
+            "grouping": f"learned-graph SAE modules ({learned['n_modules']})",
+            "ARI against token classes": f"{learned['ari']:.3f} (p {learned['p_value']:.3f})",
+        }
+    ]
+    rows += [
+        {"grouping": name, "ARI against token classes": f"{value:.3f}"}
+        for name, value in learned["controls"].items()
+    ]
+    rows.append(
+        {
+            "grouping": "random regroupings of the latents (mean)",
+            "ARI against token classes": f"{learned['null_mean']:.3f}",
+        }
+    )
+    return rows
+
+
 def _model_rows(metrics: Mapping) -> list[dict[str, str]]:
     rows = []
     for key in MODELS:
@@ -765,6 +896,12 @@ def _sections(config, metrics, extras, figures) -> list[Section]:
             text=prose("topographic_sae/contexts.txt", context_chars=CONTEXT_CHARS, **values),
             table=_context_rows(contexts),
         ),
+        Section(
+            "Learned-graph variant: feature modules",
+            text=prose("topographic_sae/learned.txt", l=metrics["learned"], **values),
+            table=_learned_rows(metrics["learned"]) or None,
+        ),
+        *_learned_context_sections(metrics["learned"]),
         Section(
             "Method",
             text=prose(
