@@ -791,7 +791,7 @@ def _learned_context_sections(learned: Mapping) -> list[Section]:
     contexts = learned.get("contexts")
     if not contexts:
         return []
-    rows = _context_rows([dict(c, latent=f"module {c['module']}") for c in contexts])
+    rows = _context_rows([dict(c, latent=c["module"]) for c in contexts], header="module")
     text = (
         "As above, for each of the largest modules the characters on which its latents "
         "are most active on average."
@@ -858,13 +858,15 @@ def _class_rows(metrics: Mapping) -> list[dict[str, str]]:
     return rows
 
 
-def _context_rows(contexts: Sequence[Mapping]) -> list[dict[str, str]]:
+def _context_rows(
+    contexts: Sequence[Mapping], header: str = "latent (row, col)"
+) -> list[dict[str, str]]:
     rows = []
     for entry in contexts:
         for number, example in enumerate(entry["examples"]):
             rows.append(
                 {
-                    "latent (row, col)": str(entry["latent"]) if number == 0 else "",
+                    header: str(entry["latent"]) if number == 0 else "",
                     "activation": f"{example['activation']:.2f}",
                     "context": visible(example["before"]) + "«" + visible(example["char"]) + "»",
                 }
