@@ -863,24 +863,18 @@ def build(results: Path, out: Path, image: Path) -> str:
         lines += training_section(train, "Training steps")
     if learned is not None:
         lines += learned_section(learned, "Learned-graph updates")
-    learned_large = load(results, "learned_update_large")
-    if learned_large is not None:
-        lines += learned_large_section(learned_large)
-    threads = load(results, "threads")
-    if threads is not None:
-        lines += threads_section(threads)
-    compiled = load(results, "compile")
-    if compiled is not None:
-        lines += compile_section(compiled)
-    sae = load(results, "sae")
-    if sae is not None:
-        lines += sae_section(sae)
-    filter_penalty = load(results, "filter_penalty")
-    if filter_penalty is not None:
-        lines += filter_penalty_section(filter_penalty)
-    demo_time = load(results, "demo_time")
-    if demo_time is not None:
-        lines += demo_time_section(demo_time)
+    # sections that need nothing but their own benchmarks/results/NAME.json
+    for name, section in (
+        ("learned_update_large", learned_large_section),
+        ("threads", threads_section),
+        ("compile", compile_section),
+        ("sae", sae_section),
+        ("filter_penalty", filter_penalty_section),
+        ("demo_time", demo_time_section),
+    ):
+        data = load(results, name)
+        if data is not None:
+            lines += section(data)
     if fit is not None:
         lines += fit_section(fit)
     if arrange is not None:
